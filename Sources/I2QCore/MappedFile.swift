@@ -1,0 +1,81 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A whole file mapped read-only into memory. Views into it are zero-copy.
+///
+/// Pages that a streaming pass has finished with can be dropped from this process's resident set
+/// with `release(_:)` (madvise DONTNEED), so reading a 30 GB model does not grow RSS by 30 GB.
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    public let count: Int
+    private let base: UnsafeRawPointer?
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { throw IOError.notFound(path: path) }
+            throw IOError.open(path: path, errno: errno)
+        }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw IOError.open(path: path, errno: errno) }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw IOError.open(path: path, errno: EISDIR) }
+        count = Int(st.st_size)
+        if count == 0 {
+            base = nil
+            return
+        }
+        let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
+        if p == MAP_FAILED || p == nil { throw IOError.mmap(path: path, errno: errno) }
+        base = UnsafeRawPointer(p!)
+    }
+
+    deinit {
+        if let base { munmap(UnsafeMutableRawPointer(mutating: base), count) }
+    }
+
+    /// Calls `body` with the bytes `[offset, offset+length)`. The range must have been validated by
+    /// the caller against `count`; this re-checks and traps only on a programming error.
+    @inlinable
+    public func withBytes<R>(_ offset: Int, _ length: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        precondition(offset >= 0 && length >= 0 && offset <= count && length <= count - offset, "mapped range out of bounds")
+        return try body(rawBuffer(offset, length))
+    }
+
+    @usableFromInline
+    func rawBuffer(_ offset: Int, _ length: Int) -> UnsafeRawBufferPointer {
+        guard let base else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: base + offset, count: length)
+    }
+
+    /// Copies bytes out (for headers and small metadata).
+    public func copyBytes(_ offset: Int, _ length: Int) -> [UInt8] {
+        withBytes(offset, length) { Array($0) }
+    }
+
+    /// Tells the kernel this process no longer needs the pages of `[offset, offset+length)`
+    /// (they stay in the page cache; they stop counting towards RSS).
+    public func release(_ offset: Int, _ length: Int) {
+        guard let base, length > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (offset / page) * page
+        let end = min(count, offset + length)
+        let alignedEnd = end == count ? end : (end / page) * page
+        guard alignedEnd > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), alignedEnd - start, MADV_DONTNEED)
+    }
+
+    /// Hints that `[offset, offset+length)` will be read sequentially soon.
+    public func willNeed(_ offset: Int, _ length: Int) {
+        guard let base, length > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (offset / page) * page
+        let end = min(count, offset + length)
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_WILLNEED)
+    }
+}

@@ -1,0 +1,211 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A file opened for sequential writing, with complete-write semantics and errors naming the file.
+public final class OutputFile {
+    public let path: String
+    private var fd: Int32
+    public private(set) var written: Int = 0
+
+    public init(creating path: String) throws {
+        self.path = path
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 { throw IOError.open(path: path, errno: errno) }
+    }
+
+    deinit { if fd >= 0 { Glibc.close(fd) } }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard var p = bytes.baseAddress else { return }
+        var left = bytes.count
+        while left > 0 {
+            let n = Glibc.write(fd, p, left)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw IOError.write(path: path, errno: errno)
+            }
+            if n == 0 { throw IOError.write(path: path, errno: EIO) }
+            p += n
+            left -= n
+            written += n
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    public func write(_ s: String) throws {
+        try write(Array(s.utf8))
+    }
+
+    /// Writes `count` zero bytes (alignment padding).
+    public func writeZeros(_ count: Int) throws {
+        if count <= 0 { return }
+        try write([UInt8](repeating: 0, count: count))
+    }
+
+    /// Flushes to stable storage and closes.
+    public func close() throws {
+        guard fd >= 0 else { return }
+        if fsync(fd) != 0 && errno != EINVAL && errno != EROFS { 
+            let e = errno; Glibc.close(fd); fd = -1
+            throw IOError.write(path: path, errno: e)
+        }
+        if Glibc.close(fd) != 0 { let e = errno; fd = -1; throw IOError.write(path: path, errno: e) }
+        fd = -1
+    }
+}
+
+/// File-system helpers used by every verb that writes output: outputs are built under a temporary
+/// name next to the destination and renamed into place only when complete.
+public enum FileSystem {
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func makeDirectory(_ path: String) throws {
+        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw IOError.mkdir(path: path, errno: errno) }
+    }
+
+    public static func fileSize(_ path: String) -> Int? {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : nil
+    }
+
+    /// Removes a file or a directory tree; ignores a missing path.
+    public static func removeTree(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            for name in (try? listDirectory(path)) ?? [] { removeTree(path + "/" + name) }  // best effort cleanup
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
+    public static func listDirectory(_ path: String) throws -> [String] {
+        guard let d = opendir(path) else { throw IOError.open(path: path, errno: errno) }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafePointer(to: e.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    public static func rename(_ from: String, _ to: String) throws {
+        if Glibc.rename(from, to) != 0 { throw IOError.rename(from: from, to: to, errno: errno) }
+    }
+
+    public static func readFile(_ path: String) throws -> [UInt8] {
+        let m = try MappedFile(path: path)
+        return m.copyBytes(0, m.count)
+    }
+
+    public static func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+        let f = try OutputFile(creating: path)
+        try f.write(bytes)
+        try f.close()
+    }
+
+    public static func copyFile(_ from: String, _ to: String) throws {
+        try writeFile(to, readFile(from))
+    }
+
+    /// Directory part of a path ("." if none).
+    public static func dirname(_ path: String) -> String {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        guard let i = p.lastIndex(of: "/") else { return "." }
+        return i == p.startIndex ? "/" : String(p[..<i])
+    }
+
+    public static func basename(_ path: String) -> String {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        guard let i = p.lastIndex(of: "/") else { return p }
+        return String(p[p.index(after: i)...])
+    }
+}
+
+/// An output (file or directory) built under a temporary sibling name and renamed into place by
+/// `commit()`. If it is never committed, `deinit` removes the temporary: an interrupted or failed
+/// run leaves no partial output under the final name.
+public final class StagedOutput {
+    public let finalPath: String
+    public let tempPath: String
+    private var committed = false
+
+    public init(finalPath: String, directory: Bool, overwrite: Bool) throws {
+        var fp = finalPath
+        while fp.count > 1 && fp.hasSuffix("/") { fp.removeLast() }
+        self.finalPath = fp
+        if FileSystem.exists(fp) && !overwrite { throw IOError.exists(path: fp) }
+        let parent = FileSystem.dirname(fp)
+        if !FileSystem.isDirectory(parent) { throw IOError.notFound(path: parent) }
+        tempPath = parent + "/." + FileSystem.basename(fp) + ".i2q-partial-\(getpid())"
+        FileSystem.removeTree(tempPath)
+        if directory { try FileSystem.makeDirectory(tempPath) }
+        StagedOutput.register(tempPath)
+    }
+
+    public func commit() throws {
+        if FileSystem.exists(finalPath) {
+            // --overwrite: move the old one aside first so the rename is a single step.
+            let old = tempPath + ".old"
+            try FileSystem.rename(finalPath, old)
+            try FileSystem.rename(tempPath, finalPath)
+            FileSystem.removeTree(old)
+        } else {
+            try FileSystem.rename(tempPath, finalPath)
+        }
+        committed = true
+        StagedOutput.unregister(tempPath)
+    }
+
+    deinit {
+        if !committed {
+            FileSystem.removeTree(tempPath)
+            StagedOutput.unregister(tempPath)
+        }
+    }
+
+    // Temporaries still open are removed if the process is interrupted (SIGINT/SIGTERM).
+    nonisolated(unsafe) private static var live: Set<String> = []
+    private static let lock = Lock()
+
+    private static func register(_ p: String) { lock.withLock { _ = live.insert(p) } }
+    private static func unregister(_ p: String) { lock.withLock { _ = live.remove(p) } }
+
+    /// Removes every uncommitted temporary. Called from the CLI's signal handler.
+    public static func removeAllUncommitted() {
+        let paths = lock.withLock { live }
+        for p in paths { FileSystem.removeTree(p) }
+    }
+}
+
+/// A minimal mutex.
+public final class Lock: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    public init() { pthread_mutex_init(&m, nil) }
+    deinit { pthread_mutex_destroy(&m) }
+    public func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        return try body()
+    }
+}

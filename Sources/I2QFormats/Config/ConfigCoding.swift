@@ -1,0 +1,119 @@
+import Foundation
+import I2QCore
+
+/// Errors reading a model's configuration files.
+public enum ConfigError: I2QError {
+    case missingFile(path: String, why: String)
+    case invalid(path: String, detail: String)
+    case unsupportedModelType(path: String, modelType: String?)
+
+    public var description: String {
+        switch self {
+        case let .missingFile(p, why): return "\(p) is missing: \(why)"
+        case let .invalid(p, d): return "\(p): \(d)"
+        case let .unsupportedModelType(p, t):
+            let known = ModelRegistry.modelTypes.joined(separator: ", ")
+            if let t { return "\(p): model_type \"\(t)\" is not supported (supported: \(known))." }
+            return "\(p): no \"model_type\" key; i2q needs it to know the architecture (supported: \(known))."
+        }
+    }
+
+    /// Turns a DecodingError into a message naming the key path and what was expected.
+    static func from(_ e: Error, path: String) -> ConfigError {
+        guard let d = e as? DecodingError else { return .invalid(path: path, detail: "\(e)") }
+        func keyPath(_ c: [CodingKey]) -> String { c.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") }
+        switch d {
+        case let .typeMismatch(t, c):
+            return .invalid(path: path, detail: "key \"\(keyPath(c.codingPath))\" has the wrong type (expected \(t)): fix the value in the file.")
+        case let .valueNotFound(t, c):
+            return .invalid(path: path, detail: "key \"\(keyPath(c.codingPath))\" is null (expected \(t)).")
+        case let .keyNotFound(k, c):
+            return .invalid(path: path, detail: "required key \"\(keyPath(c.codingPath + [k]))\" is missing.")
+        case let .dataCorrupted(c):
+            return .invalid(path: path, detail: "not valid JSON or bad value at \"\(keyPath(c.codingPath))\": \(c.debugDescription)")
+        @unknown default:
+            return .invalid(path: path, detail: "\(d)")
+        }
+    }
+}
+
+/// Coding keys from arbitrary strings (config files are snake_case).
+struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ s: String) { stringValue = s }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { return nil }
+}
+
+extension KeyedDecodingContainer where K == AnyKey {
+    /// The value for `key`, or `def` when the key is absent or null. A present value of the wrong
+    /// type is an error (never silently replaced by the default).
+    func value<T: Decodable>(_ key: String, default def: T) throws -> T {
+        try decodeIfPresent(T.self, forKey: AnyKey(key)) ?? def
+    }
+    func optional<T: Decodable>(_ key: String) throws -> T? {
+        try decodeIfPresent(T.self, forKey: AnyKey(key))
+    }
+    func has(_ key: String) -> Bool { contains(AnyKey(key)) }
+}
+
+/// An int or a list of ints (`eos_token_id` may be either).
+public struct IntOrList: Codable, Sendable, Equatable {
+    public var values: [Int]
+    public init(_ v: [Int]) { values = v }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let i = try? c.decode(Int.self) { values = [i]; return }  // deliberate: try the scalar form first, then the list form (which throws the real error)
+        values = try c.decode([Int].self)
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if values.count == 1 { try c.encode(values[0]) } else { try c.encode(values) }
+    }
+}
+
+/// RoPE settings: transformers 4.x writes `rope_theta` (+ `rope_scaling`), 5.x writes
+/// `rope_parameters: {rope_type, rope_theta, ...}`. Both are read; 5.x wins if both are present.
+public struct RopeParameters: Sendable, Equatable {
+    public var ropeType: String = "default"
+    public var theta: Double
+
+    static func decode(_ c: KeyedDecodingContainer<AnyKey>, defaultTheta: Double) throws -> RopeParameters {
+        if c.has("rope_parameters"), try !c.decodeNil(forKey: AnyKey("rope_parameters")) {
+            let p = try c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey("rope_parameters"))
+            return RopeParameters(ropeType: try p.value("rope_type", default: "default"),
+                                  theta: try p.value("rope_theta", default: try c.value("rope_theta", default: defaultTheta)))
+        }
+        var r = RopeParameters(theta: try c.value("rope_theta", default: defaultTheta))
+        if c.has("rope_scaling"), try !c.decodeNil(forKey: AnyKey("rope_scaling")) {
+            let s = try c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey("rope_scaling"))
+            r.ropeType = try s.optional("rope_type") ?? (try s.value("type", default: "default"))
+        }
+        return r
+    }
+}
+
+/// `torch_dtype` (4.x) or `dtype` (5.x).
+func decodeTorchDType(_ c: KeyedDecodingContainer<AnyKey>) throws -> String? {
+    if let d: String = try c.optional("dtype") { return d }
+    return try c.optional("torch_dtype")
+}
+
+/// Captures the top-level keyed container of a JSON document.
+struct CapturedObject: Decodable {
+    let c: KeyedDecodingContainer<AnyKey>
+    init(from decoder: Decoder) throws { c = try decoder.container(keyedBy: AnyKey.self) }
+}
+
+/// Runs `body` on the top-level object of `data`, turning decoding errors into a `ConfigError`
+/// that names `path` and the key.
+func withConfigObject<R>(_ data: Data, path: String, _ body: (KeyedDecodingContainer<AnyKey>) throws -> R) throws -> R {
+    do {
+        return try body(JSONDecoder().decode(CapturedObject.self, from: data).c)
+    } catch let e as ConfigError {
+        throw e
+    } catch {
+        throw ConfigError.from(error, path: path)
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import I2QCore
+
+/// Idefics2 image-processor and processor settings.
+///
+/// 4.x checkpoints keep the image processor in `preprocessor_config.json` and `image_seq_len` in
+/// `processor_config.json`; transformers 5.x nests the image processor under `image_processor` in
+/// `processor_config.json`. Both are read; defaults are Idefics2ImageProcessor's.
+public struct ProcessorConfig: Sendable, Equatable {
+    public var doConvertRGB = true
+    public var doResize = true
+    public var longestEdge = 980
+    public var shortestEdge = 378
+    public var doRescale = true
+    public var rescaleFactor = 1.0 / 255.0
+    public var doNormalize = true
+    public var imageMean: [Double] = [0.5, 0.5, 0.5]
+    public var imageStd: [Double] = [0.5, 0.5, 0.5]
+    public var doPad = true
+    public var doImageSplitting = false
+    public var imageSeqLen = 64
+    /// Where the image settings came from (for `inspect`).
+    public var source = "defaults"
+
+    public init() {}
+
+    mutating func apply(_ c: KeyedDecodingContainer<AnyKey>) throws {
+        doConvertRGB = try c.value("do_convert_rgb", default: doConvertRGB)
+        doResize = try c.value("do_resize", default: doResize)
+        if c.has("size"), try !c.decodeNil(forKey: AnyKey("size")) {
+            let s = try c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey("size"))
+            longestEdge = try s.value("longest_edge", default: longestEdge)
+            shortestEdge = try s.value("shortest_edge", default: shortestEdge)
+        }
+        doRescale = try c.value("do_rescale", default: doRescale)
+        rescaleFactor = try c.value("rescale_factor", default: rescaleFactor)
+        doNormalize = try c.value("do_normalize", default: doNormalize)
+        imageMean = try c.value("image_mean", default: imageMean)
+        imageStd = try c.value("image_std", default: imageStd)
+        doPad = try c.value("do_pad", default: doPad)
+        doImageSplitting = try c.value("do_image_splitting", default: doImageSplitting)
+    }
+
+    /// Reads the processor settings of a model directory (files may be absent: defaults apply).
+    public static func load(directory: String) throws -> ProcessorConfig? {
+        var cfg = ProcessorConfig()
+        var found = false
+        let pre = directory + "/preprocessor_config.json"
+        if FileSystem.exists(pre) {
+            found = true
+            try decode(pre) { c in try cfg.apply(c) }
+            cfg.source = "preprocessor_config.json"
+        }
+        let proc = directory + "/processor_config.json"
+        if FileSystem.exists(proc) {
+            found = true
+            try decode(proc) { c in
+                cfg.imageSeqLen = try c.value("image_seq_len", default: cfg.imageSeqLen)
+                if c.has("image_processor") {
+                    try cfg.apply(c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey("image_processor")))
+                    cfg.source = "processor_config.json (image_processor)"
+                }
+            }
+        }
+        return found ? cfg : nil
+    }
+
+    private static func decode(_ path: String, _ body: (KeyedDecodingContainer<AnyKey>) throws -> Void) throws {
+        try withConfigObject(Data(try FileSystem.readFile(path)), path: path, body)
+    }
+}
+
+/// generation_config.json (the fields i2q uses).
+public struct GenerationConfig: Sendable, Equatable {
+    public var bosTokenId: Int?
+    public var eosTokenIds: [Int] = []
+    public var padTokenId: Int?
+    public var maxLength: Int?
+    public var doSample = false
+
+    public static func load(path: String) throws -> GenerationConfig? {
+        guard FileSystem.exists(path) else { return nil }
+        return try withConfigObject(Data(try FileSystem.readFile(path)), path: path) { c in
+            var g = GenerationConfig()
+            g.bosTokenId = try c.optional("bos_token_id")
+            g.eosTokenIds = (try c.optional("eos_token_id") as IntOrList?)?.values ?? []
+            g.padTokenId = try c.optional("pad_token_id")
+            g.maxLength = try c.optional("max_length")
+            g.doSample = try c.value("do_sample", default: false)
+            return g
+        }
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct I2Q: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "i2q",
+        abstract: "Shrink Idefics2 (and Llama/Mistral) checkpoints on the CPU and prove the result still works.",
+        version: "0.1.0",
+        subcommands: [Inspect.self, Cast.self])
+}

@@ -1,0 +1,48 @@
+import Foundation
+import XCTest
+import I2QCore
+
+/// Tests/Fixtures, found relative to this source file.
+let fixturesDir: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    url.deleteLastPathComponent()
+    url.deleteLastPathComponent()
+    return url.appendingPathComponent("Fixtures").path
+}()
+
+/// A fresh temporary directory per test.
+func makeTempDir(_ label: String = "t") throws -> String {
+    let p = NSTemporaryDirectory() + "i2q-test-\(label)-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
+    return p
+}
+
+/// Builds raw safetensors bytes from a literal header JSON and a data section, byte by byte, so
+/// tests can produce every kind of malformed file.
+func rawSafetensors(header: String, data: [UInt8], pad: Bool = true) -> [UInt8] {
+    var h = Array(header.utf8)
+    if pad { while h.count % 8 != 0 { h.append(0x20) } }
+    var out: [UInt8] = []
+    var n = UInt64(h.count).littleEndian
+    withUnsafeBytes(of: &n) { out.append(contentsOf: $0) }
+    return out + h + data
+}
+
+func write(_ bytes: [UInt8], to path: String) throws {
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+}
+
+/// Asserts that `body` throws an I2QError whose message contains every string in `mentions`.
+func assertThrowsMentioning(_ mentions: [String], file: StaticString = #filePath, line: UInt = #line,
+                            _ body: () throws -> Void) {
+    do {
+        try body()
+        XCTFail("expected an error mentioning \(mentions)", file: file, line: line)
+    } catch let e as I2QError {
+        for m in mentions {
+            XCTAssertTrue(e.description.contains(m), "error \"\(e.description)\" does not mention \"\(m)\"", file: file, line: line)
+        }
+    } catch {
+        XCTFail("unexpected non-I2Q error \(error)", file: file, line: line)
+    }
+}
