@@ -37,10 +37,11 @@ let package = Package(
             ],
             swiftSettings: native),
 
-        .testTarget(name: "I2QCoreTests", dependencies: ["I2QCore"], swiftSettings: native),
-        .testTarget(name: "I2QFormatsTests", dependencies: ["I2QFormats", "I2QCore"],
-                    resources: [], swiftSettings: native),
-        .testTarget(name: "I2QPassesTests", dependencies: ["I2QPasses", "I2QFormats", "I2QCore"], swiftSettings: native),
+        // Fixture paths and file-crafting helpers shared by the test targets.
+        .target(name: "I2QTestSupport", dependencies: ["I2QCore", "I2QFormats"], path: "Tests/I2QTestSupport"),
+        .testTarget(name: "I2QCoreTests", dependencies: ["I2QCore", "I2QFormats", "I2QTestSupport"], swiftSettings: native),
+        .testTarget(name: "I2QFormatsTests", dependencies: ["I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
+        .testTarget(name: "I2QPassesTests", dependencies: ["I2QPasses", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
         .testTarget(name: "I2QRuntimeTests", dependencies: ["I2QRuntime"], swiftSettings: native),
     ]
 )

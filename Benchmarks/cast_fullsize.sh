@@ -18,9 +18,10 @@
 #   I2Q=path          i2q binary (default: <repo>/.build/release/i2q); skipped if missing
 #   PYTHON=path       python with torch + safetensors (default /work/venv/bin/python, else python3)
 #   CASES="cat dd i2q torch"   which runs, in order
+#   REPEAT=3          rounds; each round runs every case once; the table shows medians
 #   DROP_CACHES=0     keep the page cache between runs (default 1 = drop when writable)
-#   VERIFY=sample|full|0   check the cast outputs against the input (default sample: every
-#                     header + the values of ~24 tensors; full: every tensor)
+#   VERIFY=sample|full|0   check the cast outputs of round 1 against the input (default sample:
+#                     every header + the values of 24 tensors; full: every tensor)
 # Prints a Markdown table and saves it to WORK_DIR/cast_fullsize.md; logs in WORK_DIR/cast_fullsize-logs.
 set -euo pipefail
 
@@ -34,6 +35,8 @@ fi
 CASES=${CASES:-cat dd i2q torch}
 DROP_CACHES=${DROP_CACHES:-1}
 VERIFY=${VERIFY:-sample}
+REPEAT=${REPEAT:-3}
+CACHE_STATE=-
 
 IN=$WORK/idefics2-8b-synthetic-bf16
 OUT=$WORK/cast-out
@@ -56,7 +59,7 @@ shopt -s nullglob
 SHARDS=("$IN"/*.safetensors)
 shopt -u nullglob
 (( ${#SHARDS[@]} > 0 )) || { echo "no shards in $IN" >&2; exit 1; }
-IN_BYTES=$(stat -c %s "${SHARDS[@]}" | awk '{s += $1} END {printf "%d", s}')
+IN_BYTES=$(stat -c %s "${SHARDS[@]}" | awk '{s += $1} END {printf "%.0f", s}')
 echo "input: ${#SHARDS[@]} shards, $IN_BYTES bytes" >&2
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -125,15 +128,17 @@ print(f"verified: {len(b)} tensor headers, {len(names)} tensors' values bit-equa
 PY
 }
 
-ROWS=()
-CAT_WALL=""
+declare -A WALLS TOTALS RSS NOTES
+ORDER=()
 
-# run_case NAME KIND CMD...   (KIND: copy = output must match the input bytes, cast = f16 output)
+# run_case NAME KIND ROUND CMD...
+#   KIND: copy (the output must have the input's size) or cast (f16 output, checked in round 1)
 run_case() {
-    local name=$1 kind=$2; shift 2
+    local name=$1 kind=$2 round=$3; shift 3
+    [[ -n "${NOTES[$name]+x}" ]] || { ORDER+=("$name"); NOTES[$name]=""; }
     rm -rf "$OUT"
     settle
-    local tlog=$LOGS/$name.time log=$LOGS/$name.log
+    local tlog=$LOGS/$name.$round.time log=$LOGS/$name.$round.log
     say "$@"
     local rc=0
     /usr/bin/time -v -o "$tlog" "$@" 2>&1 | tee "$log" || rc=$?
@@ -146,61 +151,81 @@ run_case() {
     rss_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tlog")
     local out_bytes=0
     if [[ -d "$OUT" ]]; then
-        out_bytes=$(find "$OUT" -name '*.safetensors' -printf '%s\n' | awk '{s += $1} END {printf "%d", s}')
+        out_bytes=$(find "$OUT" -name '*.safetensors' -printf '%s\n' | awk '{s += $1} END {printf "%.0f", s}')
     fi
-    local note="rc $rc, $out_bytes bytes of shards out, cache $CACHE_STATE"
+    local note=""
     if [[ "$rc" != 0 ]]; then
-        note="FAILED ($note), see $log"
+        note="FAILED in round $round (rc $rc), see $log"
     elif [[ "$kind" == copy ]]; then
-        [[ "$out_bytes" == "$IN_BYTES" ]] || note="WRONG SIZE ($note)"
-    else
-        if verify_cast "$OUT" 2>>"$log"; then note="$note, verified"; else note="VERIFY FAILED ($note), see $log"; fi
+        [[ "$out_bytes" == "$IN_BYTES" ]] || note="WRONG SIZE in round $round ($out_bytes bytes)"
+    elif [[ "$round" == 1 && "$VERIFY" != 0 ]]; then
+        if verify_cast "$OUT" 2>>"$log"; then note="output verified"; else note="VERIFY FAILED, see $log"; fi
         tail -n 1 "$log" >&2
     fi
-    [[ "$name" == cat && "$rc" == 0 ]] && CAT_WALL=$wall
-    local gbs ratio total
-    gbs=$(awk -v n="$IN_BYTES" -v w="$wall" 'BEGIN {printf "%.2f", (w > 0 ? n / 1e9 / w : 0)}')
-    total=$(awk -v a="$wall" -v b="$sync_s" 'BEGIN {printf "%.2f", a + b}')
-    ratio=-
-    [[ -n "$CAT_WALL" ]] && ratio=$(awk -v a="$wall" -v b="$CAT_WALL" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-    ROWS+=("$(printf '| %s | %s | %s | %s | %s GiB | %s | %s |' \
-        "$name" "$wall" "$total" "$gbs" "$(awk -v k="$rss_kb" 'BEGIN {printf "%.2f", k / 1048576}')" "$ratio" "$note")")
-    echo "== $name: wall ${wall}s (+sync ${sync_s}s), peak RSS ${rss_kb} KB, $note" >&2
+    if [[ "$rc" == 0 ]]; then
+        WALLS[$name]+="$wall "
+        TOTALS[$name]+="$(awk -v a="$wall" -v b="$sync_s" 'BEGIN {printf "%.2f", a + b}') "
+        RSS[$name]+="$rss_kb "
+    fi
+    [[ -n "$note" ]] && NOTES[$name]+="${NOTES[$name]:+; }$note"
+    echo "== $name (round $round): wall ${wall}s (+sync ${sync_s}s), peak RSS ${rss_kb} KB, cache $CACHE_STATE${note:+, $note}" >&2
     rm -rf "$OUT"
 }
 
-# ---- runs ------------------------------------------------------------------------------------
-for c in $CASES; do
-    case $c in
-        cat)
-            run_case cat copy bash -c 'mkdir -p "$2" && for f in "$1"/*.safetensors; do cat "$f" > "$2/${f##*/}"; done' _ "$IN" "$OUT" ;;
-        dd)
-            run_case dd copy bash -c 'mkdir -p "$2" && for f in "$1"/*.safetensors; do dd if="$f" of="$2/${f##*/}" bs=16M status=none; done' _ "$IN" "$OUT" ;;
-        i2q)
-            if [[ -x "$I2Q" ]]; then
-                run_case i2q cast "$I2Q" cast "$IN" --dtype f16 --format safetensors -o "$OUT"
-            else
-                echo "skipping i2q: no executable at $I2Q (build with: swift build -c release, or set I2Q=)" >&2
-                ROWS+=("| i2q | - | - | - | - | - | skipped: no binary at $I2Q |")
-            fi ;;
-        torch)
-            run_case torch cast "$PYTHON" "$HERE/torch_cast.py" "$IN" "$OUT" --dtype f16 ;;
-        *) echo "unknown case $c" >&2; exit 2 ;;
-    esac
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print ""; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+spread() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {if (NR > 1) printf "%.1f-%.1f", v[1], v[NR]}'; }
+maxof() { tr ' ' '\n' | grep . | sort -g | tail -n 1; }
+
+# ---- runs: REPEAT rounds, each running every case once (interleaved, so drift hits all alike) ----
+for ((round = 1; round <= REPEAT; round++)); do
+    for c in $CASES; do
+        case $c in
+            cat)
+                run_case cat copy $round bash -c 'mkdir -p "$2" && for f in "$1"/*.safetensors; do cat "$f" > "$2/${f##*/}"; done' _ "$IN" "$OUT" ;;
+            dd)
+                run_case dd copy $round bash -c 'mkdir -p "$2" && for f in "$1"/*.safetensors; do dd if="$f" of="$2/${f##*/}" bs=16M status=none; done' _ "$IN" "$OUT" ;;
+            i2q)
+                if [[ -x "$I2Q" ]]; then
+                    run_case i2q cast $round "$I2Q" cast "$IN" --dtype f16 --format safetensors -o "$OUT"
+                else
+                    echo "skipping i2q: no executable at $I2Q (build with: swift build -c release, or set I2Q=)" >&2
+                    [[ -n "${NOTES[i2q]+x}" ]] || ORDER+=(i2q)
+                    NOTES[i2q]="skipped: no binary at $I2Q"
+                fi ;;
+            torch)
+                run_case torch cast $round "$PYTHON" "$HERE/torch_cast.py" "$IN" "$OUT" --dtype f16 ;;
+            *) echo "unknown case $c" >&2; exit 2 ;;
+        esac
+    done
 done
 
 # ---- report ----------------------------------------------------------------------------------
+CAT_MED=$(echo "${WALLS[cat]:-}" | median)
 {
     echo "## Cast benchmark: idefics2-8b synthetic, bf16 -> f16 ($(date -u +%Y-%m-%dT%H:%MZ))"
     echo
     echo "Input: ${#SHARDS[@]} shards, $(awk -v n="$IN_BYTES" 'BEGIN {printf "%.2f", n / 1e9}') GB ($IN)."
     echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM,"\
-         "$(uname -r); output on the input's filesystem ($(df -PT "$WORK" | awk 'NR == 2 {print $2}'))."
-    echo "wall = /usr/bin/time -v elapsed; +sync = wall plus the sync that follows it; GB/s = input GB / wall;"
-    echo "peak RSS = max resident set of the process tree (GiB); vs cat = wall / cat's wall."
+         "$(uname -r); output on the input's filesystem ($(df -PT "$WORK" | awk 'NR == 2 {print $2}'));"\
+         "page cache before each run: $CACHE_STATE; $REPEAT interleaved round(s)."
+    echo "wall = median /usr/bin/time -v elapsed (range over rounds); +sync = wall plus the sync after it;"
+    echo "GB/s = input GB / median wall; peak RSS = max over rounds of the process tree's max RSS;"
+    echo "vs cat = median wall / cat's median wall."
     echo
-    echo "| tool | wall s | wall+sync s | GB/s | peak RSS | vs cat | notes |"
-    echo "|---|---:|---:|---:|---:|---:|---|"
-    printf '%s\n' "${ROWS[@]}"
+    echo "| tool | wall s | range s | wall+sync s | GB/s | peak RSS | vs cat | notes |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+    for name in "${ORDER[@]}"; do
+        w=$(echo "${WALLS[$name]:-}" | median)
+        if [[ -z "$w" ]]; then
+            echo "| $name | - | - | - | - | - | - | ${NOTES[$name]} |"
+            continue
+        fi
+        printf '| %s | %s | %s | %s | %s | %s GiB | %s | %s |\n' "$name" "$w" \
+            "$(echo "${WALLS[$name]}" | spread)" "$(echo "${TOTALS[$name]}" | median)" \
+            "$(awk -v n="$IN_BYTES" -v w="$w" 'BEGIN {printf "%.2f", (w > 0 ? n / 1e9 / w : 0)}')" \
+            "$(awk -v k="$(echo "${RSS[$name]}" | maxof)" 'BEGIN {printf "%.2f", k / 1048576}')" \
+            "$([[ -n "$CAT_MED" ]] && awk -v a="$w" -v b="$CAT_MED" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}' || echo -)" \
+            "${NOTES[$name]}"
+    done
 } | tee "$REPORT"
 echo "saved $REPORT" >&2

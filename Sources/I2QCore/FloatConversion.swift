@@ -7,12 +7,17 @@
 ///
 /// - f32 → f16: IEEE round-to-nearest-even (F16C `vcvtps2ph` when built for the native CPU); values
 ///   with |x| ≥ 65520 become ±inf; NaN stays NaN.
-/// - f32 → bf16: round-to-nearest-even on the upper 16 bits (`(x + 0x7FFF + lsb) >> 16`); NaN maps
-///   to `bf16NaN` (see below).
+/// - f32 → bf16: round-to-nearest-even on the upper 16 bits (`(x + 0x7FFF + lsb) >> 16`).
 /// - Widening (f16/bf16 → f32) is exact. Conversions between the 16-bit types go through f32, and
-///   f64 sources are first rounded to f32, as torch does.
+///   f64 sources are first rounded to f32, as torch does (checked: no double-rounding difference).
+///
+/// NaN bit patterns are the one thing torch does not do uniformly: its vectorised body and its scalar
+/// tail differ for some directions (see `TorchNaNPolicy`). i2q reproduces torch's result for a
+/// contiguous tensor converted by one thread; with several torch threads, tensors above torch's
+/// 32768-element grain get a scalar tail per thread chunk, so NaN payloads in the middle of large
+/// tensors can differ from a multi-threaded torch run. Every non-NaN value is identical on all paths.
 public enum FloatConversion {
-    /// The bf16 bit pattern torch writes for a NaN input (sign and payload are not kept).
+    /// The bf16 bit pattern of torch's scalar `c10::BFloat16(float)` for a NaN input.
     public static let bf16NaN: UInt16 = 0x7FC0
 
     @inline(__always)
@@ -74,8 +79,21 @@ public struct UnsupportedCast: I2QError {
 extension FloatConversion {
     /// Converts `count` elements from `src` (type `from`) to `dst` (type `to`). Both buffers may be
     /// unaligned. Returns the statistics of what the rounding did.
+    ///
+    /// `first` and `total` place this chunk in the whole tensor (element `first` of `total`), which
+    /// decides which NaNs torch would have converted in its scalar tail.
     public static func convert(from: DType, to: DType, count: Int,
-                               src: UnsafeRawPointer, dst: UnsafeMutableRawPointer) throws -> CastStats {
+                               src: UnsafeRawPointer, dst: UnsafeMutableRawPointer,
+                               first: Int = 0, total: Int? = nil) throws -> CastStats {
+        let st = try convertValues(from: from, to: to, count: count, src: src, dst: dst)
+        if st.nans > 0 {
+            TorchNaNPolicy.patch(from: from, to: to, count: count, src: src, dst: dst, first: first, total: total ?? (first + count))
+        }
+        return st
+    }
+
+    static func convertValues(from: DType, to: DType, count: Int,
+                              src: UnsafeRawPointer, dst: UnsafeMutableRawPointer) throws -> CastStats {
         guard from.isCastableFloat, to.isCastableFloat else { throw UnsupportedCast(from: from, to: to) }
         if from == to {
             dst.copyMemory(from: src, byteCount: count * from.size)
@@ -160,5 +178,48 @@ extension FloatConversion {
         var st = CastStats()
         st.overflowed = ovf; st.nans = nan; st.flushedToZero = ftz
         return st
+    }
+}
+
+/// The NaN bit patterns of torch 2.15's CPU `.to(dtype)` (AVX-512 build), measured by
+/// scripts/make_fixtures.py (Tests/Fixtures/cast/torch-cast-behaviour.json) for contiguous tensors
+/// converted by one thread. Elements `[0, n - n % W)` take the vectorised kernel's result and the
+/// last `n % W` the scalar one:
+///
+/// | direction  | vector body (W)         | scalar tail        |
+/// |------------|-------------------------|--------------------|
+/// | f32 → bf16 | 0xFFFF (any W)          | 0xFFFF             |
+/// | f64 → bf16 | 0xFFFF (W = 16)         | 0x7FC0             |
+/// | f16 → f32  | payload kept (W = 8)    | 0x7FFFFFFF         |
+/// | f16 → bf16 | 0x7FC0                  | 0x7FC0             |
+/// | others     | payload kept (F16C / shifts) on every path |
+public enum TorchNaNPolicy {
+    /// Rewrites the outputs of NaN inputs in one converted chunk.
+    static func patch(from: DType, to: DType, count: Int, src: UnsafeRawPointer, dst: UnsafeMutableRawPointer,
+                      first: Int, total: Int) {
+        let rule: (vector: UInt64?, scalar: UInt64?, width: Int)
+        switch (from, to) {
+        case (.f32, .bf16): rule = (0xFFFF, 0xFFFF, 1)
+        case (.f64, .bf16): rule = (0xFFFF, 0x7FC0, 16)
+        case (.f16, .f32): rule = (nil, 0x7FFF_FFFF, 8)
+        case (.f16, .bf16): rule = (0x7FC0, 0x7FC0, 1)
+        default: return
+        }
+        let tailStart = total - total % rule.width
+        for i in 0..<count {
+            let isNaN: Bool
+            switch from {
+            case .f32: isNaN = src.loadUnaligned(fromByteOffset: i * 4, as: Float.self).isNaN
+            case .f64: isNaN = src.loadUnaligned(fromByteOffset: i * 8, as: Double.self).isNaN
+            case .f16: isNaN = src.loadUnaligned(fromByteOffset: i * 2, as: Float16.self).isNaN
+            default: isNaN = false
+            }
+            guard isNaN, let bits = (first + i < tailStart ? rule.vector : rule.scalar) else { continue }
+            switch to.size {
+            case 2: dst.storeBytes(of: UInt16(bits), toByteOffset: i * 2, as: UInt16.self)
+            case 4: dst.storeBytes(of: UInt32(bits), toByteOffset: i * 4, as: UInt32.self)
+            default: break
+            }
+        }
     }
 }

@@ -42,6 +42,18 @@ public final class OutputFile {
         try write(Array(s.utf8))
     }
 
+    /// Writes `bytes` at absolute `offset` without moving the append position (header patching).
+    public func write(_ bytes: [UInt8], at offset: Int) throws {
+        try bytes.withUnsafeBytes { b in
+            var done = 0
+            while done < b.count {
+                let n = pwrite(fd, b.baseAddress! + done, b.count - done, off_t(offset + done))
+                if n < 0 { if errno == EINTR { continue }; throw IOError.write(path: path, errno: errno) }
+                done += n
+            }
+        }
+    }
+
     /// Writes `count` zero bytes (alignment padding).
     public func writeZeros(_ count: Int) throws {
         if count <= 0 { return }

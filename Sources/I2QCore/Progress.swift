@@ -6,7 +6,7 @@ import Darwin
 
 /// A byte-based progress bar on stderr: `cast  [#####.....]  3.2/16.8 GB  1.9 GB/s  ETA 7s`.
 /// Drawn only when stderr is a terminal (and not disabled); redraws at most 10 times a second.
-public final class Progress: @unchecked Sendable {
+public final class ProgressBar: @unchecked Sendable {
     private let label: String
     private let total: Int
     private var done = 0
@@ -15,11 +15,11 @@ public final class Progress: @unchecked Sendable {
     private var lastDraw: Double = 0
     private let lock = Lock()
 
-    public init(label: String, totalBytes: Int, enabled: Bool = Progress.stderrIsTerminal) {
+    public init(label: String, totalBytes: Int, enabled: Bool = ProgressBar.stderrIsTerminal) {
         self.label = label
         self.total = max(totalBytes, 1)
         self.enabled = enabled
-        self.start = Progress.now()
+        self.start = ProgressBar.now()
     }
 
     public static var stderrIsTerminal: Bool { isatty(2) != 0 }
@@ -30,13 +30,13 @@ public final class Progress: @unchecked Sendable {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
-    public var elapsed: Double { Progress.now() - start }
+    public var elapsed: Double { ProgressBar.now() - start }
 
     public func advance(_ bytes: Int) {
         lock.withLock {
             done += bytes
             guard enabled else { return }
-            let t = Progress.now()
+            let t = ProgressBar.now()
             if t - lastDraw >= 0.1 || done >= total {
                 lastDraw = t
                 draw(t)
@@ -46,7 +46,7 @@ public final class Progress: @unchecked Sendable {
 
     public func finish() {
         guard enabled else { return }
-        lock.withLock { draw(Progress.now()); writeStderr("\n") }
+        lock.withLock { draw(ProgressBar.now()); writeStderr("\n") }
     }
 
     private func draw(_ t: Double) {

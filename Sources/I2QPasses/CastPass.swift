@@ -4,22 +4,19 @@ import I2QFormats
 import Glibc
 #endif
 
-/// Output container of a pass.
-public enum OutputFormat: String, CaseIterable, Sendable {
-    case safetensors
-}
-
-public struct CastOptions: Sendable {
-    public var dtype: DType
-    public var format: OutputFormat = .safetensors
+/// Options shared by passes that stream plain tensors to an output.
+public struct OutputSettings: Sendable {
+    public var format: OutputFormat = .i2q
     /// Largest shard (bytes of tensor data) of safetensors output; transformers' default is 5 GB.
     public var maxShardSize: Int = 5_000_000_000
+    /// Alignment of tensor data in an .i2q file.
+    public var alignment: Int = I2QSpec.defaultAlignment
     public var overwrite = false
-    public var showProgress = Progress.stderrIsTerminal
-    public init(dtype: DType) { self.dtype = dtype }
+    public var showProgress = ProgressBar.stderrIsTerminal
+    public init() {}
 }
 
-/// What the cast did to one tensor.
+/// What a pass did to one tensor.
 public struct TensorCastResult: Sendable {
     public let name: String
     public let from: DType
@@ -28,9 +25,9 @@ public struct TensorCastResult: Sendable {
     public let stats: CastStats
 }
 
-public struct CastReport: Sendable {
+public struct PassReport: Sendable {
     public let output: String
-    public let shards: [String]
+    public let files: [String]
     public let tensors: [TensorCastResult]
     public let bytesRead: Int
     public let bytesWritten: Int
@@ -41,37 +38,48 @@ public struct CastReport: Sendable {
 
 public enum PassError: I2QError {
     case insufficientSpace(path: String, needed: Int, available: Int)
-    case unsupportedOutput(String)
+    case quantizedInput(path: String, tensors: [String], verb: String)
 
     public var description: String {
         switch self {
         case let .insufficientSpace(p, n, a):
             return "not enough disk space for \(p): the output needs \(formatBytes(n)) and \(formatBytes(a)) is free. Free some space or write elsewhere (-o)."
-        case let .unsupportedOutput(s): return s
+        case let .quantizedInput(p, t, v):
+            return "\(p): \(t.count) tensor(s) are quantized (first: \(t[0])); \(v) needs plain tensors. Run it on the unquantized model."
         }
     }
 }
 
-/// `i2q cast`: every floating-point tensor to `dtype` with torch's rounding (see FloatConversion);
-/// integer and bool tensors pass through unchanged. Streams tensor by tensor, chunk by chunk.
-public struct CastPass {
-    public let source: ModelDirectory
-    public let options: CastOptions
+/// A resolved streaming pass: every plain tensor of `source` is written to the output, converted to
+/// `plan[i].dtype` (torch rounding, see FloatConversion) or copied unchanged. The whole plan —
+/// input validated, output shapes and dtypes, destination free, enough space — is resolved in
+/// `init`, before anything touches the disk. Memory stays bounded: one chunk at a time, and the
+/// source pages already processed are released.
+public struct StreamingPass {
+    public let source: any ModelSource
     public let outputPath: String
-    /// The output tensors, in input order, with their output dtypes.
-    public let planned: [PlannedTensor]
+    public let settings: OutputSettings
+    public let plan: [PlannedTensor]
+    public let files: [(name: String, bytes: [UInt8])]
+    public let provenance: Provenance
+    let label: String
 
-    /// Resolves the whole plan before touching the disk: input validated, output shapes and dtypes
-    /// known, destination free, enough space.
-    public init(source: ModelDirectory, output: String, options: CastOptions) throws {
+    public init(label: String, source: any ModelSource, output: String, settings: OutputSettings,
+                outputDType: (SourceTensor) -> DType, configJSON: [UInt8], record: PassRecord?) throws {
+        let q = source.quantizedTensorNames
+        if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: label) }
+        self.label = label
         self.source = source
-        self.options = options
         self.outputPath = output
-        planned = source.weights.tensors.map { t in
-            PlannedTensor(name: t.name, dtype: t.info.dtype.isCastableFloat ? options.dtype : t.info.dtype, shape: t.info.shape)
-        }
-        if FileSystem.exists(output) && !options.overwrite { throw IOError.exists(path: output) }
-        let needed = planned.reduce(0) { $0 + $1.byteCount }
+        self.settings = settings
+        plan = source.tensors.map { PlannedTensor(name: $0.name, dtype: outputDType($0), shape: $0.shape) }
+        files = [("config.json", configJSON)] + (try source.auxiliaryFiles())
+        var prov = source.provenance ?? Provenance(source: source.identity, passes: [])
+        if let record { prov.passes.append(record) }
+        prov.i2qVersion = I2QVersion.string
+        provenance = prov
+        if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
+        let needed = plan.reduce(0) { $0 + $1.byteCount } + files.reduce(0) { $0 + $1.bytes.count }
         if let free = Self.freeBytes(FileSystem.dirname(output)), free < needed {
             throw PassError.insufficientSpace(path: output, needed: needed, available: free)
         }
@@ -83,60 +91,82 @@ public struct CastPass {
         return Int(s.f_bavail) * Int(s.f_frsize)
     }
 
-    /// Elements converted per step; bounds the buffers (16 MB of f32 in, 8 MB of f16 out).
+    /// Elements converted per step; bounds the buffers (16 MB of f32 in, ≤ 32 MB out).
     static let chunkElements = 4 << 20
 
-    public func run() throws -> CastReport {
-        let staged = try StagedOutput(finalPath: outputPath, directory: true, overwrite: options.overwrite)
-        let writer = try SafetensorsWriter(directory: staged.tempPath, tensors: planned, maxShardSize: options.maxShardSize)
-        let totalIn = source.weights.totalBytes
-        let progress = Progress(label: "cast", totalBytes: totalIn, enabled: options.showProgress)
+    public func run() throws -> PassReport {
+        let isDir = settings.format == .safetensors
+        let staged = try StagedOutput(finalPath: outputPath, directory: isDir, overwrite: settings.overwrite)
+        let sink: TensorSink = isDir
+            ? try SafetensorsSink(directory: staged.tempPath, plan: plan, maxShardSize: settings.maxShardSize)
+            : try I2QSink(path: staged.tempPath, alignment: settings.alignment)
+        let progress = ProgressBar(label: label, totalBytes: source.tensorBytes, enabled: settings.showProgress)
         var results: [TensorCastResult] = []
         var written = 0
         // out: [chunkElements × 8 bytes] — large enough for any output dtype.
         let out = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkElements * 8, alignment: 64)
         defer { out.deallocate() }
 
-        for (t, p) in zip(source.weights.tensors, planned) {
-            try writer.begin(t.name)
+        for (t, p) in zip(source.tensors, plan) {
+            try sink.begin(p)
             var stats = CastStats()
-            let inSize = t.info.dtype.size
-            let n = t.info.elementCount
+            let inSize = t.dtype.size
+            let n = t.elementCount
             var i = 0
             while i < n {
                 let m = min(Self.chunkElements, n - i)
-                let srcOff = t.info.offset + i * inSize
-                if i + m < n { t.shard.file.willNeed(srcOff + m * inSize, min(Self.chunkElements, n - i - m) * inSize) }
-                try t.shard.file.withBytes(srcOff, m * inSize) { src in
-                    if p.dtype == t.info.dtype {
-                        try writer.append(src)  // pass-through: straight from the mapping
+                let srcOff = t.offset + i * inSize
+                if i + m < n { t.file.willNeed(srcOff + m * inSize, min(Self.chunkElements, n - i - m) * inSize) }
+                try t.file.withBytes(srcOff, m * inSize) { src in
+                    if p.dtype == t.dtype {
+                        try sink.append(src)  // pass-through: straight from the mapping
                     } else {
-                        stats += try FloatConversion.convert(from: t.info.dtype, to: p.dtype, count: m,
-                                                             src: src.baseAddress!, dst: out.baseAddress!)
-                        try writer.append(UnsafeRawBufferPointer(rebasing: out[0..<(m * p.dtype.size)]))
+                        stats += try FloatConversion.convert(from: t.dtype, to: p.dtype, count: m,
+                                                             src: src.baseAddress!, dst: out.baseAddress!,
+                                                             first: i, total: n)
+                        try sink.append(UnsafeRawBufferPointer(rebasing: out[0..<(m * p.dtype.size)]))
                     }
                 }
-                t.shard.file.release(srcOff, m * inSize)
+                t.file.release(srcOff, m * inSize)
                 progress.advance(m * inSize)
                 i += m
             }
-            try writer.end()
+            try sink.end()
             written += p.byteCount
-            results.append(TensorCastResult(name: t.name, from: t.info.dtype, to: p.dtype, elements: n, stats: stats))
+            results.append(TensorCastResult(name: t.name, from: t.dtype, to: p.dtype, elements: n, stats: stats))
         }
-        try writer.finish()
-        try copyAuxiliaryFiles(into: staged.tempPath)
+        try sink.finish(files: files, provenance: provenance)
         try staged.commit()
         progress.finish()
-        return CastReport(output: outputPath, shards: writer.shards.map(\.fileName), tensors: results,
-                          bytesRead: totalIn, bytesWritten: written, seconds: progress.elapsed)
+        return PassReport(output: outputPath, files: sink.outputFiles, tensors: results,
+                          bytesRead: source.tensorBytes, bytesWritten: written, seconds: progress.elapsed)
     }
+}
 
-    func copyAuxiliaryFiles(into dir: String) throws {
-        let cfg = source.rewrittenConfig(dtype: options.dtype)
-        try FileSystem.writeFile(dir + "/config.json", Array((JSONWriter.string(cfg, indent: 2) + "\n").utf8))
-        for f in source.auxiliaryFiles {
-            try FileSystem.copyFile(source.path + "/" + f, dir + "/" + f)
+/// `i2q cast`: every floating-point tensor to `dtype` with torch's rounding; integer and bool
+/// tensors pass through unchanged; config.json's dtype is updated.
+public enum CastPass {
+    public static func make(source: any ModelSource, output: String, dtype: DType, settings: OutputSettings) throws -> StreamingPass {
+        let cfg = Array((JSONWriter.string(source.rewrittenConfig(dtype: dtype), indent: 2) + "\n").utf8)
+        return try StreamingPass(label: "cast", source: source, output: output, settings: settings,
+                                 outputDType: { $0.dtype.isCastableFloat ? dtype : $0.dtype },
+                                 configJSON: cfg,
+                                 record: PassRecord(name: "cast", params: [("dtype", .string(dtype.rawValue))]))
+    }
+}
+
+/// `i2q export --to hf`: the model's tensors and files, unchanged, as an HF safetensors directory.
+public enum ExportPass {
+    public static func makeHF(source: any ModelSource, output: String, settings: OutputSettings) throws -> StreamingPass {
+        var s = settings
+        s.format = .safetensors
+        let cfg: [UInt8]
+        if let i2q = source as? I2QFile, let bytes = i2q.metadata.file("config.json") {
+            cfg = bytes  // verbatim: the round trip is byte-identical
+        } else {
+            cfg = Array((JSONWriter.string(source.rawConfig, indent: 2) + "\n").utf8)
         }
+        return try StreamingPass(label: "export", source: source, output: output, settings: s,
+                                 outputDType: { $0.dtype }, configJSON: cfg, record: nil)
     }
 }

@@ -15,8 +15,11 @@ public struct ModelInspection: Sendable {
     public let totalParameters: Int
     public let totalBytes: Int
     public let problems: [String]
+    public let provenance: Provenance?
+    /// Set for an .i2q file: its header and tensor directory are shown.
+    public let i2q: I2QFile?
 
-    public init(_ m: ModelDirectory) {
+    public init(_ m: any ModelSource) {
         path = m.path
         modelType = m.config.modelType
         var arch: [(String, String)] = []
@@ -34,29 +37,40 @@ public struct ModelInspection: Sendable {
         if let d = m.config.textConfig.dtype ?? { if case let .idefics2(c) = m.config { return c.dtype }; return nil }() {
             arch.append(("config dtype", d))
         }
-        if let p = m.processor {
+        if let p = (m as? ModelDirectory)?.processor {
             arch.append(("image processor", "longest_edge \(p.longestEdge), shortest_edge \(p.shortestEdge), splitting \(p.doImageSplitting), image_seq_len \(p.imageSeqLen) (from \(p.source))"))
         }
         architecture = arch
 
         var g: [ModuleGroup: GroupStats] = [:]
         var d: [DType: GroupStats] = [:]
-        for s in m.weights.tensors {
-            let grp = ModelRegistry.group(of: s.name, modelType: modelType)
+        // (name, dtype or scheme key, parameters, stored bytes) of every tensor.
+        var all: [(String, DType, Int, Int)] = m.tensors.map { ($0.name, $0.dtype, $0.elementCount, $0.byteCount) }
+        if let f = m as? I2QFile {
+            all = f.entries.map { e in (e.name, e.dtype, e.shape.reduce(1, *), e.components.reduce(0) { $0 + $1.size }) }
+        }
+        for (name, dt, params, bytes) in all {
+            let grp = ModelRegistry.group(of: name, modelType: modelType)
             g[grp, default: .init()].tensors += 1
-            g[grp, default: .init()].parameters += s.info.elementCount
-            g[grp, default: .init()].bytes += s.info.byteCount
-            d[s.info.dtype, default: .init()].tensors += 1
-            d[s.info.dtype, default: .init()].parameters += s.info.elementCount
-            d[s.info.dtype, default: .init()].bytes += s.info.byteCount
+            g[grp, default: .init()].parameters += params
+            g[grp, default: .init()].bytes += bytes
+            d[dt, default: .init()].tensors += 1
+            d[dt, default: .init()].parameters += params
+            d[dt, default: .init()].bytes += bytes
         }
         groups = ModuleGroup.allCases.compactMap { k in g[k].map { (k, $0) } }
         dtypes = DType.allCases.compactMap { k in d[k].map { (k, $0) } }
-        shards = m.weights.shards.map { ShardStats(file: FileSystem.basename($0.path), tensors: $0.tensors.count, bytes: $0.tensors.reduce(0) { $0 + $1.byteCount }) }
-        totalParameters = m.weights.tensors.reduce(0) { $0 + $1.info.elementCount }
-        totalBytes = m.weights.totalBytes
+        if let dir = m as? ModelDirectory {
+            shards = dir.weights.shards.map { ShardStats(file: FileSystem.basename($0.path), tensors: $0.tensors.count, bytes: $0.tensors.reduce(0) { $0 + $1.byteCount }) }
+        } else {
+            shards = [ShardStats(file: FileSystem.basename(m.path), tensors: all.count, bytes: all.reduce(0) { $0 + $1.3 })]
+        }
+        totalParameters = all.reduce(0) { $0 + $1.2 }
+        totalBytes = all.reduce(0) { $0 + $1.3 }
+        provenance = m.provenance
+        i2q = m as? I2QFile
         var problems = m.problems
-        if !m.config.textConfig.tieWordEmbeddings && m.weights.tensor("lm_head.weight") == nil {
+        if !m.config.textConfig.tieWordEmbeddings && !all.contains(where: { $0.0 == "lm_head.weight" }) {
             problems.append("lm_head.weight is missing and tie_word_embeddings is false")
         }
         self.problems = problems
@@ -74,8 +88,25 @@ public struct ModelInspection: Sendable {
             ("dtypes", .object(dtypes.map { ($0.0.rawValue, stats($0.1)) })),
             ("shards", .array(shards.map { .object([("file", .string($0.file)), ("tensors", .int($0.tensors)), ("bytes", .int($0.bytes))]) })),
             ("problems", .array(problems.map { .string($0) })),
-        ])
+        ] + (provenance.map { [("provenance", $0.json)] } ?? [])
+          + (i2q.map { f in [("i2q", .object([
+                ("version", .string("\(f.header.versionMajor).\(f.header.versionMinor)")),
+                ("alignment", .int(f.header.alignment)),
+                ("file_size", .int(f.header.fileSize)),
+                ("metadata_compressed", .bool(f.header.flags & I2QSpec.flagMetadataZstd != 0)),
+                ("files", .array(f.metadata.files.map { .string($0.name) })),
+                ("directory", .array(f.entries.map { e in .object([
+                    ("name", .string(e.name)), ("scheme", .string(e.scheme)), ("dtype", .string(e.dtype.rawValue)),
+                    ("shape", .array(e.shape.map { .int($0) })),
+                    ("components", .array(e.components.map { c in .object([
+                        ("role", .string(c.role)), ("dtype", .string(c.dtype.rawValue)), ("shape", .array(c.shape.map { .int($0) })),
+                        ("offset", .int(f.header.dataOffset + c.offset)), ("size", .int(c.size)), ("xxh3", .string(XXH3.hex(c.checksum))),
+                    ]) })),
+                ] + (e.parts.isEmpty ? [] : [("parts", .array(e.parts.map { .object([("name", .string($0.name)), ("start", .int($0.start)), ("length", .int($0.length))]) }))])) })),
+            ]))] } ?? []))
     }
+
+    public var showDirectory = true
 
     public var text: String {
         var s = "\(path)\n  model_type: \(modelType)\n"
@@ -91,6 +122,24 @@ public struct ModelInspection: Sendable {
         }
         s += "  shards: \(shards.count)\n"
         for sh in shards { s += "    \(sh.file)  \(sh.tensors) tensors  \(formatBytes(sh.bytes))\n" }
+        if let p = provenance {
+            s += "  provenance (i2q \(p.i2qVersion)):\n"
+            s += "    source: \(p.source["kind"]?.stringValue ?? "?") \(p.source["path"]?.stringValue ?? "")\n"
+            for (i, r) in p.passes.enumerated() { s += "    pass \(i + 1): \(r.summary) (i2q \(r.i2qVersion))\n" }
+        }
+        if let f = i2q {
+            s += "  i2q file: version \(f.header.versionMajor).\(f.header.versionMinor), alignment \(f.header.alignment), \(formatBytes(f.header.fileSize)), metadata \(formatBytes(f.header.metadataSize))\(f.header.flags & I2QSpec.flagMetadataZstd != 0 ? " (zstd)" : "")\n"
+            s += "    files: \(f.metadata.files.map(\.name).joined(separator: ", "))\n"
+            if showDirectory {
+                s += "  directory:\n"
+                for e in f.entries {
+                    s += "    \(e.name)  \(e.scheme) \(e.dtype.rawValue) \(e.shape)"
+                    for c in e.components { s += "  [\(c.role) \(c.dtype.rawValue) @\(f.header.dataOffset + c.offset) +\(c.size) xxh3 \(XXH3.hex(c.checksum))]" }
+                    if !e.parts.isEmpty { s += "  parts: " + e.parts.map { "\($0.name)[\($0.start)..<\($0.start + $0.length)]" }.joined(separator: ", ") }
+                    s += "\n"
+                }
+            }
+        }
         if problems.isEmpty { s += "  problems: none\n" } else {
             s += "  problems:\n"
             for p in problems { s += "    - \(p)\n" }

@@ -7,17 +7,11 @@ struct Cast: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Cast floating-point weights to f16, bf16 or f32 (rounding exactly as torch's .to(dtype)).")
 
-    @Argument(help: "HF model directory (config.json + safetensors).")
+    @Argument(help: "HF model directory (config.json + safetensors) or .i2q file.")
     var model: String
 
     @Option(help: "Target dtype: f16, bf16 or f32.")
     var dtype: String
-
-    @Option(help: "Output format: safetensors (an HF directory transformers loads).")
-    var format: String = OutputFormat.safetensors.rawValue
-
-    @Option(help: "Largest safetensors shard, e.g. 5GB, 500MB, 2GiB.")
-    var maxShardSize: String = "5GB"
 
     @OptionGroup var out: OutputOptions
 
@@ -25,9 +19,50 @@ struct Cast: ParsableCommand {
         guard DType(userSpelling: dtype) != nil else {
             throw ValidationError("--dtype must be f16, bf16 or f32 (got \"\(dtype)\")")
         }
-        guard OutputFormat(rawValue: format) != nil else {
-            throw ValidationError("--format must be one of \(OutputFormat.allCases.map(\.rawValue).joined(separator: ", ")) (got \"\(format)\")")
+        try out.validateFormat()
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            let target = DType(userSpelling: dtype)!
+            let pass = try CastPass.make(source: try openModel(model), output: out.output, dtype: target, settings: out.settings)
+            let r = try pass.run()
+            for t in r.overflowing {
+                printError("warning: \(t.name): \(t.stats.overflowed) of \(t.elements) values are out of \(t.to.rawValue)'s range and became ±inf")
+            }
+            for t in r.tensors where t.stats.nans > 0 { printError("note: \(t.name): \(t.stats.nans) NaN values (kept as NaN)") }
+            printSummary("cast \(r.tensors.count) tensors to \(target.rawValue)", r)
+            if !r.overflowing.isEmpty {
+                printError("warning: \(r.overflowing.count) tensor(s) overflowed \(target.rawValue)" + (target == .f16 ? "; consider bf16, which has f32's range" : ""))
+            }
         }
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a model in another runtime's layout: --to hf gives an HF safetensors directory transformers loads.")
+
+    @Argument(help: "An .i2q file or HF model directory.")
+    var model: String
+
+    @Option(help: "Target layout: hf.")
+    var to: String
+
+    @Option(help: "Largest safetensors shard, e.g. 5GB, 500MB, 2GiB.")
+    var maxShardSize: String = "5GB"
+
+    @Option(name: [.short, .customLong("output")], help: "Output directory (must not exist unless --overwrite).")
+    var output: String
+
+    @Flag(help: "Replace an existing output.")
+    var overwrite = false
+
+    @Flag(help: "Do not draw a progress bar.")
+    var noProgress = false
+
+    func validate() throws {
+        guard to == "hf" else { throw ValidationError("--to must be hf (got \"\(to)\")") }
         guard parseByteSize(maxShardSize) != nil else {
             throw ValidationError("--max-shard-size must be a size like 5GB, 500MB or 2GiB (got \"\(maxShardSize)\")")
         }
@@ -35,24 +70,17 @@ struct Cast: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            var opts = CastOptions(dtype: DType(userSpelling: dtype)!)
-            opts.format = OutputFormat(rawValue: format)!
-            opts.maxShardSize = parseByteSize(maxShardSize)!
-            opts.overwrite = out.overwrite
-            opts.showProgress = out.showProgress
-            let source = try ModelDirectory(path: model)
-            let pass = try CastPass(source: source, output: out.output, options: opts)
-            let r = try pass.run()
-            for t in r.overflowing {
-                printError("warning: \(t.name): \(t.stats.overflowed) of \(t.elements) values are out of \(t.to.rawValue)'s range and became ±inf")
-            }
-            let nanTensors = r.tensors.filter { $0.stats.nans > 0 }
-            for t in nanTensors { printError("note: \(t.name): \(t.stats.nans) NaN values (kept as NaN)") }
-            let rate = Double(r.bytesRead) / max(r.seconds, 1e-9)
-            print("cast \(r.tensors.count) tensors to \(opts.dtype.rawValue): \(formatBytes(r.bytesRead)) -> \(formatBytes(r.bytesWritten)) in \(formatFixed(r.seconds, 1))s (\(formatBytes(Int(rate)))/s), \(r.shards.count) shard(s) -> \(r.output)")
-            if !r.overflowing.isEmpty {
-                printError("warning: \(r.overflowing.count) tensor(s) overflowed \(opts.dtype.rawValue); consider bf16, which has f32's range")
-            }
+            var s = OutputSettings()
+            s.maxShardSize = parseByteSize(maxShardSize)!
+            s.overwrite = overwrite
+            s.showProgress = !noProgress && ProgressBar.stderrIsTerminal
+            let r = try ExportPass.makeHF(source: try openModel(model), output: output, settings: s).run()
+            printSummary("exported \(r.tensors.count) tensors to hf", r)
         }
     }
+}
+
+func printSummary(_ what: String, _ r: PassReport) {
+    let rate = Double(r.bytesRead) / max(r.seconds, 1e-9)
+    print("\(what): \(formatBytes(r.bytesRead)) -> \(formatBytes(r.bytesWritten)) in \(formatFixed(r.seconds, 1))s (\(formatBytes(Int(rate)))/s), \(r.files.count) file(s) -> \(r.output)")
 }

@@ -1,5 +1,6 @@
 import XCTest
 import I2QCore
+import I2QTestSupport
 @testable import I2QFormats
 
 /// One crafted bad file per validation rule of the reference reader (huggingface/safetensors

@@ -5,7 +5,7 @@ import I2QCore
 ///
 /// Opening it reads and validates everything small (configs, shard headers, the index) and maps the
 /// shards; no tensor data is read.
-public final class ModelDirectory: @unchecked Sendable {
+public final class ModelDirectory: ModelSource, @unchecked Sendable {
     public let path: String
     /// config.json as written (key order and spelling kept), for rewriting.
     public let rawConfig: JSONValue
@@ -15,7 +15,8 @@ public final class ModelDirectory: @unchecked Sendable {
     public let weights: SafetensorsCheckpoint
     /// Files other than weights and config.json that travel with the model (tokenizer, processor,
     /// generation config, chat template, README…), as names relative to `path`.
-    public let auxiliaryFiles: [String]
+    public let auxiliaryFileNames: [String]
+    public let tensors: [SourceTensor]
     public private(set) var problems: [String] = []
 
     /// Weight files of other formats: never copied next to converted safetensors.
@@ -46,7 +47,11 @@ public final class ModelDirectory: @unchecked Sendable {
             }
         }
 
-        auxiliaryFiles = try FileSystem.listDirectory(path).filter { name in
+        tensors = weights.tensors.map {
+            SourceTensor(name: $0.name, dtype: $0.info.dtype, shape: $0.info.shape, file: $0.shard.file,
+                         offset: $0.info.offset, byteCount: $0.info.byteCount)
+        }
+        auxiliaryFileNames = try FileSystem.listDirectory(path).filter { name in
             if name == "config.json" || name == SafetensorsCheckpoint.indexName || name.hasPrefix(".") { return false }
             if Self.foreignWeightSuffixes.contains(where: { name.hasSuffix($0) }) { return false }
             return !FileSystem.isDirectory(path + "/" + name)
@@ -83,23 +88,29 @@ public final class ModelDirectory: @unchecked Sendable {
         }
     }
 
-    /// config.json with its dtype key(s) set to `dtype` (`torch_dtype` for 4.x files, `dtype` for
-    /// 5.x; nested sub-configs that carry one are updated too).
-    public func rewrittenConfig(dtype: DType) -> JSONValue {
-        ModelDirectory.settingDType(rawConfig, dtype.torchName ?? dtype.rawValue, top: true)
+    // MARK: ModelSource
+
+    public var quantizedTensorNames: [String] { [] }
+    public var provenance: Provenance? { nil }
+
+    public func auxiliaryFiles() throws -> [(name: String, bytes: [UInt8])] {
+        try auxiliaryFileNames.map { ($0, try FileSystem.readFile(path + "/" + $0)) }
     }
 
-    static func settingDType(_ v: JSONValue, _ name: String, top: Bool) -> JSONValue {
-        guard case let .object(entries) = v else { return v }
-        var out = entries.map { k, x -> (String, JSONValue) in
-            if k == "torch_dtype" || k == "dtype" { return (k, x == .null ? x : .string(name)) }
-            if k.hasSuffix("_config"), case .object = x { return (k, settingDType(x, name, top: false)) }
-            return (k, x)
-        }
-        if top && !entries.contains(where: { $0.0 == "torch_dtype" || $0.0 == "dtype" }) {
-            out.append(("torch_dtype", .string(name)))
-        }
-        return .object(out)
+    /// Shard names, sizes and header checksums: enough to tell two checkpoints apart without
+    /// reading tensor data.
+    public var identity: JSONValue {
+        .object([
+            ("kind", .string("hf-safetensors")),
+            ("path", .string(path)),
+            ("model_type", .string(config.modelType)),
+            ("tensor_count", .int(tensors.count)),
+            ("tensor_bytes", .int(weights.totalBytes)),
+            ("shards", .array(weights.shards.map { s in
+                .object([("file", .string(FileSystem.basename(s.path))), ("size", .int(s.file.count)),
+                         ("header_xxh3", .string(XXH3.hex(s.file.withBytes(0, s.tensors.first?.offset ?? s.file.count) { XXH3.hash($0) })))])
+            })),
+        ])
     }
 }
 

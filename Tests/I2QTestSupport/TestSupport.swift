@@ -1,9 +1,10 @@
 import Foundation
 import XCTest
 import I2QCore
+import I2QFormats
 
 /// Tests/Fixtures, found relative to this source file.
-let fixturesDir: String = {
+public let fixturesDir: String = {
     var url = URL(fileURLWithPath: #filePath)
     url.deleteLastPathComponent()
     url.deleteLastPathComponent()
@@ -11,7 +12,7 @@ let fixturesDir: String = {
 }()
 
 /// A fresh temporary directory per test.
-func makeTempDir(_ label: String = "t") throws -> String {
+public func makeTempDir(_ label: String = "t") throws -> String {
     let p = NSTemporaryDirectory() + "i2q-test-\(label)-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
     return p
@@ -19,7 +20,7 @@ func makeTempDir(_ label: String = "t") throws -> String {
 
 /// Builds raw safetensors bytes from a literal header JSON and a data section, byte by byte, so
 /// tests can produce every kind of malformed file.
-func rawSafetensors(header: String, data: [UInt8], pad: Bool = true) -> [UInt8] {
+public func rawSafetensors(header: String, data: [UInt8], pad: Bool = true) -> [UInt8] {
     var h = Array(header.utf8)
     if pad { while h.count % 8 != 0 { h.append(0x20) } }
     var out: [UInt8] = []
@@ -28,12 +29,12 @@ func rawSafetensors(header: String, data: [UInt8], pad: Bool = true) -> [UInt8] 
     return out + h + data
 }
 
-func write(_ bytes: [UInt8], to path: String) throws {
+public func write(_ bytes: [UInt8], to path: String) throws {
     try Data(bytes).write(to: URL(fileURLWithPath: path))
 }
 
 /// Asserts that `body` throws an I2QError whose message contains every string in `mentions`.
-func assertThrowsMentioning(_ mentions: [String], file: StaticString = #filePath, line: UInt = #line,
+public func assertThrowsMentioning(_ mentions: [String], file: StaticString = #filePath, line: UInt = #line,
                             _ body: () throws -> Void) {
     do {
         try body()
@@ -45,4 +46,12 @@ func assertThrowsMentioning(_ mentions: [String], file: StaticString = #filePath
     } catch {
         XCTFail("unexpected non-I2Q error \(error)", file: file, line: line)
     }
+}
+
+/// The raw bytes of every tensor of a safetensors file/directory, by name.
+public func tensorBytes(_ path: String) throws -> [String: (dtype: DType, shape: [Int], bytes: [UInt8])] {
+    let c = try SafetensorsCheckpoint(path: path)
+    var out: [String: (dtype: DType, shape: [Int], bytes: [UInt8])] = [:]
+    for t in c.tensors { out[t.name] = (t.info.dtype, t.info.shape, t.shard.withData(t.info) { Array($0) }) }
+    return out
 }
