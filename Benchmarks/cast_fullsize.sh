@@ -5,8 +5,9 @@
 #
 # Generates the synthetic checkpoint WORK_DIR/idefics2-8b-synthetic-bf16 if absent, then runs,
 # one after the other, each under /usr/bin/time -v (wall time, peak RSS):
-#   cat    read + write the same bytes with `cat` (the floor a cast has to beat)
-#   dd     the same with `dd bs=16M`
+#   cat    copy the same bytes with `cat` (coreutils >= 9 copies with copy_file_range, i.e.
+#          in the kernel through the page cache, no user-space buffer)
+#   dd     the same with `dd bs=16M` (read + write through a 16 MiB user buffer)
 #   i2q    i2q cast IN --dtype f16 --format safetensors -o OUT
 #   torch  Benchmarks/torch_cast.py IN OUT --dtype f16 (safetensors + torch, the Python way)
 # The output goes to WORK_DIR/cast-out (same filesystem as the input) and is deleted after each
@@ -23,6 +24,7 @@
 #   VERIFY=sample|full|0   check the cast outputs of round 1 against the input (default sample:
 #                     every header + the values of 24 tensors; full: every tensor)
 # Prints a Markdown table and saves it to WORK_DIR/cast_fullsize.md; logs in WORK_DIR/cast_fullsize-logs.
+# Exits 1 if a run failed or an output was wrong. See Benchmarks/README.md.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -172,9 +174,9 @@ run_case() {
     rm -rf "$OUT"
 }
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print ""; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-spread() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {if (NR > 1) printf "%.1f-%.1f", v[1], v[NR]}'; }
-maxof() { tr ' ' '\n' | grep . | sort -g | tail -n 1; }
+median() { tr ' ' '\n' | awk NF | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print ""; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+spread() { tr ' ' '\n' | awk NF | sort -g | awk '{v[NR] = $1} END {if (NR > 1) printf "%.1f-%.1f", v[1], v[NR]}'; }
+maxof() { tr ' ' '\n' | awk NF | sort -g | tail -n 1; }
 
 # ---- runs: REPEAT rounds, each running every case once (interleaved, so drift hits all alike) ----
 for ((round = 1; round <= REPEAT; round++)); do
@@ -229,3 +231,7 @@ CAT_MED=$(echo "${WALLS[cat]:-}" | median)
     done
 } | tee "$REPORT"
 echo "saved $REPORT" >&2
+for name in "${ORDER[@]}"; do
+    [[ "${NOTES[$name]}" == *FAILED* || "${NOTES[$name]}" == *"WRONG SIZE"* ]] && { echo "$name: ${NOTES[$name]}" >&2; exit 1; }
+done
+exit 0

@@ -12,6 +12,7 @@ public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let count: Int
     private let base: UnsafeRawPointer?
+    private let owned: Bool
 
     public init(path: String) throws {
         self.path = path
@@ -25,6 +26,7 @@ public final class MappedFile: @unchecked Sendable {
         if fstat(fd, &st) != 0 { throw IOError.open(path: path, errno: errno) }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw IOError.open(path: path, errno: EISDIR) }
         count = Int(st.st_size)
+        owned = false
         if count == 0 {
             base = nil
             return
@@ -34,8 +36,19 @@ public final class MappedFile: @unchecked Sendable {
         base = UnsafeRawPointer(p!)
     }
 
+    /// An in-memory "file" holding a copy of `bytes` (tests and fuzzing: no disk round trip).
+    public init(copying bytes: [UInt8], name: String) {
+        path = name
+        count = bytes.count
+        owned = true
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 4096)
+        bytes.withUnsafeBytes { if let b = $0.baseAddress { p.copyMemory(from: b, byteCount: bytes.count) } }
+        base = UnsafeRawPointer(p)
+    }
+
     deinit {
-        if let base { munmap(UnsafeMutableRawPointer(mutating: base), count) }
+        guard let base else { return }
+        if owned { UnsafeMutableRawPointer(mutating: base).deallocate() } else { munmap(UnsafeMutableRawPointer(mutating: base), count) }
     }
 
     /// Calls `body` with the bytes `[offset, offset+length)`. The range must have been validated by
@@ -60,7 +73,7 @@ public final class MappedFile: @unchecked Sendable {
     /// Tells the kernel this process no longer needs the pages of `[offset, offset+length)`
     /// (they stay in the page cache; they stop counting towards RSS).
     public func release(_ offset: Int, _ length: Int) {
-        guard let base, length > 0 else { return }
+        guard let base, length > 0, !owned else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (offset / page) * page
         let end = min(count, offset + length)
@@ -71,7 +84,7 @@ public final class MappedFile: @unchecked Sendable {
 
     /// Hints that `[offset, offset+length)` will be read sequentially soon.
     public func willNeed(_ offset: Int, _ length: Int) {
-        guard let base, length > 0 else { return }
+        guard let base, length > 0, !owned else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (offset / page) * page
         let end = min(count, offset + length)

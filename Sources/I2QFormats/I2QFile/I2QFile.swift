@@ -29,9 +29,13 @@ public final class I2QFile: ModelSource, @unchecked Sendable {
     public let tensors: [SourceTensor]
     public private(set) var problems: [String] = []
 
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(file: MappedFile(path: path))
+    }
+
+    public init(file: MappedFile) throws {
+        let path = file.path
         self.path = path
-        let file = try MappedFile(path: path)
         self.file = file
         let h = try Self.readHeader(file)
         header = h

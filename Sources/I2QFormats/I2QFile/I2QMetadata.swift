@@ -48,11 +48,11 @@ public struct I2QMetadata: Sendable, Equatable {
         provenance = try Provenance(json: p)
     }
 
-    /// UTF-8 JSON, compressed with zstd (level 19) when `compress`.
+    /// UTF-8 JSON, compressed with zstd (level 10) when `compress`.
     func encode(compress: Bool) throws -> (stored: [UInt8], rawSize: Int) {
         let raw = Array(JSONWriter.string(json, asciiOnly: false).utf8)
         guard compress else { return (raw, raw.count) }
-        return (try Zstd.compress(raw, level: 19), raw.count)
+        return (try Zstd.compress(raw, level: 10), raw.count)
     }
 }
 
