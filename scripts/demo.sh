@@ -11,7 +11,9 @@ MODEL=${1:-Tests/Fixtures/tiny-idefics2-v4}
 OUT=${DEMO_OUT:-out/demo}
 mkdir -p "$OUT"
 set -x
-$I2Q inspect "$MODEL"
-$I2Q cast "$MODEL" --dtype bf16 --format safetensors -o "$OUT/tiny-idefics2-bf16" --overwrite
-$I2Q cast "$MODEL" --dtype f16 --format safetensors -o "$OUT/tiny-idefics2-f16" --overwrite
-$I2Q inspect "$OUT/tiny-idefics2-f16"
+$I2Q inspect "$MODEL" --brief
+$I2Q cast "$MODEL" --dtype bf16 -o "$OUT/model-bf16.i2q" --overwrite
+$I2Q inspect "$OUT/model-bf16.i2q" --brief --verify-checksums
+$I2Q export "$OUT/model-bf16.i2q" --to hf -o "$OUT/model-bf16-hf" --overwrite
+$I2Q cast "$MODEL" --dtype f16 --format safetensors -o "$OUT/model-f16-hf" --overwrite
+$I2Q inspect "$OUT/model-f16-hf" --brief

@@ -158,3 +158,42 @@ public func formatCount(_ n: Int) -> String {
     if v >= 1e3 { return formatFixed(v / 1e3, 1) + "K" }
     return String(n)
 }
+
+/// The first values of one plain tensor, read in place from the mapping (no copy of the tensor).
+public struct TensorPeek: Sendable {
+    public let name: String
+    public let dtype: DType
+    public let shape: [Int]
+    public let offset: Int
+    public let values: [Double]
+
+    public init(source: any ModelSource, name: String, count: Int = 8) throws {
+        guard let t = source.tensor(name) else {
+            if source.quantizedTensorNames.contains(name) {
+                throw PassError.quantizedInput(path: source.path, tensors: [name], verb: "--tensor")
+            }
+            throw SafetensorsError.missingTensor(tensor: name, where: source.path)
+        }
+        self.name = name; dtype = t.dtype; shape = t.shape; offset = t.offset
+        let n = min(count, t.elementCount)
+        values = t.file.withBytes(t.offset, n * t.dtype.size) { b in
+            (0..<n).map { i -> Double in
+                switch t.dtype {
+                case .f32: return Double(b.loadUnaligned(fromByteOffset: i * 4, as: Float.self))
+                case .f16: return Double(b.loadUnaligned(fromByteOffset: i * 2, as: Float16.self))
+                case .bf16: return Double(FloatConversion.float(fromBF16: b.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+                case .f64: return b.loadUnaligned(fromByteOffset: i * 8, as: Double.self)
+                case .i64: return Double(b.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))
+                case .i32: return Double(b.loadUnaligned(fromByteOffset: i * 4, as: Int32.self))
+                case .i16: return Double(b.loadUnaligned(fromByteOffset: i * 2, as: Int16.self))
+                case .i8: return Double(b.loadUnaligned(fromByteOffset: i, as: Int8.self))
+                default: return Double(b[i * t.dtype.size])
+                }
+            }
+        }
+    }
+
+    public var text: String {
+        "\(name): \(dtype.rawValue) \(shape) at byte \(offset)\n  first values: " + values.map { "\($0)" }.joined(separator: ", ")
+    }
+}

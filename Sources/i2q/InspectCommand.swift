@@ -19,9 +19,21 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Omit the per-tensor directory listing of an .i2q file.")
     var brief = false
 
+    @Option(help: "Also print one tensor: dtype, shape, where its bytes are, and its first values (reads only those bytes).")
+    var tensor: String?
+
     func run() throws {
         try runReportingErrors {
+            let start = ProgressBar.now()
             let source = try openModel(model)
+            let opened = ProgressBar.now() - start
+            if let name = tensor {
+                let p = try TensorPeek(source: source, name: name)
+                let t = ProgressBar.now() - start
+                print(p.text)
+                printError("opened in \(formatFixed(opened * 1000, 2)) ms; first values of \(name) after \(formatFixed(t * 1000, 2)) ms")
+                return
+            }
             var info = ModelInspection(source)
             info.showDirectory = !brief
             print(json ? JSONWriter.string(info.json, indent: 2) : info.text, terminator: json ? "\n" : "")
