@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import math
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ KNOWN_FLAGS = FLAG_ZSTD
 MIN_ALIGNMENT = 64
 MAX_ALIGNMENT = 1 << 20
 MAX_METADATA_RAW = 1 << 30
-MIN_ENTRY_SIZE = 44  # §3: "44 bytes is the size of the smallest possible directory entry"
+MIN_ENTRY_SIZE = 52  # §3: "52 bytes is the size of the smallest possible directory entry"
 MAX_STR = 65535
 MAX_RANK = 8
 MAX_DIM = 64 * (2**31 - 1)  # 137438953408
@@ -104,7 +103,7 @@ RULES: dict[str, str] = {
     "section_bounds": "§3 For each section (offset, size), offset + size MUST NOT overflow and MUST be ≤ file_size",
     "section_overlap": "§2 the three sections MUST lie inside the file after the header and MUST NOT overlap",
     "metadata_sizes": "§3 metadata_raw_size: ≤ 2³⁰; equals metadata_size when bit 0 of flags is clear",
-    "tensor_count": "§3 tensor_count: MUST be ≤ directory_size / 44",
+    "tensor_count": "§3 tensor_count: MUST be ≤ directory_size / 52",
     "header_xxh3": "§7 header_xxh3: a reader MUST verify it before interpreting the directory",
     "overflow": "§1 All arithmetic on sizes and offsets read from a file MUST be checked for overflow (in 64 bits); an overflow is a corrupt file",
     "str_length": "§1 str: n ≤ 65535",
@@ -380,7 +379,7 @@ class I2QFile:
                               f"uncompressed metadata but metadata_raw_size {h.metadata_raw_size} != metadata_size {h.metadata_size}")
         # tensor_count
         if h.tensor_count > h.directory_size // MIN_ENTRY_SIZE:
-            raise FormatError("tensor_count", f"tensor_count = {h.tensor_count} > directory_size {h.directory_size} / 44")
+            raise FormatError("tensor_count", f"tensor_count = {h.tensor_count} > directory_size {h.directory_size} / 52")
         # header_xxh3, before the directory is interpreted
         directory = buf[h.directory_offset:h.directory_offset + h.directory_size]
         want = xxh3(buf[:120] + directory)

@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
-import os
 import struct
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import i2q_format as F  # noqa: E402
-from i2q_format import Component, Entry, Param, Part, Tensor  # noqa: E402
+from i2q_format import Entry, Param, Part, Tensor  # noqa: E402
 
 import zstandard  # noqa: E402
 
@@ -209,9 +207,9 @@ def bad_vectors() -> list[tuple[str, str, str, bytes]]:
         "(data_size is one byte too large, so data overlaps metadata's first byte)",
         build(parts_of(), header_edit=edit(data_size=lambda v: v + 1)))
     add("tensor_count_too_large", "tensor_count",
-        f"§3 tensor_count: \"MUST be ≤ directory_size / 44\" (directory_size {h0.directory_size}, tensor_count "
-        f"{h0.directory_size // 44 + 1})",
-        build(parts_of(), header_edit=edit(tensor_count=h0.directory_size // 44 + 1)))
+        f"§3 tensor_count: \"MUST be ≤ directory_size / 52\" (directory_size {h0.directory_size}, tensor_count "
+        f"{h0.directory_size // 52 + 1})",
+        build(parts_of(), header_edit=edit(tensor_count=h0.directory_size // 52 + 1)))
     broken = bytearray(minimal)
     broken[h0.directory_offset + 4] = ord("x")  # the tensor's name "w" -> "x"; header_xxh3 not updated
     add("header_xxh3_mismatch", "header_xxh3",
@@ -307,11 +305,14 @@ def bad_vectors() -> list[tuple[str, str, str, bytes]]:
     add("data_offset_unaligned", "data_offset",
         "§3 data_offset: \"multiple of alignment, ≥ 128\" (data_offset 136, alignment 64)",
         build(parts_of(), data_offset=136))
+    p = parts_of()
+    p.entries[0].name = "w" * 40  # a long name: the one-entry directory can then pass the /52 bound with tensor_count 2
     add("directory_short", "directory_end",
-        "§4 \"tensor_count entries, back to back\" (tensor_count 2, within directory_size / 44, but the directory holds one entry)",
-        build(parts_of(), header_edit=edit(tensor_count=2)))
+        "§4 \"tensor_count entries, back to back\" (tensor_count 2, within directory_size / 52, but the directory holds one entry)",
+        build(p, header_edit=edit(tensor_count=2)))
     p = parts_of()
     p.entries[0].components = []
+    p.entries[0].name = "w" * 16  # keeps the directory above the 52-byte-per-entry bound
     p.data = b""
     add("component_count_zero", "counts",
         "§4 component_count: \"1…16\"; \"Rules a reader MUST check: … counts within bounds\" (component_count 0)",

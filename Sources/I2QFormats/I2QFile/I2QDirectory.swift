@@ -98,6 +98,7 @@ enum I2QDirectoryCodec {
         var spans: [(Int, Int, String)] = []
         for i in 0..<count {
             let name = try r.string("tensor \(i) name")
+            guard !name.isEmpty else { throw r.fail("tensor \(i) has an empty name") }
             guard names.insert(name).inserted else { throw I2QFormatError.directory(path: path, detail: "tensor \"\(name)\" appears twice") }
             let scheme = try r.string("tensor \"\(name)\" scheme")
             let dtype = try r.dtype("tensor \"\(name)\" dtype")
@@ -107,6 +108,7 @@ enum I2QDirectoryCodec {
             var params: [(String, I2QParam)] = []
             for _ in 0..<np {
                 let k = try r.string("tensor \"\(name)\" param key")
+                guard !params.contains(where: { $0.0 == k }) else { throw r.fail("tensor \"\(name)\" has param \"\(k)\" twice") }
                 switch try r.u8("param type") {
                 case 0: params.append((k, .int(Int64(bitPattern: try r.u64("param value")))))
                 case 1: params.append((k, .float(Double(bitPattern: try r.u64("param value")))))
@@ -117,6 +119,7 @@ enum I2QDirectoryCodec {
             let nparts = Int(try r.u32("tensor \"\(name)\" part count"))
             guard nparts <= I2QSpec.maxParts else { throw r.fail("tensor \"\(name)\" has \(nparts) parts") }
             var parts: [I2QPart] = []
+            guard nparts == 0 || !shape.isEmpty else { throw r.fail("tensor \"\(name)\" is a scalar and cannot have parts") }
             let rows = shape.first ?? 0
             for _ in 0..<nparts {
                 let pn = try r.string("part name")
@@ -131,6 +134,7 @@ enum I2QDirectoryCodec {
             var comps: [I2QComponent] = []
             for _ in 0..<nc {
                 let role = try r.string("tensor \"\(name)\" component role")
+                guard !comps.contains(where: { $0.role == role }) else { throw r.fail("tensor \"\(name)\" has component \"\(role)\" twice") }
                 let cd = try r.dtype("tensor \"\(name)\" component \(role) dtype")
                 let cs = try r.dims("tensor \"\(name)\" component \(role) shape")
                 let off = try r.u64("component offset"), size = try r.u64("component size"), sum = try r.u64("component checksum")
@@ -146,8 +150,8 @@ enum I2QDirectoryCodec {
                 spans.append((Int(off), Int(size), name))
             }
             if scheme == I2QSpec.Scheme.plain {
-                guard nc == 1, comps[0].role == "data", comps[0].dtype == dtype, comps[0].shape == shape else {
-                    throw r.fail("plain tensor \"\(name)\" must have one \"data\" component of its own dtype and shape")
+                guard nc == 1, comps[0].role == "data", comps[0].dtype == dtype, comps[0].shape == shape, params.isEmpty else {
+                    throw r.fail("plain tensor \"\(name)\" must have one \"data\" component of its own dtype and shape, and no params")
                 }
             }
             out.append(I2QTensorEntry(name: name, scheme: scheme, dtype: dtype, shape: shape, params: params, parts: parts, components: comps))

@@ -124,8 +124,8 @@ public final class I2QFile: ModelSource, @unchecked Sendable {
         }
         guard mRaw <= I2QSpec.maxMetadataRawSize else { throw bad("metadata raw size \(mRaw) exceeds 1 GiB") }
         if flags & I2QSpec.flagMetadataZstd == 0 && mRaw != mSize { throw bad("uncompressed metadata size \(mSize) ≠ raw size \(mRaw)") }
-        // The smallest directory entry is 44 bytes: reject counts the directory cannot hold.
-        guard count <= dirSize / 44 else { throw bad("tensor count \(count) cannot fit a \(dirSize)-byte directory") }
+        // The smallest directory entry is 52 bytes: reject counts the directory cannot hold.
+        guard count <= dirSize / 52 else { throw bad("tensor count \(count) cannot fit a \(dirSize)-byte directory") }
         return Header(versionMajor: major, versionMinor: minor, flags: flags, fileSize: Int(fileSize), alignment: Int(alignment),
                       dataOffset: d.0, dataSize: d.1, metadataOffset: m.0, metadataSize: m.1, metadataRawSize: Int(mRaw),
                       directoryOffset: dir.0, directorySize: dir.1, tensorCount: Int(count),

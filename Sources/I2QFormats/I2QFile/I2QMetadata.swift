@@ -75,6 +75,10 @@ public enum Zstd {
 
     /// Decompresses a frame whose content size must equal `expectedSize` (bounded by the caller).
     public static func decompress(_ src: UnsafeRawBufferPointer, expectedSize: Int) throws -> [UInt8] {
+        // Exactly one frame filling the input (the i2q spec, §5).
+        let frame = ZSTD_findFrameCompressedSize(src.baseAddress, src.count)
+        if ZSTD_isError(frame) != 0 { throw Failure(detail: String(cString: ZSTD_getErrorName(frame))) }
+        guard frame == src.count else { throw Failure(detail: "\(src.count - frame) bytes follow the first frame; exactly one frame is allowed") }
         var dst = [UInt8](repeating: 0, count: expectedSize)
         let n = dst.withUnsafeMutableBytes { d in ZSTD_decompress(d.baseAddress, d.count, src.baseAddress, src.count) }
         if ZSTD_isError(n) != 0 { throw Failure(detail: String(cString: ZSTD_getErrorName(n))) }
