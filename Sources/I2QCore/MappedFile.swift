@@ -13,6 +13,8 @@ public final class MappedFile: @unchecked Sendable {
     public let count: Int
     private let base: UnsafeRawPointer?
     private let owned: Bool
+    /// Kept open for `read(_:_:into:)` (streaming passes read with pread instead of faulting pages in).
+    private let fd: Int32
 
     public init(path: String) throws {
         self.path = path
@@ -21,10 +23,10 @@ public final class MappedFile: @unchecked Sendable {
             if errno == ENOENT { throw IOError.notFound(path: path) }
             throw IOError.open(path: path, errno: errno)
         }
-        defer { close(fd) }
         var st = stat()
-        if fstat(fd, &st) != 0 { throw IOError.open(path: path, errno: errno) }
-        if (st.st_mode & S_IFMT) == S_IFDIR { throw IOError.open(path: path, errno: EISDIR) }
+        if fstat(fd, &st) != 0 { let e = errno; close(fd); throw IOError.open(path: path, errno: e) }
+        if (st.st_mode & S_IFMT) == S_IFDIR { close(fd); throw IOError.open(path: path, errno: EISDIR) }
+        self.fd = fd
         count = Int(st.st_size)
         owned = false
         if count == 0 {
@@ -32,7 +34,7 @@ public final class MappedFile: @unchecked Sendable {
             return
         }
         let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
-        if p == MAP_FAILED || p == nil { throw IOError.mmap(path: path, errno: errno) }
+        if p == MAP_FAILED || p == nil { let e = errno; close(fd); throw IOError.mmap(path: path, errno: e) }
         base = UnsafeRawPointer(p!)
     }
 
@@ -41,12 +43,14 @@ public final class MappedFile: @unchecked Sendable {
         path = name
         count = bytes.count
         owned = true
+        fd = -1
         let p = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 4096)
         bytes.withUnsafeBytes { if let b = $0.baseAddress { p.copyMemory(from: b, byteCount: bytes.count) } }
         base = UnsafeRawPointer(p)
     }
 
     deinit {
+        if fd >= 0 { close(fd) }
         guard let base else { return }
         if owned { UnsafeMutableRawPointer(mutating: base).deallocate() } else { munmap(UnsafeMutableRawPointer(mutating: base), count) }
     }
@@ -63,6 +67,23 @@ public final class MappedFile: @unchecked Sendable {
     func rawBuffer(_ offset: Int, _ length: Int) -> UnsafeRawBufferPointer {
         guard let base else { return UnsafeRawBufferPointer(start: nil, count: 0) }
         return UnsafeRawBufferPointer(start: base + offset, count: length)
+    }
+
+    /// Copies `[offset, offset+length)` into `dst` with pread: for streaming a file once, this avoids
+    /// faulting every page of the mapping in (the cost that dominates a memory-mapped copy).
+    public func read(_ offset: Int, _ length: Int, into dst: UnsafeMutableRawPointer) throws {
+        precondition(offset >= 0 && length >= 0 && offset <= count && length <= count - offset, "read out of bounds")
+        if fd < 0 {
+            withBytes(offset, length) { if let b = $0.baseAddress { dst.copyMemory(from: b, byteCount: length) } }
+            return
+        }
+        var done = 0
+        while done < length {
+            let n = pread(fd, dst + done, length - done, off_t(offset + done))
+            if n < 0 { if errno == EINTR { continue }; throw IOError.read(path: path, errno: errno) }
+            if n == 0 { throw IOError.read(path: path, errno: EIO) }  // the file shrank under us
+            done += n
+        }
     }
 
     /// Copies bytes out (for headers and small metadata).

@@ -5,33 +5,75 @@ import Darwin
 #endif
 
 /// A file opened for sequential writing, with complete-write semantics and errors naming the file.
+///
+/// With `direct: true` the data bypasses the page cache (O_DIRECT, through an aligned 8 MiB
+/// staging buffer; the last partial block is padded and the file truncated to its length on
+/// `close`). On this class of machine that writes ~2.2 GB/s against 0.4–1.6 GB/s buffered, and it
+/// keeps a multi-GB output from evicting everything else from memory. Falls back to ordinary
+/// writes where the file system refuses O_DIRECT.
 public final class OutputFile {
     public let path: String
     private var fd: Int32
+    /// Bytes written so far (the logical file length).
     public private(set) var written: Int = 0
+    private let direct: Bool
+    private var stage: UnsafeMutableRawPointer?
+    private var staged = 0
+    private var flushed = 0
+    private var patchFD: Int32 = -1
+    static let stageSize = 8 << 20
+    static let blockSize = 4096
 
-    public init(creating path: String) throws {
+    public init(creating path: String, direct: Bool = false) throws {
         self.path = path
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        if fd < 0 { throw IOError.open(path: path, errno: errno) }
+        var useDirect = false
+        var f: Int32 = -1
+        if direct {
+            f = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | oDirect, 0o644)
+            useDirect = f >= 0
+        }
+        if f < 0 { f = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        if f < 0 { throw IOError.open(path: path, errno: errno) }
+        fd = f
+        self.direct = useDirect
+        if useDirect { stage = UnsafeMutableRawPointer.allocate(byteCount: Self.stageSize, alignment: Self.blockSize) }
     }
 
-    deinit { if fd >= 0 { Glibc.close(fd) } }
+    deinit {
+        if fd >= 0 { Glibc.close(fd) }
+        if patchFD >= 0 { Glibc.close(patchFD) }
+        stage?.deallocate()
+    }
+
+    private func pwriteAll(_ f: Int32, _ p: UnsafeRawPointer, _ count: Int, _ offset: Int) throws {
+        var done = 0
+        while done < count {
+            let n = pwrite(f, p + done, count - done, off_t(offset + done))
+            if n < 0 { if errno == EINTR { continue }; throw IOError.write(path: path, errno: errno) }
+            if n == 0 { throw IOError.write(path: path, errno: EIO) }
+            done += n
+        }
+    }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
-        guard var p = bytes.baseAddress else { return }
-        var left = bytes.count
-        while left > 0 {
-            let n = Glibc.write(fd, p, left)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw IOError.write(path: path, errno: errno)
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        if let stage {
+            var off = 0
+            while off < bytes.count {
+                let m = min(Self.stageSize - staged, bytes.count - off)
+                (stage + staged).copyMemory(from: base + off, byteCount: m)
+                staged += m
+                off += m
+                if staged == Self.stageSize {
+                    try pwriteAll(fd, stage, staged, flushed)
+                    flushed += staged
+                    staged = 0
+                }
             }
-            if n == 0 { throw IOError.write(path: path, errno: EIO) }
-            p += n
-            left -= n
-            written += n
+        } else {
+            try pwriteAll(fd, base, bytes.count, written)
         }
+        written += bytes.count
     }
 
     public func write(_ bytes: [UInt8]) throws {
@@ -42,14 +84,24 @@ public final class OutputFile {
         try write(Array(s.utf8))
     }
 
-    /// Writes `bytes` at absolute `offset` without moving the append position (header patching).
+    /// Writes `bytes` at absolute `offset` (≤ `written`) without moving the append position
+    /// (header patching).
     public func write(_ bytes: [UInt8], at offset: Int) throws {
+        precondition(offset >= 0 && offset + bytes.count <= written, "patch beyond the written data")
         try bytes.withUnsafeBytes { b in
-            var done = 0
-            while done < b.count {
-                let n = pwrite(fd, b.baseAddress! + done, b.count - done, off_t(offset + done))
-                if n < 0 { if errno == EINTR { continue }; throw IOError.write(path: path, errno: errno) }
-                done += n
+            guard let stage else { return try pwriteAll(fd, b.baseAddress!, b.count, offset) }
+            for (i, byte) in b.enumerated() {
+                let at = offset + i
+                if at >= flushed {
+                    stage.storeBytes(of: byte, toByteOffset: at - flushed, as: UInt8.self)
+                } else {
+                    if patchFD < 0 {
+                        patchFD = open(path, O_WRONLY | O_CLOEXEC)
+                        if patchFD < 0 { throw IOError.open(path: path, errno: errno) }
+                    }
+                    var v = byte
+                    try pwriteAll(patchFD, &v, 1, at)
+                }
             }
         }
     }
@@ -63,14 +115,34 @@ public final class OutputFile {
     /// Flushes to stable storage and closes.
     public func close() throws {
         guard fd >= 0 else { return }
-        if fsync(fd) != 0 && errno != EINVAL && errno != EROFS { 
-            let e = errno; Glibc.close(fd); fd = -1
-            throw IOError.write(path: path, errno: e)
+        do {
+            if let stage, staged > 0 {
+                let padded = (staged + Self.blockSize - 1) / Self.blockSize * Self.blockSize
+                (stage + staged).initializeMemory(as: UInt8.self, repeating: 0, count: padded - staged)
+                try pwriteAll(fd, stage, padded, flushed)
+                if ftruncate(fd, off_t(written)) != 0 { throw IOError.write(path: path, errno: errno) }
+                flushed += staged
+                staged = 0
+            }
+            if patchFD >= 0 && fsync(patchFD) != 0 && errno != EINVAL { throw IOError.write(path: path, errno: errno) }
+            if fsync(fd) != 0 && errno != EINVAL && errno != EROFS { throw IOError.write(path: path, errno: errno) }
+        } catch {
+            Glibc.close(fd); fd = -1
+            throw error
         }
         if Glibc.close(fd) != 0 { let e = errno; fd = -1; throw IOError.write(path: path, errno: e) }
         fd = -1
     }
 }
+
+/// O_DIRECT (not exported by the Glibc module: it needs _GNU_SOURCE). Values from asm/fcntl.h.
+#if arch(x86_64)
+let oDirect: Int32 = 0o40000
+#elseif arch(arm64)
+let oDirect: Int32 = 0o200000
+#else
+let oDirect: Int32 = 0
+#endif
 
 /// File-system helpers used by every verb that writes output: outputs are built under a temporary
 /// name next to the destination and renamed into place only when complete.

@@ -91,9 +91,13 @@ public struct StreamingPass {
         return Int(s.f_bavail) * Int(s.f_frsize)
     }
 
-    /// Elements converted per step; bounds the buffers (16 MB of f32 in, ≤ 32 MB out).
-    static let chunkElements = 4 << 20
+    /// Elements per step: bounds the buffers (input ≤ 16 MB, each output buffer ≤ 16 MB).
+    static let chunkElements = 2 << 20
+    /// Output buffers in flight between the converting thread and the writing thread.
+    static let buffersInFlight = 3
 
+    /// Reads (pread) and converts on the calling thread while a second thread writes (and, for
+    /// .i2q, checksums) the previous chunks: the two cores overlap conversion with disk writes.
     public func run() throws -> PassReport {
         let isDir = settings.format == .safetensors
         let staged = try StagedOutput(finalPath: outputPath, directory: isDir, overwrite: settings.overwrite)
@@ -101,41 +105,45 @@ public struct StreamingPass {
             ? try SafetensorsSink(directory: staged.tempPath, plan: plan, maxShardSize: settings.maxShardSize)
             : try I2QSink(path: staged.tempPath, alignment: settings.alignment)
         let progress = ProgressBar(label: label, totalBytes: source.tensorBytes, enabled: settings.showProgress)
+        let writer = PipelinedWriter(sink: sink, buffers: Self.buffersInFlight, bufferSize: Self.chunkElements * 8)
+        // input: [chunkElements × ≤ 8 bytes] of the source dtype.
+        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkElements * 8, alignment: 4096)
+        defer { input.deallocate() }
         var results: [TensorCastResult] = []
         var written = 0
-        // out: [chunkElements × 8 bytes] — large enough for any output dtype.
-        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkElements * 8, alignment: 64)
-        defer { out.deallocate() }
 
-        for (t, p) in zip(source.tensors, plan) {
-            try sink.begin(p)
-            var stats = CastStats()
-            let inSize = t.dtype.size
-            let n = t.elementCount
-            var i = 0
-            while i < n {
-                let m = min(Self.chunkElements, n - i)
-                let srcOff = t.offset + i * inSize
-                if i + m < n { t.file.willNeed(srcOff + m * inSize, min(Self.chunkElements, n - i - m) * inSize) }
-                try t.file.withBytes(srcOff, m * inSize) { src in
+        do {
+            for (t, p) in zip(source.tensors, plan) {
+                writer.submit { try $0.begin(p) }
+                var stats = CastStats()
+                let inSize = t.dtype.size
+                let n = t.elementCount
+                var i = 0
+                while i < n {
+                    let m = min(Self.chunkElements, n - i)
+                    let buffer = try writer.acquire()  // output: [m × p.dtype.size bytes]
                     if p.dtype == t.dtype {
-                        try sink.append(src)  // pass-through: straight from the mapping
+                        try t.file.read(t.offset + i * inSize, m * inSize, into: buffer)
                     } else {
+                        try t.file.read(t.offset + i * inSize, m * inSize, into: input.baseAddress!)
                         stats += try FloatConversion.convert(from: t.dtype, to: p.dtype, count: m,
-                                                             src: src.baseAddress!, dst: out.baseAddress!,
-                                                             first: i, total: n)
-                        try sink.append(UnsafeRawBufferPointer(rebasing: out[0..<(m * p.dtype.size)]))
+                                                             src: input.baseAddress!, dst: buffer, first: i, total: n)
                     }
+                    writer.submitBuffer(buffer, count: m * p.dtype.size)
+                    progress.advance(m * inSize)
+                    i += m
                 }
-                t.file.release(srcOff, m * inSize)
-                progress.advance(m * inSize)
-                i += m
+                writer.submit { try $0.end() }
+                written += p.byteCount
+                results.append(TensorCastResult(name: t.name, from: t.dtype, to: p.dtype, elements: n, stats: stats))
             }
-            try sink.end()
-            written += p.byteCount
-            results.append(TensorCastResult(name: t.name, from: t.dtype, to: p.dtype, elements: n, stats: stats))
+            let files = self.files, provenance = self.provenance
+            writer.submit { try $0.finish(files: files, provenance: provenance) }
+            try writer.drain()
+        } catch {
+            writer.abandon()
+            throw error
         }
-        try sink.finish(files: files, provenance: provenance)
         try staged.commit()
         progress.finish()
         return PassReport(output: outputPath, files: sink.outputFiles, tensors: results,

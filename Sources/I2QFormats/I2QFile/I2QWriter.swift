@@ -29,7 +29,7 @@ public final class I2QWriter {
                      "alignment must be a power of two in 64…1 MiB")
         self.path = path
         self.alignment = alignment
-        out = try OutputFile(creating: path)
+        out = try OutputFile(creating: path, direct: true)
         dataOffset = (I2QSpec.headerSize + alignment - 1) / alignment * alignment
         try out.writeZeros(dataOffset)  // header placeholder + padding; patched by finish()
         position = dataOffset

@@ -124,7 +124,7 @@ public final class SafetensorsWriter {
         if s != currentShard {
             try file?.close()
             currentShard = s
-            let f = try OutputFile(creating: directory + "/" + shards[s].fileName)
+            let f = try OutputFile(creating: directory + "/" + shards[s].fileName, direct: true)
             try f.write(Self.header(for: shards[s].tensors, metadata: metadata))
             file = f
         }
