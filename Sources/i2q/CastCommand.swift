@@ -14,18 +14,19 @@ struct Cast: ParsableCommand {
     var dtype: String
 
     @OptionGroup var out: OutputOptions
+    @OptionGroup var layout: FormatOptions
 
     func validate() throws {
         guard DType(userSpelling: dtype) != nil else {
             throw ValidationError("--dtype must be f16, bf16 or f32 (got \"\(dtype)\")")
         }
-        try out.validateFormat()
+        try layout.validateFormat()
     }
 
     func run() throws {
         try runReportingErrors {
             let target = DType(userSpelling: dtype)!
-            let pass = try CastPass.make(source: try openModel(model), output: out.output, dtype: target, settings: out.settings)
+            let pass = try CastPass.make(source: try openModel(model), output: out.output, dtype: target, settings: layout.apply(to: out.baseSettings))
             let r = try pass.run()
             for t in r.overflowing {
                 printError("warning: \(t.name): \(t.stats.overflowed) of \(t.elements) values are out of \(t.to.rawValue)'s range and became ±inf")
@@ -52,14 +53,7 @@ struct Export: ParsableCommand {
     @Option(help: "Largest safetensors shard, e.g. 5GB, 500MB, 2GiB.")
     var maxShardSize: String = "5GB"
 
-    @Option(name: [.short, .customLong("output")], help: "Output directory (must not exist unless --overwrite).")
-    var output: String
-
-    @Flag(help: "Replace an existing output.")
-    var overwrite = false
-
-    @Flag(help: "Do not draw a progress bar.")
-    var noProgress = false
+    @OptionGroup var out: OutputOptions
 
     func validate() throws {
         guard to == "hf" else { throw ValidationError("--to must be hf (got \"\(to)\")") }
@@ -70,11 +64,9 @@ struct Export: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            var s = OutputSettings()
+            var s = out.baseSettings
             s.maxShardSize = parseByteSize(maxShardSize)!
-            s.overwrite = overwrite
-            s.showProgress = !noProgress && ProgressBar.stderrIsTerminal
-            let r = try ExportPass.makeHF(source: try openModel(model), output: output, settings: s).run()
+            let r = try ExportPass.makeHF(source: try openModel(model), output: out.output, settings: s).run()
             printSummary("exported \(r.tensors.count) tensors to hf", r)
         }
     }

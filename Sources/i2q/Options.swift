@@ -14,6 +14,17 @@ struct OutputOptions: ParsableArguments {
     @Flag(help: "Do not draw a progress bar (it is drawn only when stderr is a terminal).")
     var noProgress = false
 
+    /// The settings these flags fix (format-specific ones at their defaults).
+    var baseSettings: OutputSettings {
+        var s = OutputSettings()
+        s.overwrite = overwrite
+        s.showProgress = !noProgress && ProgressBar.stderrIsTerminal
+        return s
+    }
+}
+
+/// Output layout flags of verbs that write a model (`cast` and the later passes).
+struct FormatOptions: ParsableArguments {
     @Option(help: "Output format: i2q (one self-checking file, the default) or safetensors (an HF directory transformers loads).")
     var format: String = OutputFormat.i2q.rawValue
 
@@ -35,13 +46,11 @@ struct OutputOptions: ParsableArguments {
         }
     }
 
-    var settings: OutputSettings {
-        var s = OutputSettings()
+    func apply(to settings: OutputSettings) -> OutputSettings {
+        var s = settings
         s.format = OutputFormat(rawValue: format)!
         s.maxShardSize = parseByteSize(maxShardSize)!
         s.alignment = alignment
-        s.overwrite = overwrite
-        s.showProgress = !noProgress && ProgressBar.stderrIsTerminal
         return s
     }
 }
