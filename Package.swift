@@ -24,8 +24,10 @@ let package = Package(
         .target(name: "I2QCore", dependencies: ["CXXHash"], swiftSettings: native),
         // Formats: safetensors (and later the i2q file, GGUF), model directories and typed configs.
         .target(name: "I2QFormats", dependencies: ["I2QCore", "CZstd"], swiftSettings: native),
-        // Runtime kernels (BLAS wrapper today; the decoder and vision tower come in later issues).
-        .target(name: "I2QRuntime", dependencies: ["I2QCore", "I2QFormats", "CBLAS"], swiftSettings: native),
+        // Tokenizers from tokenizer.json (huggingface/tokenizers semantics): one file per stage.
+        .target(name: "I2QTokenizer", dependencies: ["I2QCore"], swiftSettings: native),
+        // CPU reference runtime: kernels, decoder (and later the vision tower), generation.
+        .target(name: "I2QRuntime", dependencies: ["I2QCore", "I2QFormats", "I2QTokenizer", "CBLAS"], swiftSettings: native),
         // Passes: plan + streaming execution of model transforms (cast today).
         .target(name: "I2QPasses", dependencies: ["I2QCore", "I2QFormats"], swiftSettings: native),
         // CLI only: argument parsing and printing.
@@ -44,6 +46,7 @@ let package = Package(
         .testTarget(name: "I2QPassesTests", dependencies: ["I2QPasses", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
         // Runs the built `i2q` binary: exit codes and messages users see.
         .testTarget(name: "I2QCLITests", dependencies: ["i2q", "I2QCore", "I2QFormats", "I2QTestSupport"]),
-        .testTarget(name: "I2QRuntimeTests", dependencies: ["I2QRuntime"], swiftSettings: native),
+        .testTarget(name: "I2QRuntimeTests", dependencies: ["I2QRuntime", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
+        .testTarget(name: "I2QTokenizerTests", dependencies: ["I2QTokenizer", "I2QCore", "I2QTestSupport"], swiftSettings: native),
     ]
 )

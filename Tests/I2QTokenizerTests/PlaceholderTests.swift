@@ -1,0 +1,5 @@
+import XCTest
+@testable import I2QTokenizer
+final class PlaceholderTests: XCTestCase {
+    func testModuleBuilds() { XCTAssertNotNil(I2QTokenizerModule.self) }
+}
