@@ -123,9 +123,9 @@ public struct StreamingPass {
                     let m = min(Self.chunkElements, n - i)
                     let buffer = try writer.acquire()  // output: [m × p.dtype.size bytes]
                     if p.dtype == t.dtype {
-                        try t.file.read(t.offset + i * inSize, m * inSize, into: buffer)
+                        try t.read(elements: i, count: m, into: buffer)
                     } else {
-                        try t.file.read(t.offset + i * inSize, m * inSize, into: input.baseAddress!)
+                        try t.read(elements: i, count: m, into: input.baseAddress!)
                         stats += try FloatConversion.convert(from: t.dtype, to: p.dtype, count: m,
                                                              src: input.baseAddress!, dst: buffer, first: i, total: n)
                     }

@@ -176,7 +176,11 @@ public struct TensorPeek: Sendable {
         }
         self.name = name; dtype = t.dtype; shape = t.shape; offset = t.offset
         let n = min(count, t.elementCount)
-        values = t.file.withBytes(t.offset, n * t.dtype.size) { b in
+        let head = UnsafeMutableRawBufferPointer.allocate(byteCount: max(n * t.dtype.size, 1), alignment: 64)
+        defer { head.deallocate() }
+        try t.read(elements: 0, count: n, into: head.baseAddress!)
+        let b = UnsafeRawBufferPointer(head)
+        values = {
             (0..<n).map { i -> Double in
                 switch t.dtype {
                 case .f32: return Double(b.loadUnaligned(fromByteOffset: i * 4, as: Float.self))
@@ -190,7 +194,7 @@ public struct TensorPeek: Sendable {
                 default: return Double(b[i * t.dtype.size])
                 }
             }
-        }
+        }()
     }
 
     public var text: String {

@@ -1,23 +1,48 @@
 import Foundation
 import I2QCore
 
-/// A plain (unquantized) tensor whose bytes lie in a mapped file: zero-copy for every reader.
+/// Produces elements `[first, first + count)` of a tensor, in the tensor's dtype, into `dst`
+/// (for sources whose bytes are computed, e.g. dequantized from a GGUF block format).
+public typealias TensorLoader = @Sendable (_ first: Int, _ count: Int, _ dst: UnsafeMutableRawPointer) throws -> Void
+
+/// A plain (unquantized) tensor of a source. Its bytes either lie in a mapped file (`file`,
+/// `offset`: zero-copy for every reader) or are produced on demand by `loader`.
 public struct SourceTensor: Sendable {
     public let name: String
     public let dtype: DType
     public let shape: [Int]
-    public let file: MappedFile
+    public let file: MappedFile?
     /// Absolute offset of the data in `file`.
     public let offset: Int
     public let byteCount: Int
+    public let loader: TensorLoader?
     public var elementCount: Int { shape.reduce(1, *) }
 
     public init(name: String, dtype: DType, shape: [Int], file: MappedFile, offset: Int, byteCount: Int) {
-        self.name = name; self.dtype = dtype; self.shape = shape; self.file = file; self.offset = offset; self.byteCount = byteCount
+        self.name = name; self.dtype = dtype; self.shape = shape; self.file = file; self.offset = offset
+        self.byteCount = byteCount; self.loader = nil
     }
 
-    public func withData<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try file.withBytes(offset, byteCount, body)
+    public init(name: String, dtype: DType, shape: [Int], loader: @escaping TensorLoader) {
+        self.name = name; self.dtype = dtype; self.shape = shape; self.file = nil; self.offset = 0
+        self.byteCount = shape.reduce(1, *) * dtype.size; self.loader = loader
+    }
+
+    /// Copies elements `[first, first + count)` into `dst` (pread for mapped tensors).
+    public func read(elements first: Int, count: Int, into dst: UnsafeMutableRawPointer) throws {
+        precondition(first >= 0 && count >= 0 && first + count <= elementCount, "read out of bounds")
+        if let loader { return try loader(first, count, dst) }
+        try file!.read(offset + first * dtype.size, count * dtype.size, into: dst)
+    }
+
+    /// Zero-copy access to a mapped tensor's bytes; a computed tensor is materialised into a
+    /// temporary buffer for the duration of `body`.
+    public func withData<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        if let file { return try file.withBytes(offset, byteCount, body) }
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        defer { buf.deallocate() }
+        try read(elements: 0, count: elementCount, into: buf.baseAddress!)
+        return try body(UnsafeRawBufferPointer(rebasing: buf[0..<byteCount]))
     }
 }
 
