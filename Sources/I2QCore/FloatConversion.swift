@@ -357,3 +357,22 @@ public enum TorchNaNPolicy {
         }
     }
 }
+
+extension FloatConversion {
+    /// Widens 16-bit floats (or copies f32) to float32 for computation: exact, NaN payloads not
+    /// policed. Safe when `dst` starts at or before `src` and the two overlap (front-to-back).
+    public static func widenToF32(from dt: DType, count n: Int, src: UnsafeRawPointer, dst: UnsafeMutablePointer<Float>) {
+        switch dt {
+        case .bf16:
+            for i in 0..<n { dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) << 16) }
+        case .f16:
+            for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 2, as: Float16.self)) }
+        case .f32:
+            for i in 0..<n { dst[i] = src.loadUnaligned(fromByteOffset: i * 4, as: Float.self) }
+        case .f64:
+            for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
+        default:
+            for i in 0..<n { dst[i] = 0 }
+        }
+    }
+}

@@ -1,14 +1,23 @@
 import CBLAS
 
-/// y[m,n] = x[m,k] · w[n,k]ᵀ — the layout of a torch `nn.Linear` (weight is [out, in], row-major).
+/// Matrix products on OpenBLAS (`cblas_sgemm`), float32, row-major.
 ///
-/// Reference: torch.nn.functional.linear in float32 (both call an sgemm; results agree to float32
-/// rounding of a k-term sum, ≤ ~k·2⁻²⁴ relative). Backed by OpenBLAS `cblas_sgemm`.
+/// Reference: `torch.nn.functional.linear` / `torch.matmul` in float32. Both call an sgemm; the
+/// results agree to float32 rounding of a k-term sum (≤ ~k·2⁻²⁴ relative; in practice ~1e-6).
 public enum Matmul {
+    /// y[m,n] = x[m,k] · w[n,k]ᵀ (+ y if `accumulate`) — the layout of a torch `nn.Linear` (weight [out, in]).
     public static func linear(x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
-                              m: Int, k: Int, n: Int) {
+                              m: Int, k: Int, n: Int, accumulate: Bool = false) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                    1, x, Int32(k), w, Int32(k), 0, y, Int32(n))
+                    1, x, Int32(k), w, Int32(k), accumulate ? 1 : 0, y, Int32(n))
+    }
+
+    /// c[m,n] = alpha · a[m,k] · b (b is [k,n], or [n,k] when `transB`), with leading dimensions.
+    public static func gemm(transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                            c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
     }
 
     /// Array convenience: x is [m,k], w is [n,k]; returns [m,n].

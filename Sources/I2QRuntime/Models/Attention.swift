@@ -1,0 +1,75 @@
+import I2QCore
+import I2QFormats
+
+/// Grouped-query self-attention of Llama/Mistral (transformers 5.24 `LlamaAttention` /
+/// `MistralAttention`, eager path): q/k/v projections (+ optional bias), RoPE, causal mask — with
+/// Mistral's sliding window (key j visible to query i iff i − W < j ≤ i) —, softmax in float32,
+/// output projection. Query head h reads kv head h / (heads / kvHeads).
+struct Attention {
+    let q, k, v, o: Weight
+    let qBias, kBias, vBias: Weight?
+    let heads, kvHeads, headDim, hidden: Int
+    let window: Int?
+    let rope: RoPE
+
+    init(_ w: WeightLoader, prefix: String, config c: TextConfig) throws {
+        heads = c.numAttentionHeads; kvHeads = c.numKeyValueHeads; headDim = c.headDim; hidden = c.hiddenSize
+        window = c.slidingWindow
+        rope = RoPE(headDim: c.headDim, theta: c.rope.theta)
+        q = try w.weight(prefix + "q_proj.weight", [heads * headDim, hidden])
+        k = try w.weight(prefix + "k_proj.weight", [kvHeads * headDim, hidden])
+        v = try w.weight(prefix + "v_proj.weight", [kvHeads * headDim, hidden])
+        o = try w.weight(prefix + "o_proj.weight", [hidden, heads * headDim])
+        qBias = try w.optional(prefix + "q_proj.bias", [heads * headDim])
+        kBias = try w.optional(prefix + "k_proj.bias", [kvHeads * headDim])
+        vBias = try w.optional(prefix + "v_proj.bias", [kvHeads * headDim])
+    }
+
+    /// x: [t, hidden] (normalised input) at positions start..<start+t; adds the attention output
+    /// into `residual` [t, hidden]. keys/values: this layer's cache, [capacity, kvHeads·headDim].
+    func callAsFunction(_ x: UnsafePointer<Float>, t: Int, start: Int, keys: UnsafeMutablePointer<Float>,
+                        values: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>, ws: Workspace) throws {
+        let qw = heads * headDim, kw = kvHeads * headDim
+        let qb = ws.q(t * qw)            // [t, heads·headDim]
+        let kRows = keys + start * kw    // new keys go straight into the cache: [t, kw]
+        let vRows = values + start * kw
+        try project(x, t, q, qBias, qb, ws)
+        try project(x, t, k, kBias, kRows, ws)
+        try project(x, t, v, vBias, vRows, ws)
+        for i in 0..<t {
+            rope.apply(qb + i * qw, heads: heads, pos: start + i)
+            rope.apply(kRows + i * kw, heads: kvHeads, pos: start + i)
+        }
+        let s = start + t
+        let scores = ws.scores(t * s)     // [t, s] for one head
+        let out = ws.attn(t * qw)         // [t, heads·headDim]
+        let scale = 1 / Float(headDim).squareRoot()
+        let group = heads / kvHeads
+        for h in 0..<heads {
+            let g = h / group
+            // scores = q_h · K_gᵀ · scale
+            Matmul.gemm(transB: true, m: t, n: s, k: headDim, alpha: scale,
+                        a: qb + h * headDim, lda: qw, b: keys + g * headDim, ldb: kw, c: scores, ldc: s)
+            for i in 0..<t {
+                let row = scores + i * s
+                let pos = start + i
+                let lo = window.map { max(0, pos - $0 + 1) } ?? 0
+                for j in 0..<lo { row[j] = -.infinity }
+                if pos + 1 < s { for j in (pos + 1)..<s { row[j] = -.infinity } }
+                Kernels.softmax(row, n: s)
+            }
+            // out_h = P · V_g
+            Matmul.gemm(transB: false, m: t, n: headDim, k: s, alpha: 1,
+                        a: scores, lda: s, b: values + g * headDim, ldb: kw, c: out + h * headDim, ldc: qw)
+        }
+        try o.withF32(ws.scratch) { Matmul.linear(x: out, w: $0, y: residual, m: t, k: qw, n: hidden, accumulate: true) }
+    }
+
+    private func project(_ x: UnsafePointer<Float>, _ t: Int, _ w: Weight, _ b: Weight?, _ y: UnsafeMutablePointer<Float>, _ ws: Workspace) throws {
+        let n = w.shape[0]
+        try w.withF32(ws.scratch) { Matmul.linear(x: x, w: $0, y: y, m: t, k: hidden, n: n) }
+        if let b {
+            try b.withF32(ws.scratch) { bp in for i in 0..<t { Kernels.add(y + i * n, bp, n: n) } }
+        }
+    }
+}

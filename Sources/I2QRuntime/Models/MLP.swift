@@ -1,0 +1,47 @@
+import I2QFormats
+
+/// SwiGLU MLP of Llama/Mistral: down(silu(gate(x)) · up(x)) (transformers `LlamaMLP`).
+struct MLP {
+    let gate, up, down: Weight
+    let hidden, intermediate: Int
+
+    init(_ w: WeightLoader, prefix: String, config c: TextConfig) throws {
+        hidden = c.hiddenSize; intermediate = c.intermediateSize
+        gate = try w.weight(prefix + "gate_proj.weight", [intermediate, hidden])
+        up = try w.weight(prefix + "up_proj.weight", [intermediate, hidden])
+        down = try w.weight(prefix + "down_proj.weight", [hidden, intermediate])
+    }
+
+    /// x: [t, hidden] normalised; adds the MLP output into `residual` [t, hidden].
+    func callAsFunction(_ x: UnsafePointer<Float>, t: Int, residual: UnsafeMutablePointer<Float>, ws: Workspace) throws {
+        let g = ws.gate(t * intermediate), u = ws.up(t * intermediate)  // [t, intermediate] each
+        try gate.withF32(ws.scratch) { Matmul.linear(x: x, w: $0, y: g, m: t, k: hidden, n: intermediate) }
+        try up.withF32(ws.scratch) { Matmul.linear(x: x, w: $0, y: u, m: t, k: hidden, n: intermediate) }
+        Kernels.siluMul(g, u, g, n: t * intermediate)
+        try down.withF32(ws.scratch) { Matmul.linear(x: g, w: $0, y: residual, m: t, k: intermediate, n: hidden, accumulate: true) }
+    }
+}
+
+/// Per-forward buffers, grown as needed and reused across layers and calls.
+final class Workspace: @unchecked Sendable {
+    let scratch = Scratch()
+    private var buffers: [String: (UnsafeMutablePointer<Float>, Int)] = [:]
+
+    deinit { for (_, b) in buffers { b.0.deallocate() } }
+
+    private func get(_ key: String, _ n: Int) -> UnsafeMutablePointer<Float> {
+        if let b = buffers[key], b.1 >= n { return b.0 }
+        buffers[key]?.0.deallocate()
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+        buffers[key] = (p, n)
+        return p
+    }
+
+    func q(_ n: Int) -> UnsafeMutablePointer<Float> { get("q", n) }
+    func scores(_ n: Int) -> UnsafeMutablePointer<Float> { get("scores", n) }
+    func attn(_ n: Int) -> UnsafeMutablePointer<Float> { get("attn", n) }
+    func gate(_ n: Int) -> UnsafeMutablePointer<Float> { get("gate", n) }
+    func up(_ n: Int) -> UnsafeMutablePointer<Float> { get("up", n) }
+    func normed(_ n: Int) -> UnsafeMutablePointer<Float> { get("normed", n) }
+    func row(_ n: Int) -> UnsafeMutablePointer<Float> { get("row", n) }
+}

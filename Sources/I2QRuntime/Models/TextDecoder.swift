@@ -1,0 +1,111 @@
+import I2QCore
+import I2QFormats
+
+/// The Llama/Mistral decoder (Idefics2's text model, SmolLM2, Mistral-7B): embeddings, layers of
+/// pre-norm attention + SwiGLU MLP, final RMSNorm, lm_head (tied or untied).
+///
+/// Reference: transformers 5.24 `MistralModel` / `LlamaModel` in float32 (eager attention).
+/// Tolerance on the tiny goldens: logits max|Δ| ≤ 1e-4 · std(logits) (see RuntimeTests).
+public final class TextDecoder: @unchecked Sendable {
+    struct Layer {
+        let inputNorm, postNorm: Weight
+        let attention: Attention
+        let mlp: MLP
+    }
+
+    public let config: TextConfig
+    let embed: Weight
+    let layers: [Layer]
+    let norm: Weight
+    let lmHead: Weight
+    let ws = Workspace()
+
+    /// `prefix`: "model." for Llama/Mistral checkpoints, "model.text_model." for Idefics2.
+    public init(source: any ModelSource, config c: TextConfig, prefix: String) throws {
+        config = c
+        let w = WeightLoader(source)
+        embed = try w.weight(prefix + "embed_tokens.weight", [c.vocabSize, c.hiddenSize])
+        layers = try (0..<c.numHiddenLayers).map { i in
+            let p = prefix + "layers.\(i)."
+            return Layer(inputNorm: try w.weight(p + "input_layernorm.weight", [c.hiddenSize]),
+                         postNorm: try w.weight(p + "post_attention_layernorm.weight", [c.hiddenSize]),
+                         attention: try Attention(w, prefix: p + "self_attn.", config: c),
+                         mlp: try MLP(w, prefix: p + "mlp.", config: c))
+        }
+        norm = try w.weight(prefix + "norm.weight", [c.hiddenSize])
+        if let head = try w.optional("lm_head.weight", [c.vocabSize, c.hiddenSize]), !c.tieWordEmbeddings {
+            lmHead = head
+        } else {
+            lmHead = embed  // tied (transformers ties even when lm_head.weight is absent from the file)
+        }
+    }
+
+    /// Opens a Llama/Mistral model (or the text part of an Idefics2 one).
+    public convenience init(source: any ModelSource) throws {
+        let prefix = source.config.modelType == "idefics2" ? "model.text_model." : "model."
+        try self.init(source: source, config: source.config.textConfig, prefix: prefix)
+    }
+
+    public func makeCache(capacity: Int) -> KVCache {
+        KVCache(layers: config.numHiddenLayers, capacity: capacity, width: config.numKeyValueHeads * config.headDim)
+    }
+
+    /// Embedding rows of `ids`: [ids.count, hidden].
+    public func embed(_ ids: [Int]) throws -> [Float] {
+        let h = config.hiddenSize
+        var out = [Float](repeating: 0, count: ids.count * h)
+        try out.withUnsafeMutableBufferPointer { o in
+            for (i, id) in ids.enumerated() {
+                guard id >= 0 && id < config.vocabSize else { throw TokenError.outOfRange(id: id, vocab: config.vocabSize) }
+                try embed.rows(id, 1, into: o.baseAddress! + i * h)
+            }
+        }
+        return out
+    }
+
+    /// Runs `t` input embeddings ([t, hidden]) at the next positions of `cache`; returns the final
+    /// normalised hidden states [t, hidden].
+    public func forward(embeddings x: [Float], cache: KVCache) throws -> [Float] {
+        let h = config.hiddenSize
+        let t = x.count / h
+        guard cache.count + t <= cache.capacity else { throw RuntimeError.contextTooLong(tokens: cache.count + t, capacity: cache.capacity) }
+        var hidden = x  // [t, hidden], the residual stream
+        let eps = Float(config.rmsNormEps)
+        try hidden.withUnsafeMutableBufferPointer { hp in
+            let xr = hp.baseAddress!
+            let normed = ws.normed(t * h)  // [t, hidden]
+            for (li, layer) in layers.enumerated() {
+                try layer.inputNorm.withF32(ws.scratch) { Kernels.rmsNorm(xr, $0, normed, rows: t, n: h, eps: eps) }
+                try layer.attention(normed, t: t, start: cache.count, keys: cache.keys[li], values: cache.values[li], residual: xr, ws: ws)
+                try layer.postNorm.withF32(ws.scratch) { Kernels.rmsNorm(xr, $0, normed, rows: t, n: h, eps: eps) }
+                try layer.mlp(normed, t: t, residual: xr, ws: ws)
+            }
+            try norm.withF32(ws.scratch) { Kernels.rmsNorm(xr, $0, xr, rows: t, n: h, eps: eps) }
+        }
+        cache.advance(t)
+        return hidden
+    }
+
+    /// Logits [rows, vocab] of the given rows of `hidden` ([*, hidden]).
+    public func logits(_ hidden: [Float], rows: Range<Int>) throws -> [Float] {
+        let h = config.hiddenSize, v = config.vocabSize
+        var out = [Float](repeating: 0, count: rows.count * v)
+        try hidden.withUnsafeBufferPointer { hp in
+            try out.withUnsafeMutableBufferPointer { op in
+                try lmHead.withF32(ws.scratch) {
+                    Matmul.linear(x: hp.baseAddress! + rows.lowerBound * h, w: $0, y: op.baseAddress!, m: rows.count, k: h, n: v)
+                }
+            }
+        }
+        return out
+    }
+}
+
+public enum TokenError: I2QError {
+    case outOfRange(id: Int, vocab: Int)
+    public var description: String {
+        switch self {
+        case let .outOfRange(id, v): return "token id \(id) is outside the vocabulary (0..<\(v))"
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import I2QCore
+import I2QFormats
+
+public enum RuntimeError: I2QError {
+    case missingWeight(model: String, name: String)
+    case wrongShape(model: String, name: String, expected: [Int], actual: [Int])
+    case unsupportedDType(model: String, name: String, dtype: DType)
+    case quantized(model: String, name: String)
+    case contextTooLong(tokens: Int, capacity: Int)
+
+    public var description: String {
+        switch self {
+        case let .missingWeight(m, n): return "\(m): weight \"\(n)\" is missing; the checkpoint does not match its config.json."
+        case let .wrongShape(m, n, e, a): return "\(m): weight \"\(n)\" has shape \(a), config.json implies \(e)."
+        case let .unsupportedDType(m, n, d): return "\(m): weight \"\(n)\" is \(d.rawValue); the runtime reads F32, F16 and BF16 weights."
+        case let .quantized(m, n): return "\(m): weight \"\(n)\" is quantized; this runtime path needs plain weights."
+        case let .contextTooLong(t, c): return "\(t) tokens exceed the KV cache capacity of \(c); use a shorter prompt or a larger --max-context."
+        }
+    }
+}
+
+/// A weight of the model, read in place from the mapped file when it is aligned float32, otherwise
+/// widened to float32 on use (16-bit weights: per use, into a shared scratch buffer — no whole-model
+/// float32 copy is ever held).
+public final class Weight: @unchecked Sendable {
+    public let name: String
+    public let shape: [Int]
+    public let tensor: SourceTensor
+    /// Set when the mapped bytes are usable directly.
+    let direct: UnsafePointer<Float>?
+    public var count: Int { tensor.elementCount }
+
+    init(_ t: SourceTensor) throws {
+        name = t.name
+        shape = t.shape
+        tensor = t
+        guard [.f32, .f16, .bf16].contains(t.dtype) else {
+            throw RuntimeError.unsupportedDType(model: "", name: t.name, dtype: t.dtype)
+        }
+        if t.dtype == .f32, let f = t.file {
+            direct = f.withBytes(t.offset, t.byteCount) { b in
+                b.baseAddress.flatMap { Int(bitPattern: $0) % 4 == 0 ? $0.assumingMemoryBound(to: Float.self) : nil }
+            }
+        } else {
+            direct = nil
+        }
+    }
+
+    /// Calls `body` with this weight as float32 (`scratch` must hold `count` floats when the weight is not direct).
+    func withF32<R>(_ scratch: Scratch, _ body: (UnsafePointer<Float>) throws -> R) throws -> R {
+        if let direct { return try body(direct) }
+        let p = scratch.buffer(count)
+        try rows(0, shape.first ?? 1, into: p)
+        return try body(p)
+    }
+
+    /// Rows [first, first+n) of a 2-D weight (or elements of a 1-D one) as float32 into `dst`.
+    func rows(_ first: Int, _ n: Int, into dst: UnsafeMutablePointer<Float>) throws {
+        let width = shape.count >= 2 ? shape.dropFirst().reduce(1, *) : 1
+        if let direct {
+            dst.update(from: direct + first * width, count: n * width)
+            return
+        }
+        let count = n * width
+        switch tensor.dtype {
+        case .f32:
+            try tensor.read(elements: first * width, count: count, into: UnsafeMutableRawPointer(dst))
+        default:
+            // Read the 16-bit values into the upper half of dst, then widen front to back (the
+            // output never overtakes unread input: element i is written at byte 4i, read at 2count+2i).
+            let raw = UnsafeMutableRawPointer(dst)
+            try tensor.read(elements: first * width, count: count, into: raw + 2 * count)
+            FloatConversion.widenToF32(from: tensor.dtype, count: count, src: raw + 2 * count, dst: dst)
+        }
+    }
+}
+
+/// A growable float32 buffer for widening 16-bit weights.
+final class Scratch: @unchecked Sendable {
+    private var storage: UnsafeMutablePointer<Float>
+    private var capacity: Int
+    init() { capacity = 0; storage = UnsafeMutablePointer<Float>.allocate(capacity: 1) }
+    deinit { storage.deallocate() }
+    func buffer(_ n: Int) -> UnsafeMutablePointer<Float> {
+        if n > capacity {
+            storage.deallocate()
+            storage = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            capacity = n
+        }
+        return storage
+    }
+}
+
+/// Looks weights up by checkpoint name and checks their shapes against the config.
+struct WeightLoader {
+    let source: any ModelSource
+    let byName: [String: SourceTensor]
+
+    init(_ source: any ModelSource) {
+        self.source = source
+        var m: [String: SourceTensor] = [:]
+        for t in source.tensors { m[t.name] = t }
+        byName = m
+    }
+
+    func weight(_ name: String, _ shape: [Int]) throws -> Weight {
+        guard let t = byName[name] else {
+            if source.quantizedTensorNames.contains(name) { throw RuntimeError.quantized(model: source.path, name: name) }
+            throw RuntimeError.missingWeight(model: source.path, name: name)
+        }
+        guard t.shape == shape else { throw RuntimeError.wrongShape(model: source.path, name: name, expected: shape, actual: t.shape) }
+        do { return try Weight(t) } catch RuntimeError.unsupportedDType(_, let n, let d) {
+            throw RuntimeError.unsupportedDType(model: source.path, name: n, dtype: d)
+        }
+    }
+
+    func optional(_ name: String, _ shape: [Int]) throws -> Weight? {
+        byName[name] == nil ? nil : try weight(name, shape)
+    }
+}
