@@ -90,10 +90,15 @@ func settingDType(_ v: JSONValue, _ name: String, top: Bool) -> JSONValue {
     return .object(out)
 }
 
-/// Opens a model: an `.i2q` file (by its magic bytes) or an HF directory.
+/// Opens a model: a GGUF file (name ending in `.gguf` or starting with the GGUF magic), an `.i2q`
+/// file (by its magic bytes) or an HF directory.
 public func openModel(_ path: String) throws -> any ModelSource {
     guard FileSystem.exists(path) else { throw IOError.notFound(path: path) }
     if !FileSystem.isDirectory(path) {
+        let file = try MappedFile(path: path)
+        if path.lowercased().hasSuffix(".gguf") || (file.count >= 4 && file.copyBytes(0, 4) == GGUFFile.magic) {
+            return try GGUFModel(file: try GGUFFile(file: file))
+        }
         return try I2QFile(path: path)
     }
     return try ModelDirectory(path: path)

@@ -8,6 +8,11 @@ public enum Matmul {
     /// y[m,n] = x[m,k] · w[n,k]ᵀ (+ y if `accumulate`) — the layout of a torch `nn.Linear` (weight [out, in]).
     public static func linear(x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                               m: Int, k: Int, n: Int, accumulate: Bool = false) {
+        if m == 1 {
+            // One row (decoding): a matrix-vector product, memory-bound on the weight.
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), x, 1, accumulate ? 1 : 0, y, 1)
+            return
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
                     1, x, Int32(k), w, Int32(k), accumulate ? 1 : 0, y, Int32(n))
     }

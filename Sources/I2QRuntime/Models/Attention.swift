@@ -45,6 +45,31 @@ struct Attention {
         let out = ws.attn(t * qw)         // [t, heads·headDim]
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
+        if t == 1 {
+            // Decoding one token: dot products against the cache (no BLAS call overhead per head).
+            let pos = start
+            let lo = window.map { max(0, pos - $0 + 1) } ?? 0
+            for h in 0..<heads {
+                let g = h / group
+                let qh = qb + h * headDim
+                for j in lo..<s {
+                    let kj = keys + j * kw + g * headDim
+                    var d: Float = 0
+                    for c in 0..<headDim { d += qh[c] * kj[c] }
+                    scores[j] = d * scale
+                }
+                for j in 0..<lo { scores[j] = -.infinity }
+                Kernels.softmax(scores + lo, n: s - lo)
+                let oh = out + h * headDim
+                for c in 0..<headDim { oh[c] = 0 }
+                for j in lo..<s {
+                    let p = scores[j], vj = values + j * kw + g * headDim
+                    for c in 0..<headDim { oh[c] += p * vj[c] }
+                }
+            }
+            try o.withF32(ws.scratch) { Matmul.linear(x: out, w: $0, y: residual, m: t, k: qw, n: hidden, accumulate: true) }
+            return
+        }
         for h in 0..<heads {
             let g = h / group
             // scores = q_h · K_gᵀ · scale
