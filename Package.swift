@@ -28,13 +28,15 @@ let package = Package(
         .target(name: "I2QTokenizer", dependencies: ["I2QCore"], swiftSettings: native),
         // CPU reference runtime: kernels, decoder (and later the vision tower), generation.
         .target(name: "I2QRuntime", dependencies: ["I2QCore", "I2QFormats", "I2QTokenizer", "CBLAS"], swiftSettings: native),
+        // Evaluation: perplexity (later KL divergence, DocVQA ANLS), reports.
+        .target(name: "I2QEval", dependencies: ["I2QCore", "I2QFormats", "I2QTokenizer", "I2QRuntime"], swiftSettings: native),
         // Passes: plan + streaming execution of model transforms (cast today).
         .target(name: "I2QPasses", dependencies: ["I2QCore", "I2QFormats"], swiftSettings: native),
         // CLI only: argument parsing and printing.
         .executableTarget(
             name: "i2q",
             dependencies: [
-                "I2QCore", "I2QFormats", "I2QPasses",
+                "I2QCore", "I2QFormats", "I2QPasses", "I2QRuntime", "I2QEval", "I2QTokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: native),
@@ -47,6 +49,7 @@ let package = Package(
         // Runs the built `i2q` binary: exit codes and messages users see.
         .testTarget(name: "I2QCLITests", dependencies: ["i2q", "I2QCore", "I2QFormats", "I2QTestSupport"]),
         .testTarget(name: "I2QRuntimeTests", dependencies: ["I2QRuntime", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
+        .testTarget(name: "I2QEvalTests", dependencies: ["I2QEval", "I2QRuntime", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
         .testTarget(name: "I2QTokenizerTests", dependencies: ["I2QTokenizer", "I2QCore", "I2QTestSupport"], swiftSettings: native),
     ]
 )

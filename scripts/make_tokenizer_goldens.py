@@ -349,6 +349,7 @@ def make_variants(out_dir, corpus):
         ("smollm2-digits", "smollm2", {"pre_tokenizer": digits_bytelevel}, smol_cfg),
         ("smollm2-digits-gpt2class", "smollm2", {"pre_tokenizer": digits_bytelevel},
          dict(smol_cfg, tokenizer_class="GPT2Tokenizer")),
+        # add_bos_token / add_eos_token in the config: transformers ignores them when tokenizer.json exists
         ("smollm2-prefix-space-eos", "smollm2",
          {"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
           "model": {"ignore_merges": True}},

@@ -15,11 +15,23 @@ public final class ProgressBar: @unchecked Sendable {
     private var lastDraw: Double = 0
     private let lock = Lock()
 
+    /// When set, progress is counted in these units (e.g. "windows") instead of bytes.
+    private let unit: String?
+
     public init(label: String, totalBytes: Int, enabled: Bool = ProgressBar.stderrIsTerminal) {
         self.label = label
         self.total = max(totalBytes, 1)
         self.enabled = enabled
         self.start = ProgressBar.now()
+        self.unit = nil
+    }
+
+    public init(label: String, total: Int, unit: String, enabled: Bool = ProgressBar.stderrIsTerminal) {
+        self.label = label
+        self.total = max(total, 1)
+        self.enabled = enabled
+        self.start = ProgressBar.now()
+        self.unit = unit
     }
 
     public static var stderrIsTerminal: Bool { isatty(2) != 0 }
@@ -57,7 +69,9 @@ public final class ProgressBar: @unchecked Sendable {
         let dt = max(t - start, 1e-9)
         let rate = Double(done) / dt
         let eta = rate > 0 ? Double(total - done) / rate : 0
-        let line = "\r\(label) [\(bar)] \(formatBytes(done))/\(formatBytes(total))  \(formatBytes(Int(rate)))/s  ETA \(formatSeconds(eta))   "
+        let amounts = unit.map { "\(done)/\(total) \($0)  \(formatFixed(rate, 2))/s" }
+            ?? "\(formatBytes(done))/\(formatBytes(total))  \(formatBytes(Int(rate)))/s"
+        let line = "\r\(label) [\(bar)] \(amounts)  ETA \(formatSeconds(eta))   "
         writeStderr(line)
     }
 }

@@ -77,16 +77,23 @@ public struct GenerationConfig: Sendable, Equatable {
     public var padTokenId: Int?
     public var maxLength: Int?
     public var doSample = false
+    /// `bad_words_ids`: token sequences generation must not produce.
+    public var badWordsIds: [[Int]] = []
 
     public static func load(path: String) throws -> GenerationConfig? {
         guard FileSystem.exists(path) else { return nil }
-        return try withConfigObject(Data(try FileSystem.readFile(path)), path: path) { c in
+        return try decode(try FileSystem.readFile(path), path: path)
+    }
+
+    public static func decode(_ bytes: [UInt8], path: String) throws -> GenerationConfig {
+        try withConfigObject(Data(bytes), path: path) { c in
             var g = GenerationConfig()
             g.bosTokenId = try c.optional("bos_token_id")
             g.eosTokenIds = (try c.optional("eos_token_id") as IntOrList?)?.values ?? []
             g.padTokenId = try c.optional("pad_token_id")
             g.maxLength = try c.optional("max_length")
             g.doSample = try c.value("do_sample", default: false)
+            g.badWordsIds = try c.optional("bad_words_ids") ?? []
             return g
         }
     }

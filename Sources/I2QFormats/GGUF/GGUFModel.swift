@@ -12,7 +12,7 @@ import I2QCore
 /// - `attn_q` / `attn_k` rows are put back in HF order: llama.cpp's converter permuted them for its
 ///   interleaved RoPE; transformers' `LlamaTensorProcessor._reverse_permute_weights` undoes it.
 /// - config.json: the keys transformers derives from the metadata (`GGUF_CONFIG_MAPPING`) over the
-///   defaults of LlamaConfig / MistralConfig, written as `config.save_pretrained` writes them (keys
+///   defaults of LlamaConfig, written as `config.save_pretrained` writes them (keys
 ///   sorted, with `architectures`), without `quantization_config`.
 /// - Every tensor is float32, produced from the mapped file in the range asked for (float32 tensors
 ///   that need no reordering are read in place): memory stays bounded.
@@ -45,9 +45,10 @@ public final class GGUFModel: ModelSource, @unchecked Sendable {
         guard arch == "llama" else {
             throw GGUFError.architecture(file: path, detail: "architecture \"\(arch)\" is not supported; i2q reads llama-architecture GGUF files (Llama, Mistral, SmolLM…).")
         }
-        // transformers: `"mistral" in model_name` where model_name is the *list* read_field returns,
-        // so only a general.name of exactly "mistral" makes it a MistralConfig.
-        let modelType = g.value("general.name")?.stringValue == "mistral" ? "mistral" : "llama"
+        // transformers 5.24 would turn a file whose general.name is exactly "mistral" into a
+        // MistralConfig and then fail (gguf-py has no "mistral" tensor map); llama.cpp runs every
+        // llama-architecture file as a llama (no sliding window), and so does i2q.
+        let modelType = "llama"
 
         let (cfg, nHeads, nKV) = Self.buildConfig(g, arch: arch, modelType: modelType)
         rawConfig = cfg
@@ -141,18 +142,11 @@ public final class GGUFModel: ModelSource, @unchecked Sendable {
     }
 
     /// config.json as transformers builds it from the metadata (`load_gguf_checkpoint` →
-    /// LlamaConfig/MistralConfig) and `save_pretrained` writes it. Returns the config and the head
+    /// LlamaConfig) and `save_pretrained` writes it. Returns the config and the head
     /// counts the tensor processor sees (nil when the key is absent).
     static func buildConfig(_ g: GGUFFile, arch: String, modelType: String) -> (JSONValue, Int?, Int?) {
-        // LlamaConfig / MistralConfig defaults, as `to_json_string(use_diff=True)` lists them.
-        var c: [String: JSONValue] = modelType == "mistral" ? [
-            "attention_dropout": .number("0.0"), "bos_token_id": .int(1), "eos_token_id": .int(2),
-            "hidden_act": .string("silu"), "hidden_size": .int(4096), "initializer_range": .number("0.02"),
-            "intermediate_size": .int(14336), "max_position_embeddings": .int(131072),
-            "num_attention_heads": .int(32), "num_hidden_layers": .int(32), "num_key_value_heads": .int(8),
-            "pad_token_id": .null, "rms_norm_eps": .number("1e-06"), "sliding_window": .int(4096),
-            "tie_word_embeddings": .bool(false), "use_cache": .bool(true), "vocab_size": .int(32000),
-        ] : [
+        // LlamaConfig defaults, as `to_json_string(use_diff=True)` lists them.
+        var c: [String: JSONValue] = [
             "attention_bias": .bool(false), "attention_dropout": .number("0.0"), "bos_token_id": .int(1),
             "eos_token_id": .int(2), "hidden_act": .string("silu"), "hidden_size": .int(4096),
             "initializer_range": .number("0.02"), "intermediate_size": .int(11008),
@@ -163,7 +157,7 @@ public final class GGUFModel: ModelSource, @unchecked Sendable {
         ]
         var ropeTheta: JSONValue = .number("10000.0")
         var headDim: JSONValue? = nil
-        // GGUF_CONFIG_MAPPING for llama / mistral (identical), general and tokenizer keys.
+        // GGUF_CONFIG_MAPPING for llama, general and tokenizer keys.
         let map: [String: String] = [
             "context_length": "max_position_embeddings", "block_count": "num_hidden_layers",
             "feed_forward_length": "intermediate_size", "embedding_length": "hidden_size",
@@ -210,7 +204,7 @@ public final class GGUFModel: ModelSource, @unchecked Sendable {
         // rope_theta may be an int in odd files: transformers keeps the Python value as is.
         c["rope_parameters"] = .object([("rope_theta", ropeTheta), ("rope_type", .string("default"))])
         c["model_type"] = .string(modelType)
-        c["architectures"] = .array([.string(modelType == "mistral" ? "MistralForCausalLM" : "LlamaForCausalLM")])
+        c["architectures"] = .array([.string("LlamaForCausalLM")])
         c["dtype"] = .string("float32")
         c["transformers_version"] = .string(transformersVersion)
         let sorted = c.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
@@ -233,8 +227,8 @@ public final class GGUFModel: ModelSource, @unchecked Sendable {
         let expect: [(String, [Int])] = [
             ("model.embed_tokens.weight", [t.vocabSize, t.hiddenSize]),
             ("model.norm.weight", [t.hiddenSize]),
-            ("model.layers.0.self_attn.q_proj.weight", [t.numAttentionHeads * t.headDim, t.hiddenSize]),
-            ("model.layers.0.self_attn.k_proj.weight", [t.numKeyValueHeads * t.headDim, t.hiddenSize]),
+            ("model.layers.0.self_attn.q_proj.weight", [t.numAttentionHeads &* t.headDim, t.hiddenSize]),
+            ("model.layers.0.self_attn.k_proj.weight", [t.numKeyValueHeads &* t.headDim, t.hiddenSize]),
             ("model.layers.0.mlp.gate_proj.weight", [t.intermediateSize, t.hiddenSize]),
         ] + (t.tieWordEmbeddings ? [] : [("lm_head.weight", [t.vocabSize, t.hiddenSize])])
         for (name, shape) in expect {

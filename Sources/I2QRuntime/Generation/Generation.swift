@@ -25,8 +25,15 @@ public enum Greedy {
     /// `onToken` sees each new id as it is produced.
     public static func generate(_ decoder: TextDecoder, promptEmbeddings: [Float], options: GreedyOptions,
                                 cache: KVCache, onToken: (Int) -> Void = { _ in }) throws -> [Int] {
+        let hidden = try decoder.forward(embeddings: promptEmbeddings, cache: cache)
+        return try continueFrom(decoder, hidden: hidden, options: options, cache: cache, onToken: onToken)
+    }
+
+    /// Generates from the final hidden states of an already-run prompt.
+    public static func continueFrom(_ decoder: TextDecoder, hidden prompt: [Float], options: GreedyOptions,
+                                    cache: KVCache, onToken: (Int) -> Void = { _ in }) throws -> [Int] {
         let h = decoder.config.hiddenSize
-        var hidden = try decoder.forward(embeddings: promptEmbeddings, cache: cache)
+        var hidden = prompt
         var out: [Int] = []
         var rows = (hidden.count / h - 1)..<(hidden.count / h)
         while out.count < options.maxNewTokens {

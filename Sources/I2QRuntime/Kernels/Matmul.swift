@@ -10,7 +10,7 @@ public enum Matmul {
                               m: Int, k: Int, n: Int, accumulate: Bool = false) {
         if m == 1 {
             // One row (decoding): a matrix-vector product, memory-bound on the weight.
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), x, 1, accumulate ? 1 : 0, y, 1)
+            Gemv.run(w: w, x: x, y: y, n: n, k: k, accumulate: accumulate)
             return
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),

@@ -1,0 +1,63 @@
+import I2QCore
+import I2QFormats
+import I2QTokenizer
+
+/// A text model ready to run: decoder, tokenizer, and generation settings read from the model's
+/// files (generation_config.json: eos → stop tokens, bad_words_ids → banned tokens).
+public final class TextSession: @unchecked Sendable {
+    public let source: any ModelSource
+    public let decoder: TextDecoder
+    public let tokenizer: Tokenizer
+    public let stopTokens: Set<Int>
+    public let bannedTokens: Set<Int>
+
+    public init(source: any ModelSource) throws {
+        self.source = source
+        decoder = try TextDecoder(source: source)
+        let files = try source.auxiliaryFiles()
+        func file(_ n: String) -> [UInt8]? { files.first { $0.name == n }?.bytes }
+        guard let tj = file("tokenizer.json") else {
+            throw ConfigError.missingFile(path: source.path + "/tokenizer.json", why: "the runtime needs the model's tokenizer")
+        }
+        tokenizer = try Tokenizer(tokenizerJSON: tj, tokenizerConfigJSON: file("tokenizer_config.json"), source: source.path)
+        let gen = try file("generation_config.json").map { try GenerationConfig.decode($0, path: source.path + "/generation_config.json") }
+        var stops = Set(gen?.eosTokenIds ?? [])
+        if stops.isEmpty { stops = Set(decoder.config.eosTokenIds) }
+        if stops.isEmpty, let e = tokenizer.eosTokenId { stops = [e] }
+        stopTokens = stops
+        bannedTokens = Set((gen?.badWordsIds ?? []).compactMap { $0.count == 1 ? $0[0] : nil })
+    }
+
+    public struct RunResult: Sendable {
+        public let inputIds: [Int]
+        public let generatedIds: [Int]
+        public let text: String
+        /// [inputIds.count, vocab] when requested.
+        public let promptLogits: [Float]?
+        public let prefillSeconds: Double
+        public let decodeSeconds: Double
+    }
+
+    /// Tokenizes `prompt` (BOS as the tokenizer config says), runs it, and generates greedily.
+    public func run(prompt: String, maxNewTokens: Int, wantLogits: Bool, onToken: (Int) -> Void = { _ in }) throws -> RunResult {
+        let ids = tokenizer.encode(prompt)
+        let cache = decoder.makeCache(capacity: ids.count + maxNewTokens + 1)
+        let t0 = ProgressBar.now()
+        let hidden = try decoder.forward(embeddings: try decoder.embed(ids), cache: cache)
+        let prefill = ProgressBar.now() - t0
+        let logits = wantLogits ? try decoder.logits(hidden, rows: 0..<ids.count) : nil
+        var generated: [Int] = []
+        let t1 = ProgressBar.now()
+        if maxNewTokens > 0 {
+            var opts = GreedyOptions()
+            opts.maxNewTokens = maxNewTokens
+            opts.stopTokens = stopTokens
+            opts.bannedTokens = bannedTokens
+            generated = try Greedy.continueFrom(decoder, hidden: hidden, options: opts, cache: cache, onToken: onToken)
+        }
+        let decode = ProgressBar.now() - t1
+        return RunResult(inputIds: ids, generatedIds: generated,
+                         text: tokenizer.decode(generated.filter { !stopTokens.contains($0) }, skipSpecialTokens: true),
+                         promptLogits: logits, prefillSeconds: prefill, decodeSeconds: decode)
+    }
+}

@@ -1,0 +1,41 @@
+import Dispatch
+
+/// y[n] = W[n,k] · x[k] (+ y) for one row of activations (decoding), float32, 2 threads over the
+/// output rows, 16-lane SIMD accumulation.
+///
+/// Reference: the same product as `Matmul.linear` with m = 1 (torch `F.linear`); the sum order
+/// differs (16 partial sums), which changes results by float32 rounding only (≤ ~k·2⁻²⁴ relative).
+public enum Gemv {
+    static let threads = 2
+
+    public static func run(w: UnsafePointer<Float>, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                           n: Int, k: Int, accumulate: Bool) {
+        let wp = UnsafeSendable(w), xp = UnsafeSendable(x), yp = UnsafeSendable(y)
+        let rowsPer = (n + threads - 1) / threads
+        DispatchQueue.concurrentPerform(iterations: threads) { part in
+            let lo = part * rowsPer, hi = min(n, lo + rowsPer)
+            if lo < hi { rows(wp.p, xp.p, yp.p, lo, hi, k, accumulate) }
+        }
+    }
+
+    @inline(__always)
+    static func rows(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                     _ lo: Int, _ hi: Int, _ k: Int, _ accumulate: Bool) {
+        let vk = k / 16
+        let xr = UnsafeRawPointer(x)
+        for r in lo..<hi {
+            let wr = UnsafeRawPointer(w + r * k)
+            var acc = SIMD16<Float>()
+            for v in 0..<vk {
+                acc.addProduct(wr.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self),
+                               xr.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self))
+            }
+            var s = acc.sum()
+            for c in (vk * 16)..<k { s += w[r * k + c] * x[c] }
+            y[r] = accumulate ? y[r] + s : s
+        }
+    }
+}
+
+/// A pointer handed to worker threads that only read it (or write disjoint parts).
+struct UnsafeSendable<P>: @unchecked Sendable { let p: P; init(_ p: P) { self.p = p } }
