@@ -117,6 +117,10 @@ WORDS_MULTI = [
     # math, symbols, currency
     "∑∫∂√∞≈≠≤≥", "𝐀𝐁𝐂 𝑎𝑏𝑐", "½ ¾ ⅓", "①②③", "€100 £50 ¥1000 ₹20 ₿1", "™ © ®", "→ ← ↑ ↓", "✓ ✗",
     "ℕ ℤ ℚ ℝ ℂ", "x² + y³ = z⁴", "H₂O", "°C ‰ ‱", "§ ¶ † ‡", "«guillemets» „Anführung“ “quotes” ‘single’",
+    # recent Unicode letters (15.0 Kawi, Nag Mundari; 16.0 Garay, Kirat Rai, Todhri), noncharacters,
+    # unassigned and private-use code points
+    "\U00011f04\U00011f05", "\U0001e4d0\U0001e4d1", "\U00010d50\U00010d51", "\U00016d40\U00016d43",
+    "\U000105c0", "\ufdd0\uffff", "\U000e0080\U0003ffff", "\U000f0000\U00100000",
 ]
 EMOJI = [
     "😀", "😂", "🥲", "❤️", "👍", "👍🏽", "👩‍💻", "👨‍👩‍👧‍👦", "🏳️‍🌈", "🏴‍☠️", "🇫🇷", "🇯🇵", "🇺🇸🇬🇧",

@@ -22,6 +22,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Print {\"input_ids\", \"generated_ids\", \"text\"} as JSON.")
     var json = false
 
+    @Flag(help: "Keep generating past end tokens (for timing, like llama.cpp's --ignore-eos).")
+    var ignoreEos = false
+
     func validate() throws {
         guard maxNewTokens >= 0 else { throw ValidationError("--max-new-tokens must be ≥ 0") }
     }
@@ -29,7 +32,7 @@ struct Run: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let session = try TextSession(source: try openModel(model))
-            let r = try session.run(prompt: prompt, maxNewTokens: maxNewTokens, wantLogits: logitsOut != nil)
+            let r = try session.run(prompt: prompt, maxNewTokens: maxNewTokens, wantLogits: logitsOut != nil, ignoreStopTokens: ignoreEos)
             if let path = logitsOut, let l = r.promptLogits {
                 try Npy.writeFloat32(l, shape: [r.inputIds.count, session.decoder.config.vocabSize], to: path)
             }

@@ -39,7 +39,8 @@ public final class TextSession: @unchecked Sendable {
     }
 
     /// Tokenizes `prompt` (BOS as the tokenizer config says), runs it, and generates greedily.
-    public func run(prompt: String, maxNewTokens: Int, wantLogits: Bool, onToken: (Int) -> Void = { _ in }) throws -> RunResult {
+    public func run(prompt: String, maxNewTokens: Int, wantLogits: Bool, ignoreStopTokens: Bool = false,
+                    onToken: (Int) -> Void = { _ in }) throws -> RunResult {
         let ids = tokenizer.encode(prompt)
         let cache = decoder.makeCache(capacity: ids.count + maxNewTokens + 1)
         let t0 = ProgressBar.now()
@@ -51,7 +52,7 @@ public final class TextSession: @unchecked Sendable {
         if maxNewTokens > 0 {
             var opts = GreedyOptions()
             opts.maxNewTokens = maxNewTokens
-            opts.stopTokens = stopTokens
+            opts.stopTokens = ignoreStopTokens ? [] : stopTokens
             opts.bannedTokens = bannedTokens
             generated = try Greedy.continueFrom(decoder, hidden: hidden, options: opts, cache: cache, onToken: onToken)
         }

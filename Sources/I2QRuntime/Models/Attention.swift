@@ -41,11 +41,11 @@ struct Attention {
             rope.apply(kRows + i * kw, heads: kvHeads, pos: start + i)
         }
         let s = start + t
-        let scores = ws.scores(t * s)     // [t, s] for one head
         let out = ws.attn(t * qw)         // [t, heads·headDim]
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
         if t == 1 {
+            let scores = ws.scores(s)     // [s]
             // Decoding one token: dot products against the cache (no BLAS call overhead per head).
             let pos = start
             let lo = window.map { max(0, pos - $0 + 1) } ?? 0
@@ -70,22 +70,35 @@ struct Attention {
             try o.withF32(ws.scratch) { Matmul.linear(x: out, w: $0, y: residual, m: t, k: qw, n: hidden, accumulate: true) }
             return
         }
-        for h in 0..<heads {
-            let g = h / group
-            // scores = q_h · K_gᵀ · scale
-            Matmul.gemm(transB: true, m: t, n: s, k: headDim, alpha: scale,
-                        a: qb + h * headDim, lda: qw, b: keys + g * headDim, ldb: kw, c: scores, ldc: s)
-            for i in 0..<t {
-                let row = scores + i * s
-                let pos = start + i
+        // Prefill: the `group` query heads that share a kv head are stacked into one [group·t, headDim]
+        // matrix (row r = head-in-group r / t, position r % t), so each kv head costs two GEMMs.
+        let rowsPerGroup = group * t
+        let qg = ws.stackedQ(rowsPerGroup * headDim)  // [group·t, headDim]
+        let og = ws.stackedOut(rowsPerGroup * headDim)  // [group·t, headDim]
+        let scores = ws.scores(rowsPerGroup * s)        // [group·t, s]
+        for g in 0..<kvHeads {
+            for hi in 0..<group {
+                let h = g * group + hi
+                for i in 0..<t { (qg + (hi * t + i) * headDim).update(from: qb + i * qw + h * headDim, count: headDim) }
+            }
+            // scores = Q_g · K_gᵀ · scale
+            Matmul.gemm(transB: true, m: rowsPerGroup, n: s, k: headDim, alpha: scale,
+                        a: qg, lda: headDim, b: keys + g * headDim, ldb: kw, c: scores, ldc: s)
+            for r in 0..<rowsPerGroup {
+                let row = scores + r * s
+                let pos = start + r % t
                 let lo = window.map { max(0, pos - $0 + 1) } ?? 0
                 for j in 0..<lo { row[j] = -.infinity }
                 if pos + 1 < s { for j in (pos + 1)..<s { row[j] = -.infinity } }
                 Kernels.softmax(row, n: s)
             }
-            // out_h = P · V_g
-            Matmul.gemm(transB: false, m: t, n: headDim, k: s, alpha: 1,
-                        a: scores, lda: s, b: values + g * headDim, ldb: kw, c: out + h * headDim, ldc: qw)
+            // out = P · V_g
+            Matmul.gemm(transB: false, m: rowsPerGroup, n: headDim, k: s, alpha: 1,
+                        a: scores, lda: s, b: values + g * headDim, ldb: kw, c: og, ldc: headDim)
+            for hi in 0..<group {
+                let h = g * group + hi
+                for i in 0..<t { (out + i * qw + h * headDim).update(from: og + (hi * t + i) * headDim, count: headDim) }
+            }
         }
         try o.withF32(ws.scratch) { Matmul.linear(x: out, w: $0, y: residual, m: t, k: qw, n: hidden, accumulate: true) }
     }

@@ -44,4 +44,6 @@ final class Workspace: @unchecked Sendable {
     func up(_ n: Int) -> UnsafeMutablePointer<Float> { get("up", n) }
     func normed(_ n: Int) -> UnsafeMutablePointer<Float> { get("normed", n) }
     func row(_ n: Int) -> UnsafeMutablePointer<Float> { get("row", n) }
+    func stackedQ(_ n: Int) -> UnsafeMutablePointer<Float> { get("stackedQ", n) }
+    func stackedOut(_ n: Int) -> UnsafeMutablePointer<Float> { get("stackedOut", n) }
 }
