@@ -131,7 +131,9 @@ public struct JSONParser {
         defer { depth -= 1 }
         i += 1
         var entries: [(String, JSONValue)] = []
-        var seen = Set<String>()
+        // Keys compared by their UTF-8 bytes: Swift's String equality is canonical equivalence, which
+        // would call "é" and "e\u{301}" (distinct tokens of a vocabulary) duplicates.
+        var seen = Set<[UInt8]>()
         skipWS()
         if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; return .object(entries) }
         while true {
@@ -139,7 +141,7 @@ public struct JSONParser {
             guard i < b.count, b[i] == UInt8(ascii: "\"") else { throw err("expected a string key") }
             let keyStart = i
             let k = try string()
-            if !seen.insert(k).inserted {
+            if !seen.insert(Array(k.utf8)).inserted {
                 throw JSONError(source: source, offset: keyStart, message: "duplicate key \"\(k)\"", duplicateKey: k, depth: depth)
             }
             skipWS()

@@ -31,6 +31,12 @@ final class JSONTests: XCTestCase {
         }
     }
 
+    func testCanonicallyEquivalentKeysAreDistinct() throws {
+        // "é" (U+00E9) and "e" + U+0301 are different JSON keys (RFC 8259 compares code points).
+        let v = try parse("{\"\u{E9}\": 1, \"e\u{301}\": 2}")
+        XCTAssertEqual(v.objectEntries?.count, 2)
+    }
+
     func testWriterMatchesPythonIndent2() throws {
         // Python: json.dumps({"a": [1, {"b": "é"}], "c": {}}, indent=2)
         let expected = "{\n  \"a\": [\n    1,\n    {\n      \"b\": \"\\u00e9\"\n    }\n  ],\n  \"c\": {}\n}"
