@@ -25,11 +25,10 @@ struct GGUFBytes {
 
     /// A tensor info; `offset` defaults to the running padded total and data is appended (zeros).
     mutating func tensor(_ name: String, dims: [UInt64], type: GGMLType, offset: UInt64? = nil, rawType: UInt32? = nil, addData: Bool = true) {
-        let elements = dims.reduce(UInt64(1)) { $0 &* $1 }
-        let bytes = Int(elements) / type.blockSize * type.typeSize
         let off = offset ?? UInt64(data.count)
         infos.append(Self.str(name) + Self.u32(UInt32(dims.count)) + dims.flatMap(Self.u64) + Self.u32(rawType ?? type.rawValue) + Self.u64(off))
         if addData {
+            let bytes = Int(dims.reduce(UInt64(1), *)) / type.blockSize * type.typeSize
             data += [UInt8](repeating: 0, count: bytes)
             while data.count % alignment != 0 { data.append(0) }
         }
@@ -146,6 +145,15 @@ final class GGUFValidationTests: XCTestCase {
             b = good(); b.addU32("general.alignment", a)
             assertThrowsMentioning(["m.gguf", "general.alignment", "power of two"]) { try open(b) }
         }
+    }
+
+    func testEmptyArrayAndBool() throws {
+        var b = GGUFBytes()
+        b.add("e", type: 9, GGUFBytes.u32(8) + GGUFBytes.u64(0))
+        b.add("t", type: 7, [1])
+        let g = try open(b)
+        XCTAssertEqual(g.value("e"), .array(.string, []))
+        XCTAssertEqual(g.value("t"), .bool(true))
     }
 
     func testAlignmentFromMetadata() throws {

@@ -20,3 +20,32 @@ final class GemvTests: XCTestCase {
         }
     }
 }
+
+final class GemvManyTests: XCTestCase {
+    /// runMany equals separate products (row splits across outputs must not shift rows).
+    func testRunManyEqualsSeparateRuns() {
+        let k = 40
+        let sizes = [7, 3, 11]
+        let ws = sizes.map { n in (0..<(n * k)).map { Float(($0 * 7919) % 97) / 97 - 0.5 } }
+        let x = (0..<k).map { Float(($0 * 31) % 17) / 17 }
+        var many = sizes.map { [Float](repeating: 0, count: $0) }
+        var single = many
+        x.withUnsafeBufferPointer { xp in
+            for i in 0..<3 {
+                ws[i].withUnsafeBufferPointer { wp in single[i].withUnsafeMutableBufferPointer { yp in
+                    Gemv.run(w: wp.baseAddress!, x: xp.baseAddress!, y: yp.baseAddress!, n: sizes[i], k: k, accumulate: false)
+                } }
+            }
+            // One output buffer holding the three outputs back to back.
+            var flat = [Float](repeating: 0, count: 21)
+            ws[0].withUnsafeBufferPointer { w0 in ws[1].withUnsafeBufferPointer { w1 in ws[2].withUnsafeBufferPointer { w2 in
+                flat.withUnsafeMutableBufferPointer { y in
+                    Gemv.runMany([(w0.baseAddress!, y.baseAddress!, 7), (w1.baseAddress!, y.baseAddress! + 7, 3),
+                                  (w2.baseAddress!, y.baseAddress! + 10, 11)], x: xp.baseAddress!, k: k)
+                }
+            } } }
+            many = [Array(flat[0..<7]), Array(flat[7..<10]), Array(flat[10..<21])]
+        }
+        XCTAssertEqual(many, single)
+    }
+}

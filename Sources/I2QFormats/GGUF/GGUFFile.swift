@@ -104,10 +104,10 @@ public final class GGUFFile: @unchecked Sendable {
         // Every key/value takes at least 13 bytes (8 length + 4 type + 1 value), every tensor info 24.
         let rest = size - r.pos
         guard nKV <= UInt64(rest / 13) else {
-            throw GGUFError.header(file: file.path, detail: "the header declares \(nKV) metadata entries, more than a \(size)-byte file can hold. The file is corrupt.")
+            throw GGUFError.header(file: file.path, detail: "the header declares \(nKV) metadata entries, more than a \(size)-byte file can hold. The file is truncated or corrupt.")
         }
         guard nTensors <= UInt64(rest / 24) else {
-            throw GGUFError.header(file: file.path, detail: "the header declares \(nTensors) tensors, more than a \(size)-byte file can hold. The file is corrupt.")
+            throw GGUFError.header(file: file.path, detail: "the header declares \(nTensors) tensors, more than a \(size)-byte file can hold. The file is truncated or corrupt.")
         }
 
         var md: [(key: String, value: GGUFValue)] = []

@@ -18,6 +18,27 @@ public enum Gemv {
         }
     }
 
+    /// Several products sharing one input x[k] (q/k/v, or gate/up) in one dispatch: the rows of all
+    /// outputs are split between the threads. Each item: weight [n, k], output [n].
+    public static func runMany(_ items: [(w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int)],
+                               x: UnsafePointer<Float>, k: Int) {
+        let total = items.reduce(0) { $0 + $1.n }
+        let boxed = UnsafeSendable(items), xp = UnsafeSendable(x)
+        let rowsPer = (total + threads - 1) / threads
+        DispatchQueue.concurrentPerform(iterations: threads) { part in
+            var lo = part * rowsPer
+            let hi = min(total, lo + rowsPer)
+            var base = 0
+            for it in boxed.p {
+                let a = max(lo, base), b = min(hi, base + it.n)
+                if a < b { rows(it.w, xp.p, it.y, a - base, b - base, k, false) }
+                base += it.n
+                if base >= hi { break }
+            }
+            lo = hi
+        }
+    }
+
     @inline(__always)
     static func rows(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                      _ lo: Int, _ hi: Int, _ k: Int, _ accumulate: Bool) {

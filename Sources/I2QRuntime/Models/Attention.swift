@@ -33,9 +33,17 @@ struct Attention {
         let qb = ws.q(t * qw)            // [t, heads·headDim]
         let kRows = keys + start * kw    // new keys go straight into the cache: [t, kw]
         let vRows = values + start * kw
-        try project(x, t, q, qBias, qb, ws)
-        try project(x, t, k, kBias, kRows, ws)
-        try project(x, t, v, vBias, vRows, ws)
+        if t == 1, let qd = q.direct, let kd = k.direct, let vd = v.direct {
+            // Decoding with float32 weights: the three projections in one dispatch.
+            Gemv.runMany([(qd, qb, qw), (kd, kRows, kw), (vd, vRows, kw)], x: x, k: hidden)
+            if let b = qBias { try b.withF32(ws.scratch) { Kernels.add(qb, $0, n: qw) } }
+            if let b = kBias { try b.withF32(ws.scratch) { Kernels.add(kRows, $0, n: kw) } }
+            if let b = vBias { try b.withF32(ws.scratch) { Kernels.add(vRows, $0, n: kw) } }
+        } else {
+            try project(x, t, q, qBias, qb, ws)
+            try project(x, t, k, kBias, kRows, ws)
+            try project(x, t, v, vBias, vRows, ws)
+        }
         for i in 0..<t {
             rope.apply(qb + i * qw, heads: heads, pos: start + i)
             rope.apply(kRows + i * kw, heads: kvHeads, pos: start + i)

@@ -15,8 +15,12 @@ struct MLP {
     /// x: [t, hidden] normalised; adds the MLP output into `residual` [t, hidden].
     func callAsFunction(_ x: UnsafePointer<Float>, t: Int, residual: UnsafeMutablePointer<Float>, ws: Workspace) throws {
         let g = ws.gate(t * intermediate), u = ws.up(t * intermediate)  // [t, intermediate] each
-        try gate.withF32(ws.scratch) { Matmul.linear(x: x, w: $0, y: g, m: t, k: hidden, n: intermediate) }
-        try up.withF32(ws.scratch) { Matmul.linear(x: x, w: $0, y: u, m: t, k: hidden, n: intermediate) }
+        if t == 1, let gd = gate.direct, let ud = up.direct {
+            Gemv.runMany([(gd, g, intermediate), (ud, u, intermediate)], x: x, k: hidden)  // one dispatch
+        } else {
+            try gate.withF32(ws.scratch) { Matmul.linear(x: x, w: $0, y: g, m: t, k: hidden, n: intermediate) }
+            try up.withF32(ws.scratch) { Matmul.linear(x: x, w: $0, y: u, m: t, k: hidden, n: intermediate) }
+        }
         Kernels.siluMul(g, u, g, n: t * intermediate)
         try down.withF32(ws.scratch) { Matmul.linear(x: g, w: $0, y: residual, m: t, k: intermediate, n: hidden, accumulate: true) }
     }

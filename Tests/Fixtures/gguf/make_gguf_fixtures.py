@@ -105,7 +105,6 @@ def make_types(path, expected_path):
     w.add_array("test.arr_i32", [1, -2, 3])
     w.add_array("test.arr_str", ["a", "", "ü"])
     w.add_array("test.arr_f32", [0.5, -1.25])
-    w.add_array("test.arr_empty", [])
 
     tensors = []
     # Plain types.
