@@ -19,6 +19,8 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
 
         // Core: dtypes, half conversions, mapped files, errors, progress. No model knowledge.
         .target(name: "I2QCore", dependencies: ["CXXHash"], swiftSettings: native),
@@ -26,8 +28,10 @@ let package = Package(
         .target(name: "I2QFormats", dependencies: ["I2QCore", "CZstd"], swiftSettings: native),
         // Tokenizers from tokenizer.json (huggingface/tokenizers semantics): one file per stage.
         .target(name: "I2QTokenizer", dependencies: ["I2QCore"], swiftSettings: native),
+        // Images: PNG/JPEG decoding and the Idefics2 image processor (PIL-exact resampling).
+        .target(name: "I2QImage", dependencies: ["I2QCore", "CPNG", "CJPEG"], swiftSettings: native),
         // CPU reference runtime: kernels, decoder (and later the vision tower), generation.
-        .target(name: "I2QRuntime", dependencies: ["I2QCore", "I2QFormats", "I2QTokenizer", "CBLAS"], swiftSettings: native),
+        .target(name: "I2QRuntime", dependencies: ["I2QCore", "I2QFormats", "I2QTokenizer", "I2QImage", "CBLAS"], swiftSettings: native),
         // Evaluation: perplexity (later KL divergence, DocVQA ANLS), reports.
         .target(name: "I2QEval", dependencies: ["I2QCore", "I2QFormats", "I2QTokenizer", "I2QRuntime"], swiftSettings: native),
         // Passes: plan + streaming execution of model transforms (cast today).
@@ -50,6 +54,7 @@ let package = Package(
         .testTarget(name: "I2QCLITests", dependencies: ["i2q", "I2QCore", "I2QFormats", "I2QTestSupport"]),
         .testTarget(name: "I2QRuntimeTests", dependencies: ["I2QRuntime", "I2QPasses", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
         .testTarget(name: "I2QEvalTests", dependencies: ["I2QEval", "I2QRuntime", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
+        .testTarget(name: "I2QImageTests", dependencies: ["I2QImage", "I2QCore", "I2QFormats", "I2QTestSupport"], swiftSettings: native),
         .testTarget(name: "I2QTokenizerTests", dependencies: ["I2QTokenizer", "I2QCore", "I2QTestSupport"], swiftSettings: native),
     ]
 )
