@@ -5,7 +5,9 @@
 /// multiply-add), in the order written there; each kernel below keeps that order, e.g. Q4_1 is
 /// `(d * q) + m` and Q4_K is `(d * sc) * q - (dmin * m)`. f16 scales are widened the way numpy's
 /// `astype(np.float32)` does it (exact; NaN payloads kept without quieting). Swift does not
-/// contract `a * b + c` into an FMA, so the arithmetic below is the same IEEE sequence.
+/// contract `a * b + c` into an FMA, so the arithmetic below is the same IEEE sequence. Where two
+/// operands can both be NaN (the `+ m` of Q4_1 / Q5_1), the NaN numpy keeps (the first operand's)
+/// is chosen explicitly: LLVM may commute an addition. Subtractions are not commuted.
 public enum GGMLDequant {
     /// numpy's `npy_halfbits_to_floatbits`: exact, NaN payload kept (not quieted).
     @inline(__always)
@@ -19,6 +21,18 @@ public enum GGMLDequant {
     @inline(__always)
     static func half(_ p: UnsafeRawPointer, _ off: Int) -> Float {
         half(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: off, as: UInt16.self)))
+    }
+
+    /// `a + b` with numpy's NaN propagation on x86 (`vaddps a, b`: the first NaN operand, quieted).
+    /// LLVM may commute an addition, so which NaN survives when both are NaN is made explicit.
+    @inline(__always)
+    static func add(_ a: Float, _ b: Float) -> Float {
+        let s = a + b
+        if _slowPath(s.isNaN) {
+            if a.isNaN { return Float(bitPattern: a.bitPattern | 0x0040_0000) }
+            if b.isNaN { return Float(bitPattern: b.bitPattern | 0x0040_0000) }
+        }
+        return s
     }
 
     @inline(__always)
@@ -73,8 +87,8 @@ public enum GGMLDequant {
             let d = half(p, 0), m = half(p, 2)
             for j in 0..<16 {
                 let q = byte(p, 4 + j)
-                o[j] = d * Float(q & 0x0F) + m
-                o[j + 16] = d * Float(q >> 4) + m
+                o[j] = add(d * Float(q & 0x0F), m)
+                o[j + 16] = add(d * Float(q >> 4), m)
             }
         }
     }
@@ -105,8 +119,8 @@ public enum GGMLDequant {
                 let q = byte(p, 8 + j)
                 let lo = (q & 0x0F) | UInt8((qh >> UInt32(j)) & 1) << 4
                 let hi = (q >> 4) | UInt8((qh >> UInt32(j + 16)) & 1) << 4
-                o[j] = d * Float(lo) + m
-                o[j + 16] = d * Float(hi) + m
+                o[j] = add(d * Float(lo), m)
+                o[j + 16] = add(d * Float(hi), m)
             }
         }
     }

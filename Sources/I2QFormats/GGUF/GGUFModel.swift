@@ -57,6 +57,11 @@ public final class GGUFModel: ModelSource, @unchecked Sendable {
         generationConfig = Self.buildGenerationConfig(cfg)
         let t = config.textConfig
 
+        // Every layer has 9 tensors: a block_count the file cannot hold is an error (before any
+        // per-layer work; transformers would initialise the missing weights at random).
+        guard t.numHiddenLayers >= 0, t.numHiddenLayers <= g.tensors.count / 9 else {
+            throw GGUFError.architecture(file: path, detail: "\(arch).block_count is \(t.numHiddenLayers) but the file holds \(g.tensors.count) tensors, too few for that many layers. The file is corrupt or incomplete.")
+        }
         // Names: gguf-py's llama tensor map, over the layers transformers builds.
         var wanted: [(gguf: String, hf: String)] = [("token_embd.weight", "model.embed_tokens.weight")]
         for i in 0..<t.numHiddenLayers {

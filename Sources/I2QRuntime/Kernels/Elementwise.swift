@@ -39,3 +39,60 @@ public enum Kernels {
         for i in 0..<n { x[i] *= inv }
     }
 }
+
+extension Kernels {
+    /// LayerNorm as torch.nn.LayerNorm (biased variance, float32): y = (x − mean) / sqrt(var + eps) · w + b.
+    public static func layerNorm(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                 _ y: UnsafeMutablePointer<Float>, rows: Int, n: Int, eps: Float) {
+        for r in 0..<rows {
+            let xr = x + r * n, yr = y + r * n
+            var mean: Float = 0
+            for i in 0..<n { mean += xr[i] }
+            mean /= Float(n)
+            var v: Float = 0
+            for i in 0..<n { let d = xr[i] - mean; v += d * d }
+            let inv = 1 / (v / Float(n) + eps).squareRoot()
+            for i in 0..<n { yr[i] = (xr[i] - mean) * inv * w[i] + b[i] }
+        }
+    }
+
+    /// gelu with the tanh approximation (`gelu_pytorch_tanh`):
+    /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), in place over `n` values.
+    public static func geluTanh(_ x: UnsafeMutablePointer<Float>, n: Int) {
+        let c: Float = 0.7978845608028654  // sqrt(2/pi)
+        for i in 0..<n {
+            let v = x[i]
+            x[i] = 0.5 * v * (1 + tanhf(c * (v + 0.044715 * v * v * v)))
+        }
+    }
+
+    /// In-place SiLU over `n` values.
+    public static func silu(_ x: UnsafeMutablePointer<Float>, n: Int) {
+        for i in 0..<n { x[i] = x[i] / (1 + expf(-x[i])) }
+    }
+
+    /// Adds `bias` [n] to every row of y [rows, n].
+    public static func addBias(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int, n: Int) {
+        for r in 0..<rows { add(y + r * n, bias, n: n) }
+    }
+
+    /// Bidirectional multi-head attention with a key mask (eager attention of transformers: scores
+    /// scaled by `scale`, masked keys excluded, float32 softmax). q: [tq, heads·d] (row stride ldq),
+    /// k, v: [tk, kvHeads·d] (row stride ldk), out: [tq, heads·d] (row stride ldo). Query head h uses
+    /// kv head h / (heads / kvHeads). One head's [tq, tk] score matrix exists at a time.
+    public static func attention(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldk: Int,
+                                 out: UnsafeMutablePointer<Float>, ldo: Int, tq: Int, tk: Int, heads: Int, kvHeads: Int,
+                                 headDim d: Int, keyMask: [Bool]?, scale: Float, scores: UnsafeMutablePointer<Float>) {
+        let group = heads / kvHeads
+        for h in 0..<heads {
+            let g = h / group
+            Matmul.gemm(transB: true, m: tq, n: tk, k: d, alpha: scale, a: q + h * d, lda: ldq, b: k + g * d, ldb: ldk, c: scores, ldc: tk)
+            for i in 0..<tq {
+                let row = scores + i * tk
+                if let keyMask { for j in 0..<tk where !keyMask[j] { row[j] = -.infinity } }
+                softmax(row, n: tk)
+            }
+            Matmul.gemm(transB: false, m: tq, n: d, k: tk, alpha: 1, a: scores, lda: tk, b: v + g * d, ldb: ldk, c: out + h * d, ldc: ldo)
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import I2QCore
+import I2QFormats
+
+/// Idefics2 end to end (transformers 5.24 `Idefics2ForConditionalGeneration`): vision encoder and
+/// connector per real image (all-zero padding images are dropped), image features replace the
+/// `<image>` token embeddings in order, then the Mistral decoder. Vision runs at prefill only.
+public final class Idefics2Model: @unchecked Sendable {
+    public let config: Idefics2Config
+    public let vision: VisionTransformer
+    public let connector: Connector
+    public let text: TextDecoder
+
+    public init(source: any ModelSource) throws {
+        guard case let .idefics2(c) = source.config else {
+            throw ConfigError.unsupportedModelType(path: source.path, modelType: source.config.modelType)
+        }
+        config = c
+        let w = WeightLoader(source)
+        vision = try VisionTransformer(w, config: c.vision)
+        connector = try Connector(w, config: c)
+        text = try TextDecoder(source: source, config: c.text, prefix: "model.text_model.")
+    }
+
+    public struct ImageInput: Sendable {
+        /// [3, height, width], channels first, normalised.
+        public let pixels: [Float]
+        /// [height, width], true = real pixel.
+        public let mask: [Bool]
+        public let height: Int, width: Int
+        public init(pixels: [Float], mask: [Bool], height: Int, width: Int) {
+            self.pixels = pixels; self.mask = mask; self.height = height; self.width = width
+        }
+    }
+
+    public enum MergeError: I2QError {
+        case count(imageTokens: Int, features: Int)
+        public var description: String {
+            switch self {
+            case let .count(t, f):
+                return "the prompt has \(t) <image> tokens but the images give \(f) feature rows; each <image> in the text needs one image"
+            }
+        }
+    }
+
+    /// Connector outputs of every real image, concatenated: [images·latents, textHidden].
+    public func imageFeatures(_ images: [ImageInput]) throws -> [Float] {
+        var out: [Float] = []
+        for im in images where im.pixels.contains(where: { $0 != 0 }) {
+            let (hidden, patchMask) = try vision.encode(pixels: im.pixels, mask: im.mask, height: im.height, width: im.width)
+            out += try connector(hidden, patchMask: patchMask)
+        }
+        return out
+    }
+
+    /// Prompt embeddings with the image features merged in at the `<image>` positions.
+    public func embeddings(ids: [Int], images: [ImageInput]) throws -> [Float] {
+        var emb = try text.embed(ids)
+        let features = try imageFeatures(images)
+        let h = config.text.hiddenSize
+        let positions = ids.indices.filter { ids[$0] == config.imageTokenId }
+        guard positions.count * h == features.count else {
+            throw MergeError.count(imageTokens: positions.count, features: features.count / h)
+        }
+        for (k, pos) in positions.enumerated() {
+            for c in 0..<h { emb[pos * h + c] = features[k * h + c] }
+        }
+        return emb
+    }
+}

@@ -1,0 +1,90 @@
+import I2QCore
+import I2QFormats
+
+/// Idefics2's connector (transformers 5.24 `Idefics2Connector`, float32): the modality projection
+/// MLP (vision hidden → text intermediate → text hidden, SiLU-gated) and the perceiver resampler
+/// (latents attend to [RMSNorm(context); RMSNorm(latents)] — context first —, GQA, padded patches
+/// masked as keys, RMSNorm with perceiver_config.rms_norm_eps, MLP of 4·hidden; final RMSNorm).
+public final class Connector: @unchecked Sendable {
+    struct Layer {
+        let latNorm, ctxNorm, postNorm: Weight
+        let q, k, v, o: Weight
+        let gate, up, down: Weight
+    }
+
+    let projGate, projUp, projDown: Weight
+    let latents, norm: Weight
+    let layers: [Layer]
+    let p: Idefics2PerceiverConfig
+    let visionHidden, textHidden, textInter: Int
+    let ws = Workspace()
+
+    init(_ w: WeightLoader, config c: Idefics2Config) throws {
+        p = c.perceiver
+        visionHidden = c.vision.hiddenSize; textHidden = c.text.hiddenSize; textInter = c.text.intermediateSize
+        let pre = "model.connector."
+        projGate = try w.weight(pre + "modality_projection.gate_proj.weight", [textInter, visionHidden])
+        projUp = try w.weight(pre + "modality_projection.up_proj.weight", [textInter, visionHidden])
+        projDown = try w.weight(pre + "modality_projection.down_proj.weight", [textHidden, textInter])
+        let h = p.hiddenSize, qd = p.resamplerNHeads * p.resamplerHeadDim, kd = p.numKeyValueHeads * p.resamplerHeadDim
+        latents = try w.weight(pre + "perceiver_resampler.latents", [p.resamplerNLatents, h])
+        norm = try w.weight(pre + "perceiver_resampler.norm.weight", [h])
+        layers = try (0..<p.resamplerDepth).map { i in
+            let l = pre + "perceiver_resampler.layers.\(i)."
+            return Layer(latNorm: try w.weight(l + "input_latents_norm.weight", [h]),
+                         ctxNorm: try w.weight(l + "input_context_norm.weight", [h]),
+                         postNorm: try w.weight(l + "post_attention_layernorm.weight", [h]),
+                         q: try w.weight(l + "self_attn.q_proj.weight", [qd, h]), k: try w.weight(l + "self_attn.k_proj.weight", [kd, h]),
+                         v: try w.weight(l + "self_attn.v_proj.weight", [kd, h]), o: try w.weight(l + "self_attn.o_proj.weight", [h, qd]),
+                         gate: try w.weight(l + "mlp.gate_proj.weight", [4 * h, h]), up: try w.weight(l + "mlp.up_proj.weight", [4 * h, h]),
+                         down: try w.weight(l + "mlp.down_proj.weight", [h, 4 * h]))
+        }
+    }
+
+    /// image: vision last hidden state [n, visionHidden] with its patch mask → [latents, textHidden].
+    public func callAsFunction(_ image: [Float], patchMask: [Bool]) throws -> [Float] {
+        let n = patchMask.count, h = textHidden, inter = textInter
+        let nl = p.resamplerNLatents, heads = p.resamplerNHeads, kvh = p.numKeyValueHeads, d = p.resamplerHeadDim
+        let qd = heads * d, kd = kvh * d
+        var context = [Float](repeating: 0, count: n * h)  // [n, h]
+        var lat = [Float](repeating: 0, count: nl * h)     // [latents, h]
+        try context.withUnsafeMutableBufferPointer { cp in
+            try image.withUnsafeBufferPointer { ip in
+                let g = ws.gate(n * inter), u = ws.up(n * inter)  // [n, inter]
+                try projGate.withF32(ws.scratch) { Matmul.linear(x: ip.baseAddress!, w: $0, y: g, m: n, k: visionHidden, n: inter) }
+                try projUp.withF32(ws.scratch) { Matmul.linear(x: ip.baseAddress!, w: $0, y: u, m: n, k: visionHidden, n: inter) }
+                Kernels.siluMul(g, u, g, n: n * inter)
+                try projDown.withF32(ws.scratch) { Matmul.linear(x: g, w: $0, y: cp.baseAddress!, m: n, k: inter, n: h) }
+            }
+        }
+        try lat.withUnsafeMutableBufferPointer { lp in try latents.rows(0, nl, into: lp.baseAddress!) }
+        let keyMask = patchMask + [Bool](repeating: true, count: nl)
+        let eps = Float(p.rmsNormEps)
+        let kvIn = ws.normed((n + nl) * h)   // [n + latents, h]: normalised context, then normalised latents
+        let q = ws.q(nl * qd), k = ws.gate((n + nl) * kd), v = ws.up((n + nl) * kd)
+        let attn = ws.attn(nl * qd), scores = ws.scores(nl * (n + nl)), tmp = ws.row(nl * h)
+        let mg = ws.stackedQ(nl * 4 * h), mu = ws.stackedOut(nl * 4 * h)
+        try context.withUnsafeBufferPointer { cp in
+            try lat.withUnsafeMutableBufferPointer { lp in
+                let x = lp.baseAddress!
+                for l in layers {
+                    try l.ctxNorm.withF32(ws.scratch) { Kernels.rmsNorm(cp.baseAddress!, $0, kvIn, rows: n, n: h, eps: eps) }
+                    try l.latNorm.withF32(ws.scratch) { Kernels.rmsNorm(x, $0, kvIn + n * h, rows: nl, n: h, eps: eps) }
+                    try l.q.withF32(ws.scratch) { Matmul.linear(x: kvIn + n * h, w: $0, y: q, m: nl, k: h, n: qd) }
+                    try l.k.withF32(ws.scratch) { Matmul.linear(x: kvIn, w: $0, y: k, m: n + nl, k: h, n: kd) }
+                    try l.v.withF32(ws.scratch) { Matmul.linear(x: kvIn, w: $0, y: v, m: n + nl, k: h, n: kd) }
+                    Kernels.attention(q: q, ldq: qd, k: k, v: v, ldk: kd, out: attn, ldo: qd, tq: nl, tk: n + nl, heads: heads,
+                                      kvHeads: kvh, headDim: d, keyMask: keyMask, scale: 1 / Float(d).squareRoot(), scores: scores)
+                    try l.o.withF32(ws.scratch) { Matmul.linear(x: attn, w: $0, y: x, m: nl, k: qd, n: h, accumulate: true) }
+                    try l.postNorm.withF32(ws.scratch) { Kernels.rmsNorm(x, $0, tmp, rows: nl, n: h, eps: eps) }
+                    try l.gate.withF32(ws.scratch) { Matmul.linear(x: tmp, w: $0, y: mg, m: nl, k: h, n: 4 * h) }
+                    try l.up.withF32(ws.scratch) { Matmul.linear(x: tmp, w: $0, y: mu, m: nl, k: h, n: 4 * h) }
+                    Kernels.siluMul(mg, mu, mg, n: nl * 4 * h)
+                    try l.down.withF32(ws.scratch) { Matmul.linear(x: mg, w: $0, y: x, m: nl, k: 4 * h, n: h, accumulate: true) }
+                }
+                try norm.withF32(ws.scratch) { Kernels.rmsNorm(x, $0, x, rows: nl, n: h, eps: eps) }
+            }
+        }
+        return lat
+    }
+}

@@ -1,0 +1,74 @@
+import XCTest
+import I2QCore
+import I2QFormats
+import I2QTestSupport
+@testable import I2QRuntime
+
+/// Idefics2 against transformers 5.24 (float32, eager): Tests/Fixtures/golden/tiny-idefics2.safetensors
+/// holds the processor's pixel_values / masks for a real PNG, the vision encoder's and connector's
+/// outputs, all logits and 8 greedy tokens (scripts/make_fixtures.py).
+final class Idefics2Tests: XCTestCase {
+    func floats(_ f: SafetensorsFile, _ n: String) -> [Float] {
+        f.withData(f.info(n)!) { b in (0..<(b.count / 4)).map { b.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
+    }
+    func ints(_ f: SafetensorsFile, _ n: String) -> [Int] {
+        f.withData(f.info(n)!) { b in (0..<(b.count / 8)).map { Int(b.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) } }
+    }
+    func maxDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } }
+
+    func testPositionBucketsMatchTransformersForEveryPatchCount() throws {
+        let j = try JSONParser.parse(FileSystem.readFile(fixturesDir + "/golden/position_buckets.json"), source: "buckets")
+        var checked = 0
+        for (side, table) in try XCTUnwrap(j["sides"]?.objectEntries) {
+            for (nb, expected) in try XCTUnwrap(table.objectEntries) {
+                let got = VisionTransformer.buckets(nb: Int(nb)!, side: Int(side)!)
+                XCTAssertEqual(got, expected.arrayValue?.compactMap(\.intValue), "side \(side) nb \(nb)")
+                checked += 1
+            }
+        }
+        XCTAssertEqual(checked, 74)  // 1…70 for idefics2-8b's 70×70 grid, 1…4 for the tiny model
+    }
+
+    func testTinyIdefics2EndToEnd() throws {
+        let g = try SafetensorsFile(path: fixturesDir + "/golden/tiny-idefics2.safetensors")
+        let model = try Idefics2Model(source: try openModel(fixturesDir + "/tiny-idefics2-v4"))
+        let shape = g.info("pixel_values")!.shape  // [1, 1, 3, H, W]
+        let H = shape[3], W = shape[4]
+        let pixels = floats(g, "pixel_values")
+        let mask = ints(g, "pixel_attention_mask").map { $0 != 0 }
+        let (hidden, patchMask) = try model.vision.encode(pixels: pixels, mask: mask, height: H, width: W)
+        let wantVision = floats(g, "vision_last_hidden_state")
+        let realPatches = patchMask.filter { $0 }.count
+        XCTAssertEqual(ints(g, "patch_attention_mask").map { $0 != 0 }, patchMask)
+        // Compare real patches only (padded patches are masked everywhere downstream).
+        let h = model.config.vision.hiddenSize
+        var vd: Float = 0
+        for i in patchMask.indices where patchMask[i] { for c in 0..<h { vd = max(vd, abs(hidden[i * h + c] - wantVision[i * h + c])) } }
+        print("vision max|Δ| \(vd) over \(realPatches) real patches")
+        XCTAssertLessThan(vd, 1e-4)
+
+        let feats = try model.connector(hidden, patchMask: patchMask)
+        let cd = maxDiff(feats, floats(g, "image_hidden_states"))
+        print("connector max|Δ| \(cd)")
+        XCTAssertLessThan(cd, 1e-4)
+
+        let ids = ints(g, "input_ids")
+        let emb = try model.embeddings(ids: ids, images: [.init(pixels: pixels, mask: mask, height: H, width: W)])
+        let cache = model.text.makeCache(capacity: 64)
+        let last = try model.text.forward(embeddings: emb, cache: cache)
+        let logits = try model.text.logits(last, rows: 0..<ids.count)
+        let want = floats(g, "logits")
+        let ld = maxDiff(logits, want)
+        let std = standardDeviation(want)
+        print("logits max|Δ| \(ld), std \(std), ratio \(ld / std)")
+        XCTAssertLessThanOrEqual(ld, 1e-4 * std)
+
+        var opts = GreedyOptions()
+        opts.maxNewTokens = 8
+        opts.stopTokens = [2, 32002]
+        opts.bannedTokens = [32000, 32001]
+        cache.reset()
+        let gen = try Greedy.generate(model.text, promptEmbeddings: emb, options: opts, cache: cache)
+        XCTAssertEqual(gen, ints(g, "generated_ids"))
+    }
+}
