@@ -231,40 +231,41 @@ final class GGUFValidationTests: XCTestCase {
     /// Flipping bytes of the header or truncating the file never crashes: the reader either opens
     /// the file or throws an I2QError. Tensors of files that open are read in full.
     func testMutationsNeverCrash() throws {
-        let original = try FileSystem.readFile(fixturesDir + "/gguf/tiny-tied.gguf")
-        let g = try open(original)
-        let header = g.dataOffset
-        var rng = GGUFTestRNG(seed: 42)
-        var opened = 0, rejected = 0
-        func attempt(_ bytes: [UInt8]) {
-            do {
-                let m = try GGUFModel(file: try open(bytes))
-                for t in m.tensors {
-                    var buf = [Float](repeating: 0, count: t.elementCount)
-                    try buf.withUnsafeMutableBytes { try t.read(elements: 0, count: t.elementCount, into: $0.baseAddress!) }
-                }
-                opened += 1
-            } catch is I2QError {
-                rejected += 1
-            } catch {
-                XCTFail("non-I2Q error \(error)")
-            }
-        }
-        for _ in 0..<3000 {
-            var b = original
-            for _ in 0..<(1 + Int(rng.next() % 3)) {
-                let i = Int(rng.next() % UInt64(header))
-                switch rng.next() % 3 {
-                case 0: b[i] ^= UInt8(1 << (rng.next() % 8))
-                case 1: b[i] = UInt8(truncatingIfNeeded: rng.next())
-                default: b[i] = [0x00, 0xFF, 0x7F, 0x80][Int(rng.next() % 4)]
+        for name in ["tiny-tied", "tiny-llama"] {
+            let original = try FileSystem.readFile(fixturesDir + "/gguf/\(name).gguf")
+            let header = try open(original).dataOffset
+            var rng = GGUFTestRNG(seed: 42)
+            var opened = 0, rejected = 0
+            func attempt(_ bytes: [UInt8]) {
+                do {
+                    let m = try GGUFModel(file: try open(bytes))
+                    for t in m.tensors {
+                        var buf = [Float](repeating: 0, count: t.elementCount)
+                        try buf.withUnsafeMutableBytes { try t.read(elements: 0, count: t.elementCount, into: $0.baseAddress!) }
+                    }
+                    opened += 1
+                } catch is I2QError {
+                    rejected += 1
+                } catch {
+                    XCTFail("\(name): non-I2Q error \(error)")
                 }
             }
-            attempt(b)
+            for _ in 0..<2000 {
+                var b = original
+                for _ in 0..<(1 + Int(rng.next() % 3)) {
+                    let i = Int(rng.next() % UInt64(header))
+                    switch rng.next() % 3 {
+                    case 0: b[i] ^= UInt8(1 << (rng.next() % 8))
+                    case 1: b[i] = UInt8(truncatingIfNeeded: rng.next())
+                    default: b[i] = [0x00, 0xFF, 0x7F, 0x80][Int(rng.next() % 4)]
+                    }
+                }
+                attempt(b)
+            }
+            for n in stride(from: 0, to: original.count, by: max(1, original.count / 400)) { attempt(Array(original.prefix(n))) }
+            XCTAssertGreaterThan(rejected, 100, name)
+            XCTAssertGreaterThan(opened, 10, name)
         }
-        for n in stride(from: 0, to: original.count, by: max(1, original.count / 400)) { attempt(Array(original.prefix(n))) }
-        XCTAssertGreaterThan(rejected, 100)
-        XCTAssertGreaterThan(opened, 10)
     }
 }
 

@@ -72,3 +72,22 @@ final class Idefics2Tests: XCTestCase {
         XCTAssertEqual(gen, ints(g, "generated_ids"))
     }
 }
+
+final class Idefics2PromptTests: XCTestCase {
+    /// The processor's input_ids for the golden prompt (transformers 5.24 Idefics2Processor).
+    func testExpansionAndTokenizationMatchTheProcessor() throws {
+        let g = try SafetensorsFile(path: fixturesDir + "/golden/tiny-idefics2.safetensors")
+        let want = g.withData(g.info("input_ids")!) { b in (0..<(b.count / 8)).map { Int(b.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) } }
+        let session = try TextSession(source: try openModel(fixturesDir + "/tiny-idefics2-v4"))
+        let text = Idefics2Prompt.expand("User:<image>What is written here?<end_of_utterance>\nAssistant:", imageSeqLen: 4, splitting: false)
+        XCTAssertEqual(session.tokenizer.encode(text), want)
+    }
+
+    func testExpansionRules() {
+        let f = Idefics2Prompt.fake, i = Idefics2Prompt.image
+        XCTAssertEqual(Idefics2Prompt.expand("a<image>b", imageSeqLen: 2, splitting: false), "a\(f)\(i)\(i)\(f) b")
+        XCTAssertEqual(Idefics2Prompt.expand("<image><image> x", imageSeqLen: 1, splitting: false), "\(f)\(i)\(f)\(i)\(f) x")
+        XCTAssertEqual(Idefics2Prompt.expand("<image><end_of_utterance>", imageSeqLen: 1, splitting: true),
+                       f + String(repeating: "\(i)\(f)", count: 5) + "<end_of_utterance>")
+    }
+}
