@@ -61,19 +61,28 @@ public final class VisionTransformer: @unchecked Sendable {
     }
 
     /// Encodes one image: pixels [3, H, W] (channels first), mask [H, W] (true = real pixel).
-    /// Returns the last hidden state [patchesH·patchesW, hidden] and the patch mask (true = real).
+    /// Returns the last hidden state [patches, hidden] and the patch mask (true = real).
+    ///
+    /// When the real patches form the top-left rectangle (the processor pads bottom/right), only
+    /// that rectangle is computed: padded patches are masked as keys everywhere, so they cannot
+    /// change a real patch's result, and are dropped (patches = nbH·nbW, all real). Otherwise every
+    /// patch is computed with the padded ones masked (patches = (H/p)·(W/p)).
     public func encode(pixels: [Float], mask: [Bool], height H: Int, width W: Int) throws -> (hidden: [Float], patchMask: [Bool]) {
         let p = config.patchSize, h = config.hiddenSize, inter = config.intermediateSize, c = config.numChannels
-        let ph = H / p, pw = W / p, n = ph * pw
+        let fullH = H / p, fullW = W / p
         // A patch is real only if all p·p of its pixels are real.
-        var patchMask = [Bool](repeating: false, count: n)
-        for y in 0..<ph { for x in 0..<pw {
+        var fullMask = [Bool](repeating: false, count: fullH * fullW)
+        for y in 0..<fullH { for x in 0..<fullW {
             var all = true
             for dy in 0..<p where all { for dx in 0..<p where !mask[(y * p + dy) * W + x * p + dx] { all = false; break } }
-            patchMask[y * pw + x] = all
+            fullMask[y * fullW + x] = all
         } }
-        let nbH = (0..<ph).filter { patchMask[$0 * pw] }.count
-        let nbW = (0..<pw).filter { patchMask[$0] }.count
+        // nb_patches_h / _w as transformers counts them: real patches in the first column / row.
+        let nbH = (0..<fullH).filter { fullMask[$0 * fullW] }.count
+        let nbW = (0..<fullW).filter { fullMask[$0] }.count
+        let rectangle = fullMask.indices.allSatisfy { fullMask[$0] == ($0 / fullW < nbH && $0 % fullW < nbW) }
+        let ph = rectangle ? nbH : fullH, pw = rectangle ? nbW : fullW, n = ph * pw
+        let patchMask = rectangle ? [Bool](repeating: true, count: n) : fullMask
         let bh = Self.buckets(nb: max(nbH, 1), side: side), bw = Self.buckets(nb: max(nbW, 1), side: side)
 
         let flat = c * p * p
@@ -110,7 +119,7 @@ public final class VisionTransformer: @unchecked Sendable {
                 try linear(normed, l.k, l.kb, k, n, h, h)
                 try linear(normed, l.v, l.vb, v, n, h, h)
                 Kernels.attention(q: q, ldq: h, k: k, v: v, ldk: h, out: attn, ldo: h, tq: n, tk: n, heads: heads, kvHeads: heads,
-                                  headDim: d, keyMask: patchMask, scale: 1 / Float(d).squareRoot(), scores: scores)
+                                  headDim: d, keyMask: rectangle ? nil : patchMask, scale: 1 / Float(d).squareRoot(), scores: scores)
                 try linear(attn, l.o, l.ob, normed, n, h, h)
                 Kernels.add(x, normed, n: n * h)
                 try l.ln2w.withF32(ws.scratch) { w in try l.ln2b.withF32(Scratch()) { b in Kernels.layerNorm(x, w, b, normed, rows: n, n: h, eps: eps) } }
