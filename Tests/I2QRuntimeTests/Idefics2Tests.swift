@@ -8,13 +8,6 @@ import I2QTestSupport
 /// holds the processor's pixel_values / masks for a real PNG, the vision encoder's and connector's
 /// outputs, all logits and 8 greedy tokens (scripts/make_fixtures.py).
 final class Idefics2Tests: XCTestCase {
-    func floats(_ f: SafetensorsFile, _ n: String) -> [Float] {
-        f.withData(f.info(n)!) { b in (0..<(b.count / 4)).map { b.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
-    }
-    func ints(_ f: SafetensorsFile, _ n: String) -> [Int] {
-        f.withData(f.info(n)!) { b in (0..<(b.count / 8)).map { Int(b.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) } }
-    }
-    func maxDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } }
 
     func testPositionBucketsMatchTransformersForEveryPatchCount() throws {
         let j = try JSONParser.parse(FileSystem.readFile(fixturesDir + "/golden/position_buckets.json"), source: "buckets")
@@ -90,4 +83,62 @@ final class Idefics2PromptTests: XCTestCase {
         XCTAssertEqual(Idefics2Prompt.expand("<image><end_of_utterance>", imageSeqLen: 1, splitting: true),
                        f + String(repeating: "\(i)\(f)", count: 5) + "<end_of_utterance>")
     }
+}
+
+/// Two padded images of different sizes, and image splitting (5 images): connector outputs, the
+/// prompt's input_ids, the last 4 positions' logits and every position's argmax against transformers.
+final class Idefics2MultiImageTests: XCTestCase {
+    func run(_ file: String, splitting: Bool, prompt: String) throws {
+        let g = try SafetensorsFile(path: fixturesDir + "/golden/" + file)
+        let source = try openModel(fixturesDir + "/tiny-idefics2-v4")
+        let model = try Idefics2Model(source: source)
+        let session = try TextSession(source: source)
+        let shape = g.info("pixel_values")!.shape  // [1, images, 3, H, W]
+        let (k, H, W) = (shape[1], shape[3], shape[4])
+        let pixels = floats(g, "pixel_values"), mask = ints(g, "pixel_attention_mask").map { $0 != 0 }
+        let images = (0..<k).map { i in
+            Idefics2Model.ImageInput(pixels: Array(pixels[(i * 3 * H * W)..<((i + 1) * 3 * H * W)]),
+                                     mask: Array(mask[(i * H * W)..<((i + 1) * H * W)]), height: H, width: W)
+        }
+        let ids = session.tokenizer.encode(Idefics2Prompt.expand(prompt, imageSeqLen: 4, splitting: splitting))
+        XCTAssertEqual(ids, ints(g, "input_ids"), file)
+        let feats = try model.imageFeatures(images)
+        let fd = maxDiff(feats, floats(g, "image_hidden_states"))
+        XCTAssertLessThan(fd, 1e-4, "\(file): connector max|Δ| \(fd)")
+        let emb = try model.embeddings(ids: ids, images: images)
+        let hidden = try model.text.forward(embeddings: emb, cache: model.text.makeCache(capacity: 64))
+        let all = try model.text.logits(hidden, rows: 0..<ids.count)
+        let v = model.config.text.vocabSize
+        var argmax: [Int] = []
+        for r in 0..<ids.count {
+            let row = Array(all[(r * v)..<((r + 1) * v)])
+            argmax.append(row.withUnsafeBufferPointer { Greedy.argmax($0, banned: []) })
+        }
+        XCTAssertEqual(argmax, ints(g, "logits_argmax"), file)
+        let want = floats(g, "logits_last4")
+        let last4 = Array(all[((ids.count - 4) * v)...])
+        let d = maxDiff(last4, want), std = standardDeviation(want)
+        print("\(file): logits max|Δ|/std \(d / std)")
+        XCTAssertLessThanOrEqual(d, 1e-4 * std, file)
+    }
+
+    func testTwoImagesOfDifferentSizes() throws {
+        try run("tiny-idefics2-two-images.safetensors", splitting: false, prompt: "User:<image><image>Compare the two pictures.<end_of_utterance>\nAssistant:")
+    }
+
+    func testImageSplitting() throws {
+        try run("tiny-idefics2-split.safetensors", splitting: true, prompt: "User:<image>What is written here?<end_of_utterance>\nAssistant:")
+    }
+}
+
+func floats(_ f: SafetensorsFile, _ n: String) -> [Float] {
+    f.withData(f.info(n)!) { b in (0..<(b.count / 4)).map { b.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
+}
+func ints(_ f: SafetensorsFile, _ n: String) -> [Int] {
+    f.withData(f.info(n)!) { b in (0..<(b.count / 8)).map { Int(b.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) } }
+}
+func maxDiff(_ a: [Float], _ b: [Float]) -> Float {
+    var m: Float = 0
+    for (x, y) in zip(a, b) { m = max(m, abs(x - y)) }
+    return m
 }
