@@ -1,4 +1,5 @@
 import XCTest
+import I2QCore
 @testable import I2QRuntime
 
 final class GemvTests: XCTestCase {
@@ -47,5 +48,28 @@ final class GemvManyTests: XCTestCase {
             many = [Array(flat[0..<7]), Array(flat[7..<10]), Array(flat[10..<21])]
         }
         XCTAssertEqual(many, single)
+    }
+}
+
+final class Gemv16Tests: XCTestCase {
+    /// Reading bf16/f16 weights in place gives exactly the product with the widened float32 weights.
+    func testSixteenBitWeightsEqualTheirWidenedProduct() {
+        let n = 37, k = 50
+        let x = (0..<k).map { Float(($0 * 13) % 7) / 7 - 0.4 }
+        let wf = (0..<(n * k)).map { Float(($0 * 7919) % 97) / 97 - 0.5 }
+        for dt in [DType.bf16, .f16] {
+            let w16: [UInt16] = wf.map { dt == .bf16 ? FloatConversion.bf16Bits($0) : FloatConversion.f16Bits($0) }
+            let widened: [Float] = w16.map { dt == .bf16 ? FloatConversion.float(fromBF16: $0) : FloatConversion.float(fromF16: $0) }
+            var a = [Float](repeating: 0, count: n), b = a
+            x.withUnsafeBufferPointer { xp in
+                w16.withUnsafeBytes { wp in a.withUnsafeMutableBufferPointer { ap in
+                    Gemv.run16(w: wp.baseAddress!, dtype: dt, x: xp.baseAddress!, y: ap.baseAddress!, n: n, k: k, accumulate: false)
+                } }
+                widened.withUnsafeBufferPointer { wp in b.withUnsafeMutableBufferPointer { bp in
+                    Gemv.run(w: wp.baseAddress!, x: xp.baseAddress!, y: bp.baseAddress!, n: n, k: k, accumulate: false)
+                } }
+            }
+            XCTAssertEqual(a, b, "\(dt)")
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Dispatch
+import I2QCore
 
 /// y[n] = W[n,k] · x[k] (+ y) for one row of activations (decoding), float32, 2 threads over the
 /// output rows, 16-lane SIMD accumulation.
@@ -60,3 +61,42 @@ public enum Gemv {
 
 /// A pointer handed to worker threads that only read it (or write disjoint parts).
 struct UnsafeSendable<P>: @unchecked Sendable { let p: P; init(_ p: P) { self.p = p } }
+
+extension Gemv {
+    /// y[n] (+)= W[n,k] · x[k] with W stored as bf16 or f16 (read in place; each row is widened into
+    /// a small per-thread buffer, then a 16-lane float32 dot product). Same reference and tolerance
+    /// as `run` with the widened weights: float32 rounding of the k-term sum.
+    public static func run16(w: UnsafeRawPointer, dtype: DType, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                             n: Int, k: Int, accumulate: Bool) {
+        let wp = UnsafeSendable(w), xp = UnsafeSendable(x), yp = UnsafeSendable(y)
+        let rowsPer = (n + threads - 1) / threads
+        let isBF16 = dtype == .bf16
+        DispatchQueue.concurrentPerform(iterations: threads) { part in
+            let lo = part * rowsPer, hi = min(n, lo + rowsPer)
+            guard lo < hi else { return }
+            let row = UnsafeMutablePointer<Float>.allocate(capacity: k)  // [k] widened weight row
+            defer { row.deallocate() }
+            let vk = k / 16
+            let xr = UnsafeRawPointer(xp.p)
+            for r in lo..<hi {
+                let src = wp.p + r * k * 2
+                if isBF16 {
+                    let s = src.assumingMemoryBound(to: UInt16.self)
+                    for c in 0..<k { row[c] = Float(bitPattern: UInt32(s[c]) << 16) }
+                } else {
+                    let s = src.assumingMemoryBound(to: Float16.self)
+                    for c in 0..<k { row[c] = Float(s[c]) }
+                }
+                let rr = UnsafeRawPointer(row)
+                var acc = SIMD16<Float>()
+                for v in 0..<vk {
+                    acc.addProduct(rr.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self),
+                                   xr.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self))
+                }
+                var s = acc.sum()
+                for c in (vk * 16)..<k { s += row[c] * xp.p[c] }
+                yp.p[r] = accumulate ? yp.p[r] + s : s
+            }
+        }
+    }
+}

@@ -75,7 +75,7 @@ struct Attention {
                     for c in 0..<headDim { oh[c] += p * vj[c] }
                 }
             }
-            try o.withF32(ws.scratch) { Matmul.linear(x: out, w: $0, y: residual, m: t, k: qw, n: hidden, accumulate: true) }
+            try o.linear(x: out, y: residual, m: t, accumulate: true, scratch: ws.scratch)
             return
         }
         // Prefill: the `group` query heads that share a kv head are stacked into one [group·t, headDim]
@@ -108,12 +108,12 @@ struct Attention {
                 for i in 0..<t { (out + i * qw + h * headDim).update(from: og + (hi * t + i) * headDim, count: headDim) }
             }
         }
-        try o.withF32(ws.scratch) { Matmul.linear(x: out, w: $0, y: residual, m: t, k: qw, n: hidden, accumulate: true) }
+        try o.linear(x: out, y: residual, m: t, accumulate: true, scratch: ws.scratch)
     }
 
     private func project(_ x: UnsafePointer<Float>, _ t: Int, _ w: Weight, _ b: Weight?, _ y: UnsafeMutablePointer<Float>, _ ws: Workspace) throws {
         let n = w.shape[0]
-        try w.withF32(ws.scratch) { Matmul.linear(x: x, w: $0, y: y, m: t, k: hidden, n: n) }
+        try w.linear(x: x, y: y, m: t, scratch: ws.scratch)
         if let b {
             try b.withF32(ws.scratch) { bp in for i in 0..<t { Kernels.add(y + i * n, bp, n: n) } }
         }

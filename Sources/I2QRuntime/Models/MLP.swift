@@ -18,11 +18,11 @@ struct MLP {
         if t == 1, let gd = gate.direct, let ud = up.direct {
             Gemv.runMany([(gd, g, intermediate), (ud, u, intermediate)], x: x, k: hidden)  // one dispatch
         } else {
-            try gate.withF32(ws.scratch) { Matmul.linear(x: x, w: $0, y: g, m: t, k: hidden, n: intermediate) }
-            try up.withF32(ws.scratch) { Matmul.linear(x: x, w: $0, y: u, m: t, k: hidden, n: intermediate) }
+            try gate.linear(x: x, y: g, m: t, scratch: ws.scratch)
+            try up.linear(x: x, y: u, m: t, scratch: ws.scratch)
         }
         Kernels.siluMul(g, u, g, n: t * intermediate)
-        try down.withF32(ws.scratch) { Matmul.linear(x: g, w: $0, y: residual, m: t, k: intermediate, n: hidden, accumulate: true) }
+        try down.linear(x: g, y: residual, m: t, accumulate: true, scratch: ws.scratch)
     }
 }
 

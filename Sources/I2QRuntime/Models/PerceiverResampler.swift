@@ -51,10 +51,10 @@ public final class Connector: @unchecked Sendable {
         try context.withUnsafeMutableBufferPointer { cp in
             try image.withUnsafeBufferPointer { ip in
                 let g = ws.gate(n * inter), u = ws.up(n * inter)  // [n, inter]
-                try projGate.withF32(ws.scratch) { Matmul.linear(x: ip.baseAddress!, w: $0, y: g, m: n, k: visionHidden, n: inter) }
-                try projUp.withF32(ws.scratch) { Matmul.linear(x: ip.baseAddress!, w: $0, y: u, m: n, k: visionHidden, n: inter) }
+                try projGate.linear(x: ip.baseAddress!, y: g, m: n, scratch: ws.scratch)
+                try projUp.linear(x: ip.baseAddress!, y: u, m: n, scratch: ws.scratch)
                 Kernels.siluMul(g, u, g, n: n * inter)
-                try projDown.withF32(ws.scratch) { Matmul.linear(x: g, w: $0, y: cp.baseAddress!, m: n, k: inter, n: h) }
+                try projDown.linear(x: g, y: cp.baseAddress!, m: n, scratch: ws.scratch)
             }
         }
         try lat.withUnsafeMutableBufferPointer { lp in try latents.rows(0, nl, into: lp.baseAddress!) }
@@ -70,17 +70,17 @@ public final class Connector: @unchecked Sendable {
                 for l in layers {
                     try l.ctxNorm.withF32(ws.scratch) { Kernels.rmsNorm(cp.baseAddress!, $0, kvIn, rows: n, n: h, eps: eps) }
                     try l.latNorm.withF32(ws.scratch) { Kernels.rmsNorm(x, $0, kvIn + n * h, rows: nl, n: h, eps: eps) }
-                    try l.q.withF32(ws.scratch) { Matmul.linear(x: kvIn + n * h, w: $0, y: q, m: nl, k: h, n: qd) }
-                    try l.k.withF32(ws.scratch) { Matmul.linear(x: kvIn, w: $0, y: k, m: n + nl, k: h, n: kd) }
-                    try l.v.withF32(ws.scratch) { Matmul.linear(x: kvIn, w: $0, y: v, m: n + nl, k: h, n: kd) }
+                    try l.q.linear(x: kvIn + n * h, y: q, m: nl, scratch: ws.scratch)
+                    try l.k.linear(x: kvIn, y: k, m: n + nl, scratch: ws.scratch)
+                    try l.v.linear(x: kvIn, y: v, m: n + nl, scratch: ws.scratch)
                     Kernels.attention(q: q, ldq: qd, k: k, v: v, ldk: kd, out: attn, ldo: qd, tq: nl, tk: n + nl, heads: heads,
                                       kvHeads: kvh, headDim: d, keyMask: keyMask, scale: 1 / Float(d).squareRoot(), scores: scores)
-                    try l.o.withF32(ws.scratch) { Matmul.linear(x: attn, w: $0, y: x, m: nl, k: qd, n: h, accumulate: true) }
+                    try l.o.linear(x: attn, y: x, m: nl, accumulate: true, scratch: ws.scratch)
                     try l.postNorm.withF32(ws.scratch) { Kernels.rmsNorm(x, $0, tmp, rows: nl, n: h, eps: eps) }
-                    try l.gate.withF32(ws.scratch) { Matmul.linear(x: tmp, w: $0, y: mg, m: nl, k: h, n: 4 * h) }
-                    try l.up.withF32(ws.scratch) { Matmul.linear(x: tmp, w: $0, y: mu, m: nl, k: h, n: 4 * h) }
+                    try l.gate.linear(x: tmp, y: mg, m: nl, scratch: ws.scratch)
+                    try l.up.linear(x: tmp, y: mu, m: nl, scratch: ws.scratch)
                     Kernels.siluMul(mg, mu, mg, n: nl * 4 * h)
-                    try l.down.withF32(ws.scratch) { Matmul.linear(x: mg, w: $0, y: x, m: nl, k: 4 * h, n: h, accumulate: true) }
+                    try l.down.linear(x: mg, y: x, m: nl, accumulate: true, scratch: ws.scratch)
                 }
                 try norm.withF32(ws.scratch) { Kernels.rmsNorm(x, $0, x, rows: nl, n: h, eps: eps) }
             }

@@ -98,7 +98,7 @@ public final class VisionTransformer: @unchecked Sendable {
         try hidden.withUnsafeMutableBufferPointer { hp in
             let x = hp.baseAddress!
             try patches.withUnsafeBufferPointer { pp in
-                try patchW.withF32(ws.scratch) { Matmul.linear(x: pp.baseAddress!, w: $0, y: x, m: n, k: flat, n: h) }
+                try patchW.linear(x: pp.baseAddress!, y: x, m: n, scratch: ws.scratch)
             }
             try patchB.withF32(ws.scratch) { Kernels.addBias(x, $0, rows: n, n: h) }
             for i in 0..<n {
@@ -134,7 +134,7 @@ public final class VisionTransformer: @unchecked Sendable {
     }
 
     private func linear(_ x: UnsafePointer<Float>, _ w: Weight, _ b: Weight, _ y: UnsafeMutablePointer<Float>, _ m: Int, _ k: Int, _ n: Int) throws {
-        try w.withF32(ws.scratch) { Matmul.linear(x: x, w: $0, y: y, m: m, k: k, n: n) }
+        try w.linear(x: x, y: y, m: m, scratch: ws.scratch)
         try b.withF32(ws.scratch) { Kernels.addBias(y, $0, rows: m, n: n) }
     }
 }

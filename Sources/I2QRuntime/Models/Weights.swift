@@ -54,6 +54,24 @@ public final class Weight: @unchecked Sendable {
         return try body(p)
     }
 
+    /// y[m, out] (+)= x[m, in] · Wᵀ for this [out, in] weight. Float32 weights are used in place;
+    /// a single row (decoding) against mapped 16-bit weights reads them directly (`Gemv.run16`, half
+    /// the memory traffic); otherwise 16-bit weights are widened into `scratch` first.
+    func linear(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int, accumulate: Bool = false, scratch: Scratch) throws {
+        let out = shape[0], inDim = shape.count >= 2 ? shape.dropFirst().reduce(1, *) : 1
+        if let direct {
+            Matmul.linear(x: x, w: direct, y: y, m: m, k: inDim, n: out, accumulate: accumulate)
+            return
+        }
+        if m == 1, tensor.dtype == .bf16 || tensor.dtype == .f16, let f = tensor.file {
+            f.withBytes(tensor.offset, tensor.byteCount) { b in
+                Gemv.run16(w: b.baseAddress!, dtype: tensor.dtype, x: x, y: y, n: out, k: inDim, accumulate: accumulate)
+            }
+            return
+        }
+        try withF32(scratch) { Matmul.linear(x: x, w: $0, y: y, m: m, k: inDim, n: out, accumulate: accumulate) }
+    }
+
     /// Rows [first, first+n) of a 2-D weight (or elements of a 1-D one) as float32 into `dst`.
     func rows(_ first: Int, _ n: Int, into dst: UnsafeMutablePointer<Float>) throws {
         let width = shape.count >= 2 ? shape.dropFirst().reduce(1, *) : 1
