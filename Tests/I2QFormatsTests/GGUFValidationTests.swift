@@ -263,6 +263,7 @@ final class GGUFValidationTests: XCTestCase {
                 attempt(b)
             }
             for n in stride(from: 0, to: original.count, by: max(1, original.count / 400)) { attempt(Array(original.prefix(n))) }
+            print("gguf reader mutations (\(name).gguf): \(opened + rejected) inputs, \(rejected) rejected with an error, \(opened) opened and read, 0 crashes")
             XCTAssertGreaterThan(rejected, 100, name)
             XCTAssertGreaterThan(opened, 10, name)
         }

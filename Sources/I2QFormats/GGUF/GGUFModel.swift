@@ -143,6 +143,10 @@ public final class GGUFModel: ModelSource, @unchecked Sendable {
         }
         return SourceTensor(name: hfName, dtype: .f32, shape: shape) { first, count, dst in
             try g.dequantize(info, first: first, count: count, into: dst.assumingMemoryBound(to: Float.self))
+            // Streaming readers go through a tensor once: drop the source pages from RSS.
+            let bs = info.type.blockSize, ts = info.type.typeSize
+            let start = info.offset + first / bs * ts
+            g.file.release(start, (first + count + bs - 1) / bs * ts + info.offset - start)
         }
     }
 
