@@ -7,7 +7,7 @@ struct Cast: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Cast floating-point weights to f16, bf16 or f32 (rounding exactly as torch's .to(dtype)).")
 
-    @Argument(help: "HF model directory (config.json + safetensors) or .i2q file.")
+    @Argument(help: "HF model directory (config.json + safetensors), .i2q file, or llama.cpp .gguf file.")
     var model: String
 
     @Option(help: "Target dtype: f16, bf16 or f32.")

@@ -7,7 +7,7 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a model's architecture, parameters per module, dtypes, shards or i2q directory, provenance and problems.")
 
-    @Argument(help: "HF model directory (config.json + safetensors) or .i2q file.")
+    @Argument(help: "HF model directory (config.json + safetensors), .i2q file, or llama.cpp .gguf file.")
     var model: String
 
     @Flag(help: "Print JSON instead of text.")

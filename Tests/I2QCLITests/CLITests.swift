@@ -80,3 +80,24 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(again.err.contains("already exists; remove it or pass --overwrite"), again.err)
     }
 }
+
+final class GGUFCLITests: XCTestCase {
+    /// `i2q cast model.gguf --format safetensors` gives the tensors transformers' GGUF loader gives
+    /// (Tests/Fixtures/gguf/tiny-llama.expected.safetensors, made by transformers 5.24).
+    func testCastGGUFToSafetensorsMatchesTransformers() throws {
+        let dir = try makeTempDir("gguf")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = Process()
+        var u = Bundle(for: GGUFCLITests.self).bundleURL
+        while u.lastPathComponent.hasSuffix(".xctest") { u.deleteLastPathComponent() }
+        p.executableURL = u.appendingPathComponent("i2q")
+        p.arguments = ["cast", fixturesDir + "/gguf/tiny-llama.gguf", "--dtype", "f32", "--format", "safetensors", "-o", dir + "/out"]
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let got = try tensorBytes(dir + "/out")
+        let want = try tensorBytes(fixturesDir + "/gguf/tiny-llama.expected.safetensors")
+        XCTAssertEqual(Set(got.keys), Set(want.keys))
+        for (k, w) in want { XCTAssertTrue(got[k]?.bytes == w.bytes, k) }
+    }
+}
