@@ -16,7 +16,7 @@ import I2QRuntime
 func field(_ name: String) -> Int {
     guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }  // best effort: a missing /proc reads as 0
     for line in s.split(separator: "\n") where line.hasPrefix(name + ":") {
-        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+        return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "0") ?? 0
     }
     return 0
 }
