@@ -9,4 +9,15 @@ bash scripts/setup.sh
 swift build -c release -Xswiftc -enable-testing --build-tests
 I2Q=.build/release/i2q bash scripts/get_smollm2.sh .cache/smollm2
 export I2Q_SMOLLM2="$PWD/.cache/smollm2/SmolLM2-135M-Instruct-f32"
-swift test -c release -Xswiftc -enable-testing --skip-build "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One plain summary line from XCTest's last "Executed N tests, with M failures".
+summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1)
+n=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+f=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
+if [ -n "$summary" ]; then echo "tests: $((n - f)) passed, $f failed"; else echo "tests: no summary found"; status=1; fi
+exit "$status"

@@ -44,6 +44,8 @@ enum PNGDecoder {
         var interlaced = false
         var palette: [UInt8]?
         var transparency: [UInt8]?
+        /// Offset of the first IDAT chunk.
+        var firstIDAT = 0
     }
 
     static func decode(_ bytes: UnsafeRawBufferPointer, path: String) throws -> DecodedImage {
@@ -51,7 +53,12 @@ enum PNGDecoder {
         if header.width * header.height > PILMath.maxImagePixels * 2 {
             throw ImageError.tooLarge(path: path, width: header.width, height: header.height)
         }
-        let raw = try decodeSamples(bytes, path: path)
+        let raw: RawSamples
+        if let repaired = try repairedTruncatedStream(bytes, firstIDAT: header.firstIDAT, path: path) {
+            raw = try repaired.withUnsafeBytes { try decodeSamples($0, path: path) }
+        } else {
+            raw = try decodeSamples(bytes, path: path)
+        }
         guard raw.width == header.width, raw.height == header.height,
               raw.bitDepth == header.bitDepth, raw.colorType == header.colorType else {
             throw ImageError.corrupt(path: path, detail: "inconsistent IHDR")
@@ -82,7 +89,7 @@ enum PNGDecoder {
             guard type.allSatisfy({ ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) }) else {
                 throw ImageError.corrupt(path: path, detail: "invalid chunk type \(type.map { String($0, radix: 16) }) at byte \(pos)")
             }
-            if name == "IDAT" { break }
+            if name == "IDAT" { h.firstIDAT = pos; break }
             guard length <= 0x7fff_ffff else {
                 throw ImageError.corrupt(path: path, detail: "chunk \(name) claims \(length) bytes")
             }
@@ -126,6 +133,48 @@ enum PNGDecoder {
             throw ImageError.corrupt(path: path, detail: "image size \(h.width)x\(h.height)")
         }
         return h
+    }
+
+    /// A file that ends after its first IDAT chunk starts but before IEND.
+    ///
+    /// Pillow reads image data until the decoder has every row and only then looks at what
+    /// follows: a file cut inside the last IDAT's CRC, a later chunk header or IEND decodes; one
+    /// cut inside the data of a later non-IDAT chunk fails (its chunk handler reads past the end);
+    /// one cut inside IDAT data decodes only if the rows are complete. libpng instead needs every
+    /// CRC and the chunk after the image data, so such a file is handed to libpng as the present
+    /// IDAT data (length fixed up, CRCs are not checked) followed by a synthetic IEND; libpng then
+    /// fails exactly when the image data really is incomplete.
+    /// - Returns: nil when the file is complete (has IEND).
+    static func repairedTruncatedStream(_ b: UnsafeRawBufferPointer, firstIDAT: Int, path: String) throws -> [UInt8]? {
+        func u32(_ o: Int) -> Int {
+            Int(b[o]) << 24 | Int(b[o + 1]) << 16 | Int(b[o + 2]) << 8 | Int(b[o + 3])
+        }
+        var pos = firstIDAT
+        var keep = firstIDAT + 8  // end of the IDAT data kept
+        var patch: (at: Int, length: Int)?
+        scan: while true {
+            guard pos + 8 <= b.count else { break scan }
+            let length = u32(pos)
+            let type = String(decoding: (0..<4).map { b[pos + 4 + $0] }, as: UTF8.self)
+            if type == "IEND" { return nil }
+            if pos + 8 + length > b.count || length > 0x7fff_ffff {
+                guard type == "IDAT" else {
+                    throw ImageError.truncated(path: path, detail: "the file ends inside chunk \(type) at byte \(pos)")
+                }
+                keep = b.count
+                patch = (pos, b.count - pos - 8)
+                break scan
+            }
+            if type == "IDAT" { keep = pos + 8 + length }
+            pos += 12 + length
+        }
+        var out = [UInt8](UnsafeRawBufferPointer(rebasing: b[0..<keep]))
+        if let patch {
+            for i in 0..<4 { out[patch.at + i] = UInt8(truncatingIfNeeded: patch.length >> (24 - 8 * i)) }
+        }
+        out += [0, 0, 0, 0]  // the IDAT CRC (not checked)
+        out += [0, 0, 0, 0, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82]  // IEND
+        return out
     }
 
     // MARK: - libpng (raw samples)
