@@ -37,6 +37,8 @@ final class PeakSampler: @unchecked Sendable {
     func stop() -> Int { lock.withLock { running = false; return max(peak, field("RssAnon")) } }
 }
 
+func * <T>(a: [T], n: Int) -> [T] { Array((0..<max(n, 0)).map { _ in a }.joined()) }
+
 func size(_ s: String) -> (Int, Int) {
     let p = s.split(separator: "x").compactMap { Int($0) }
     return p.count == 2 ? (p[0], p[1]) : (490, 378)
@@ -81,7 +83,8 @@ do {
         return .init(pixels: px, mask: mask, height: H, width: W)
     }
     let images = (0..<crops).map { _ in image(cropSize.0, cropSize.1) } + [image(original.0, original.1)]
-    let patches = images.map { im -> Int in (im.mask.filter { $0 }.count) / (model.config.vision.patchSize * model.config.vision.patchSize) }
+    let ps = model.config.vision.patchSize
+    let patches = ([(cropSize.0, cropSize.1)] * crops + [original]).map { ($0.0 / ps) * ($0.1 / ps) }  // whole real patches
     let t1 = ProgressBar.now()
     let features = try model.imageFeatures(images)
     let tVision = ProgressBar.now() - t1

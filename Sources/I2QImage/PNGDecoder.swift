@@ -55,7 +55,12 @@ enum PNGDecoder {
         }
         let raw: RawSamples
         if let repaired = try repairedTruncatedStream(bytes, firstIDAT: header.firstIDAT, path: path) {
-            raw = try repaired.withUnsafeBytes { try decodeSamples($0, path: path) }
+            raw = try repaired.bytes.withUnsafeBytes { try decodeSamples($0, path: path) }
+            // The rows were complete before libpng reached the cut IDAT chunk: Pillow then skips
+            // that chunk's data after decoding and fails on the short read.
+            if let cut = repaired.cutChunk, raw.bytesRead <= cut {
+                throw ImageError.truncated(path: path, detail: "the file ends inside chunk IDAT at byte \(cut)")
+            }
         } else {
             raw = try decodeSamples(bytes, path: path)
         }
@@ -140,12 +145,14 @@ enum PNGDecoder {
     /// Pillow reads image data until the decoder has every row and only then looks at what
     /// follows: a file cut inside the last IDAT's CRC, a later chunk header or IEND decodes; one
     /// cut inside the data of a later non-IDAT chunk fails (its chunk handler reads past the end);
-    /// one cut inside IDAT data decodes only if the rows are complete. libpng instead needs every
+    /// one cut inside IDAT data decodes only if the rows complete within that chunk (a later cut
+    /// chunk fails like any other). libpng instead needs every
     /// CRC and the chunk after the image data, so such a file is handed to libpng as the present
     /// IDAT data (length fixed up, CRCs are not checked) followed by a synthetic IEND; libpng then
     /// fails exactly when the image data really is incomplete.
     /// - Returns: nil when the file is complete (has IEND).
-    static func repairedTruncatedStream(_ b: UnsafeRawBufferPointer, firstIDAT: Int, path: String) throws -> [UInt8]? {
+    static func repairedTruncatedStream(_ b: UnsafeRawBufferPointer, firstIDAT: Int, path: String) throws
+        -> (bytes: [UInt8], cutChunk: Int?)? {
         func u32(_ o: Int) -> Int {
             Int(b[o]) << 24 | Int(b[o + 1]) << 16 | Int(b[o + 2]) << 8 | Int(b[o + 3])
         }
@@ -174,7 +181,7 @@ enum PNGDecoder {
         }
         out += [0, 0, 0, 0]  // the IDAT CRC (not checked)
         out += [0, 0, 0, 0, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82]  // IEND
-        return out
+        return (out, patch?.at)
     }
 
     // MARK: - libpng (raw samples)
@@ -186,6 +193,8 @@ enum PNGDecoder {
         var colorType: Int
         var rowBytes: Int
         var data: [UInt8]
+        /// How far into the stream libpng read.
+        var bytesRead: Int
     }
 
     /// Everything the worker thread touches: trivially typed, owned by the calling thread.
@@ -204,6 +213,12 @@ enum PNGDecoder {
         var pixels: UnsafeMutablePointer<UInt8>?
         var rows: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?
         var tooLarge: Bool
+        var interlaced: Bool
+        /// Set while png_read_image runs.
+        var readingRows: Bool
+        /// A fatal error came after the last row had been stored (while libpng was finishing the
+        /// zlib stream): Pillow stops inflating once it has every row, so the image counts.
+        var rowsComplete: Bool
         var message: UnsafeMutablePointer<CChar>
     }
 
@@ -214,7 +229,7 @@ enum PNGDecoder {
         job.initialize(to: Job(input: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), inputCount: bytes.count,
                                position: 0, readPastEnd: false, png: nil, info: nil, width: 0, height: 0,
                                bitDepth: 0, colorType: 0, rowBytes: 0, pixels: nil, rows: nil, tooLarge: false,
-                               message: message.pointer))
+                               interlaced: false, readingRows: false, rowsComplete: false, message: message.pointer))
         defer {
             if job.pointee.png != nil {
                 var png: OpaquePointer? = job.pointee.png
@@ -230,7 +245,7 @@ enum PNGDecoder {
             throw ImageError.resources(path: path, detail: "cannot start a decoding thread")
         }
         let j = job.pointee
-        if !ok {
+        if !ok && !j.rowsComplete {
             if j.readPastEnd {
                 throw ImageError.truncated(path: path, detail: "the file ends inside the image data")
             }
@@ -249,7 +264,7 @@ enum PNGDecoder {
         let total = Int(j.height) * j.rowBytes
         return RawSamples(width: Int(j.width), height: Int(j.height), bitDepth: Int(j.bitDepth),
                           colorType: Int(j.colorType), rowBytes: j.rowBytes,
-                          data: Array(UnsafeBufferPointer(start: pixels, count: total)))
+                          data: Array(UnsafeBufferPointer(start: pixels, count: total)), bytesRead: j.position)
     }
 
     /// The worker body: plain libpng calls; any fatal error ends the thread through `pngError`.
@@ -284,6 +299,7 @@ enum PNGDecoder {
             job.pointee.tooLarge = true
             return GuardedDecode.completed
         }
+        job.pointee.interlaced = png_get_interlace_type(png, info) != PNG_INTERLACE_NONE
         _ = png_set_interlace_handling(png)
         png_read_update_info(png, info)
         let rowBytes = Int(png_get_rowbytes(png, info))
@@ -297,7 +313,9 @@ enum PNGDecoder {
         job.pointee.pixels = pixels
         job.pointee.rows = rows
         for y in 0..<Int(height) { rows[y] = pixels + y * rowBytes }
+        job.pointee.readingRows = true
         png_read_image(png, rows)
+        job.pointee.readingRows = false
         return GuardedDecode.completed
     }
 
@@ -305,6 +323,13 @@ enum PNGDecoder {
         if let raw = png_get_error_ptr(png) {
             let job = raw.assumingMemoryBound(to: Job.self)
             GuardedDecode.store(msg, into: job.pointee.message, capacity: MessageBuffer.capacity)
+            if job.pointee.readingRows {
+                // png_read_finish_row has moved past the last row (of the last pass): libpng is
+                // only looking for the end of the zlib stream.
+                job.pointee.rowsComplete = job.pointee.interlaced
+                    ? png_get_current_pass_number(png) >= 7
+                    : png_get_current_row_number(png) >= job.pointee.height
+            }
         }
         GuardedDecode.abandon()
     }

@@ -1,12 +1,32 @@
+import Dispatch
 import Foundation
 
 /// Element-wise kernels of the Llama/Mistral decoder, float32.
 public enum Kernels {
+    /// Splits rows [0, rows) between the 2 cores when there is enough work (`cost` ≈ elements).
+    @inline(__always)
+    static func parallelRows(_ rows: Int, cost: Int, _ body: (Range<Int>) -> Void) {
+        if rows < 2 || cost < 1 << 16 { body(0..<rows); return }
+        let half = (rows + 1) / 2
+        withoutActuallyEscaping(body) { b in
+            let box = UnsafeSendable(b)
+            DispatchQueue.concurrentPerform(iterations: 2) { part in
+                box.p(part == 0 ? 0..<half : half..<rows)
+            }
+        }
+    }
+
     /// RMSNorm as transformers' LlamaRMSNorm / MistralRMSNorm: y = w · (x · rsqrt(mean(x²) + eps)),
     /// in float32. x, y: [rows, n]; w: [n]. Matches to float32 rounding (the sum order differs: ≤ 1e-6 rel.).
     public static func rmsNorm(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                                rows: Int, n: Int, eps: Float) {
-        for r in 0..<rows {
+        let (xs, ws, ys) = (UnsafeSendable(x), UnsafeSendable(w), UnsafeSendable(y))
+        parallelRows(rows, cost: rows * n) { range in rmsNormRows(xs.p, ws.p, ys.p, range, n, eps) }
+    }
+
+    static func rmsNormRows(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                            _ range: Range<Int>, _ n: Int, _ eps: Float) {
+        for r in range {
             let xr = x + r * n, yr = y + r * n
             var ss: Float = 0
             for i in 0..<n { ss += xr[i] * xr[i] }
@@ -18,9 +38,12 @@ public enum Kernels {
     /// out = silu(gate) * up, element-wise over `n` values (transformers' `act_fn(gate_proj(x)) * up_proj(x)`,
     /// silu(x) = x · sigmoid(x)).
     public static func siluMul(_ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, n: Int) {
-        for i in 0..<n {
-            let g = gate[i]
-            out[i] = g / (1 + expf(-g)) * up[i]
+        let (g, u, o) = (UnsafeSendable(gate), UnsafeSendable(up), UnsafeSendable(out))
+        parallelRows(n, cost: n) { range in
+            for i in range {
+                let v = g.p[i]
+                o.p[i] = v / (1 + expf(-v)) * u.p[i]
+            }
         }
     }
 
@@ -44,7 +67,13 @@ extension Kernels {
     /// LayerNorm as torch.nn.LayerNorm (biased variance, float32): y = (x − mean) / sqrt(var + eps) · w + b.
     public static func layerNorm(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                                  _ y: UnsafeMutablePointer<Float>, rows: Int, n: Int, eps: Float) {
-        for r in 0..<rows {
+        let (xs, ws, bs, ys) = (UnsafeSendable(x), UnsafeSendable(w), UnsafeSendable(b), UnsafeSendable(y))
+        parallelRows(rows, cost: rows * n) { range in layerNormRows(xs.p, ws.p, bs.p, ys.p, range, n, eps) }
+    }
+
+    static func layerNormRows(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                              _ y: UnsafeMutablePointer<Float>, _ range: Range<Int>, _ n: Int, _ eps: Float) {
+        for r in range {
             let xr = x + r * n, yr = y + r * n
             var mean: Float = 0
             for i in 0..<n { mean += xr[i] }
@@ -60,9 +89,12 @@ extension Kernels {
     /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), in place over `n` values.
     public static func geluTanh(_ x: UnsafeMutablePointer<Float>, n: Int) {
         let c: Float = 0.7978845608028654  // sqrt(2/pi)
-        for i in 0..<n {
-            let v = x[i]
-            x[i] = 0.5 * v * (1 + tanhf(c * (v + 0.044715 * v * v * v)))
+        let xs = UnsafeSendable(x)
+        parallelRows(n, cost: n) { range in
+            for i in range {
+                let v = xs.p[i]
+                xs.p[i] = 0.5 * v * (1 + tanhf(c * (v + 0.044715 * v * v * v)))
+            }
         }
     }
 
@@ -87,10 +119,13 @@ extension Kernels {
         for h in 0..<heads {
             let g = h / group
             Matmul.gemm(transB: true, m: tq, n: tk, k: d, alpha: scale, a: q + h * d, lda: ldq, b: k + g * d, ldb: ldk, c: scores, ldc: tk)
-            for i in 0..<tq {
-                let row = scores + i * tk
-                if let keyMask { for j in 0..<tk where !keyMask[j] { row[j] = -.infinity } }
-                softmax(row, n: tk)
+            let sc = UnsafeSendable(scores)
+            parallelRows(tq, cost: tq * tk) { range in
+                for i in range {
+                    let row = sc.p + i * tk
+                    if let keyMask { for j in 0..<tk where !keyMask[j] { row[j] = -.infinity } }
+                    softmax(row, n: tk)
+                }
             }
             Matmul.gemm(transB: false, m: tq, n: d, k: tk, alpha: 1, a: scores, lda: tk, b: v + g * d, ldb: ldk, c: out + h * d, ldc: ldo)
         }

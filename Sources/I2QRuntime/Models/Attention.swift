@@ -92,13 +92,16 @@ struct Attention {
             // scores = Q_g · K_gᵀ · scale
             Matmul.gemm(transB: true, m: rowsPerGroup, n: s, k: headDim, alpha: scale,
                         a: qg, lda: headDim, b: keys + g * headDim, ldb: kw, c: scores, ldc: s)
-            for r in 0..<rowsPerGroup {
-                let row = scores + r * s
-                let pos = start + r % t
-                let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-                for j in 0..<lo { row[j] = -.infinity }
-                if pos + 1 < s { for j in (pos + 1)..<s { row[j] = -.infinity } }
-                Kernels.softmax(row, n: s)
+            let sc = UnsafeSendable(scores), win = window
+            Kernels.parallelRows(rowsPerGroup, cost: rowsPerGroup * s) { range in
+                for r in range {
+                    let row = sc.p + r * s
+                    let pos = start + r % t
+                    let lo = win.map { max(0, pos - $0 + 1) } ?? 0
+                    for j in 0..<lo { row[j] = -.infinity }
+                    if pos + 1 < s { for j in (pos + 1)..<s { row[j] = -.infinity } }
+                    Kernels.softmax(row, n: s)
+                }
             }
             // out = P · V_g
             Matmul.gemm(transB: false, m: rowsPerGroup, n: headDim, k: s, alpha: 1,
