@@ -243,6 +243,17 @@ def make_images(out, docs):
     write_png(os.path.join(out, "doc_a4_310x438_palette4_interlaced.png"), np.asarray(small)[..., None], 4, 3,
               plte=pal, interlace=True)
 
+    # tall and narrow (a receipt), odd size, 4:2:0: Pillow resizes it vertical pass first
+    receipt = Image.new("RGB", (201, 1501), (250, 250, 244))
+    d = ImageDraw.Draw(receipt)
+    small_font = ImageFont.load_default(size=15)
+    with open("/usr/share/common-licenses/Apache-2.0", encoding="utf-8") as f:
+        words = f.read().split()
+    for i in range(70):
+        d.text((8, 10 + i * 21), " ".join(words[i * 3:i * 3 + 3])[:17], font=small_font, fill=(25, 25, 25))
+        d.text((160, 10 + i * 21), f"{(i * 7919) % 1000 / 100:5.2f}", font=small_font, fill=(25, 25, 25))
+    scanned(receipt, seed=9).save(os.path.join(out, "receipt_201x1501_420.jpg"), quality=75, subsampling=2)
+
     rng = np.random.default_rng(20)
     tiny = rng.integers(0, 256, (13, 20, 3), dtype=np.uint8)
     Image.fromarray(tiny, "RGB").save(os.path.join(out, "tiny_20x13.png"))

@@ -5,9 +5,9 @@ import I2QRuntime
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a text model on a prompt and generate greedily (CPU reference runtime).")
+        abstract: "Run a model on a prompt (and images, for Idefics2) and generate greedily (CPU reference runtime).")
 
-    @Argument(help: "HF model directory or .i2q file (Llama/Mistral family).")
+    @Argument(help: "HF model directory or .i2q file (Idefics2, or a Llama/Mistral text model).")
     var model: String
 
     @Option(help: "The raw prompt string (BOS is added as the tokenizer config says).")
@@ -25,16 +25,41 @@ struct Run: ParsableCommand {
     @Flag(help: "Keep generating past end tokens (for timing, like llama.cpp's --ignore-eos).")
     var ignoreEos = false
 
+    @Option(name: .customLong("image"), help: "An image (PNG or JPEG) for an Idefics2 model; repeat for several. The prompt holds one <image> where each goes.")
+    var images: [String] = []
+
+    @Flag(help: "Idefics2: do not split images into 4 crops + the original (less memory and time).")
+    var noImageSplitting = false
+
+    @Option(help: "Idefics2: resize images so their longest edge is at most N pixels (default: the processor config's).")
+    var longestEdge: Int?
+
     func validate() throws {
         guard maxNewTokens >= 0 else { throw ValidationError("--max-new-tokens must be ≥ 0") }
+        if let l = longestEdge, l < 14 { throw ValidationError("--longest-edge must be at least one patch (14 pixels)") }
     }
 
     func run() throws {
         try runReportingErrors {
-            let session = try TextSession(source: try openModel(model))
-            let r = try session.run(prompt: prompt, maxNewTokens: maxNewTokens, wantLogits: logitsOut != nil, ignoreStopTokens: ignoreEos)
+            let source = try openModel(model)
+            let r: TextSession.RunResult
+            let vocab: Int
+            if case .idefics2 = source.config {
+                let session = try Idefics2Session(source: source)
+                if noImageSplitting { session.processorConfig.doImageSplitting = false }
+                if let l = longestEdge { session.processorConfig.longestEdge = l; session.processorConfig.shortestEdge = min(session.processorConfig.shortestEdge, l) }
+                r = try session.run(prompt: prompt, images: images, maxNewTokens: maxNewTokens, wantLogits: logitsOut != nil, ignoreStopTokens: ignoreEos)
+                vocab = session.model.config.text.vocabSize
+            } else {
+                guard images.isEmpty else {
+                    throw ConfigError.invalid(path: model, detail: "is a \(source.config.modelType) text model; --image needs an Idefics2 model")
+                }
+                let session = try TextSession(source: source)
+                r = try session.run(prompt: prompt, maxNewTokens: maxNewTokens, wantLogits: logitsOut != nil, ignoreStopTokens: ignoreEos)
+                vocab = session.decoder.config.vocabSize
+            }
             if let path = logitsOut, let l = r.promptLogits {
-                try Npy.writeFloat32(l, shape: [r.inputIds.count, session.decoder.config.vocabSize], to: path)
+                try Npy.writeFloat32(l, shape: [r.inputIds.count, vocab], to: path)
             }
             if json {
                 print(JSONWriter.string(.object([

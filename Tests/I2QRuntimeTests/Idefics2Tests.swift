@@ -2,6 +2,7 @@ import XCTest
 import I2QCore
 import I2QFormats
 import I2QTestSupport
+import I2QImage
 @testable import I2QRuntime
 
 /// Idefics2 against transformers 5.24 (float32, eager): Tests/Fixtures/golden/tiny-idefics2.safetensors
@@ -141,4 +142,25 @@ func maxDiff(_ a: [Float], _ b: [Float]) -> Float {
     var m: Float = 0
     for (x, y) in zip(a, b) { m = max(m, abs(x - y)) }
     return m
+}
+
+/// From the image file on disk, through the PIL-exact image processor, to generated tokens.
+final class Idefics2SessionTests: XCTestCase {
+    func testFromPNGFileToGreedyTokens() throws {
+        for (golden, pngs, prompt) in [
+            ("tiny-idefics2.safetensors", ["gradient-75x50.png"], "User:<image>What is written here?<end_of_utterance>\nAssistant:"),
+        ] {
+            let g = try SafetensorsFile(path: fixturesDir + "/golden/" + golden)
+            let session = try Idefics2Session(source: try openModel(fixturesDir + "/tiny-idefics2-v4"))
+            let processed = try session.process(try pngs.map { try ImageDecoder.decodeRGB(path: fixturesDir + "/golden/" + $0) })
+            XCTAssertEqual(processed.pixelValuesShape, g.info("pixel_values")!.shape, golden)
+            let d = maxDiff(processed.pixelValues, floats(g, "pixel_values"))
+            print("\(golden): pixel_values max|Δ| \(d)")
+            XCTAssertLessThanOrEqual(d, 1e-6, golden)
+            XCTAssertEqual(processed.pixelAttentionMask.map(Int.init), ints(g, "pixel_attention_mask"), golden)
+            let r = try session.run(prompt: prompt, images: pngs.map { fixturesDir + "/golden/" + $0 }, maxNewTokens: 8, wantLogits: false)
+            XCTAssertEqual(r.inputIds, ints(g, "input_ids"), golden)
+            if g.info("generated_ids") != nil { XCTAssertEqual(r.generatedIds, ints(g, "generated_ids"), golden) }
+        }
+    }
 }

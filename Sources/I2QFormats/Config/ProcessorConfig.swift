@@ -43,18 +43,24 @@ public struct ProcessorConfig: Sendable, Equatable {
 
     /// Reads the processor settings of a model directory (files may be absent: defaults apply).
     public static func load(directory: String) throws -> ProcessorConfig? {
+        try load(source: directory) { name in
+            let p = directory + "/" + name
+            return FileSystem.exists(p) ? try FileSystem.readFile(p) : nil
+        }
+    }
+
+    /// Reads the settings from the model's files (`file(name)` gives a file's bytes or nil).
+    public static func load(source: String, file: (String) throws -> [UInt8]?) throws -> ProcessorConfig? {
         var cfg = ProcessorConfig()
         var found = false
-        let pre = directory + "/preprocessor_config.json"
-        if FileSystem.exists(pre) {
+        if let pre = try file("preprocessor_config.json") {
             found = true
-            try decode(pre) { c in try cfg.apply(c) }
+            try withConfigObject(Data(pre), path: source + "/preprocessor_config.json") { c in try cfg.apply(c) }
             cfg.source = "preprocessor_config.json"
         }
-        let proc = directory + "/processor_config.json"
-        if FileSystem.exists(proc) {
+        if let proc = try file("processor_config.json") {
             found = true
-            try decode(proc) { c in
+            try withConfigObject(Data(proc), path: source + "/processor_config.json") { c in
                 cfg.imageSeqLen = try c.value("image_seq_len", default: cfg.imageSeqLen)
                 if c.has("image_processor") {
                     try cfg.apply(c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey("image_processor")))
@@ -63,10 +69,6 @@ public struct ProcessorConfig: Sendable, Equatable {
             }
         }
         return found ? cfg : nil
-    }
-
-    private static func decode(_ path: String, _ body: (KeyedDecodingContainer<AnyKey>) throws -> Void) throws {
-        try withConfigObject(Data(try FileSystem.readFile(path)), path: path, body)
     }
 }
 

@@ -1,0 +1,98 @@
+import I2QCore
+import I2QFormats
+import I2QImage
+import I2QTokenizer
+
+/// Idefics2 ready to answer questions about images: model, tokenizer, image processor settings
+/// (preprocessor_config.json / processor_config.json) and generation settings.
+public final class Idefics2Session: @unchecked Sendable {
+    public let model: Idefics2Model
+    public let text: TextSession
+    public var processorConfig: ProcessorConfig
+
+    public enum SessionError: I2QError {
+        case imageCount(placeholders: Int, images: Int)
+        public var description: String {
+            switch self {
+            case let .imageCount(p, i):
+                return "the prompt has \(p) <image> placeholder(s) but \(i) --image file(s) were given; put one <image> where each image goes"
+            }
+        }
+    }
+
+    public init(source: any ModelSource) throws {
+        text = try TextSession(source: source)
+        model = try Idefics2Model(source: source)
+        let files = try source.auxiliaryFiles()
+        processorConfig = try ProcessorConfig.load(source: source.path) { n in files.first { $0.name == n }?.bytes } ?? ProcessorConfig()
+    }
+
+    /// generation_config's end tokens plus `<end_of_utterance>` (Idefics2 ends a turn with it).
+    public var stopTokens: Set<Int> {
+        text.stopTokens.union([text.tokenizer.tokenToId(Idefics2Prompt.endOfUtterance)].compactMap { $0 })
+    }
+
+    /// generation_config's bad words plus the image tokens, which Idefics2 must never emit.
+    public var bannedTokens: Set<Int> {
+        text.bannedTokens.union([model.config.imageTokenId, text.tokenizer.tokenToId(Idefics2Prompt.fake) ?? -1].filter { $0 >= 0 })
+    }
+
+    var imageSettings: Idefics2ImageSettings {
+        let p = processorConfig
+        var s = Idefics2ImageSettings()
+        s.doConvertRGB = p.doConvertRGB; s.doResize = p.doResize
+        s.longestEdge = p.longestEdge; s.shortestEdge = p.shortestEdge
+        s.doRescale = p.doRescale; s.rescaleFactor = p.rescaleFactor
+        s.doNormalize = p.doNormalize; s.imageMean = p.imageMean; s.imageStd = p.imageStd
+        s.doPad = p.doPad; s.doImageSplitting = p.doImageSplitting; s.imageSeqLen = p.imageSeqLen
+        return s
+    }
+
+    /// The processor's outputs for decoded images (one sample).
+    public func process(_ images: [RGBImage]) throws -> ProcessedImages {
+        try Idefics2ImageProcessor(settings: imageSettings).process([images])
+    }
+
+    /// The prompt as Idefics2Processor expands it, tokenized.
+    public func inputIds(prompt: String) -> [Int] {
+        text.tokenizer.encode(Idefics2Prompt.expand(prompt, imageSeqLen: processorConfig.imageSeqLen,
+                                                    splitting: processorConfig.doImageSplitting))
+    }
+
+    /// The model inputs of each processed image (padding images included; all-zero ones are skipped later).
+    public static func inputs(_ p: ProcessedImages) -> [Idefics2Model.ImageInput] {
+        let (H, W) = (p.height, p.width)
+        return (0..<p.maxImages).map { i in
+            Idefics2Model.ImageInput(pixels: Array(p.pixelValues[(i * 3 * H * W)..<((i + 1) * 3 * H * W)]),
+                                     mask: p.pixelAttentionMask[(i * H * W)..<((i + 1) * H * W)].map { $0 != 0 },
+                                     height: H, width: W)
+        }
+    }
+
+    /// Runs `prompt` (with one `<image>` per image) and generates greedily.
+    public func run(prompt: String, images paths: [String], maxNewTokens: Int, wantLogits: Bool,
+                    ignoreStopTokens: Bool = false) throws -> TextSession.RunResult {
+        let placeholders = Idefics2Prompt.imageCount(prompt)
+        guard placeholders == paths.count else { throw SessionError.imageCount(placeholders: placeholders, images: paths.count) }
+        let ids = inputIds(prompt: prompt)
+        let t0 = ProgressBar.now()
+        var inputs: [Idefics2Model.ImageInput] = []
+        if !paths.isEmpty {
+            inputs = Self.inputs(try process(try paths.map { try ImageDecoder.decodeRGB(path: $0) }))
+        }
+        let emb = try model.embeddings(ids: ids, images: inputs)
+        let cache = model.text.makeCache(capacity: ids.count + maxNewTokens + 1)
+        let hidden = try model.text.forward(embeddings: emb, cache: cache)
+        let prefill = ProgressBar.now() - t0
+        let logits = wantLogits ? try model.text.logits(hidden, rows: 0..<ids.count) : nil
+        var opts = GreedyOptions()
+        opts.maxNewTokens = maxNewTokens
+        opts.stopTokens = ignoreStopTokens ? [] : stopTokens
+        opts.bannedTokens = bannedTokens
+        let t1 = ProgressBar.now()
+        let generated = maxNewTokens > 0 ? try Greedy.continueFrom(model.text, hidden: hidden, options: opts, cache: cache) : []
+        return TextSession.RunResult(inputIds: ids, generatedIds: generated,
+                                     text: text.tokenizer.decode(generated.filter { !stopTokens.contains($0) }, skipSpecialTokens: true),
+                                     promptLogits: logits, prefillSeconds: prefill, decodeSeconds: ProgressBar.now() - t1)
+    }
+}
