@@ -26,6 +26,8 @@ let package = Package(
         .target(name: "I2QCore", dependencies: ["CXXHash"], swiftSettings: native),
         // Formats: safetensors (and later the i2q file, GGUF), model directories and typed configs.
         .target(name: "I2QFormats", dependencies: ["I2QCore", "CZstd"], swiftSettings: native),
+        // Quantization codecs: one per scheme (NF4/FP4 blockwise + double quant, affine int4), pure math.
+        .target(name: "I2QQuant", dependencies: ["I2QCore"], swiftSettings: native),
         // Tokenizers from tokenizer.json (huggingface/tokenizers semantics): one file per stage.
         .target(name: "I2QTokenizer", dependencies: ["I2QCore"], swiftSettings: native),
         // Images: PNG/JPEG decoding and the Idefics2 image processor (PIL-exact resampling).
@@ -59,6 +61,7 @@ let package = Package(
         .testTarget(name: "I2QRuntimeTests", dependencies: ["I2QRuntime", "I2QPasses", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
         .testTarget(name: "I2QEvalTests", dependencies: ["I2QEval", "I2QRuntime", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
         .testTarget(name: "I2QImageTests", dependencies: ["I2QImage", "I2QCore", "I2QFormats", "I2QTestSupport"], swiftSettings: native),
+        .testTarget(name: "I2QQuantTests", dependencies: ["I2QQuant", "I2QCore", "I2QFormats", "I2QTestSupport"], swiftSettings: native),
         .testTarget(name: "I2QTokenizerTests", dependencies: ["I2QTokenizer", "I2QCore", "I2QTestSupport"], swiftSettings: native),
     ]
 )

@@ -79,7 +79,7 @@ public enum PILResize {
         if inW == width && inH == height { return image }
         let needHorizontal = width != inW
         let needVertical = height != inH
-        let horizontalFirst = !((inH - height) > 0 && (inH - height) > (inW - width) * 2)
+        let horizontalFirst = horizontalPassFirst(inWidth: inW, inHeight: inH, outWidth: width, outHeight: height)
         var current = image
         if horizontalFirst {
             if needHorizontal { current = horizontalPass(current, width: width) }
@@ -89,6 +89,12 @@ public enum PILResize {
             if needHorizontal { current = horizontalPass(current, width: width) }
         }
         return current
+    }
+
+    /// Pillow 13's pass order (Resample.c `ImagingResampleInner`): vertical first only when the
+    /// height shrinks by more than twice as many pixels as the width does.
+    public static func horizontalPassFirst(inWidth: Int, inHeight: Int, outWidth: Int, outHeight: Int) -> Bool {
+        !((inHeight - outHeight) > 0 && (inHeight - outHeight) > (inWidth - outWidth) * 2)
     }
 
     /// One horizontal pass over every row (Pillow restricts it to the rows the vertical pass will
