@@ -21,8 +21,8 @@ public final class Idefics2Session: @unchecked Sendable {
     }
 
     public init(source: any ModelSource) throws {
-        text = try TextSession(source: source)
         model = try Idefics2Model(source: source)
+        text = try TextSession(source: source, decoder: model.text)
         let files = try source.auxiliaryFiles()
         processorConfig = try ProcessorConfig.load(source: source.path) { n in files.first { $0.name == n }?.bytes } ?? ProcessorConfig()
     }

@@ -11,9 +11,14 @@ public final class TextSession: @unchecked Sendable {
     public let stopTokens: Set<Int>
     public let bannedTokens: Set<Int>
 
-    public init(source: any ModelSource) throws {
+    public convenience init(source: any ModelSource) throws {
+        try self.init(source: source, decoder: try TextDecoder(source: source))
+    }
+
+    /// A session around an existing decoder (Idefics2 shares its text model with the session).
+    public init(source: any ModelSource, decoder: TextDecoder) throws {
         self.source = source
-        decoder = try TextDecoder(source: source)
+        self.decoder = decoder
         let files = try source.auxiliaryFiles()
         func file(_ n: String) -> [UInt8]? { files.first { $0.name == n }?.bytes }
         guard let tj = file("tokenizer.json") else {
