@@ -3,10 +3,13 @@ import Foundation
 
 /// Element-wise kernels of the Llama/Mistral decoder, float32.
 public enum Kernels {
+    /// Below this many elements a kernel runs on the calling thread (dispatch costs more than it saves).
+    static let parallelThreshold = 1 << 16
+
     /// Splits rows [0, rows) between the 2 cores when there is enough work (`cost` ≈ elements).
     @inline(__always)
     static func parallelRows(_ rows: Int, cost: Int, _ body: (Range<Int>) -> Void) {
-        if rows < 2 || cost < 1 << 16 { body(0..<rows); return }
+        if rows < 2 || cost < parallelThreshold { body(0..<rows); return }
         let half = (rows + 1) / 2
         withoutActuallyEscaping(body) { b in
             let box = UnsafeSendable(b)
