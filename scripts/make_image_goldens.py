@@ -14,19 +14,22 @@ Run by hand (NOT in CI), from the repository root, with the pinned venv:
                 gray+alpha PNGs written by a small PNG writer below, CMYK and gray JPEGs).
                 Without it, the goldens are recomputed from the images already in --out.
 --survey        no goldens: decode every PNG/JPEG under the directories with Pillow and write
-                {path: {"ok", "error", "width", "height", "sha256_rgb"}} for
-                I2QImageTests' survey test (I2Q_IMAGE_SURVEY=OUT.json swift test ...).
+                {path: {"ok", "error", "width", "height", "xxh3_rgb", "xxh3_load_image" and
+                "xxh3_idefics2_processor_input" or "load_image_error"}} (convert_to_rgb, load_image,
+                and load_image followed by convert_to_rgb as under Idefics2Processor) for
+                its pixel hashes (a one-off survey: 5,382 real files matched Pillow when it was run; the opt-in Swift test was removed so CI has no skipped test).
 
 Versions are pinned and asserted below (Pillow decides decoding and the BILINEAR resize,
 transformers the processor, numpy the float arithmetic). A rerun rewrites identical files.
 
 What it writes (into --out):
     *.png, *.jpg        the input images (only with --make-images)
-    images.json         per image: Pillow's mode, transparency, size, sha256 of the decoded pixels
-                        (convert("RGBA") when transparent else convert("RGB")) and of
-                        convert_to_rgb's output; per processor case: shapes, sha256 of the whole
+    images.json         per image: Pillow's mode, transparency, size, XXH3-64 of the decoded pixels
+                        (convert("RGBA") when transparent else convert("RGB")), of
+                        convert_to_rgb's output, of load_image's and of
+                        load_image + convert_to_rgb (Idefics2Processor's path); per processor case: shapes, XXH3-64 of the whole
                         float32 pixel_values and uint8 mask, per image slot its real size and the
-                        sha256 of the resized uint8 image; the float32 value table; the corrupt-file
+                        XXH3-64 of the resized uint8 image; the float32 value table; the corrupt-file
                         cases with Pillow's outcome
     processor.safetensors
                         full arrays for the small cases, as the uint8 image that entered
@@ -34,21 +37,24 @@ What it writes (into --out):
                         ([5,3,H,W], some images), "batch_small/resized" ([2,10,3,H,W]) and its
                         "batch_small/pixel_attention_mask" (uint8). Padding is 0. The value table
                         (images.json) maps them to transformers' float32 pixel_values exactly
-                        (asserted for every case here), and the sha256 of every case's whole float32
+                        (asserted for every case here), and the XXH3-64 of every case's whole float32
                         pixel_values is recorded too.
 
 Cases (size = {"longest_edge", "shortest_edge"}):
     a  980/378, no splitting       b  980/378, splitting
     c  56/28, no splitting         d  56/28, splitting
+    (a-d open the image with Image.open, so the image processor's convert_to_rgb composites alpha)
+    e  980/378, splitting, through load_image first as Idefics2Processor does (EXIF orientation,
+       transparency dropped) - only for images where that differs
     batch_small  [[tiny, wide palette], [gray page]] at 56/28 with splitting (padding + empty slots)
     batch_large  [[tiny, wide palette], [gray page]] at 980/378 without splitting
 """
 
 import argparse
-import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -61,19 +67,23 @@ PILLOW_VERSION = "13.0.0"
 TRANSFORMERS_VERSION = "5.24.0"
 NUMPY_VERSION = "2.4.6"
 SAFETENSORS_VERSION = "0.8.0"
+XXHASH_VERSION = "4.1.0"
 
 import PIL  # noqa: E402
 from PIL import Image, ImageDraw, ImageFilter, ImageFont  # noqa: E402
 import safetensors  # noqa: E402
+import xxhash  # noqa: E402
 from safetensors.numpy import save_file  # noqa: E402
 import transformers  # noqa: E402
 from transformers.image_transforms import convert_to_rgb  # noqa: E402
+from transformers.image_utils import load_image  # noqa: E402
 from transformers.models.idefics2.image_processing_pil_idefics2 import Idefics2ImageProcessorPil  # noqa: E402
 
 assert PIL.__version__ == PILLOW_VERSION, f"Pillow {PIL.__version__} != pinned {PILLOW_VERSION}"
 assert transformers.__version__.startswith(TRANSFORMERS_VERSION), transformers.__version__
 assert np.__version__ == NUMPY_VERSION, np.__version__
 assert safetensors.__version__ == SAFETENSORS_VERSION, safetensors.__version__
+assert xxhash.VERSION == XXHASH_VERSION, xxhash.VERSION
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,10 +113,11 @@ BATCH_CASES = {
 }
 
 
-def sha256(a) -> str:
+def xxh3(a) -> str:
+    """XXH3-64 (seed 0) of the bytes, 16 hex digits (I2QCore's XXH3.hex)."""
     if isinstance(a, np.ndarray):
         a = np.ascontiguousarray(a).tobytes()
-    return hashlib.sha256(a).hexdigest()
+    return xxhash.xxh3_64_hexdigest(a)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -293,6 +304,21 @@ def make_images(out, docs):
     la[..., 0] = (np.mgrid[0:150, 0:200][1] * 255 // 199).astype(np.uint8)
     la[..., 1] = (np.mgrid[0:150, 0:200][0] * 255 // 149).astype(np.uint8)
     write_png(os.path.join(out, "gray_alpha_200x150_interlaced.png"), la, 8, 4, interlace=True)
+    # EXIF / XMP orientation (applied by load_image, i.e. by Idefics2Processor, not by the image
+    # processor called directly)
+    photo = Image.open(os.path.join(out, "real_verify_444.jpg")).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo.resize((160, 120), Image.Resampling.LANCZOS).save(os.path.join(out, "photo_exif6_160x120.jpg"), quality=85,
+                                                             exif=exif.tobytes())
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="8"/></rdf:RDF></x:xmpmeta>')
+    photo.resize((120, 90), Image.Resampling.LANCZOS).save(os.path.join(out, "photo_xmp8_120x90.jpg"), quality=85,
+                                                            xmp=xmp)
+    logo = Image.open(os.path.join(out, "real_cargo_logo_rgba.png")).resize((64, 40), Image.Resampling.LANCZOS)
+    exif3 = Image.Exif()
+    exif3[0x0112] = 3
+    logo.save(os.path.join(out, "rgba_exif3_64x40.png"), exif=exif3.tobytes())
     # CMYK JPEG (Pillow writes Adobe-convention inverted CMYK) and a gray JPEG
     photo = Image.open(os.path.join(out, "real_verify_444.jpg")).convert("RGB")
     photo.resize((160, 120), Image.Resampling.LANCZOS).convert("CMYK").save(os.path.join(out, "cmyk_160x120.jpg"),
@@ -312,7 +338,10 @@ def pil_decode(path):
         pre = np.asarray(im.convert("RGBA") if has_alpha else im.convert("RGB"))
     with Image.open(path) as im:
         rgb = convert_to_rgb(im, return_numpy=True)
-    return mode, has_alpha, pre, rgb
+    loaded_im = load_image(path)
+    loaded = np.asarray(loaded_im)
+    proc_input = convert_to_rgb(loaded_im, return_numpy=True)  # what Idefics2Processor's image processor sees
+    return mode, has_alpha, pre, rgb, loaded, proc_input
 
 
 def value_table(proc):
@@ -325,9 +354,11 @@ def value_table(proc):
     return table
 
 
-def run_case(paths, longest, shortest, split):
+def run_case(paths, longest, shortest, split, via_load_image=False):
     proc = Idefics2ImageProcessorPil(do_image_splitting=split, size={"longest_edge": longest, "shortest_edge": shortest})
-    images = [[Image.open(p) for p in sample] for sample in paths]
+    # Image.open: the image processor's own convert_to_rgb; load_image: what Idefics2Processor does first
+    opener = load_image if via_load_image else Image.open
+    images = [[opener(p) for p in sample] for sample in paths]
     out = proc(images=images, return_tensors="np")
     pv, mask = out["pixel_values"], out["pixel_attention_mask"]
     assert pv.dtype == np.float32 and pv.ndim == 5, (pv.dtype, pv.shape)
@@ -347,13 +378,13 @@ def run_case(paths, longest, shortest, split):
                 assert np.array_equal(table[ch][u8[ch]], region[ch]), "pixel_values are not table[u8]"
             assert not pv[i, j, :, hh:, :].any() and not pv[i, j, :, :, ww:].any(), "padding is not zero"
             resized[i, j, :, :hh, :ww] = u8
-            row.append({"height": hh, "width": ww, "sha256_resized_u8_chw": sha256(u8) if hh else None})
+            row.append({"height": hh, "width": ww, "xxh3_resized_u8_chw": xxh3(u8) if hh else None})
         slots.append(row)
     info = {
         "longest_edge": longest, "shortest_edge": shortest, "do_image_splitting": split,
         "pixel_values_shape": list(pv.shape), "pixel_attention_mask_shape": list(mask.shape),
-        "sha256_pixel_values_f32": sha256(pv.astype("<f4")),
-        "sha256_pixel_attention_mask_u8": sha256(mask.astype(np.uint8)),
+        "xxh3_pixel_values_f32": xxh3(pv.astype("<f4")),
+        "xxh3_pixel_attention_mask_u8": xxh3(mask.astype(np.uint8)),
         "min": float(pv.min()), "max": float(pv.max()), "sum": float(pv.astype(np.float64).sum()),
         "slots": slots,
     }
@@ -361,8 +392,12 @@ def run_case(paths, longest, shortest, split):
 
 
 CORRUPTIONS = {
-    # name: list of (op, argument) - truncate at byte N (negative: from the end), or xor a byte
-    "real_rustc_image3_trns.png": [("truncate", 0), ("truncate", 7), ("truncate", 20), ("truncate", 33),
+    # name: list of (op, argument) - truncate at byte N (negative: from the end), xor a byte, or splice
+    # splice: keep N bytes (negative: from the end) then append the given bytes
+    "real_rustc_image3_trns.png": [("splice", (-12, b"\x00\x01\x02\x03\xff\xfe!!garbage")),  # no IEND, junk
+                                   ("splice", (0, b"\x00" * 100)),  # junk after IEND
+                                   ("splice", (-12, struct.pack(">I", 100) + b"tEXtabc")),  # cut chunk after IDAT
+                                   ("truncate", 0), ("truncate", 7), ("truncate", 20), ("truncate", 33),
                                    ("truncate", 0.5), ("truncate", -12), ("truncate", -1),
                                    ("xor", (18, 0x01)), ("xor", (29, 0xFF)), ("xor", (0.5, 0x5A)),
                                    ("xor", (1, 0x20)), ("xor", (12, 0x01))],
@@ -394,6 +429,10 @@ def corrupt_bytes(data, op, arg):
     if op == "truncate":
         cut = int(n * arg) if isinstance(arg, float) else (n + arg if arg < 0 else arg)
         return data[:cut], {"op": "truncate", "length": cut}
+    if op == "splice":
+        keep, tail = arg
+        keep = n + keep if keep <= 0 else keep
+        return data[:keep] + tail, {"op": "splice", "keep": keep, "append_hex": tail.hex()}
     offset, mask = arg
     offset = int(n * offset) if isinstance(offset, float) else offset
     b = bytearray(data)
@@ -405,9 +444,10 @@ def pil_outcome(data):
     try:
         with Image.open(io.BytesIO(data)) as im:
             rgb = convert_to_rgb(im, return_numpy=True)
-        return {"pil": "ok", "sha256_rgb": sha256(rgb), "width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
+        return {"pil": "ok", "xxh3_rgb": xxh3(rgb), "width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
     except Exception as e:  # noqa: BLE001 - any Pillow failure counts as "error"
-        return {"pil": "error", "error": f"{type(e).__name__}: {e}"[:200]}
+        message = re.sub(r" at 0x[0-9a-f]+", "", f"{type(e).__name__}: {e}")  # no addresses: reruns are identical
+        return {"pil": "error", "error": message[:200]}
 
 
 def corruption_cases(out):
@@ -437,20 +477,26 @@ def goldens(out):
     tensors = {}
     for name in names:
         path = os.path.join(out, name)
-        mode, has_alpha, pre, rgb = pil_decode(path)
+        mode, has_alpha, pre, rgb, loaded, proc_input = pil_decode(path)
         entry = {
-            "file_sha256": sha256(open(path, "rb").read()),
+            "file_xxh3": xxh3(open(path, "rb").read()),
             "pil_mode": mode, "has_alpha": has_alpha, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
-            "sha256_decoded": sha256(pre), "decoded_channels": int(pre.shape[2]), "sha256_rgb": sha256(rgb),
+            "xxh3_decoded": xxh3(pre), "decoded_channels": int(pre.shape[2]), "xxh3_rgb": xxh3(rgb),
+            "xxh3_load_image": xxh3(loaded), "load_image_width": int(loaded.shape[1]),
+            "load_image_height": int(loaded.shape[0]), "xxh3_idefics2_processor_input": xxh3(proc_input),
             "cases": {},
         }
+        if not np.array_equal(loaded, rgb):
+            # case e: the Idefics2Processor path (load_image first) at 980/378 with splitting
+            info, *_ = run_case([[path]], 980, 378, True, via_load_image=True)
+            entry["cases"]["e"] = info
         for case, cfg in CASES.items():
             info, pv, mask, resized, table = run_case([[path]], cfg["longest_edge"], cfg["shortest_edge"], cfg["split"])
             entry["cases"][case] = info
             if case == "c" or (case == "d" and name in FULL_SPLIT_ARRAYS):
                 tensors[f"{name}/{case}/resized"] = np.ascontiguousarray(resized[0])
             doc["value_table"] = table.astype(np.float64).tolist()
-            doc["value_table_sha256_f32"] = sha256(table.astype("<f4"))
+            doc["value_table_xxh3_f32"] = xxh3(table.astype("<f4"))
         doc["images"][name] = entry
         print(f"{name}: {mode} alpha={has_alpha} {entry['width']}x{entry['height']} "
               f"a={entry['cases']['a']['pixel_values_shape']} b={entry['cases']['b']['pixel_values_shape']}")
@@ -488,9 +534,15 @@ def survey(out_json, dirs):
                     with Image.open(p) as im:
                         rgb = convert_to_rgb(im, return_numpy=True)
                     result[p] = {"ok": True, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
-                                 "sha256_rgb": sha256(rgb)}
+                                 "xxh3_rgb": xxh3(rgb)}
                 except Exception as e:  # noqa: BLE001
                     result[p] = {"ok": False, "error": f"{type(e).__name__}: {e}"[:200]}
+                try:
+                    loaded = load_image(p)
+                    result[p]["xxh3_load_image"] = xxh3(np.asarray(loaded))
+                    result[p]["xxh3_idefics2_processor_input"] = xxh3(convert_to_rgb(loaded, return_numpy=True))
+                except Exception as e:  # noqa: BLE001
+                    result[p]["load_image_error"] = f"{type(e).__name__}: {e}"[:200]
     with open(out_json, "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
     print(f"{len(result)} files, {sum(not v['ok'] for v in result.values())} rejected by Pillow")

@@ -3,6 +3,12 @@ import I2QCore
 /// The image settings of an Idefics2 processor (`preprocessor_config.json` /
 /// `processor_config.json`); the same fields as I2QFormats' `ProcessorConfig`, whose defaults are
 /// transformers 5.24's.
+///
+/// `doConvertRGB` is carried for completeness but not consulted: the processor takes `RGBImage`s,
+/// i.e. images already converted as `convert_to_rgb` does (`ImageDecoder.decodeRGB`). With
+/// `do_convert_rgb: false` transformers would hand the raw Pillow mode to numpy, which is the same
+/// for RGB images and fails in `normalize` (or uses palette indices) for others.
+/// `imageSeqLen` is for the prompt expansion, not the pixels.
 public struct Idefics2ImageSettings: Sendable, Equatable {
     public var doConvertRGB = true
     public var doResize = true

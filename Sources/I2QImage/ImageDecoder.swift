@@ -1,7 +1,9 @@
 import I2QCore
 
-/// Reads PNG and JPEG files into exactly the pixels Pillow gives for `PIL.Image.open(path)`
-/// followed by transformers' `convert_to_rgb` (see `PNGDecoder`, `JPEGDecoder`).
+/// Reads PNG and JPEG files into exactly the pixels Pillow 13 gives for `PIL.Image.open(path)`
+/// (see `PNGDecoder`, `JPEGDecoder`), then into the RGB image transformers hands to the Idefics2
+/// image processor (`RGBConversion`). Checked against Pillow on ~9,500 files (Pillow's own test
+/// images, the Rust documentation's, Adwaita icons, 300 JPEG encodings, 3,800 damaged files).
 ///
 /// Every failure is an `ImageError` (or `IOError` for an unreadable file) naming the file; a
 /// damaged or truncated file never crashes the process.
@@ -16,11 +18,15 @@ public enum ImageDecoder {
     /// Decodes in-memory file contents; `name` is used in error messages.
     public static func decode(bytes: UnsafeRawBufferPointer, name: String) throws -> DecodedImage {
         if bytes.count >= 8, (0..<8).allSatisfy({ bytes[$0] == PNGDecoder.signature[$0] }) {
-            return try PNGDecoder.decode(bytes, path: name)
+            let image = try PNGDecoder.decode(bytes, path: name)
+            let (orientation, invalid) = PNGDecoder.metadata(bytes).resolve()
+            return image.with(orientation: orientation, invalidEXIF: invalid)
         }
         // Pillow's JPEG plugin accepts files starting with FF D8 FF.
         if bytes.count >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF {
-            return try JPEGDecoder.decode(bytes, path: name)
+            let image = try JPEGDecoder.decode(bytes, path: name)
+            let (orientation, invalid) = JPEGDecoder.metadata(bytes).resolve()
+            return image.with(orientation: orientation, invalidEXIF: invalid)
         }
         if bytes.isEmpty { throw ImageError.unsupportedFormat(path: name, detail: "the file is empty") }
         throw ImageError.unsupportedFormat(path: name, detail: "not a PNG or JPEG file (\(sniff(bytes)))")
@@ -30,10 +36,19 @@ public enum ImageDecoder {
         try bytes.withUnsafeBytes { try decode(bytes: $0, name: name) }
     }
 
-    /// Decodes and converts to RGB as transformers' `convert_to_rgb` does (alpha composited onto
-    /// white with Pillow's `alpha_composite`).
+    /// Decodes and converts to the RGB image the Idefics2 image processor works on when called
+    /// through `Idefics2Processor` (`RGBConversion.idefics2Processor`: EXIF orientation applied,
+    /// alpha bands dropped, tRNS colour keys composited onto white) — the reference for `i2q run`.
     public static func decodeRGB(path: String) throws -> RGBImage {
-        try decode(path: path).toRGB()
+        try decodeRGB(path: path, conversion: .idefics2Processor)
+    }
+
+    /// Decodes and converts as `conversion` says (`.convertToRGB`: the image processor called
+    /// directly on `Image.open(path)`).
+    public static func decodeRGB(path: String, conversion: RGBConversion) throws -> RGBImage {
+        let image = try decode(path: path)
+        if conversion != .convertToRGB && image.invalidEXIF { throw ImageError.invalidEXIF(path: path) }
+        return image.toRGB(conversion)
     }
 
     private static func sniff(_ b: UnsafeRawBufferPointer) -> String {

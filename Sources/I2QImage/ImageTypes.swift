@@ -1,7 +1,7 @@
 import I2QCore
 
-/// An 8-bit RGB image, rows top to bottom, pixels interleaved `R G B`, no padding.
-/// This is what transformers' `convert_to_rgb` hands to the Idefics2 image processor.
+/// An 8-bit RGB image, rows top to bottom, pixels interleaved `R G B`, no padding: the input of
+/// the Idefics2 image processor (see `RGBConversion` for how a file becomes one).
 public struct RGBImage: Sendable, Equatable {
     public let width: Int
     public let height: Int
@@ -32,20 +32,48 @@ public struct RGBImage: Sendable, Equatable {
     }
 }
 
-/// A decoded image as Pillow holds it after `Image.open(path)` and the conversion transformers'
-/// `convert_to_rgb` starts with: `convert("RGBA")` when the image has transparency (an alpha band or
-/// a `transparency` entry from a tRNS chunk), `convert("RGB")` otherwise.
+/// How an image becomes the RGB input of the Idefics2 image processor. transformers has two paths
+/// that differ for transparent and EXIF-rotated images.
+public enum RGBConversion: Sendable {
+    /// What the image processor works on under `Idefics2Processor(text=..., images=...)` — the
+    /// reference for `i2q run`: `Idefics2Processor` first applies `transformers.image_utils.load_image`
+    /// to every image (PIL images included: `ImageOps.exif_transpose`, then `convert("RGB")`, which
+    /// drops an alpha band without compositing), then the image processor's `convert_to_rgb`
+    /// composites what transparency survived that (`DecodedImage.keyColorAfterConvert`).
+    case idefics2Processor
+    /// `transformers.image_transforms.convert_to_rgb` on `PIL.Image.open(path)` — the image
+    /// processor called directly: alpha composited onto white with `alpha_composite`; no EXIF
+    /// orientation.
+    case convertToRGB
+    /// `load_image(path)` alone (EXIF orientation, `convert("RGB")`).
+    case loadImage
+}
+
+/// A decoded image as Pillow holds it after `Image.open(path)`, in the form transformers'
+/// `convert_to_rgb` starts from: `convert("RGBA")` when the image has transparency (an alpha band or
+/// a `transparency` entry from a tRNS chunk), `convert("RGB")` otherwise. Dropping the alpha band
+/// gives `convert("RGB")` in every case (Pillow keeps the colour of transparent pixels).
 public struct DecodedImage: Sendable, Equatable {
     public let width: Int
     public let height: Int
     /// 3 (RGB) or 4 (RGBA, straight alpha).
     public let channels: Int
-    /// `height * width * channels` bytes.
+    /// `height * width * channels` bytes, as stored (EXIF orientation not applied).
     public var pixels: [UInt8]
     /// What the file held, e.g. "PNG 8-bit palette, interlaced" or "JPEG YCbCr 4:2:0, progressive".
     public let format: String
+    /// The EXIF orientation Pillow's `exif_transpose` would apply (1 = none; 2…8 transpose).
+    public let orientation: Int
+    /// The file has an EXIF block whose TIFF header Pillow rejects: `exif_transpose` (and so
+    /// transformers' `load_image`) raises on it.
+    public let invalidEXIF: Bool
+    /// The colour key the RGB image still carries after `load_image`'s `convert("RGB")`: Pillow
+    /// keeps (or translates) a tRNS `transparency` entry of L, 1, I;16, RGB and single-index P
+    /// images, and `convert_to_rgb` then makes pixels of exactly that colour white. nil otherwise.
+    public let keyColorAfterConvert: [UInt8]?
 
-    public init(width: Int, height: Int, channels: Int, pixels: [UInt8], format: String) {
+    public init(width: Int, height: Int, channels: Int, pixels: [UInt8], format: String, orientation: Int = 1,
+                invalidEXIF: Bool = false, keyColorAfterConvert: [UInt8]? = nil) {
         precondition(channels == 3 || channels == 4)
         precondition(pixels.count == width * height * channels)
         self.width = width
@@ -53,14 +81,62 @@ public struct DecodedImage: Sendable, Equatable {
         self.channels = channels
         self.pixels = pixels
         self.format = format
+        self.orientation = orientation
+        self.invalidEXIF = invalidEXIF
+        self.keyColorAfterConvert = keyColorAfterConvert
     }
 
     public var hasAlpha: Bool { channels == 4 }
 
+    /// The RGB image transformers feeds to the image processor (see `RGBConversion`).
+    public func toRGB(_ conversion: RGBConversion = .idefics2Processor) -> RGBImage {
+        switch conversion {
+        case .idefics2Processor:
+            return idefics2ProcessorInput()
+        case .convertToRGB:
+            return composited()
+        case .loadImage:
+            let t = Orientation.apply(orientation, width: width, height: height, channels: 3, pixels: convertedRGB())
+            return RGBImage(width: t.width, height: t.height, pixels: t.pixels)
+        }
+    }
+
+    /// What the image processor receives from `Idefics2Processor`: `load_image` (EXIF orientation,
+    /// `convert("RGB")`), then the processor's own `convert_to_rgb`, which composites again when
+    /// the RGB image still carries a colour key (`keyColorAfterConvert`): pixels of exactly that
+    /// colour become white (Pillow's `rgbT2a` + `alpha_composite`), the others stay.
+    public func idefics2ProcessorInput() -> RGBImage {
+        var rgb = convertedRGB()
+        if let key = keyColorAfterConvert {
+            let n = width * height
+            rgb.withUnsafeMutableBufferPointer { p in
+                for i in 0..<n where p[3 * i] == key[0] && p[3 * i + 1] == key[1] && p[3 * i + 2] == key[2] {
+                    p[3 * i] = 255; p[3 * i + 1] = 255; p[3 * i + 2] = 255
+                }
+            }
+        }
+        let t = Orientation.apply(orientation, width: width, height: height, channels: 3, pixels: rgb)
+        return RGBImage(width: t.width, height: t.height, pixels: t.pixels)
+    }
+
+    /// Pillow's `convert("RGB")`: the alpha band dropped (transparent pixels keep their colour).
+    func convertedRGB() -> [UInt8] {
+        guard channels == 4 else { return pixels }
+        let n = width * height
+        return [UInt8](unsafeUninitializedCapacity: n * 3) { out, count in
+            pixels.withUnsafeBufferPointer { src in
+                for i in 0..<n {
+                    out[3 * i] = src[4 * i]; out[3 * i + 1] = src[4 * i + 1]; out[3 * i + 2] = src[4 * i + 2]
+                }
+            }
+            count = n * 3
+        }
+    }
+
     /// transformers' `convert_to_rgb`: RGBA is alpha-composited onto opaque white with
     /// `PIL.Image.alpha_composite` (Pillow's integer arithmetic, bit for bit), then the alpha band
     /// is dropped; RGB passes through.
-    public func toRGB() -> RGBImage {
+    func composited() -> RGBImage {
         if channels == 3 { return RGBImage(width: width, height: height, pixels: pixels) }
         let n = width * height
         var out = [UInt8](repeating: 0, count: n * 3)
@@ -75,6 +151,11 @@ public struct DecodedImage: Sendable, Equatable {
             }
         }
         return RGBImage(width: width, height: height, pixels: out)
+    }
+
+    func with(orientation: Int, invalidEXIF: Bool) -> DecodedImage {
+        DecodedImage(width: width, height: height, channels: channels, pixels: pixels, format: format,
+                     orientation: orientation, invalidEXIF: invalidEXIF, keyColorAfterConvert: keyColorAfterConvert)
     }
 }
 
@@ -92,6 +173,8 @@ public enum ImageError: I2QError, Equatable {
     case tooLarge(path: String, width: Int, height: Int)
     /// The operating system could not start the decoding thread.
     case resources(path: String, detail: String)
+    /// An EXIF block Pillow's `exif_transpose` rejects (so transformers' `load_image` fails too).
+    case invalidEXIF(path: String)
 
     public var description: String {
         switch self {
@@ -107,6 +190,8 @@ public enum ImageError: I2QError, Equatable {
             return "image \(p) is \(w)x\(h) = \(w * h) pixels, more than the \(PILMath.maxImagePixels * 2) pixels Pillow accepts (decompression-bomb limit); downscale it first"
         case let .resources(p, d):
             return "cannot decode image \(p): \(d)"
+        case let .invalidEXIF(p):
+            return "image \(p) has an EXIF block that is not valid TIFF data; transformers' load_image (Pillow's exif_transpose) fails on it. Remove the EXIF data (e.g. re-save the image) or decode it with the convert_to_rgb path"
         }
     }
 }

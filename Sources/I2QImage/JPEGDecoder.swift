@@ -27,6 +27,7 @@ enum JPEGDecoder {
         /// 1 header, 2 start_decompress, 3 scanlines, 4 finish_decompress.
         var phase: Int32
         var starvedInPhase: Int32
+        var starvedAtRow: Int
         var rowsRead: Int
         var width: Int
         var height: Int
@@ -55,7 +56,7 @@ enum JPEGDecoder {
         let job = UnsafeMutablePointer<Job>.allocate(capacity: 1)
         job.initialize(to: Job(input: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), inputCount: bytes.count,
                                eoi: eoi, cinfo: cinfo, err: err, src: src, created: false, phase: 0,
-                               starvedInPhase: 0, rowsRead: 0, width: 0, height: 0, components: 0, colorSpace: 0,
+                               starvedInPhase: 0, starvedAtRow: 0, rowsRead: 0, width: 0, height: 0, components: 0, colorSpace: 0,
                                progressive: false, sampling: (0, 0, 0, 0, 0, 0, 0, 0),
                                unsupportedComponents: false, tooLarge: false, pixels: nil, message: message.pointer))
         defer {
@@ -77,7 +78,7 @@ enum JPEGDecoder {
             switch j.starvedInPhase {
             case 1: detail = "the file ends inside the JPEG header"
             case 2: detail = "the file ends before the last scan"
-            default: detail = "the file ends after \(j.rowsRead) of \(j.height) rows"
+            default: detail = "the data ends while decoding row \(j.starvedAtRow + 1) of \(j.height)"
             }
             throw ImageError.truncated(path: path, detail: detail)
         }
@@ -119,6 +120,43 @@ enum JPEGDecoder {
             }
         }
         return DecodedImage(width: j.width, height: j.height, channels: 3, pixels: out, format: describe(j))
+    }
+
+    /// The APP1 EXIF and XMP segments before the first scan, as Pillow's JPEG plugin collects them
+    /// (EXIF: the first segment, later ones' data appended; XMP: the last segment).
+    static func metadata(_ b: UnsafeRawBufferPointer) -> Orientation.Sources {
+        var sources = Orientation.Sources()
+        let exifID: [UInt8] = Array("Exif".utf8) + [0, 0]
+        let xmpID: [UInt8] = Array("http://ns.adobe.com/xap/1.0/".utf8) + [0]
+        var dpi = false
+        var pos = 2
+        while pos + 4 <= b.count {
+            guard b[pos] == 0xFF else { break }
+            let marker = b[pos + 1]
+            if marker == 0xFF { pos += 1; continue }  // fill byte
+            if marker == 0xD8 || marker == 0x01 || (0xD0...0xD7).contains(marker) { pos += 2; continue }
+            if marker == 0xDA || marker == 0xD9 { break }
+            let length = Int(b[pos + 2]) << 8 | Int(b[pos + 3])
+            guard length >= 2, pos + 2 + length <= b.count else { break }
+            if marker == 0xE0 {
+                // JFIF with units 1 (inch) or 2 (cm) gives Pillow a "dpi" entry
+                let segment = Array(b[(pos + 4)..<(pos + 2 + length)])
+                if segment.starts(with: Array("JFIF".utf8)), segment.count >= 12, segment[7] == 1 || segment[7] == 2 {
+                    dpi = true
+                }
+            }
+            if marker == 0xE1 {
+                let segment = Array(b[(pos + 4)..<(pos + 2 + length)])
+                if segment.starts(with: exifID) {
+                    if sources.exif == nil { sources.exif = segment } else { sources.exif! += segment.dropFirst(6) }
+                } else if segment.starts(with: xmpID) {
+                    sources.xmp = Array(segment.dropFirst(xmpID.count))
+                }
+            }
+            pos += 2 + length
+        }
+        sources.swallowsBadEXIF = !dpi
+        return sources
     }
 
     @inline(__always)
@@ -259,7 +297,10 @@ enum JPEGDecoder {
     /// finish with a fake EOI marker as its own memory source does.
     private static let jpegFill: @convention(c) (j_decompress_ptr?) -> boolean = { cinfo in
         let job = cinfo!.pointee.client_data!.assumingMemoryBound(to: Job.self)
-        if job.pointee.starvedInPhase == 0 { job.pointee.starvedInPhase = job.pointee.phase }
+        if job.pointee.starvedInPhase == 0 {
+            job.pointee.starvedInPhase = job.pointee.phase
+            job.pointee.starvedAtRow = job.pointee.rowsRead
+        }
         cinfo!.pointee.src.pointee.next_input_byte = UnsafePointer(job.pointee.eoi)
         cinfo!.pointee.src.pointee.bytes_in_buffer = 2
         return 1

@@ -28,10 +28,12 @@ import Darwin
 /// (Convert.c `rgbT2a` masks each tRNS sample with 0xff; for 1-bit images Pillow maps the value to
 /// 0/255 first). For palettes, tRNS gives the alpha of the first entries, the rest stay 255.
 ///
-/// Errors follow Pillow: every chunk before the first IDAT must have a correct CRC (IDAT CRCs are
-/// not checked by Pillow, so libpng is told to ignore CRCs: they were checked here), ancillary
-/// chunks other than tRNS are ignored, and the image data must be complete. Gamma, colour profiles
-/// and background chunks are ignored (Pillow applies none of them when converting).
+/// Errors follow Pillow (checked against it on thousands of damaged files): every chunk before the
+/// first IDAT must have a correct CRC (checked here; Pillow does not check IDAT CRCs, so libpng is
+/// told to ignore CRCs); ancillary chunks other than tRNS are ignored; the image data must hold
+/// every row — but once it has (Pillow stops inflating then), a damaged or missing rest of the
+/// zlib stream, IDAT CRC or IEND is accepted (see `repairedTruncatedStream`). Gamma, colour
+/// profiles and background chunks are ignored (Pillow applies none of them when converting).
 enum PNGDecoder {
     static let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
 
@@ -111,8 +113,8 @@ enum PNGDecoder {
             switch name {
             case "IHDR":
                 guard length >= 13 else { throw ImageError.corrupt(path: path, detail: "IHDR chunk too short") }
-                h.width = Int(data.load(fromByteOffset: 0, as: UInt32.self).bigEndian)
-                h.height = Int(data.load(fromByteOffset: 4, as: UInt32.self).bigEndian)
+                h.width = u32(pos + 8)
+                h.height = u32(pos + 12)
                 h.bitDepth = Int(data[8])
                 h.colorType = Int(data[9])
                 h.interlaced = data[12] != 0
@@ -140,7 +142,8 @@ enum PNGDecoder {
         return h
     }
 
-    /// A file that ends after its first IDAT chunk starts but before IEND.
+    /// A file that ends after its first IDAT chunk starts but before IEND (or anything that is not
+    /// a chunk).
     ///
     /// Pillow reads image data until the decoder has every row and only then looks at what
     /// follows: a file cut inside the last IDAT's CRC, a later chunk header or IEND decodes; one
@@ -162,8 +165,12 @@ enum PNGDecoder {
         scan: while true {
             guard pos + 8 <= b.count else { break scan }
             let length = u32(pos)
-            let type = String(decoding: (0..<4).map { b[pos + 4 + $0] }, as: UTF8.self)
-            if type == "IEND" { return nil }
+            let typeBytes = (0..<4).map { b[pos + 4 + $0] }
+            // Pillow stops at anything that is not a chunk type (4 word characters) after the image
+            // data, as at IEND.
+            let isWord: (UInt8) -> Bool = { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 }
+            let type = String(decoding: typeBytes, as: UTF8.self)
+            if type == "IEND" || !typeBytes.allSatisfy(isWord) { return nil }
             if pos + 8 + length > b.count || length > 0x7fff_ffff {
                 guard type == "IDAT" else {
                     throw ImageError.truncated(path: path, detail: "the file ends inside chunk \(type) at byte \(pos)")
@@ -182,6 +189,80 @@ enum PNGDecoder {
         out += [0, 0, 0, 0]  // the IDAT CRC (not checked)
         out += [0, 0, 0, 0, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82]  // IEND
         return (out, patch?.at)
+    }
+
+    /// EXIF and XMP from the chunks Pillow reads (all complete chunks up to IEND, as
+    /// `exif_transpose` loads the image first): eXIf, tEXt "exif" and "Raw profile type exif",
+    /// uncompressed iTXt "XML:com.adobe.xmp" and "Raw profile type exif". Compressed text chunks
+    /// (zTXt, compressed iTXt) are not inflated here.
+    static func metadata(_ b: UnsafeRawBufferPointer) -> Orientation.Sources {
+        func u32(_ o: Int) -> Int {
+            Int(b[o]) << 24 | Int(b[o + 1]) << 16 | Int(b[o + 2]) << 8 | Int(b[o + 3])
+        }
+        var sources = Orientation.Sources()
+        var rawProfile: [UInt8]?
+        var pos = 8
+        while pos + 12 <= b.count {
+            let length = u32(pos)
+            guard length <= 0x7fff_ffff, pos + 12 + length <= b.count else { break }
+            let type = String(decoding: (0..<4).map { b[pos + 4 + $0] }, as: UTF8.self)
+            if type == "IEND" { break }
+            let data = Array(b[(pos + 8)..<(pos + 8 + length)])
+            switch type {
+            case "eXIf":
+                sources.exif = Array("Exif".utf8) + [0, 0] + data
+            case "tEXt":
+                let parts = data.split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
+                let key = String(decoding: parts[0], as: UTF8.self)
+                let value = parts.count > 1 ? Array(parts[1]) : []
+                if key == "exif" { sources.exif = value }
+                if key == "Raw profile type exif" { rawProfile = value }
+            case "iTXt":
+                let parts = data.split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
+                guard parts.count == 2, parts[1].count >= 2 else { break }
+                let key = String(decoding: parts[0], as: UTF8.self)
+                let rest = Array(parts[1])
+                let compressed = rest[0] != 0
+                let fields = rest[2...].split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false)
+                guard !compressed, fields.count == 3 else { break }
+                if key == "XML:com.adobe.xmp" { sources.xmp = Array(fields[2]) }
+                if key == "Raw profile type exif" { rawProfile = Array(fields[2]) }
+            default:
+                break
+            }
+            pos += 12 + length
+        }
+        if sources.exif == nil, let raw = rawProfile {
+            // Pillow: bytes.fromhex("".join(value.split("\n")[3:]))
+            let lines = raw.split(separator: 10, omittingEmptySubsequences: false)
+            let hex = lines.dropFirst(3).joined().filter { ![32, 9, 13, 11, 12].contains($0) }
+            if hex.count % 2 == 0, let bytes = hexDecode(Array(hex)) {
+                sources.exif = bytes
+            } else {
+                sources.invalidRawProfile = true
+            }
+        }
+        return sources
+    }
+
+    private static func hexDecode(_ h: [UInt8]) -> [UInt8]? {
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 48...57: return c - 48
+            case 65...70: return c - 55
+            case 97...102: return c - 87
+            default: return nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(h.count / 2)
+        var i = 0
+        while i + 1 < h.count {
+            guard let a = nibble(h[i]), let b = nibble(h[i + 1]) else { return nil }
+            out.append(a << 4 | b)
+            i += 2
+        }
+        return out
     }
 
     // MARK: - libpng (raw samples)
@@ -355,6 +436,8 @@ enum PNGDecoder {
         var kind: String
         var channels: Int
         var out: [UInt8]
+        // The colour key an RGB conversion keeps (see DecodedImage.keyColorAfterConvert).
+        var keyAfterConvert: [UInt8]?
         switch raw.colorType {
         case 0:
             kind = "gray"
@@ -364,6 +447,15 @@ enum PNGDecoder {
                 guard t.count >= 2 else { throw ImageError.corrupt(path: path, detail: "truncated tRNS chunk") }
                 let v = Int(t[0]) << 8 | Int(t[1])
                 key = depth == 1 ? (v != 0 ? 255 : 0) : v & 0xff
+                switch depth {
+                case 1, 16:
+                    // modes 1 and I;16: convert("RGB") keeps the integer; as an RGB key it means (t, 0, 0)
+                    keyAfterConvert = [UInt8(depth == 1 ? (v != 0 ? 255 : 0) : v & 0xff), 0, 0]
+                default:
+                    // mode L: Pillow translates t through a 1-pixel L image (clipped to 255)
+                    let c = UInt8(min(v, 255))
+                    keyAfterConvert = [c, c, c]
+                }
             }
             channels = key == nil ? 3 : 4
             out = [UInt8](repeating: 0, count: w * h * channels)
@@ -393,6 +485,7 @@ enum PNGDecoder {
             if let t = trns {
                 guard t.count >= 6 else { throw ImageError.corrupt(path: path, detail: "truncated tRNS chunk") }
                 key = (Int(t[1]), Int(t[3]), Int(t[5]))  // low bytes of the three 16-bit values
+                keyAfterConvert = [t[1], t[3], t[5]]
             }
             channels = key == nil ? 3 : 4
             out = [UInt8](repeating: 0, count: w * h * channels)
@@ -430,7 +523,17 @@ enum PNGDecoder {
             for i in 0..<min(256, plte.count / 3) {
                 table[i * 4] = plte[i * 3]; table[i * 4 + 1] = plte[i * 3 + 1]; table[i * 4 + 2] = plte[i * 3 + 2]
             }
-            if let t = trns { for i in 0..<t.count { table[i * 4 + 3] = t[i] } }
+            if let t = trns {
+                for i in 0..<t.count { table[i * 4 + 3] = t[i] }
+                // Pillow's "simple" tRNS (one 0 entry, the rest 255) becomes an integer
+                // transparency, which convert("RGB") turns into that entry's colour; any other
+                // tRNS is dropped by convert("RGB").
+                let zeros = t.indices.filter { t[$0] == 0 }
+                if zeros.count == 1, t.allSatisfy({ $0 == 0 || $0 == 255 }) {
+                    let i = zeros[0]
+                    keyAfterConvert = [table[i * 4], table[i * 4 + 1], table[i * 4 + 2]]
+                }
+            }
             channels = trns == nil ? 3 : 4
             out = [UInt8](repeating: 0, count: w * h * channels)
             raw.data.withUnsafeBufferPointer { src in
@@ -485,7 +588,8 @@ enum PNGDecoder {
         var format = "PNG \(depth)-bit \(kind)"
         if trns != nil, raw.colorType != 4, raw.colorType != 6 { format += " with tRNS" }
         if header.interlaced { format += ", interlaced" }
-        return DecodedImage(width: w, height: h, channels: channels, pixels: out, format: format)
+        return DecodedImage(width: w, height: h, channels: channels, pixels: out, format: format,
+                            keyColorAfterConvert: keyAfterConvert)
     }
 }
 

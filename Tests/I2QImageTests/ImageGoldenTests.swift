@@ -45,12 +45,20 @@ final class ImageGoldenTests: XCTestCase {
             XCTAssertEqual(decoded.height, g["height"] as? Int, name)
             XCTAssertEqual(decoded.channels, g["decoded_channels"] as? Int, "\(name): RGBA iff Pillow sees transparency")
             XCTAssertEqual(decoded.hasAlpha, g["has_alpha"] as? Bool, name)
-            XCTAssertEqual(SHA256.hex(decoded.pixels), g["sha256_decoded"] as? String,
+            XCTAssertEqual(hash(decoded.pixels), g["xxh3_decoded"] as? String,
                            "\(name) (\(decoded.format)): decoded pixels differ from Pillow's")
-            let rgb = decoded.toRGB()
-            XCTAssertEqual(SHA256.hex(rgb.pixels), g["sha256_rgb"] as? String,
+            let rgb = decoded.toRGB(.convertToRGB)
+            XCTAssertEqual(hash(rgb.pixels), g["xxh3_rgb"] as? String,
                            "\(name) (\(decoded.format)): convert_to_rgb output differs")
-            XCTAssertEqual(try ImageDecoder.decodeRGB(path: path), rgb)
+            XCTAssertEqual(try ImageDecoder.decodeRGB(path: path, conversion: .convertToRGB), rgb)
+            let loaded = decoded.toRGB(.loadImage)
+            XCTAssertEqual([loaded.width, loaded.height], [g["load_image_width"] as! Int, g["load_image_height"] as! Int], name)
+            XCTAssertEqual(hash(loaded.pixels), g["xxh3_load_image"] as? String,
+                           "\(name) (\(decoded.format), orientation \(decoded.orientation)): load_image output differs")
+            XCTAssertEqual(try ImageDecoder.decodeRGB(path: path, conversion: .loadImage), loaded)
+            XCTAssertEqual(hash(decoded.toRGB(.idefics2Processor).pixels), g["xxh3_idefics2_processor_input"] as? String,
+                           "\(name): load_image + convert_to_rgb (Idefics2Processor's path) differs")
+            XCTAssertEqual(try ImageDecoder.decodeRGB(path: path), decoded.toRGB(.idefics2Processor))
         }
     }
 
@@ -68,9 +76,15 @@ final class ImageGoldenTests: XCTestCase {
             "rgba16_64x48.png": "PNG 16-bit RGBA",
             "real_rustc_image3_trns.png": "PNG 8-bit RGB with tRNS",
             "gray_alpha_200x150_interlaced.png": "PNG 8-bit gray+alpha, interlaced",
+            "photo_exif6_160x120.jpg": "JPEG YCbCr 4:2:0",
         ]
         for (name, format) in expect {
             XCTAssertEqual(try ImageDecoder.decode(path: Self.dir + "/" + name).format, format, name)
+        }
+        let orientations = ["photo_exif6_160x120.jpg": 6, "photo_xmp8_120x90.jpg": 8, "rgba_exif3_64x40.png": 3,
+                            "real_verify_444.jpg": 1]
+        for (name, o) in orientations {
+            XCTAssertEqual(try ImageDecoder.decode(path: Self.dir + "/" + name).orientation, o, name)
         }
     }
 
@@ -101,8 +115,8 @@ final class ImageGoldenTests: XCTestCase {
                 XCTAssertEqual(out.imageSizes[b][n].width, w, "\(label) slot \(b),\(n)")
             }
         }
-        XCTAssertEqual(SHA256.hex(out.pixelAttentionMask), g["sha256_pixel_attention_mask_u8"] as? String, "\(label): mask")
-        let sameValues = SHA256.hex(out.pixelValues) == g["sha256_pixel_values_f32"] as? String
+        XCTAssertEqual(hash(out.pixelAttentionMask), g["xxh3_pixel_attention_mask_u8"] as? String, "\(label): mask")
+        let sameValues = hash(out.pixelValues) == g["xxh3_pixel_values_f32"] as? String
         XCTAssertTrue(sameValues, "\(label): pixel_values differ from transformers'")
         XCTAssertEqual(out.pixelValues.min()!, Float(g["min"] as! Double), label)  // JSONSerialization parses doubles inexactly; float32 values survive
         XCTAssertEqual(out.pixelValues.max()!, Float(g["max"] as! Double), label)
@@ -125,17 +139,20 @@ final class ImageGoldenTests: XCTestCase {
     func testProcessorMatchesTransformersPerImage() throws {
         var report: [String: Float] = [:]
         for (name, g) in Self.images.sorted(by: { $0.key < $1.key }) {
-            let rgb = try ImageDecoder.decodeRGB(path: Self.dir + "/" + name)
             let cases = g["cases"] as! [String: [String: Any]]
-            for caseName in ["a", "b", "c", "d"] {
-                let c = cases[caseName]!
+            for caseName in ["a", "b", "c", "d", "e"] {
+                guard let c = cases[caseName] else { continue }
+                // a-d: the image processor called on Image.open(path) (convert_to_rgb); e: on
+                // load_image(path), as Idefics2Processor does
+                let rgb = try ImageDecoder.decodeRGB(path: Self.dir + "/" + name,
+                                                     conversion: caseName == "e" ? .idefics2Processor : .convertToRGB)
                 let processor = try Idefics2ImageProcessor(settings: Self.settings(c))
                 let out = try processor.process([[rgb]])
                 // per-slot uint8 hashes pinpoint a resize difference
                 let resized = try processor.resizedImages([rgb])
                 for (n, img) in resized.enumerated() {
                     let slot = (c["slots"] as! [[[String: Any]]])[0][n]
-                    XCTAssertEqual(SHA256.hex(chw(img)), slot["sha256_resized_u8_chw"] as? String,
+                    XCTAssertEqual(hash(chw(img)), slot["xxh3_resized_u8_chw"] as? String,
                                    "\(name) case \(caseName) image \(n): resized uint8 differs from Pillow's")
                 }
                 let arrays = Self.u8("\(name)/\(caseName)/resized")
@@ -151,7 +168,7 @@ final class ImageGoldenTests: XCTestCase {
         let batches = Self.golden["batches"] as! [String: [String: Any]]
         for (name, g) in batches.sorted(by: { $0.key < $1.key }) {
             let files = g["images"] as! [[String]]
-            let images = try files.map { try $0.map { try ImageDecoder.decodeRGB(path: Self.dir + "/" + $0) } }
+            let images = try files.map { try $0.map { try ImageDecoder.decodeRGB(path: Self.dir + "/" + $0, conversion: .convertToRGB) } }
             let out = try Idefics2ImageProcessor(settings: Self.settings(g)).process(images)
             XCTAssertEqual(out.imagesPerSample, files.map { $0.count * ((g["do_image_splitting"] as! Bool) ? 5 : 1) })
             let d = check(out, g, resized: Self.u8("\(name)/resized"), label: name)
@@ -161,10 +178,16 @@ final class ImageGoldenTests: XCTestCase {
     }
 
     private func chw(_ img: RGBImage) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: img.pixels.count)
         let plane = img.width * img.height
-        for p in 0..<plane { for c in 0..<3 { out[c * plane + p] = img.pixels[p * 3 + c] } }
-        return out
+        return [UInt8](unsafeUninitializedCapacity: img.pixels.count) { out, count in
+            img.pixels.withUnsafeBufferPointer { src in
+                for c in 0..<3 {
+                    var i = c
+                    for p in 0..<plane { out[c * plane + p] = src[i]; i += 3 }
+                }
+            }
+            count = img.pixels.count
+        }
     }
 
     // MARK: damaged files
@@ -180,15 +203,16 @@ final class ImageGoldenTests: XCTestCase {
             var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Self.dir + "/" + source)))
             switch c["op"] as! String {
             case "truncate": bytes = Array(bytes.prefix(c["length"] as! Int))
+            case "splice": bytes = Array(bytes.prefix(c["keep"] as! Int)) + hexBytes(c["append_hex"] as! String)
             default: bytes[c["offset"] as! Int] ^= UInt8(c["mask"] as! Int)
             }
             let path = tmp + "/case\(i)-\(source)"
             try write(bytes, to: path)
-            let label = "\(source) \(c["op"]!) \(c["length"] ?? c["offset"]!)"
+            let label = "\(source) \(c["op"]!) \(c["length"] ?? c["offset"] ?? c["keep"]!)"
             do {
-                let rgb = try ImageDecoder.decodeRGB(path: path)
+                let rgb = try ImageDecoder.decodeRGB(path: path, conversion: .convertToRGB)
                 XCTAssertEqual(c["pil"] as? String, "ok", "\(label): Pillow rejects it (\(c["error"] ?? "")) but it decoded")
-                XCTAssertEqual(SHA256.hex(rgb.pixels), c["sha256_rgb"] as? String, "\(label): decoded differently from Pillow")
+                XCTAssertEqual(hash(rgb.pixels), c["xxh3_rgb"] as? String, "\(label): decoded differently from Pillow")
                 agreeOK += 1
             } catch let e as I2QError {
                 XCTAssertTrue(e.description.contains(path), "\(label): error does not name the file: \(e)")
@@ -236,31 +260,15 @@ final class ImageGoldenTests: XCTestCase {
         print("random damage: \(thrown) errors, \(decoded) decoded")
     }
 
-    /// Optional: I2Q_IMAGE_SURVEY=survey.json from `make_image_goldens.py --survey` compares every
-    /// image it lists with Pillow's result.
-    func testSurvey() throws {
-        guard let path = ProcessInfo.processInfo.environment["I2Q_IMAGE_SURVEY"] else {
-            throw XCTSkip("set I2Q_IMAGE_SURVEY to a survey JSON to run")
-        }
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        let survey = try JSONSerialization.jsonObject(with: data) as! [String: [String: Any]]
-        var same = 0, bothFail = 0, onlyPIL = 0, onlyUs = 0, differ = 0
-        for (file, g) in survey.sorted(by: { $0.key < $1.key }) {
-            let pilOK = g["ok"] as! Bool
-            do {
-                let rgb = try ImageDecoder.decodeRGB(path: file)
-                if !pilOK { onlyUs += 1; print("only i2q decodes \(file) (Pillow: \(g["error"]!))"); continue }
-                if SHA256.hex(rgb.pixels) == g["sha256_rgb"] as? String { same += 1 } else {
-                    differ += 1
-                    print("DIFFERENT pixels: \(file) \(rgb.width)x\(rgb.height)")
-                }
-            } catch {
-                if pilOK { onlyPIL += 1; print("only Pillow decodes \(file): \(error)") } else { bothFail += 1 }
-            }
-        }
-        print("survey: \(same) identical, \(differ) different, \(bothFail) rejected by both, \(onlyPIL) only Pillow decodes, \(onlyUs) only i2q decodes")
-        XCTAssertEqual(differ, 0)
-    }
+}
+
+/// XXH3-64 of the bytes as the golden script writes it (xxhash.xxh3_64_hexdigest).
+func hash(_ bytes: [UInt8]) -> String { XXH3.hex(XXH3.hash(bytes)) }
+func hash(_ floats: [Float]) -> String { floats.withUnsafeBytes { XXH3.hex(XXH3.hash($0)) } }  // little-endian host
+
+func hexBytes(_ s: String) -> [UInt8] {
+    let c = Array(s.utf8)
+    return stride(from: 0, to: c.count, by: 2).map { UInt8(String(decoding: c[$0..<($0 + 2)], as: UTF8.self), radix: 16)! }
 }
 
 struct SplitMix64 {
