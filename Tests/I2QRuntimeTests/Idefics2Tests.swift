@@ -149,6 +149,7 @@ final class Idefics2SessionTests: XCTestCase {
     func testFromPNGFileToGreedyTokens() throws {
         for (golden, pngs, prompt) in [
             ("tiny-idefics2.safetensors", ["gradient-75x50.png"], "User:<image>What is written here?<end_of_utterance>\nAssistant:"),
+            ("tiny-idefics2-two-images.safetensors", ["gradient-75x50.png", "rgba-30x61.png"], "User:<image><image>Compare the two pictures.<end_of_utterance>\nAssistant:"),
         ] {
             let g = try SafetensorsFile(path: fixturesDir + "/golden/" + golden)
             let session = try Idefics2Session(source: try openModel(fixturesDir + "/tiny-idefics2-v4"))
