@@ -234,7 +234,7 @@ final class GGUFValidationTests: XCTestCase {
         for name in ["tiny-tied", "tiny-llama"] {
             let original = try FileSystem.readFile(fixturesDir + "/gguf/\(name).gguf")
             let header = try open(original).dataOffset
-            var rng = GGUFTestRNG(seed: 42)
+            var rng = SplitMix64(seed: 42)
             var opened = 0, rejected = 0
             func attempt(_ bytes: [UInt8]) {
                 do {
@@ -270,15 +270,3 @@ final class GGUFValidationTests: XCTestCase {
     }
 }
 
-/// A small deterministic generator for the mutation test.
-struct GGUFTestRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

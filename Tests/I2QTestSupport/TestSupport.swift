@@ -55,3 +55,16 @@ public func tensorBytes(_ path: String) throws -> [String: (dtype: DType, shape:
     for t in c.tensors { out[t.name] = (t.info.dtype, t.info.shape, t.shard.withData(t.info) { Array($0) }) }
     return out
 }
+
+/// A tiny deterministic PRNG for mutation tests (SplitMix64, Steele et al. 2014).
+public struct SplitMix64 {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
