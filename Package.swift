@@ -33,16 +33,16 @@ let package = Package(
         // Images: PNG/JPEG decoding and the Idefics2 image processor (PIL-exact resampling).
         .target(name: "I2QImage", dependencies: ["I2QCore", "CPNG", "CJPEG"], swiftSettings: native),
         // CPU reference runtime: kernels, decoder (and later the vision tower), generation.
-        .target(name: "I2QRuntime", dependencies: ["I2QCore", "I2QFormats", "I2QTokenizer", "I2QImage", "CBLAS"], swiftSettings: native),
+        .target(name: "I2QRuntime", dependencies: ["I2QCore", "I2QFormats", "I2QQuant", "I2QTokenizer", "I2QImage", "CBLAS"], swiftSettings: native),
         // Evaluation: perplexity (later KL divergence, DocVQA ANLS), reports.
         .target(name: "I2QEval", dependencies: ["I2QCore", "I2QFormats", "I2QTokenizer", "I2QRuntime"], swiftSettings: native),
         // Passes: plan + streaming execution of model transforms (cast today).
-        .target(name: "I2QPasses", dependencies: ["I2QCore", "I2QFormats"], swiftSettings: native),
+        .target(name: "I2QPasses", dependencies: ["I2QCore", "I2QFormats", "I2QQuant"], swiftSettings: native),
         // CLI only: argument parsing and printing.
         .executableTarget(
             name: "i2q",
             dependencies: [
-                "I2QCore", "I2QFormats", "I2QPasses", "I2QRuntime", "I2QEval", "I2QTokenizer",
+                "I2QCore", "I2QFormats", "I2QPasses", "I2QRuntime", "I2QEval", "I2QTokenizer", "I2QQuant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: native),

@@ -45,6 +45,12 @@ public final class I2QWriter {
         state = .tensor
     }
 
+    /// Replaces the open tensor's params (values known only after its data, e.g. a mean).
+    public func setParams(_ params: [(String, I2QParam)]) throws {
+        guard state == .tensor else { throw fail("setParams outside a tensor") }
+        current!.params = params
+    }
+
     public func beginComponent(role: String, dtype: DType, shape: [Int]) throws {
         guard state == .tensor else { throw fail("beginComponent(\(role)) outside a tensor") }
         let pad = (alignment - position % alignment) % alignment

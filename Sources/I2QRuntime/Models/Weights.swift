@@ -1,5 +1,6 @@
 import I2QCore
 import I2QFormats
+import I2QQuant
 
 public enum RuntimeError: I2QError {
     case missingWeight(model: String, name: String)
@@ -118,6 +119,11 @@ struct WeightLoader {
         self.source = source
         var m: [String: SourceTensor] = [:]
         for t in source.tensors { m[t.name] = t }
+        if let f = source as? I2QFile {
+            for e in f.entries where e.scheme == I2QSpec.Scheme.nf4 || e.scheme == I2QSpec.Scheme.fp4 {
+                if let t = FourBitWeight.sourceTensor(e, file: f) { m[e.name] = t }
+            }
+        }
         byName = m
     }
 
@@ -134,5 +140,43 @@ struct WeightLoader {
 
     func optional(_ name: String, _ shape: [Int]) throws -> Weight? {
         byName[name] == nil ? nil : try weight(name, shape)
+    }
+}
+
+/// NF4/FP4 weights of an .i2q file read as float32 on demand: `code[q] · absmax[block]` in float32,
+/// as bitsandbytes' `dequantize_4bit` computes (absmax restored from the double-quantised codes as
+/// `dynamic[code] · nested_absmax + offset`, float32). Only the requested elements are produced.
+enum FourBitWeight {
+    static func sourceTensor(_ e: I2QTensorEntry, file f: I2QFile) -> SourceTensor? {
+        guard let packed = e.component("packed"), let absmax = e.component("absmax") else { return nil }
+        func int(_ k: String) -> Int? { e.params.first { $0.0 == k }.flatMap { if case let .int(v) = $0.1 { return Int(v) }; return nil } }
+        func dbl(_ k: String) -> Double? { e.params.first { $0.0 == k }.flatMap { if case let .float(v) = $0.1 { return v }; return nil } }
+        let bs = int("blocksize") ?? 64
+        let code = (e.scheme == I2QSpec.Scheme.nf4 ? FourBitType.nf4 : FourBitType.fp4).code
+        let base = f.header.dataOffset
+        let nested = e.component("nested_absmax")
+        let offset = Float(dbl("nested_offset") ?? 0)
+        let file = f.file
+        return SourceTensor(name: e.name, dtype: .f32, shape: e.shape) { first, count, dst in
+            let out = dst.assumingMemoryBound(to: Float.self)
+            file.withBytes(base + packed.offset, packed.size) { pk in
+                file.withBytes(base + absmax.offset, absmax.size) { am in
+                    let nb = nested.map { file.withBytes(base + $0.offset, $0.size) { Array($0.bindMemory(to: Float.self)) } }
+                    for i in 0..<count {
+                        let idx = first + i
+                        let byte = pk[idx / 2]
+                        let q = idx % 2 == 0 ? byte >> 4 : byte & 15
+                        let blk = idx / bs
+                        let scale: Float
+                        if let nb, absmax.dtype == .u8 {
+                            scale = DynamicMap.code[Int(am[blk])] * nb[blk / DoubleQuantizedAbsmax.nestedBlockSize] + offset
+                        } else {
+                            scale = am.loadUnaligned(fromByteOffset: blk * 4, as: Float.self)
+                        }
+                        out[i] = code[Int(q)] * scale
+                    }
+                }
+            }
+        }
     }
 }

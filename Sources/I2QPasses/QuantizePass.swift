@@ -1,0 +1,130 @@
+import I2QCore
+import I2QFormats
+import I2QQuant
+
+public struct QuantizeOptions: Sendable {
+    public var type: FourBitType = .nf4
+    public var blockSize = 64
+    public var doubleQuant = true
+    /// The dtype dequantisation produces (bitsandbytes' compute dtype); recorded in the directory.
+    public var computeDType: DType = .bf16
+    /// Substrings of tensor names to keep unquantized (in addition to the defaults).
+    public var skip: [String] = []
+    /// Cast for the tensors kept unquantized (nil: keep their dtype).
+    public var dtype: DType?
+    public init() {}
+}
+
+/// `i2q quantize --nf4 / --fp4`: bitsandbytes-style 4-bit blockwise quantization of the linear
+/// layers into an .i2q file (scheme nf4/fp4, Formats/i2q-format.md), byte-identical to
+/// bitsandbytes 0.50 `quantize_4bit` (I2QQuant). Streams tensor by tensor, chunk by chunk; only a
+/// tensor's absmax values (one float per block) are held whole, for double quantization.
+public enum QuantizePass {
+    /// Which tensors transformers' bitsandbytes integration quantizes: the weights of nn.Linear
+    /// modules (2-D `*_proj.weight`, `fc1/fc2.weight`), never lm_head, embeddings, norms, convs or
+    /// the perceiver latents.
+    public static func quantizes(_ name: String, shape: [Int], skip: [String]) -> Bool {
+        guard shape.count == 2, name.hasSuffix(".weight") else { return false }
+        if name.hasPrefix("lm_head.") || name.contains("embed") || name.contains("norm") { return false }
+        if skip.contains(where: { name.contains($0) }) { return false }
+        return name.hasSuffix("_proj.weight") || name.hasSuffix(".fc1.weight") || name.hasSuffix(".fc2.weight")
+    }
+
+    static let chunkElements = 1 << 20  // a multiple of every valid block size
+
+    public static func run(source: any ModelSource, output: String, options o: QuantizeOptions, settings: OutputSettings) throws -> PassReport {
+        let q = source.quantizedTensorNames
+        if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: "quantize") }
+        if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
+        let staged = try StagedOutput(finalPath: output, directory: false, overwrite: settings.overwrite)
+        let w = try I2QWriter(path: staged.tempPath, alignment: settings.alignment)
+        let progress = ProgressBar(label: "quantize", totalBytes: source.tensorBytes, enabled: settings.showProgress)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: chunkElements * 8, alignment: 64)   // [chunk] source dtype
+        let f32 = UnsafeMutablePointer<Float>.allocate(capacity: chunkElements)                    // [chunk] float32
+        let out = UnsafeMutableRawPointer.allocate(byteCount: chunkElements * 8, alignment: 64)   // [chunk] output bytes
+        defer { raw.deallocate(); f32.deallocate(); out.deallocate() }
+        var results: [TensorCastResult] = []
+        var written = 0
+        for t in source.tensors {
+            let n = t.elementCount
+            if t.dtype.isCastableFloat && quantizes(t.name, shape: t.shape, skip: o.skip) {
+                var params: [(String, I2QParam)] = [("blocksize", .int(Int64(o.blockSize))), ("double_quant", .int(o.doubleQuant ? 1 : 0))]
+                try w.beginTensor(name: t.name, scheme: o.type == .nf4 ? I2QSpec.Scheme.nf4 : I2QSpec.Scheme.fp4,
+                                  dtype: o.computeDType, shape: t.shape, params: params)
+                let blocks = FourBitCodec.blockCount(count: n, blockSize: o.blockSize)
+                var absmax = [Float](repeating: 0, count: blocks)  // [blocks]
+                try w.beginComponent(role: "packed", dtype: .u8, shape: [FourBitCodec.packedCount(count: n)])
+                var i = 0
+                while i < n {
+                    let m = min(chunkElements, n - i)
+                    try t.read(elements: i, count: m, into: raw)
+                    FloatConversion.widenToF32(from: t.dtype, count: m, src: raw, dst: f32)
+                    let packedOut = out.assumingMemoryBound(to: UInt8.self)
+                    absmax.withUnsafeMutableBufferPointer { a in
+                        FourBitCodec.quantizeBlocks(UnsafeBufferPointer(start: f32, count: m), type: o.type, blockSize: o.blockSize,
+                                                    packed: packedOut, absmax: a.baseAddress! + i / o.blockSize)
+                    }
+                    try w.append(UnsafeRawBufferPointer(start: out, count: (m + 1) / 2))
+                    progress.advance(m * t.dtype.size)
+                    i += m
+                }
+                try w.endComponent()
+                if o.doubleQuant {
+                    let dq = DoubleQuant.compress(absmax)
+                    try w.beginComponent(role: "absmax", dtype: .u8, shape: [blocks])
+                    try dq.codes.withUnsafeBytes { try w.append($0) }
+                    try w.endComponent()
+                    try w.beginComponent(role: "nested_absmax", dtype: .f32, shape: [dq.nestedAbsmax.count])
+                    try dq.nestedAbsmax.withUnsafeBytes { try w.append($0) }
+                    try w.endComponent()
+                    try w.beginComponent(role: "nested_code", dtype: .f32, shape: [256])
+                    try DynamicMap.code.withUnsafeBytes { try w.append($0) }
+                    try w.endComponent()
+                    params.append(("nested_offset", .float(Double(dq.offset))))
+                    try w.setParams(params)
+                } else {
+                    try w.beginComponent(role: "absmax", dtype: .f32, shape: [blocks])
+                    try absmax.withUnsafeBytes { try w.append($0) }
+                    try w.endComponent()
+                }
+                try w.endTensor()
+                written += (n + 1) / 2 + blocks * (o.doubleQuant ? 1 : 4)
+                results.append(TensorCastResult(name: t.name, from: t.dtype, to: .u8, elements: n, stats: CastStats()))
+            } else {
+                let to = (t.dtype.isCastableFloat ? o.dtype : nil) ?? t.dtype
+                try w.beginTensor(name: t.name, dtype: to, shape: t.shape)
+                try w.beginComponent(role: "data", dtype: to, shape: t.shape)
+                var stats = CastStats()
+                var i = 0
+                while i < n {
+                    let m = min(chunkElements, n - i)
+                    try t.read(elements: i, count: m, into: raw)
+                    if to == t.dtype {
+                        try w.append(UnsafeRawBufferPointer(start: raw, count: m * to.size))
+                    } else {
+                        stats += try FloatConversion.convert(from: t.dtype, to: to, count: m, src: raw, dst: out, first: i, total: n)
+                        try w.append(UnsafeRawBufferPointer(start: out, count: m * to.size))
+                    }
+                    progress.advance(m * t.dtype.size)
+                    i += m
+                }
+                try w.endComponent()
+                try w.endTensor()
+                written += n * to.size
+                results.append(TensorCastResult(name: t.name, from: t.dtype, to: to, elements: n, stats: stats))
+            }
+        }
+        var prov = source.provenance ?? Provenance(source: source.identity, passes: [])
+        prov.passes.append(PassRecord(name: "quantize", params: [
+            ("type", .string(o.type.rawValue)), ("block_size", .int(o.blockSize)), ("double_quant", .bool(o.doubleQuant)),
+            ("compute_dtype", .string(o.computeDType.rawValue)), ("skip", .array(o.skip.map { .string($0) })),
+        ]))
+        prov.i2qVersion = I2QVersion.string
+        let cfg = Array((JSONWriter.string(source.rawConfig, indent: 2) + "\n").utf8)
+        try w.finish(metadata: I2QMetadata(files: [("config.json", cfg)] + (try source.auxiliaryFiles()), provenance: prov))
+        try staged.commit()
+        progress.finish()
+        return PassReport(output: output, files: [FileSystem.basename(output)], tensors: results,
+                          bytesRead: source.tensorBytes, bytesWritten: written, seconds: progress.elapsed)
+    }
+}
