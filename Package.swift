@@ -59,7 +59,7 @@ let package = Package(
         // Runs the built `i2q` binary: exit codes and messages users see.
         .testTarget(name: "I2QCLITests", dependencies: ["i2q", "I2QCore", "I2QFormats", "I2QTestSupport"]),
         .testTarget(name: "I2QRuntimeTests", dependencies: ["I2QRuntime", "I2QPasses", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
-        .testTarget(name: "I2QEvalTests", dependencies: ["I2QEval", "I2QRuntime", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
+        .testTarget(name: "I2QEvalTests", dependencies: ["I2QEval", "I2QRuntime", "I2QPasses", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
         .testTarget(name: "I2QImageTests", dependencies: ["I2QImage", "I2QCore", "I2QFormats", "I2QTestSupport"], swiftSettings: native),
         .testTarget(name: "I2QQuantTests", dependencies: ["I2QQuant", "I2QCore", "I2QFormats", "I2QTestSupport"], swiftSettings: native),
         .testTarget(name: "I2QTokenizerTests", dependencies: ["I2QTokenizer", "I2QCore", "I2QTestSupport"], swiftSettings: native),

@@ -3,6 +3,7 @@ import XCTest
 import I2QCore
 import I2QFormats
 import I2QTestSupport
+import I2QPasses
 @testable import I2QEval
 @testable import I2QRuntime
 
@@ -75,5 +76,31 @@ final class SmolLM2Tests: XCTestCase {
             let std = (w.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(v)).squareRoot()
             XCTAssertLessThanOrEqual(d, 1e-4 * std, "position \(p): max|Δ| \(d), std \(std)")
         }
+    }
+}
+
+
+/// NF4: `i2q quantize --nf4` then `i2q perplexity` against transformers + bitsandbytes 0.50.2 NF4
+/// (double quant, compute float32) on the same windows (Tests/Fixtures/smollm2/nf4_perplexity.json).
+final class SmolLM2NF4Tests: XCTestCase {
+    func testNF4PerplexityMatchesBitsandbytesWithinHalfAPercent() throws {
+        let root = URL(fileURLWithPath: fixturesDir).deletingLastPathComponent().deletingLastPathComponent().path
+        let path = ProcessInfo.processInfo.environment["I2Q_SMOLLM2"] ?? root + "/.cache/smollm2/SmolLM2-135M-Instruct-f32"
+        guard FileSystem.exists(path + "/model.safetensors") else {
+            return XCTFail("SmolLM2 is not at \(path): run `bash scripts/get_smollm2.sh` (scripts/test.sh does) or set I2Q_SMOLLM2")
+        }
+        let dir = try makeTempDir("smol-nf4")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var s = OutputSettings(); s.showProgress = false
+        _ = try QuantizePass.run(source: try openModel(path), output: dir + "/nf4.i2q", options: QuantizeOptions(), settings: s)
+        let g = try JSONParser.parse(FileSystem.readFile(fixturesDir + "/smollm2/nf4_perplexity.json"), source: "nf4")
+        let session = try TextSession(source: try openModel(dir + "/nf4.i2q"))
+        let text = String(decoding: try FileSystem.readFile("/usr/share/common-licenses/GPL-3"), as: UTF8.self)
+        let r = try Perplexity.evaluate(session: session, text: text, ctx: 512)
+        let want = try XCTUnwrap(g["ppl"]?.doubleValue)
+        let rel = abs(r.ppl - want) / want
+        print("SmolLM2 NF4 perplexity: i2q \(r.ppl), transformers+bitsandbytes \(want), relative difference \(rel)")
+        XCTAssertEqual(r.windows, g["windows"]?.intValue)
+        XCTAssertLessThanOrEqual(rel, 5e-3)
     }
 }
