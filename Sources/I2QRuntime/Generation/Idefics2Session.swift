@@ -81,18 +81,9 @@ public final class Idefics2Session: @unchecked Sendable {
             inputs = Self.inputs(try process(try paths.map { try ImageDecoder.decodeRGB(path: $0) }))
         }
         let emb = try model.embeddings(ids: ids, images: inputs)
-        let cache = model.text.makeCache(capacity: ids.count + maxNewTokens + 1)
-        let hidden = try model.text.forward(embeddings: emb, cache: cache)
-        let prefill = ProgressBar.now() - t0
-        let logits = wantLogits ? try model.text.logits(hidden, rows: 0..<ids.count) : nil
-        var opts = GreedyOptions()
-        opts.maxNewTokens = maxNewTokens
-        opts.stopTokens = ignoreStopTokens ? [] : stopTokens
-        opts.bannedTokens = bannedTokens
-        let t1 = ProgressBar.now()
-        let generated = maxNewTokens > 0 ? try Greedy.continueFrom(model.text, hidden: hidden, options: opts, cache: cache) : []
-        return TextSession.RunResult(inputIds: ids, generatedIds: generated,
-                                     text: text.tokenizer.decode(generated.filter { !stopTokens.contains($0) }, skipSpecialTokens: true),
-                                     promptLogits: logits, prefillSeconds: prefill, decodeSeconds: ProgressBar.now() - t1)
+        // text.decoder is model.text (shared), so this continues with the same weights.
+        return try text.complete(ids: ids, embeddings: emb, maxNewTokens: maxNewTokens, wantLogits: wantLogits,
+                                 stopTokens: ignoreStopTokens ? [] : stopTokens, bannedTokens: bannedTokens,
+                                 endTokens: stopTokens, extraPrefillSeconds: ProgressBar.now() - t0)
     }
 }

@@ -47,23 +47,36 @@ public final class TextSession: @unchecked Sendable {
     public func run(prompt: String, maxNewTokens: Int, wantLogits: Bool, ignoreStopTokens: Bool = false,
                     onToken: (Int) -> Void = { _ in }) throws -> RunResult {
         let ids = tokenizer.encode(prompt)
+        return try complete(ids: ids, embeddings: try decoder.embed(ids), maxNewTokens: maxNewTokens, wantLogits: wantLogits,
+                            stopTokens: ignoreStopTokens ? [] : stopTokens, bannedTokens: bannedTokens, onToken: onToken)
+    }
+
+    /// The part every model shares: prefill `embeddings` (the prompt `ids`, images already merged
+    /// for Idefics2), optional prompt logits, greedy generation, and the answer text (end tokens dropped).
+    /// `endTokens` (default: this session's stop tokens) are left out of the text;
+    /// `extraPrefillSeconds` is work done before (e.g. the vision encoder), counted as prefill.
+    public func complete(ids: [Int], embeddings: [Float], maxNewTokens: Int, wantLogits: Bool,
+                         stopTokens stops: Set<Int>, bannedTokens banned: Set<Int>, endTokens: Set<Int>? = nil,
+                         extraPrefillSeconds: Double = 0,
+                         onToken: (Int) -> Void = { _ in }) throws -> RunResult {
         let cache = decoder.makeCache(capacity: ids.count + maxNewTokens + 1)
         let t0 = ProgressBar.now()
-        let hidden = try decoder.forward(embeddings: try decoder.embed(ids), cache: cache)
-        let prefill = ProgressBar.now() - t0
+        let hidden = try decoder.forward(embeddings: embeddings, cache: cache)
+        let prefill = ProgressBar.now() - t0 + extraPrefillSeconds
         let logits = wantLogits ? try decoder.logits(hidden, rows: 0..<ids.count) : nil
         var generated: [Int] = []
         let t1 = ProgressBar.now()
         if maxNewTokens > 0 {
             var opts = GreedyOptions()
             opts.maxNewTokens = maxNewTokens
-            opts.stopTokens = ignoreStopTokens ? [] : stopTokens
-            opts.bannedTokens = bannedTokens
+            opts.stopTokens = stops
+            opts.bannedTokens = banned
             generated = try Greedy.continueFrom(decoder, hidden: hidden, options: opts, cache: cache, onToken: onToken)
         }
         let decode = ProgressBar.now() - t1
+        let ends = endTokens ?? stopTokens  // never shown in the answer, even with --ignore-eos
         return RunResult(inputIds: ids, generatedIds: generated,
-                         text: tokenizer.decode(generated.filter { !stopTokens.contains($0) }, skipSpecialTokens: true),
+                         text: tokenizer.decode(generated.filter { !ends.contains($0) }, skipSpecialTokens: true),
                          promptLogits: logits, prefillSeconds: prefill, decodeSeconds: decode)
     }
 }
