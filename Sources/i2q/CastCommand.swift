@@ -40,38 +40,6 @@ struct Cast: ParsableCommand {
     }
 }
 
-struct Export: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Write a model in another runtime's layout: --to hf gives an HF safetensors directory transformers loads.")
-
-    @Argument(help: "An .i2q file or HF model directory.")
-    var model: String
-
-    @Option(help: "Target layout: hf.")
-    var to: String
-
-    @Option(help: "Largest safetensors shard, e.g. 5GB, 500MB, 2GiB.")
-    var maxShardSize: String = "5GB"
-
-    @OptionGroup var out: OutputOptions
-
-    func validate() throws {
-        guard to == "hf" else { throw ValidationError("--to must be hf (got \"\(to)\")") }
-        guard parseByteSize(maxShardSize) != nil else {
-            throw ValidationError("--max-shard-size must be a size like 5GB, 500MB or 2GiB (got \"\(maxShardSize)\")")
-        }
-    }
-
-    func run() throws {
-        try runReportingErrors {
-            var s = out.baseSettings
-            s.maxShardSize = parseByteSize(maxShardSize)!
-            let r = try ExportPass.makeHF(source: try openModel(model), output: out.output, settings: s).run()
-            printSummary("exported \(r.tensors.count) tensors to hf", r)
-        }
-    }
-}
-
 func printSummary(_ what: String, _ r: PassReport) {
     let rate = Double(r.bytesRead) / max(r.seconds, 1e-9)
     print("\(what): \(formatBytes(r.bytesRead)) -> \(formatBytes(r.bytesWritten)) in \(formatFixed(r.seconds, 1))s (\(formatBytes(Int(rate)))/s), \(r.files.count) file(s) -> \(r.output)")
