@@ -7,6 +7,9 @@ Pinned: torch 2.15.0, transformers 5.24.0, bitsandbytes 0.50.2, safetensors 0.8.
 
 What transformers + bitsandbytes write for a 4-bit model, and what they compute with it:
 
+  (Logits use bitsandbytes' generic dequantization; see bnb_generic_dequantize for why not the
+  native CPU kernel.)
+
   tiny-idefics2-nf4/   Tests/Fixtures/tiny-idefics2-v4 loaded with
                        BitsAndBytesConfig(load_in_4bit, nf4, double quant, compute float32),
                        dtype float32, device_map cpu; `save_pretrained` output (model.safetensors,
@@ -25,12 +28,14 @@ import json
 import os
 import shutil
 import sys
+import types
 
 import torch
 import transformers
 import bitsandbytes
 import safetensors
 from safetensors.torch import load_file, save_file
+from bitsandbytes.backends.default.ops import _dequantize_4bit_compute
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, BitsAndBytesConfig
 
 PINS = {"torch": "2.15.0", "transformers": "5.24.0", "bitsandbytes": "0.50.2", "safetensors": "0.8.0"}
@@ -44,15 +49,38 @@ def check_versions():
         sys.exit(f"version mismatch (got, pinned): {bad}")
 
 
+def bnb_generic_dequantize(weight, qs):
+    """bitsandbytes' reference dequantization (backends/default/ops.py `_dequantize_4bit_compute`,
+    blocks over the flattened tensor — what the CUDA kernel computes), with double-quantized absmax
+    restored as `functional.dequantize_4bit` does (dequantize_blockwise(absmax, state2) + offset).
+
+    Why not bnb's CPU kernel: bitsandbytes 0.50.2's native CPU dequantize
+    (`cdequantize_blockwise_cpu_*`) indexes absmax per row as row * (in // blocksize) + col // blocksize,
+    which is wrong when `in` is not a multiple of the block size (here in = 32 < 64: every element
+    gets absmax[0]). Real checkpoints (in = 576, 4096, 14336, 1152...) are multiples of 64, where both
+    agree; the tiny fixtures are not, so the generic definition is the reference."""
+    absmax = qs.absmax
+    if qs.nested:
+        absmax = bitsandbytes.functional.dequantize_blockwise(qs.absmax, qs.state2) + qs.offset
+    A = weight.reshape(-1)
+    if A.dtype != torch.uint8:
+        A = A.view(torch.uint8)
+    return _dequantize_4bit_compute(A, absmax.float(), qs.code, qs.blocksize, qs.shape, qs.dtype)
+
+
 def plain_cpu_path(model):
-    """bitsandbytes 0.50 repacks 4-bit weights into a CPU-kernel layout on the first forward when the
-    CPU has AVX512-BF16 (and fails for in-features < blocksize, as in these tiny models). Turn that
-    off: forward is then bnb's generic path, dequantize_4bit + matmul in the compute dtype — the
-    values bnb defines on every machine."""
+    """Every Linear4bit computes F.linear(x, bnb_generic_dequantize(W)) in the compute dtype (float32)
+    — bnb's matmul_4bit on CPU is dequantize + matmul too, only with the native kernel above."""
     n = 0
+
+    def forward(self, x):
+        w = bnb_generic_dequantize(self.weight.data, self.weight.quant_state).to(self.compute_dtype)
+        bias = None if self.bias is None else self.bias.to(self.compute_dtype)
+        return torch.nn.functional.linear(x.to(self.compute_dtype), w, bias).to(x.dtype)
+
     for mod in model.modules():
         if isinstance(mod, bitsandbytes.nn.Linear4bit):
-            mod.support_avx512bf16_for_cpu = False
+            mod.forward = types.MethodType(forward, mod)
             n += 1
     assert n > 0
     return model
