@@ -1,6 +1,7 @@
 // i2q-bench: runtime measurements that need no tokenizer or image files.
 //
 //   i2q-bench idefics2 MODEL [--crops 4] [--crop-size 490x378] [--original 980x557] [--new-tokens 8]
+//   i2q-bench nf4 MODEL TENSOR...   (the NF4 codec alone on named tensors; NF4Bench.swift)
 //
 // Runs one DocVQA-style page through the whole Idefics2 model (vision encoder and connector for
 // the 4 crops + the original, as image splitting gives them; then the decoder's prefill over
@@ -45,6 +46,14 @@ func size(_ s: String) -> (Int, Int) {
 }
 
 var args = Array(CommandLine.arguments.dropFirst())
+if args.first == "nf4" {
+    guard args.count >= 3 else {
+        FileHandle.standardError.write(Data("usage: i2q-bench nf4 MODEL TENSOR_NAME...\n".utf8))
+        exit(2)
+    }
+    do { try runNF4Bench(Array(args.dropFirst())) } catch { FileHandle.standardError.write(Data("error: \(error)\n".utf8)); exit(1) }
+    exit(0)
+}
 guard args.count >= 2, args[0] == "idefics2" else {
     FileHandle.standardError.write(Data("usage: i2q-bench idefics2 MODEL [--crops N] [--crop-size WxH] [--original WxH] [--new-tokens N]\n".utf8))
     exit(2)
