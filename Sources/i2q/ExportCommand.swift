@@ -9,6 +9,8 @@ enum ExportTarget: String, CaseIterable, ExpressibleByArgument {
     case hf
     /// transformers' bitsandbytes 4-bit state dict + quantization_config (from an nf4/fp4 .i2q).
     case hfBnb = "hf-bnb"
+    /// llama.cpp GGUF v3 of the text decoder (llama architecture); tensor type from --type.
+    case gguf
 }
 
 struct Export: ParsableCommand {
@@ -24,11 +26,17 @@ struct Export: ParsableCommand {
     @Option(help: "Largest safetensors shard, e.g. 5GB, 500MB, 2GiB.")
     var maxShardSize: String = "5GB"
 
+    @Option(help: "GGUF tensor type (--to gguf): \(GGUFExportType.allCases.map(\.rawValue).joined(separator: ", ")); default bf16 for bf16 models, else f16.")
+    var type: String?
+
     @OptionGroup var out: OutputOptions
 
     func validate() throws {
         guard parseByteSize(maxShardSize) != nil else {
             throw ValidationError("--max-shard-size must be a size like 5GB, 500MB or 2GiB (got \"\(maxShardSize)\")")
+        }
+        if let type, GGUFExportType(rawValue: type) == nil || to != .gguf {
+            throw ValidationError("--type takes \(GGUFExportType.allCases.map(\.rawValue).joined(separator: ", ")) and only with --to gguf (got \"\(type)\")")
         }
     }
 
@@ -44,6 +52,8 @@ struct Export: ParsableCommand {
             case .hfBnb:
                 let r = try BnbExportPass.run(source: source, output: out.output, settings: s)
                 printSummary("exported \(r.tensors.count) tensors to hf-bnb", r)
+            case .gguf:
+                print(try GGUFExportPass(source: source, output: out.output, type: type.flatMap(GGUFExportType.init(rawValue:)), settings: s).run().summary)
             }
         }
     }

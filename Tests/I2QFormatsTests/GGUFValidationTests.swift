@@ -270,3 +270,64 @@ final class GGUFValidationTests: XCTestCase {
     }
 }
 
+
+/// Mutation fuzzing of the GGUF reader (as I2QFileTests.testMutationFuzz does for .i2q): random byte
+/// flips in the header and data, extreme u64/u32 values in counts, lengths, dims, types and offsets,
+/// truncation and extension of real GGUF files. Every input must either open — and then dequantize
+/// every tensor and build (or cleanly refuse) the llama model — or be rejected with an I2QError;
+/// a crash fails the whole test run.
+extension GGUFValidationTests {
+    func testMutationFuzz() throws {
+        let seeds = try ["types.gguf", "tiny-tied.gguf"].map { try FileSystem.readFile(fixturesDir + "/gguf/" + $0) }
+        let headerEnds = try seeds.map { try GGUFFile(file: MappedFile(copying: $0, name: "seed")).dataOffset }
+        var rng = SplitMix64(seed: 0x6617_F022)
+        var opened = 0, rejected = 0, models = 0
+        let iterations = 20_000
+        var out = [Float](repeating: 0, count: 1 << 16)
+        for it in 0..<iterations {
+            var b = seeds[it % seeds.count]
+            let header = headerEnds[it % seeds.count]
+            let kind = rng.next() % 6
+            for _ in 0..<(1 + Int(rng.next() % 4)) {
+                switch kind {
+                case 0:  // a random byte anywhere (mostly data)
+                    b[Int(rng.next() % UInt64(b.count))] = UInt8(truncatingIfNeeded: rng.next())
+                case 1, 2:  // a byte in the header (keys, types, lengths, tensor infos)
+                    b[Int(rng.next() % UInt64(header))] = UInt8(truncatingIfNeeded: rng.next())
+                case 3:  // a u64 in the header set to an extreme value (counts, lengths, dims, offsets)
+                    let at = 8 + Int(rng.next() % UInt64(header - 16))
+                    let v: UInt64 = [0, 1, UInt64.max, UInt64(b.count), UInt64(1) << 63, UInt64(Int64.max), rng.next()][Int(rng.next() % 7)]
+                    for k in 0..<8 { b[at + k] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(k))) }
+                case 4:  // truncate or extend
+                    if rng.next() % 2 == 0 { b.removeLast(Int(rng.next() % UInt64(b.count))) } else { b += [UInt8](repeating: 0, count: Int(rng.next() % 100)) }
+                default:  // a u32 in the header (value types, dim counts, ggml types) set to an extreme value
+                    let at = 4 + Int(rng.next() % UInt64(header - 8))
+                    let v: UInt32 = [0, 1, 9, 12, 13, 0xFFFF, UInt32.max, UInt32(truncatingIfNeeded: rng.next())][Int(rng.next() % 8)]
+                    for k in 0..<4 { b[at + k] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(k))) }
+                }
+            }
+            do {
+                let g = try GGUFFile(file: MappedFile(copying: b, name: "fuzz.gguf"))
+                for t in g.tensors where t.type.isDequantizable {
+                    var first = 0
+                    while first < t.elementCount {  // [≤ 65536] f32 per step
+                        let n = min(out.count, t.elementCount - first)
+                        try out.withUnsafeMutableBufferPointer { try g.dequantize(t, first: first, count: n, into: $0.baseAddress!) }
+                        first += n
+                    }
+                }
+                opened += 1
+                if let m = try? GGUFModel(file: g) {
+                    models += 1
+                    for t in m.tensors.prefix(3) { _ = try t.withData { $0.count } }
+                }
+            } catch is I2QError {
+                rejected += 1
+            }
+        }
+        XCTAssertEqual(opened + rejected, iterations)
+        XCTAssertGreaterThan(rejected, iterations / 4)
+        XCTAssertGreaterThan(opened, iterations / 20)
+        print("gguf reader fuzz: \(iterations) mutated inputs, \(rejected) rejected with an error, \(opened) opened (\(models) as llama models), 0 crashes")
+    }
+}

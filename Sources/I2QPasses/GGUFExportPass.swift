@@ -1,0 +1,509 @@
+import I2QCore
+import I2QFormats
+
+/// `--type` of `export --to gguf`: the encoding of the 2-D weights (norms always stay F32).
+public enum GGUFExportType: String, CaseIterable, Sendable {
+    case f32, f16, bf16, q8_0, q4_0
+
+    /// `general.file_type` (llama.cpp `enum llama_ftype`, gguf-py `LlamaFileType`).
+    public var fileType: UInt32 {
+        switch self {
+        case .f32: return 0
+        case .f16: return 1
+        case .q4_0: return 2
+        case .q8_0: return 7
+        case .bf16: return 32
+        }
+    }
+
+    public var ggml: GGMLType {
+        switch self {
+        case .f32: return .f32
+        case .f16: return .f16
+        case .bf16: return .bf16
+        case .q8_0: return .q8_0
+        case .q4_0: return .q4_0
+        }
+    }
+
+    /// convert_hf_to_gguf's `--outtype auto`: bf16 when the first ≥2-D tensor is bf16, else f16.
+    public static func auto(for source: any ModelSource) -> GGUFExportType {
+        source.tensors.first(where: { $0.shape.count >= 2 })?.dtype == .bf16 ? .bf16 : .f16
+    }
+}
+
+public enum GGUFExportError: I2QError {
+    case unsupportedModel(path: String, detail: String)
+    case tokenizer(path: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case let .unsupportedModel(p, d): return "\(p): cannot export to GGUF: \(d)"
+        case let .tokenizer(p, d): return "\(p): cannot build the GGUF vocabulary: \(d)"
+        }
+    }
+}
+
+/// One tensor of the export plan.
+public struct GGUFPlannedTensor: Sendable {
+    /// llama.cpp name (`blk.0.attn_q.weight`).
+    public let name: String
+    /// HF name in the source.
+    public let source: String
+    public let shape: [Int]
+    public let type: GGMLType
+    /// q/k rows are permuted for llama.cpp's rotary layout with this many heads (nil: rows as is).
+    public let permuteHeads: Int?
+}
+
+public struct GGUFExportReport: Sendable {
+    public let output: String
+    public let type: GGUFExportType
+    public let tensors: [GGUFPlannedTensor]
+    public let bytesRead: Int
+    public let bytesWritten: Int
+    public let seconds: Double
+    /// What the user should know (dropped settings, fallbacks, overflow to inf).
+    public let notes: [String]
+
+    public var summary: String {
+        let counts = Dictionary(grouping: tensors, by: \.type.name).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", ")
+        var s = "exported \(tensors.count) tensors (\(counts)) to gguf \(type.rawValue): \(formatBytes(bytesRead)) -> \(formatBytes(bytesWritten)) in \(formatFixed(seconds, 1))s -> \(output)"
+        for n in notes { s += "\nnote: " + n }
+        return s
+    }
+}
+
+/// `i2q export --to gguf`: the text decoder of a Llama / Mistral model (or of an Idefics2 model) as a
+/// llama-architecture GGUF v3 file that llama.cpp runs, matching llama.cpp's
+/// `convert_hf_to_gguf.py` (LlamaModel, gguf-py 0.19) in names, q/k permutation, tensor types and
+/// metadata, with these documented differences:
+/// - `--type q4_0` (convert_hf_to_gguf has no q4_0; llama-quantize makes it): every 2-D weight Q4_0
+///   except `output` — and `token_embd` when it is tied to the output — which is Q8_0.
+///   llama-quantize gives that tensor Q6_K, or Q8_0 when ne0 % 256 ≠ 0 (SmolLM2: 576); i2q has no
+///   Q6_K encoder, so it is always Q8_0.
+/// - A weight whose rows are not a multiple of 32 falls back to F16 under q8_0/q4_0 (convert's
+///   QuantError fallback and llama-quantize's "unusual shape" fallback do the same).
+/// - "llama" (SentencePiece-style) vocabularies built from tokenizer.json get scores from the merge
+///   ranks (token made by merge r: −r) instead of gguf-py LlamaHfVocab's −1000 for every token:
+///   llama.cpp's SPM tokenizer merges by score, and with equal scores it tokenizes differently from
+///   the HF tokenizer (measured: "fox jumps", "internationalization").
+/// - `tokenizer.ggml.add_bos_token` is written whenever the tokenizer decides it (a
+///   TemplateProcessing without a leading special token means false).
+/// Mistral's sliding window has no llama-architecture key: llama.cpp attends to the whole context
+/// (as convert_hf_to_gguf's output does); a note says so.
+public struct GGUFExportPass {
+    public let source: any ModelSource
+    public let outputPath: String
+    public let type: GGUFExportType
+    public let settings: OutputSettings
+    public let plan: [GGUFPlannedTensor]
+    public let metadata: [(key: String, value: GGUFValue)]
+    public let notes: [String]
+
+    public init(source: any ModelSource, output: String, type: GGUFExportType? = nil, settings: OutputSettings) throws {
+        let q = source.quantizedTensorNames
+        if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: "export --to gguf") }
+        self.source = source
+        outputPath = output
+        self.settings = settings
+        let type = type ?? GGUFExportType.auto(for: source)
+        self.type = type
+        var notes: [String] = []
+
+        let cfg = source.config
+        let t = cfg.textConfig
+        let path = source.path
+        guard ["llama", "mistral", "idefics2"].contains(cfg.modelType), ["llama", "mistral"].contains(t.modelType) else {
+            throw GGUFExportError.unsupportedModel(path: path, detail: "model_type \"\(cfg.modelType)\" (text \"\(t.modelType)\"); GGUF export handles llama, mistral and idefics2's text decoder.")
+        }
+        guard t.hiddenAct == "silu" else { throw GGUFExportError.unsupportedModel(path: path, detail: "hidden_act \"\(t.hiddenAct)\"; llama.cpp's llama architecture uses silu.") }
+        guard !t.attentionBias, !t.mlpBias else { throw GGUFExportError.unsupportedModel(path: path, detail: "attention_bias/mlp_bias are set; i2q exports bias-free llama decoders only.") }
+        guard t.rope.ropeType == "default" else {
+            throw GGUFExportError.unsupportedModel(path: path, detail: "rope_type \"\(t.rope.ropeType)\" is not exported yet (only the default RoPE).")
+        }
+        guard t.headDim > 0, t.headDim % 2 == 0 else { throw GGUFExportError.unsupportedModel(path: path, detail: "head_dim \(t.headDim) must be even and positive.") }
+        if let w = t.slidingWindow {
+            notes.append("sliding_window \(w) is not representable in a llama GGUF: llama.cpp attends to the whole context, so outputs differ from transformers once a sequence is longer than \(w) tokens (convert_hf_to_gguf.py drops it too).")
+        }
+
+        // Names: the text decoder's prefix in this checkpoint.
+        var prefix = "model."
+        if cfg.modelType == "idefics2" {
+            let candidates = ["model.text_model.", "model.language_model."]
+            guard let p = candidates.first(where: { source.tensor($0 + "embed_tokens.weight") != nil }) else {
+                throw ModelError.missingTensor(model: path, tensor: "model.text_model.embed_tokens.weight")
+            }
+            prefix = p
+        }
+        let lmHead = source.tensor("lm_head.weight")
+        let tied = lmHead == nil || t.tieWordEmbeddings  // as the runtime (and transformers) decide
+        var names: [(gguf: String, hf: String, heads: Int?)] = [("token_embd.weight", prefix + "embed_tokens.weight", nil)]
+        for i in 0..<t.numHiddenLayers {
+            let b = "blk.\(i).", l = "\(prefix)layers.\(i)."
+            names += [
+                (b + "attn_norm.weight", l + "input_layernorm.weight", nil),
+                (b + "attn_q.weight", l + "self_attn.q_proj.weight", t.numAttentionHeads),
+                (b + "attn_k.weight", l + "self_attn.k_proj.weight", t.numKeyValueHeads),
+                (b + "attn_v.weight", l + "self_attn.v_proj.weight", nil),
+                (b + "attn_output.weight", l + "self_attn.o_proj.weight", nil),
+                (b + "ffn_norm.weight", l + "post_attention_layernorm.weight", nil),
+                (b + "ffn_gate.weight", l + "mlp.gate_proj.weight", nil),
+                (b + "ffn_up.weight", l + "mlp.up_proj.weight", nil),
+                (b + "ffn_down.weight", l + "mlp.down_proj.weight", nil),
+            ]
+        }
+        names.append(("output_norm.weight", prefix + "norm.weight", nil))
+        if !tied { names.append(("output.weight", "lm_head.weight", nil)) }
+
+        var plan: [GGUFPlannedTensor] = []
+        var fallbacks: [String] = []
+        for (g, hf, heads) in names {
+            guard let st = source.tensor(hf) else { throw ModelError.missingTensor(model: path, tensor: hf) }
+            guard st.dtype.isCastableFloat else {
+                throw GGUFExportError.unsupportedModel(path: path, detail: "tensor \"\(hf)\" is \(st.dtype.rawValue); GGUF export needs float tensors.")
+            }
+            guard (1...2).contains(st.shape.count) else {
+                throw GGUFExportError.unsupportedModel(path: path, detail: "tensor \"\(hf)\" has shape \(st.shape); a llama decoder's tensors are 1-D or 2-D.")
+            }
+            if let h = heads, st.shape[0] % (2 * h) != 0 {
+                throw ModelError.shapeMismatch(model: path, tensor: hf, expected: [h * t.headDim, t.hiddenSize], actual: st.shape)
+            }
+            // convert_hf_to_gguf: 1-D tensors and *_norm.weight are F32; every other .weight gets the
+            // file type (Q8_0 falls back to F16 when the rows do not split into 32-blocks).
+            var ty: GGMLType = st.shape.count <= 1 || g.hasSuffix("_norm.weight") ? .f32 : type.ggml
+            if type == .q4_0 && ty == .q4_0 && (g == "output.weight" || (tied && g == "token_embd.weight")) { ty = .q8_0 }
+            if st.shape.last! % ty.blockSize != 0 {
+                fallbacks.append(g)
+                ty = .f16
+            }
+            plan.append(GGUFPlannedTensor(name: g, source: hf, shape: st.shape, type: ty, permuteHeads: heads))
+        }
+        if !fallbacks.isEmpty {
+            notes.append("\(fallbacks.count) tensor(s) have rows that are not a multiple of 32 and are stored as F16 (first: \(fallbacks[0])), as llama.cpp's converter does.")
+        }
+        if type == .q4_0 {
+            notes.append("q4_0: \(tied ? "token_embd (tied output)" : "output") is stored as Q8_0 (llama-quantize would use Q6_K where the row length is a multiple of 256; i2q has no Q6_K encoder).")
+        }
+        self.plan = plan
+
+        // Metadata, in convert_hf_to_gguf's order.
+        var md: [(key: String, value: GGUFValue)] = []
+        func put(_ k: String, _ v: GGUFValue) { md.append((k, v)) }
+        put("general.architecture", .text("llama"))
+        put("general.type", .text("model"))
+        put("general.name", .text(Self.modelName(source)))
+        put("llama.block_count", .uint32(UInt32(t.numHiddenLayers)))
+        put("llama.context_length", .uint32(UInt32(t.maxPositionEmbeddings)))
+        put("llama.embedding_length", .uint32(UInt32(t.hiddenSize)))
+        put("llama.feed_forward_length", .uint32(UInt32(t.intermediateSize)))
+        put("llama.attention.head_count", .uint32(UInt32(t.numAttentionHeads)))
+        put("llama.attention.head_count_kv", .uint32(UInt32(t.numKeyValueHeads)))
+        put("llama.rope.freq_base", .float32(Float(t.rope.theta)))
+        put("llama.attention.layer_norm_rms_epsilon", .float32(Float(t.rmsNormEps)))
+        put("llama.attention.key_length", .uint32(UInt32(t.headDim)))
+        put("llama.attention.value_length", .uint32(UInt32(t.headDim)))
+        put("general.file_type", .uint32(type.fileType))
+        put("llama.vocab_size", .uint32(UInt32(t.vocabSize)))
+        put("llama.rope.dimension_count", .uint32(UInt32(t.headDim)))
+        put("general.quantization_version", .uint32(2))  // GGML_QNT_VERSION
+        let vocab = try GGUFVocabulary(source: source, vocabSize: t.vocabSize, config: t)
+        md += vocab.metadata
+        notes += vocab.notes
+        metadata = md
+        self.notes = notes
+
+        if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
+        let needed = plan.reduce(0) { $0 + $1.shape.reduce(1, *) / $1.type.blockSize * $1.type.typeSize } + (4 << 20)
+        if let free = StreamingPass.freeBytes(FileSystem.dirname(output)), free < needed {
+            throw PassError.insufficientSpace(path: output, needed: needed, available: free)
+        }
+    }
+
+    /// general.name: config.json's `_name_or_path` (or a GGUF source's general.name) when set, else the source's file or directory name.
+    static func modelName(_ source: any ModelSource) -> String {
+        for k in ["_name_or_path", "_model_name_or_path"] {  // the latter: a GGUF source's general.name
+            if let n = source.rawConfig[k]?.stringValue, !n.isEmpty { return n }
+        }
+        var b = FileSystem.basename(source.path)
+        for ext in [".i2q", ".gguf"] where b.hasSuffix(ext) { b.removeLast(ext.count) }
+        return b
+    }
+
+    /// Rows per step: bounds the buffers to ~`chunkElements` elements.
+    static let chunkElements = 1 << 20
+
+    public func run() throws -> GGUFExportReport {
+        let staged = try StagedOutput(finalPath: outputPath, directory: false, overwrite: settings.overwrite)
+        let w = try GGUFWriter(path: staged.tempPath)
+        for (k, v) in metadata { try w.add(k, v) }
+        for p in plan { try w.declare(GGUFTensorDecl(name: p.name, shape: p.shape, type: p.type)) }
+        try w.writeHeader()
+
+        let bytesIn = plan.reduce(0) { $0 + (source.tensor($1.source)?.byteCount ?? 0) }
+        let progress = ProgressBar(label: "export", totalBytes: bytesIn, enabled: settings.showProgress)
+        let maxCols = plan.map { $0.shape.last ?? 1 }.max() ?? 1
+        let capacity = max(Self.chunkElements, maxCols)
+        // raw: [capacity × ≤ 8 bytes] source dtype; f32: [capacity] f32; out: [capacity × ≤ 4 bytes] encoded.
+        let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity * 8, alignment: 64)
+        let f32 = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
+        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity * 4, alignment: 64)
+        defer { raw.deallocate(); f32.deallocate(); out.deallocate() }
+        var overflowed: [String] = []
+
+        for p in plan {
+            guard let st = source.tensor(p.source) else { throw ModelError.missingTensor(model: source.path, tensor: p.source) }
+            try w.beginTensor(p.name)
+            let cols = p.shape.count == 2 ? p.shape[1] : p.shape[0]
+            let rows = p.shape.count == 2 ? p.shape[0] : 1
+            let rowsPerChunk = max(1, capacity / max(cols, 1))
+            var stats = CastStats()
+            var r = 0
+            while r < rows {
+                let m = min(rowsPerChunk, rows - r)
+                let n = m * cols
+                // Gather rows [r, r + m) of the (permuted) tensor into raw, in the source dtype.
+                if let heads = p.permuteHeads {
+                    // convert_hf_to_gguf LlamaModel.permute: reshape(heads, 2, dim, cols).swapaxes(1, 2):
+                    // output row h·2·dim + i·2 + j comes from input row h·2·dim + j·dim + i.
+                    let dim = rows / heads / 2
+                    for k in 0..<m {
+                        let o = r + k
+                        let h = o / (2 * dim), rem = o % (2 * dim)
+                        let src = h * 2 * dim + (rem % 2) * dim + rem / 2
+                        try st.read(elements: src * cols, count: cols, into: raw.baseAddress! + k * cols * st.dtype.size)
+                    }
+                } else {
+                    try st.read(elements: r * cols, count: n, into: raw.baseAddress!)
+                }
+                let bytes: Int
+                if let same = DType.matching(p.type), same == st.dtype {
+                    out.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: n * st.dtype.size)  // exact copy
+                    bytes = n * st.dtype.size
+                } else {
+                    _ = try FloatConversion.convert(from: st.dtype, to: .f32, count: n, src: raw.baseAddress!, dst: f32)
+                    do {
+                        stats += try GGMLQuantize.encode(p.type, f32, count: n, out.baseAddress!, first: r * cols, total: rows * cols)
+                    } catch let e as GGUFQuantizeError {
+                        throw GGUFWriteError.tensor(file: outputPath, tensor: "\(p.source) (GGUF \(p.name))", detail: "rows \(r)..<\(r + m): \(e.description)")
+                    }
+                    bytes = n / p.type.blockSize * p.type.typeSize
+                }
+                try w.append(UnsafeRawBufferPointer(rebasing: out[0..<bytes]))
+                progress.advance(n * st.dtype.size)
+                r += m
+            }
+            if stats.overflowed > 0 { overflowed.append("\(p.source): \(stats.overflowed) value(s)") }
+            try w.endTensor()
+        }
+        try w.finish()
+        try staged.commit()
+        progress.finish()
+        var notes = self.notes
+        if !overflowed.isEmpty {
+            notes.append("finite values became ±inf in \(type.rawValue): \(overflowed.joined(separator: "; ")). Export with --type bf16 or f32 instead.")
+        }
+        return GGUFExportReport(output: outputPath, type: type, tensors: plan, bytesRead: bytesIn,
+                                bytesWritten: FileSystem.fileSize(outputPath) ?? 0, seconds: progress.elapsed, notes: notes)
+    }
+}
+
+extension DType {
+    /// The DType whose bytes equal a GGML type's (plain float types only).
+    static func matching(_ g: GGMLType) -> DType? {
+        switch g {
+        case .f32: return .f32
+        case .f16: return .f16
+        case .bf16: return .bf16
+        default: return nil
+        }
+    }
+}
+
+/// The `tokenizer.ggml.*` metadata of a model, built from its tokenizer.json / tokenizer_config.json
+/// (and config.json for fallback token ids) as gguf-py's `SpecialVocab` and convert_hf_to_gguf's
+/// `_set_vocab_gpt2` / `_set_vocab_llama_hf` do (differences: see `GGUFExportPass`).
+struct GGUFVocabulary {
+    var metadata: [(key: String, value: GGUFValue)] = []
+    var notes: [String] = []
+
+    /// gguf-py `TokenType`.
+    enum TokenType: Int32 { case normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6 }
+
+    init(source: any ModelSource, vocabSize: Int, config t: TextConfig) throws {
+        let path = source.path
+        if let g = source as? GGUFModel, g.gguf.value("tokenizer.ggml.model") != nil {
+            // A GGUF source already holds llama.cpp's vocabulary: carried over unchanged.
+            metadata = g.gguf.metadata.filter { $0.key.hasPrefix("tokenizer.") }
+            return
+        }
+        let files = try source.auxiliaryFiles()
+        func file(_ n: String) -> [UInt8]? { files.first { $0.name == n }?.bytes }
+        func json(_ n: String) throws -> JSONValue? {
+            guard let b = file(n) else { return nil }
+            do { return try JSONParser.parse(b, source: path + "/" + n) } catch let e as JSONError {
+                throw GGUFExportError.tokenizer(path: path, detail: "\(n) is not valid JSON (byte \(e.offset): \(e.message))")
+            }
+        }
+        guard let tok = try json("tokenizer.json") else {
+            throw GGUFExportError.tokenizer(path: path, detail: "the model has no tokenizer.json; llama.cpp needs the vocabulary in the GGUF. Put the model's tokenizer.json (and tokenizer_config.json) next to it and convert again.")
+        }
+        let tcfg = try json("tokenizer_config.json")
+        guard let model = tok["model"], model["type"]?.stringValue == "BPE",
+              let vocabEntries = model["vocab"]?.objectEntries, let mergesJSON = model["merges"]?.arrayValue else {
+            throw GGUFExportError.tokenizer(path: path, detail: "tokenizer.json's model is not BPE with a vocab and merges (WordPiece/Unigram vocabularies are not exported).")
+        }
+        let byteFallback = model["byte_fallback"]?.boolValue ?? false
+
+        // id → (text, type, score)
+        var tokens = [String?](repeating: nil, count: vocabSize)
+        var types = [TokenType](repeating: .unused, count: vocabSize)
+        var ids: [String: Int] = [:]
+        for (text, v) in vocabEntries {
+            guard let id = v.intValue, id >= 0 else { throw GGUFExportError.tokenizer(path: path, detail: "vocab entry \"\(text)\" has no valid id") }
+            guard id < vocabSize else {
+                throw GGUFExportError.tokenizer(path: path, detail: "token \"\(text)\" has id \(id) but the model's vocab_size is \(vocabSize).")
+            }
+            tokens[id] = text; types[id] = .normal; ids[text] = id
+        }
+        var added: [(id: Int, content: String, special: Bool)] = []
+        for a in tok["added_tokens"]?.arrayValue ?? [] {
+            guard let id = a["id"]?.intValue, let c = a["content"]?.stringValue, id >= 0 else { continue }
+            guard id < vocabSize else {
+                throw GGUFExportError.tokenizer(path: path, detail: "added token \"\(c)\" has id \(id) but the model's vocab_size is \(vocabSize).")
+            }
+            added.append((id, c, a["special"]?.boolValue ?? false))
+        }
+
+        // Special token ids: tokenizer_config's *_token looked up in added_tokens, then config.json.
+        var special: [(String, Int)] = []
+        func content(_ v: JSONValue?) -> String? { v?.stringValue ?? v?["content"]?.stringValue }
+        let bosText = content(tcfg?["bos_token"]), eosText = content(tcfg?["eos_token"])
+        for typ in ["bos", "eos", "unk", "pad"] {
+            if let c = content(tcfg?["\(typ)_token"]), let a = added.first(where: { $0.content == c }) { special.append((typ, a.id)); continue }
+            let fromConfig: Int? = typ == "bos" ? t.bosTokenId : typ == "eos" ? (t.eosTokenIds.count == 1 ? t.eosTokenIds[0] : nil) : typ == "pad" ? t.padTokenId : nil
+            if let id = fromConfig, id >= 0, id < vocabSize { special.append((typ, id)) }
+        }
+        let specialIds = Set(special.map(\.1))
+
+        // add_bos / add_eos from the post-processor (gguf-py SpecialVocab), then tokenizer_config.
+        var addBos: Bool? = nil, addEos: Bool? = nil
+        if let pp = tok["post_processor"], pp != .null {
+            for proc in pp["processors"]?.arrayValue ?? [pp] {
+                switch proc["type"]?.stringValue {
+                case "ByteLevel":
+                    if addBos == nil { addBos = false }
+                case "TemplateProcessing":
+                    let single = proc["single"]?.arrayValue ?? []
+                    let first = single.first?["SpecialToken"]?["id"]?.stringValue
+                    addBos = first != nil && first == bosText
+                    if single.count > 1, let last = single.last?["SpecialToken"]?["id"]?.stringValue { addEos = last == eosText }
+                default: break
+                }
+            }
+        }
+        if addBos == nil { addBos = tcfg?["add_bos_token"]?.boolValue }
+        if addEos == nil { addEos = tcfg?["add_eos_token"]?.boolValue }
+
+        func looksSpecial(_ s: String) -> Bool {  // convert_hf_to_gguf does_token_look_special
+            ["<pad>", "<mask>", "<2mass>", "[@BOS@]"].contains(s) || (s.hasPrefix("<|") && s.hasSuffix("|>"))
+                || (s.hasPrefix("<｜") && s.hasSuffix("｜>")) || (s.hasPrefix("<unused") && s.hasSuffix(">"))
+        }
+        var merges: [String] = []
+        merges.reserveCapacity(mergesJSON.count)
+        for m in mergesJSON {
+            if let s = m.stringValue { merges.append(s); continue }
+            guard let pair = m.arrayValue, pair.count == 2, let a = pair[0].stringValue, let b = pair[1].stringValue else {
+                throw GGUFExportError.tokenizer(path: path, detail: "tokenizer.json has a merge that is neither \"a b\" nor [\"a\", \"b\"].")
+            }
+            // gguf-py: spaces inside a part are written as U+0120 so that "a b" stays splittable.
+            func enc(_ s: String) -> String { String(s.unicodeScalars.map { $0 == " " ? "\u{120}" : Character($0) }) }
+            merges.append(enc(a) + " " + enc(b))
+        }
+
+        let preTok = tok["pre_tokenizer"]
+        let modelName: String, pre: String
+        var scores: [Float]? = nil
+        let isByteLevel: (JSONValue?) -> Bool = { $0?["type"]?.stringValue == "ByteLevel" && ($0?["use_regex"]?.boolValue ?? true) }
+        if !byteFallback {
+            // GPT-2 byte-level BPE (SmolLM2, Llama 3 style): _set_vocab_gpt2.
+            modelName = "gpt2"
+            if isByteLevel(preTok) {
+                pre = "gpt-2"
+            } else if preTok?["type"]?.stringValue == "Sequence", let seq = preTok?["pretokenizers"]?.arrayValue, seq.count == 2,
+                      seq[0]["type"]?.stringValue == "Digits", seq[0]["individual_digits"]?.boolValue == true, isByteLevel(seq[1]) {
+                pre = "smollm"  // \p{N} split, then the GPT-2 regex
+            } else {
+                throw GGUFExportError.tokenizer(path: path, detail: "tokenizer.json's pre_tokenizer \(JSONWriter.string(preTok ?? .null)) has no llama.cpp pre-tokenizer i2q knows (it maps plain ByteLevel to \"gpt-2\" and Digits+ByteLevel to \"smollm\").")
+            }
+            for a in added {
+                var c = a.content
+                let isControl = a.special || looksSpecial(c)
+                if !isControl { c = c.replacingOccurrences(of: "\u{2581}", with: " ") }
+                tokens[a.id] = c
+                types[a.id] = isControl ? .control : .userDefined
+            }
+        } else {
+            // SentencePiece-style BPE with byte fallback (Llama 2, Mistral, Idefics2): _set_vocab_llama_hf.
+            modelName = "llama"
+            pre = "default"
+            guard tok["decoder"]?["type"]?.stringValue == "Sequence" else {
+                throw GGUFExportError.tokenizer(path: path, detail: "a byte-fallback BPE tokenizer without a Sequence decoder is not a Llama/Mistral SentencePiece tokenizer.")
+            }
+            let addedIds = Set(added.map(\.id))
+            for (id, text) in tokens.enumerated() {
+                guard let text else { continue }
+                if Self.isByteToken(text) { types[id] = .byte } else if specialIds.contains(id) || (addedIds.contains(id) && added.first(where: { $0.id == id })!.special) { types[id] = .control }
+            }
+            for a in added where tokens[a.id] == nil {
+                tokens[a.id] = a.content
+                types[a.id] = a.special || specialIds.contains(a.id) ? .control : .userDefined
+            }
+            // Score of a token made by merge r: −r (llama.cpp merges the highest-scored bigram first);
+            // tokens no merge makes rank below every merge; control/byte/user tokens −1000 as gguf-py.
+            var s = [Float](repeating: -Float(merges.count + 1), count: vocabSize)
+            for (r, m) in merges.enumerated() {
+                guard let sp = m.firstIndex(of: " ") else { continue }
+                let joined = String(m[..<sp]) + String(m[m.index(after: sp)...])
+                if let id = ids[joined], s[id] == -Float(merges.count + 1) { s[id] = -Float(r) }
+            }
+            for i in 0..<vocabSize where types[i] != .normal { s[i] = -1000 }
+            scores = s
+            merges = []  // llama.cpp's SPM tokenizer does not use merges; gguf-py writes none here
+        }
+        var padded = 0
+        let tokenBytes: [[UInt8]] = tokens.enumerated().map { i, s in
+            if let s { return Array(s.utf8) }
+            padded += 1
+            return Array("[PAD\(i)]".utf8)
+        }
+        if padded > 0 { notes.append("\(padded) id(s) below vocab_size \(vocabSize) have no token; written as [PADn] (unused), as convert_hf_to_gguf does.") }
+
+        func put(_ k: String, _ v: GGUFValue) { metadata.append((k, v)) }
+        if let aps = tcfg?["add_prefix_space"]?.boolValue { put("tokenizer.ggml.add_space_prefix", .bool(aps)) }
+        put("tokenizer.ggml.model", .text(modelName))
+        put("tokenizer.ggml.pre", .text(pre))
+        put("tokenizer.ggml.tokens", .strings(tokenBytes))
+        if let scores { put("tokenizer.ggml.scores", .array(.float32, scores.map { .float32($0) })) }
+        put("tokenizer.ggml.token_type", .array(.int32, types.map { .int32($0.rawValue) }))
+        if !merges.isEmpty { put("tokenizer.ggml.merges", .strings(merges.map { Array($0.utf8) })) }
+        let keyName = ["bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id", "pad": "padding_token_id"]
+        for (typ, id) in special { put("tokenizer.ggml.\(keyName[typ]!)", .uint32(UInt32(id))) }
+        if let addBos { put("tokenizer.ggml.add_bos_token", .bool(addBos)) }
+        if let addEos { put("tokenizer.ggml.add_eos_token", .bool(addEos)) }
+        // Chat template: tokenizer_config's, else chat_template.jinja, else chat_template.json's.
+        var template: [UInt8]? = nil
+        if let s = tcfg?["chat_template"]?.stringValue { template = Array(s.utf8) }
+        else if let b = file("chat_template.jinja") { template = b }
+        else if let s = try json("chat_template.json")?["chat_template"]?.stringValue { template = Array(s.utf8) }
+        if let template { put("tokenizer.chat_template", .string(template)) }
+    }
+
+    /// `<0xHH>`: a SentencePiece byte-fallback piece.
+    static func isByteToken(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard u.count == 6, u[0] == 0x3C, u[1] == 0x30, u[2] == 0x78, u[5] == 0x3E else { return false }
+        func hex(_ c: UInt8) -> Bool { (0x30...0x39).contains(c) || (0x41...0x46).contains(c) || (0x61...0x66).contains(c) }
+        return hex(u[3]) && hex(u[4])
+    }
+}
