@@ -64,8 +64,10 @@ public final class TextDecoder: @unchecked Sendable {
     }
 
     /// Runs `t` input embeddings ([t, hidden]) at the next positions of `cache`; returns the final
-    /// normalised hidden states [t, hidden].
-    public func forward(embeddings x: [Float], cache: KVCache) throws -> [Float] {
+    /// normalised hidden states [t, hidden]. `onLayer(i, h)`, when given, sees the residual stream
+    /// after decoder layer `i` (h: [t, hidden] f32, valid only during the call; before the final norm).
+    public func forward(embeddings x: [Float], cache: KVCache,
+                        onLayer: ((Int, UnsafeBufferPointer<Float>) throws -> Void)? = nil) throws -> [Float] {
         let h = config.hiddenSize
         let t = x.count / h
         guard cache.count + t <= cache.capacity else { throw RuntimeError.contextTooLong(tokens: cache.count + t, capacity: cache.capacity) }
@@ -79,6 +81,7 @@ public final class TextDecoder: @unchecked Sendable {
                 try layer.attention(normed, t: t, start: cache.count, keys: cache.keys[li], values: cache.values[li], residual: xr, ws: ws)
                 try layer.postNorm.withF32(ws.scratch) { Kernels.rmsNorm(xr, $0, normed, rows: t, n: h, eps: eps) }
                 try layer.mlp(normed, t: t, residual: xr, ws: ws)
+                try onLayer?(li, UnsafeBufferPointer(start: xr, count: t * h))
             }
             try norm.withF32(ws.scratch) { Kernels.rmsNorm(xr, $0, xr, rows: t, n: h, eps: eps) }
         }
@@ -92,9 +95,8 @@ public final class TextDecoder: @unchecked Sendable {
         var out = [Float](repeating: 0, count: rows.count * v)
         try hidden.withUnsafeBufferPointer { hp in
             try out.withUnsafeMutableBufferPointer { op in
-                try lmHead.withF32(ws.scratch) {
-                    Matmul.linear(x: hp.baseAddress! + rows.lowerBound * h, w: $0, y: op.baseAddress!, m: rows.count, k: h, n: v)
-                }
+                // Weight.linear: f32 in place; one row against a 16-bit head reads it in place (GEMV).
+                try lmHead.linear(x: hp.baseAddress! + rows.lowerBound * h, y: op.baseAddress!, m: rows.count, scratch: ws.scratch)
             }
         }
         return out

@@ -8,6 +8,7 @@ public enum RuntimeError: I2QError {
     case unsupportedDType(model: String, name: String, dtype: DType)
     case quantized(model: String, name: String)
     case contextTooLong(tokens: Int, capacity: Int)
+    case badQuantized(model: String, name: String, detail: String)
 
     public var description: String {
         switch self {
@@ -16,25 +17,31 @@ public enum RuntimeError: I2QError {
         case let .unsupportedDType(m, n, d): return "\(m): weight \"\(n)\" is \(d.rawValue); the runtime reads F32, F16 and BF16 weights."
         case let .quantized(m, n): return "\(m): weight \"\(n)\" is quantized; this runtime path needs plain weights."
         case let .contextTooLong(t, c): return "\(t) tokens exceed the KV cache capacity of \(c); use a shorter prompt or a larger --max-context."
+        case let .badQuantized(m, n, d): return "\(m): quantized weight \"\(n)\" is malformed: \(d). The file is damaged or was not written by i2q; quantize the model again."
         }
     }
 }
 
 /// A weight of the model, read in place from the mapped file when it is aligned float32, otherwise
 /// widened to float32 on use (16-bit weights: per use, into a shared scratch buffer — no whole-model
-/// float32 copy is ever held).
+/// float32 copy is ever held). 4-bit weights (nf4/fp4/affine_int4) stay packed in the mapping:
+/// decoding runs fused dequant-dot kernels over the packed bytes, prefill dequantizes bounded tiles
+/// of rows (`QuantGemv`).
 public final class Weight: @unchecked Sendable {
     public let name: String
     public let shape: [Int]
     public let tensor: SourceTensor
     /// Set when the mapped bytes are usable directly.
     let direct: UnsafePointer<Float>?
+    /// Set for 4-bit weights: the packed codes and scales, in place.
+    let packed: PackedFourBit?
     public var count: Int { tensor.elementCount }
 
-    init(_ t: SourceTensor) throws {
+    init(_ t: SourceTensor, packed p: PackedFourBit? = nil) throws {
         name = t.name
         shape = t.shape
         tensor = t
+        packed = p
         guard [.f32, .f16, .bf16].contains(t.dtype) else {
             throw RuntimeError.unsupportedDType(model: "", name: t.name, dtype: t.dtype)
         }
@@ -60,13 +67,27 @@ public final class Weight: @unchecked Sendable {
     /// the memory traffic); otherwise 16-bit weights are widened into `scratch` first.
     func linear(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int, accumulate: Bool = false, scratch: Scratch) throws {
         let out = shape[0], inDim = shape.count >= 2 ? shape.dropFirst().reduce(1, *) : 1
+        if let packed {
+            if m == 1 {
+                QuantGemv.run(packed, x: x, y: y, accumulate: accumulate)
+            } else {
+                let tile = QuantGemv.tileRows(rows: out, cols: inDim)
+                QuantGemv.linear(packed, x: x, y: y, m: m, accumulate: accumulate,
+                                 scratch: scratch.buffer(tile * inDim), tileRows: tile)  // [tile, in] f32
+            }
+            return
+        }
         if let direct {
             Matmul.linear(x: x, w: direct, y: y, m: m, k: inDim, n: out, accumulate: accumulate)
             return
         }
         if m == 1, tensor.dtype == .bf16 || tensor.dtype == .f16, let f = tensor.file {
             f.withBytes(tensor.offset, tensor.byteCount) { b in
-                Gemv.run16(w: b.baseAddress!, dtype: tensor.dtype, x: x, y: y, n: out, k: inDim, accumulate: accumulate)
+                if tensor.dtype == .bf16 {
+                    Gemv.runBF16(w: b.baseAddress!, x: x, y: y, n: out, k: inDim, accumulate: accumulate)
+                } else {
+                    Gemv.run16(w: b.baseAddress!, dtype: tensor.dtype, x: x, y: y, n: out, k: inDim, accumulate: accumulate)
+                }
             }
             return
         }
@@ -78,6 +99,10 @@ public final class Weight: @unchecked Sendable {
         let width = shape.count >= 2 ? shape.dropFirst().reduce(1, *) : 1
         if let direct {
             dst.update(from: direct + first * width, count: n * width)
+            return
+        }
+        if let packed {
+            packed.dequantizeRows(first, n, into: dst)
             return
         }
         let count = n * width
@@ -114,20 +139,31 @@ final class Scratch: @unchecked Sendable {
 struct WeightLoader {
     let source: any ModelSource
     let byName: [String: SourceTensor]
+    /// 4-bit entries of an .i2q source (nf4, fp4, affine_int4), read packed in place.
+    let quantized: [String: I2QTensorEntry]
 
     init(_ source: any ModelSource) {
         self.source = source
         var m: [String: SourceTensor] = [:]
+        var q: [String: I2QTensorEntry] = [:]
         for t in source.tensors { m[t.name] = t }
         if let f = source as? I2QFile {
-            for e in f.entries where e.scheme == I2QSpec.Scheme.nf4 || e.scheme == I2QSpec.Scheme.fp4 {
+            for e in f.entries where FourBitWeight.schemes.contains(e.scheme) {
+                q[e.name] = e
                 if let t = FourBitWeight.sourceTensor(e, file: f) { m[e.name] = t }
             }
         }
         byName = m
+        quantized = q
     }
 
     func weight(_ name: String, _ shape: [Int]) throws -> Weight {
+        if let e = quantized[name], let f = source as? I2QFile {
+            guard e.shape == shape else { throw RuntimeError.wrongShape(model: source.path, name: name, expected: shape, actual: e.shape) }
+            let p = try FourBitWeight.packed(e, file: f)
+            guard let t = byName[name] else { throw RuntimeError.badQuantized(model: source.path, name: name, detail: "unreadable components") }
+            return try Weight(t, packed: p)
+        }
         guard let t = byName[name] else {
             if source.quantizedTensorNames.contains(name) { throw RuntimeError.quantized(model: source.path, name: name) }
             throw RuntimeError.missingWeight(model: source.path, name: name)
@@ -139,44 +175,87 @@ struct WeightLoader {
     }
 
     func optional(_ name: String, _ shape: [Int]) throws -> Weight? {
-        byName[name] == nil ? nil : try weight(name, shape)
+        byName[name] == nil && quantized[name] == nil ? nil : try weight(name, shape)
     }
 }
 
-/// NF4/FP4 weights of an .i2q file read as float32 on demand: `code[q] · absmax[block]` in float32,
-/// as bitsandbytes' `dequantize_4bit` computes (absmax restored from the double-quantised codes as
-/// `dynamic[code] · nested_absmax + offset`, float32). Only the requested elements are produced.
+/// 4-bit weights of an .i2q file (schemes nf4, fp4 — bitsandbytes — and affine_int4 — AWQ).
+///
+/// `sourceTensor` exposes one as a float32 `SourceTensor` computed on demand (only the requested
+/// elements are produced): nf4/fp4 as bitsandbytes' `dequantize_4bit` computes, `code[q] · absmax`
+/// in float32 (absmax restored from the double-quantized codes as `dynamic[code] · nested_absmax +
+/// offset`, float32); affine_int4 as AutoAWQ dequantizes, `(q − z) · s` in float32. The values are
+/// not rounded to the entry's dtype. `packed` gives the in-place view the kernels use.
 enum FourBitWeight {
+    static let schemes: Set<String> = [I2QSpec.Scheme.nf4, I2QSpec.Scheme.fp4, I2QSpec.Scheme.affineInt4]
+
     static func sourceTensor(_ e: I2QTensorEntry, file f: I2QFile) -> SourceTensor? {
-        guard let packed = e.component("packed"), let absmax = e.component("absmax") else { return nil }
-        func int(_ k: String) -> Int? { e.params.first { $0.0 == k }.flatMap { if case let .int(v) = $0.1 { return Int(v) }; return nil } }
-        func dbl(_ k: String) -> Double? { e.params.first { $0.0 == k }.flatMap { if case let .float(v) = $0.1 { return v }; return nil } }
-        let bs = int("blocksize") ?? 64
-        let code = (e.scheme == I2QSpec.Scheme.nf4 ? FourBitType.nf4 : FourBitType.fp4).code
-        let base = f.header.dataOffset
-        let nested = e.component("nested_absmax")
-        let offset = Float(dbl("nested_offset") ?? 0)
-        let file = f.file
+        guard let p = try? packed(e, file: f) else { return nil }
         return SourceTensor(name: e.name, dtype: .f32, shape: e.shape) { first, count, dst in
-            let out = dst.assumingMemoryBound(to: Float.self)
-            file.withBytes(base + packed.offset, packed.size) { pk in
-                file.withBytes(base + absmax.offset, absmax.size) { am in
-                    let nb = nested.map { file.withBytes(base + $0.offset, $0.size) { Array($0.bindMemory(to: Float.self)) } }
-                    for i in 0..<count {
-                        let idx = first + i
-                        let byte = pk[idx / 2]
-                        let q = idx % 2 == 0 ? byte >> 4 : byte & 15
-                        let blk = idx / bs
-                        let scale: Float
-                        if let nb, absmax.dtype == .u8 {
-                            scale = DynamicMap.code[Int(am[blk])] * nb[blk / DoubleQuantizedAbsmax.nestedBlockSize] + offset
-                        } else {
-                            scale = am.loadUnaligned(fromByteOffset: blk * 4, as: Float.self)
-                        }
-                        out[i] = code[Int(q)] * scale
-                    }
-                }
+            p.dequantize(first: first, count: count, into: dst.assumingMemoryBound(to: Float.self))
+        }
+    }
+
+    /// The packed view of a 4-bit entry, after checking every component against the spec
+    /// (Formats/i2q-format.md, "Schemes").
+    static func packed(_ e: I2QTensorEntry, file f: I2QFile) throws -> PackedFourBit {
+        func bad(_ d: String) -> RuntimeError { .badQuantized(model: f.path, name: e.name, detail: d) }
+        func param(_ k: String) -> I2QParam? { e.params.first { $0.0 == k }?.1 }
+        func int(_ k: String) throws -> Int? {
+            guard let v = param(k) else { return nil }
+            guard case let .int(i) = v else { throw bad("parameter \(k) is not an integer") }
+            return Int(i)
+        }
+        func comp(_ role: String, _ dt: DType, _ shape: [Int]) throws -> UnsafeRawPointer {
+            guard let c = e.component(role) else { throw bad("component \"\(role)\" is missing") }
+            guard c.dtype == dt, c.shape.reduce(1, *) == shape.reduce(1, *) else {
+                throw bad("component \"\(role)\" is \(c.dtype.rawValue) \(c.shape), expected \(dt.rawValue) \(shape)")
             }
+            return f.file.withBytes(f.header.dataOffset + c.offset, c.size) { UnsafeRawPointer($0.baseAddress!) }
+        }
+        let n = e.shape.reduce(1, *)
+        guard n > 0, let rows = e.shape.first, rows > 0 else { throw bad("empty shape \(e.shape)") }
+        let cols = n / rows
+        switch e.scheme {
+        case I2QSpec.Scheme.nf4, I2QSpec.Scheme.fp4:
+            let bs = try int("blocksize") ?? 64
+            guard bs > 0, bs % 2 == 0 else { throw bad("blocksize \(bs) must be a positive even number") }
+            let blocks = (n + bs - 1) / bs
+            let packed = try comp("packed", .u8, [(n + 1) / 2])
+            var absmax: UnsafeRawPointer, nested: UnsafeRawPointer? = nil, offset: Float = 0
+            if e.component("nested_absmax") != nil {
+                absmax = try comp("absmax", .u8, [blocks])
+                nested = try comp("nested_absmax", .f32, [(blocks + 255) / 256])
+                guard case let .float(o)? = param("nested_offset") else { throw bad("double quantization without a float nested_offset") }
+                offset = Float(o)
+            } else {
+                absmax = try comp("absmax", .f32, [blocks])
+            }
+            return PackedFourBit(layout: .table(e.scheme == I2QSpec.Scheme.nf4 ? .nf4 : .fp4), rows: rows, cols: cols,
+                                 packed: packed.assumingMemoryBound(to: UInt8.self), unit: bs, absmax: absmax, nested: nested,
+                                 offset: offset, scales: nil, zeros: nil, owner: f.file)
+        case I2QSpec.Scheme.affineInt4:
+            guard e.shape.count == 2 else { throw bad("affine_int4 needs a 2-D [out, in] shape, got \(e.shape)") }
+            guard let g = try int("group_size") else { throw bad("parameter group_size is missing") }
+            guard g > 0, cols % g == 0, cols % 2 == 0 else { throw bad("group_size \(g) must divide the even input size \(cols)") }
+            if let o = param("pack_order"), o != .string("sequential") {
+                throw bad("pack_order \(o) is not supported (this reader knows \"sequential\")")
+            }
+            let zp = try int("zero_point") ?? 1
+            guard zp == 0 || zp == 1 else { throw bad("zero_point \(zp) must be 0 or 1") }
+            let packed = try comp("qweight", .u8, [rows, cols / 2])
+            let scales = try comp("scales", .f16, [rows, cols / g])
+            let zeros = zp == 1 ? try comp("zeros", .u8, [rows, cols / g]) : nil
+            if let zeros {
+                let bad0 = (0..<(rows * cols / g)).first { zeros.load(fromByteOffset: $0, as: UInt8.self) > 15 }
+                if let i = bad0 { throw bad("zero point \(zeros.load(fromByteOffset: i, as: UInt8.self)) at \(i) is outside 0…15") }
+            }
+            return PackedFourBit(layout: .affine, rows: rows, cols: cols, packed: packed.assumingMemoryBound(to: UInt8.self),
+                                 unit: g, absmax: nil, nested: nil, offset: 0,
+                                 scales: scales.assumingMemoryBound(to: Float16.self),
+                                 zeros: zeros?.assumingMemoryBound(to: UInt8.self), owner: f.file)
+        default:
+            throw bad("scheme \(e.scheme) is not a 4-bit scheme")
         }
     }
 }

@@ -1,0 +1,386 @@
+import CBLAS
+import Dispatch
+import I2QCore
+import I2QQuant
+
+/// A 4-bit weight [rows, cols] read in place from a mapped `.i2q` file (no widened copy is kept).
+///
+/// Two code layouts (Formats/i2q-format.md):
+/// - `table` (schemes nf4 / fp4, bitsandbytes): `packed` holds the row-major flattened tensor, two
+///   codes per byte, the FIRST element in the HIGH nibble; blocks of `unit` consecutive elements of
+///   the flattened tensor (they may straddle rows) share one absmax, stored as float32 or, with
+///   double quantization, as uint8 codes restored as `dynamic[code] · nested[b / 256] + offset`.
+///   Value: `code[q] · absmax` (bitsandbytes 0.50 `dequantize_4bit`, float32).
+/// - `affine` (scheme affine_int4, AWQ): `packed` is [rows, cols/2], the FIRST element in the LOW
+///   nibble; groups of `unit` consecutive elements of a row share an f16 scale and a u8 zero point
+///   (8 when the file has no `zeros`). Value: `(Float(q) − Float(z)) · Float(s)` (AutoAWQ's dequant,
+///   float32; `AffineInt4.dequantizeRows`).
+///
+/// `dequantize` reproduces those values exactly (bit for bit); the GEMV kernels compute the same
+/// products in a different summation order (see `QuantGemv`).
+struct PackedFourBit: @unchecked Sendable {
+    enum Layout { case table(FourBitType), affine }
+
+    let layout: Layout
+    let rows: Int, cols: Int
+    let packed: UnsafePointer<UInt8>
+    /// Block size (table) or group size (affine).
+    let unit: Int
+    /// table: f32 [blocks] (no double quant) or u8 [blocks] codes (with `nested`).
+    let absmax: UnsafeRawPointer?
+    /// table with double quantization: f32 [ceil(blocks / 256)].
+    let nested: UnsafeRawPointer?
+    let offset: Float
+    /// affine: f16 [rows, cols/unit].
+    let scales: UnsafePointer<Float16>?
+    /// affine: u8 [rows, cols/unit]; nil means zero point 8 (`zero_point` = 0).
+    let zeros: UnsafePointer<UInt8>?
+    /// Keeps the mapping of `packed`/`absmax`/... alive.
+    let owner: AnyObject
+
+    /// The absmax of table block `b` (bnb: float32 `dynamic[c] · nested + offset`, no FMA).
+    @inline(__always)
+    func tableScale(_ b: Int) -> Float {
+        if let nested {
+            let c = Int(absmax!.load(fromByteOffset: b, as: UInt8.self))
+            return QuantTables.dynamic[c] * nested.loadUnaligned(fromByteOffset: (b >> 8) * 4, as: Float.self) + offset
+        }
+        return absmax!.loadUnaligned(fromByteOffset: b * 4, as: Float.self)
+    }
+
+    /// Scale and zero point of affine group `g` of row `r`.
+    @inline(__always)
+    func affineScale(_ r: Int, _ g: Int) -> (s: Float, z: Float) {
+        let i = r * (cols / unit) + g
+        return (Float(scales![i]), zeros.map { Float($0[i]) } ?? 8)
+    }
+
+    /// Elements [first, first + count) of the row-major tensor as float32 — exactly the reference
+    /// values (bnb `dequantize_4bit` / AutoAWQ dequantization).
+    func dequantize(first: Int, count: Int, into out: UnsafeMutablePointer<Float>) {
+        var i = first
+        let end = first + count
+        switch layout {
+        case .table(let type):
+            let code = QuantTables.code(type)
+            var lut = (Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0),
+                       Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0))
+            withUnsafeMutableBytes(of: &lut) { raw in
+                let t = raw.baseAddress!.assumingMemoryBound(to: Float.self)  // [16] code · absmax
+                while i < end {
+                    let b = i / unit
+                    let stop = min(end, (b + 1) * unit)
+                    let s = tableScale(b)
+                    for q in 0..<16 { t[q] = code[q] * s }
+                    for j in i..<stop {
+                        let byte = packed[j >> 1]
+                        out[j - first] = t[Int(j & 1 == 0 ? byte >> 4 : byte & 15)]
+                    }
+                    i = stop
+                }
+            }
+        case .affine:
+            while i < end {
+                let r = i / cols, c = i - r * cols, g = c / unit
+                let stop = min(end, r * cols + (g + 1) * unit)
+                let (s, z) = affineScale(r, g)
+                let row = packed + r * (cols / 2)
+                for j in i..<stop {
+                    let cc = j - r * cols
+                    let byte = row[cc >> 1]
+                    out[j - first] = (Float(cc & 1 == 0 ? byte & 15 : byte >> 4) - z) * s
+                }
+                i = stop
+            }
+        }
+    }
+
+    /// Rows [first, first + n) as float32 [n, cols] into `dst`, split over the cores when large.
+    func dequantizeRows(_ first: Int, _ n: Int, into dst: UnsafeMutablePointer<Float>) {
+        let me = self, d = UnsafeSendable(dst), k = cols
+        Kernels.parallelRows(n, cost: n * k) { range in
+            me.dequantize(first: (first + range.lowerBound) * k, count: range.count * k, into: d.p + range.lowerBound * k)
+        }
+    }
+
+    /// Rows can use the fused SIMD kernels: every 64-element run of a row lies in one block/group.
+    var fastRows: Bool { cols % 64 == 0 && unit % 64 == 0 }
+}
+
+/// Code tables as pointers (no array bounds checks in the kernels); written once, then only read.
+enum QuantTables {
+    nonisolated(unsafe) static let nf4: UnsafePointer<Float> = table(FourBitType.nf4.code)
+    nonisolated(unsafe) static let fp4: UnsafePointer<Float> = table(FourBitType.fp4.code)
+    nonisolated(unsafe) static let dynamic: UnsafePointer<Float> = table(DynamicMap.code)
+    /// 16 splat vectors of each code table (the select tree of `QuantGemv.lookup`).
+    nonisolated(unsafe) static let nf4Splat: UnsafePointer<SIMD16<Float>> = splat(FourBitType.nf4.code)
+    nonisolated(unsafe) static let fp4Splat: UnsafePointer<SIMD16<Float>> = splat(FourBitType.fp4.code)
+
+    static func code(_ t: FourBitType) -> UnsafePointer<Float> { t == .nf4 ? nf4 : fp4 }
+    static func splats(_ t: FourBitType) -> UnsafePointer<SIMD16<Float>> { t == .nf4 ? nf4Splat : fp4Splat }
+
+    private static func table(_ v: [Float]) -> UnsafePointer<Float> {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: v.count)
+        p.initialize(from: v, count: v.count)
+        return UnsafePointer(p)
+    }
+    private static func splat(_ v: [Float]) -> UnsafePointer<SIMD16<Float>> {
+        let p = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: 16)
+        for i in 0..<16 { p[i] = SIMD16(repeating: v[i]) }
+        return UnsafePointer(p)
+    }
+}
+
+/// Matrix products with 4-bit weights.
+///
+/// Reference: dequantize-then-`F.linear` in float32 — bitsandbytes 0.50 `dequantize_4bit` for
+/// nf4/fp4, AutoAWQ's `(q − z) · s` for affine_int4 — i.e. `Matmul.linear` on
+/// `PackedFourBit.dequantize`'s output. The prefill path (m > 1) multiplies exactly those
+/// dequantized rows with sgemm (same results as Matmul.linear). The decode GEMV (m = 1) fuses the
+/// dequantization into the dot product: per 64-element run it sums `code[q] · x` (table) or
+/// `(q − z) · x` (affine, exact small integers) and multiplies by the run's scale once, so it
+/// differs from the reference by float32 rounding of the sums only: |Δy| ≲ k · 2⁻²³ · Σ|w·x|
+/// (tests: ≤ 1e-5 relative to Σ|w||x|, QuantKernelTests).
+enum QuantGemv {
+    static let threads = Gemv.threads
+
+    /// y[n] (+)= W[n, k] · x[k] (decode).
+    static func run(_ w: PackedFourBit, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        runMany([(w, y)], x: x, accumulate: accumulate)
+    }
+
+    /// Several products sharing x[k] (q/k/v or gate/up) in one dispatch; rows split over the cores.
+    static func runMany(_ items: [(w: PackedFourBit, y: UnsafeMutablePointer<Float>)], x: UnsafePointer<Float>,
+                        accumulate: Bool = false) {
+        guard let k = items.first?.w.cols else { return }
+        precondition(items.allSatisfy { $0.w.cols == k }, "QuantGemv.runMany: inputs of different widths")
+        // x permuted into the lane order of the fused kernels, once per call: [k] f32 per layout.
+        let needTable = items.contains { if case .table = $0.w.layout { return $0.w.fastRows }; return false }
+        let needAffine = items.contains { if case .affine = $0.w.layout { return $0.w.fastRows }; return false }
+        let xt = needTable ? permuted(x, k: k, highFirst: true) : nil
+        let xa = needAffine ? permuted(x, k: k, highFirst: false) : nil
+        defer { xt?.deallocate(); xa?.deallocate() }
+        let total = items.reduce(0) { $0 + $1.w.rows }
+        let box = UnsafeSendable((items, x, xt.map { UnsafePointer($0) }, xa.map { UnsafePointer($0) }))
+        let parts = total * k >= 1 << 15 ? threads : 1
+        let rowsPer = (total + parts - 1) / parts
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let (items, x, xt, xa) = box.p
+            let lo = part * rowsPer, hi = min(total, lo + rowsPer)
+            var base = 0
+            var buf: UnsafeMutablePointer<Float>? = nil  // [k] one dequantized row (odd shapes only)
+            defer { buf?.deallocate() }
+            for it in items {
+                let a = max(lo, base), b = min(hi, base + it.w.rows)
+                base += it.w.rows
+                guard a < b else { continue }
+                let r0 = a - (base - it.w.rows), r1 = b - (base - it.w.rows)
+                let w = it.w, y = it.y
+                for r in r0..<r1 {
+                    let s: Float
+                    if w.fastRows, case .table(let type) = w.layout {
+                        s = tableRow(w, r, xt!, QuantTables.splats(type))
+                    } else if w.fastRows {
+                        s = affineRow(w, r, xa!)
+                    } else {
+                        if buf == nil { buf = .allocate(capacity: k) }
+                        w.dequantize(first: r * k, count: k, into: buf!)
+                        s = dot(buf!, x, k)
+                    }
+                    y[r] = accumulate ? y[r] + s : s
+                }
+            }
+        }
+    }
+
+    /// y[m, n] (+)= x[m, k] · Wᵀ for m > 1 (prefill): tiles of rows dequantized into `scratch`
+    /// (at most ~4 MiB, never the whole weight), each multiplied with sgemm.
+    static func linear(_ w: PackedFourBit, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int,
+                       accumulate: Bool, scratch: UnsafeMutablePointer<Float>, tileRows: Int) {
+        let n = w.rows, k = w.cols
+        var r0 = 0
+        while r0 < n {
+            let t = min(tileRows, n - r0)
+            w.dequantizeRows(r0, t, into: scratch)  // [t, k] f32
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(t), Int32(k),
+                        1, x, Int32(k), scratch, Int32(k), accumulate ? 1 : 0, y + r0, Int32(n))
+            r0 += t
+        }
+    }
+
+    /// Rows per prefill tile: about 1 Mi floats (4 MiB) of dequantized weight.
+    static func tileRows(rows: Int, cols: Int) -> Int { max(1, min(rows, (1 << 20) / max(cols, 1))) }
+
+    // MARK: - Fused row kernels
+
+    /// x in the order the kernels consume codes. A 128-element chunk is read as 16 UInt32 lanes;
+    /// lane l holds elements 8l…8l+7 and its nibble j (bits 4j…4j+3) is element 8l + j (low nibble
+    /// first, affine) or 8l + (j ^ 1) (high nibble first, bnb). xp[c + 16j + l] = x[c + 8l + e(j)].
+    /// A last 64-element chunk is laid out like a full one whose lanes 8…15 are zero (the kernels
+    /// read it as a 128-element chunk with zero-extended weights).
+    static func permuted(_ x: UnsafePointer<Float>, k: Int, highFirst: Bool) -> UnsafeMutablePointer<Float> {
+        let xp = UnsafeMutablePointer<Float>.allocate(capacity: k + 64)  // [k rounded up to 128] f32
+        let flip = highFirst ? 1 : 0
+        var c = 0
+        while c + 128 <= k {
+            for j in 0..<8 { for l in 0..<16 { xp[c + 16 * j + l] = x[c + 8 * l + (j ^ flip)] } }
+            c += 128
+        }
+        if c + 64 <= k {
+            for j in 0..<8 { for l in 0..<16 { xp[c + 16 * j + l] = l < 8 ? x[c + 8 * l + (j ^ flip)] : 0 } }
+        }
+        return xp
+    }
+
+    /// Σ_c (q − z)·s·x over affine row r (k % 64 == 0, group % 64 == 0). (q − z) is formed exactly
+    /// as a float: the bits 0x4B000000 | q are the float 2²³ + q, minus (2²³ + z).
+    @inline(__always)
+    static func affineRow(_ w: PackedFourBit, _ r: Int, _ xp: UnsafePointer<Float>) -> Float {
+        let k = w.cols, g = w.unit, gpr = k / g
+        let sc = w.scales! + r * gpr
+        let zs = w.zeros.map { $0 + r * gpr }
+        let row = UnsafeRawPointer(w.packed + r * (k / 2))
+        let x = UnsafeRawPointer(xp)
+        let mask = SIMD16<UInt32>(repeating: 15), magic = SIMD16<UInt32>(repeating: 0x4B00_0000)
+        @inline(__always) func zoff(_ i: Int) -> Float { 8_388_608 + (zs.map { Float($0[i]) } ?? 8) }
+        var total = SIMD16<Float>()
+        var c = 0
+        while c < k {
+            // A last 64-element chunk: the upper 8 lanes are zero weights against zero x.
+            let full = c + 128 <= k
+            let wv = full ? row.loadUnaligned(fromByteOffset: c / 2, as: SIMD16<UInt32>.self)
+                          : SIMD16(lowHalf: row.loadUnaligned(fromByteOffset: c / 2, as: SIMD8<UInt32>.self), highHalf: SIMD8())
+            let g0 = c / g, g1 = full ? (c + 64) / g : g0
+            let sv = SIMD16<Float>(lowHalf: SIMD8(repeating: Float(sc[g0])), highHalf: SIMD8(repeating: Float(sc[g1])))
+            let zv = SIMD16<Float>(lowHalf: SIMD8(repeating: zoff(g0)), highHalf: SIMD8(repeating: zoff(g1)))
+            let xb = x + c * 4
+            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>()
+            for j in stride(from: 0, to: 8, by: 2) {
+                let q0 = ((wv &>> UInt32(4 * j)) & mask) | magic
+                let q1 = ((wv &>> UInt32(4 * j + 4)) & mask) | magic
+                a0.addProduct(unsafeBitCast(q0, to: SIMD16<Float>.self) - zv,
+                              xb.loadUnaligned(fromByteOffset: j * 64, as: SIMD16<Float>.self))
+                a1.addProduct(unsafeBitCast(q1, to: SIMD16<Float>.self) - zv,
+                              xb.loadUnaligned(fromByteOffset: j * 64 + 64, as: SIMD16<Float>.self))
+            }
+            total.addProduct(a0 + a1, sv)
+            c += 128
+        }
+        return hsum(total)
+    }
+
+    /// Σ_c code[q]·absmax·x over table row r (k % 64 == 0, block % 64 == 0: each 64-element run of
+    /// the row lies in one block of the flattened tensor).
+    @inline(__always)
+    static func tableRow(_ w: PackedFourBit, _ r: Int, _ xp: UnsafePointer<Float>, _ t: UnsafePointer<SIMD16<Float>>) -> Float {
+        let k = w.cols, bs = w.unit, flat = r * k
+        let row = UnsafeRawPointer(w.packed + flat / 2)
+        let x = UnsafeRawPointer(xp)
+        let mask = SIMD16<UInt32>(repeating: 15)
+        var total = SIMD16<Float>()
+        var c = 0
+        while c < k {
+            let full = c + 128 <= k  // else a last 64-element chunk, zero-extended (see `permuted`)
+            let wv = full ? row.loadUnaligned(fromByteOffset: c / 2, as: SIMD16<UInt32>.self)
+                          : SIMD16(lowHalf: row.loadUnaligned(fromByteOffset: c / 2, as: SIMD8<UInt32>.self), highHalf: SIMD8())
+            let s0 = w.tableScale((flat + c) / bs)
+            let sv = SIMD16<Float>(lowHalf: SIMD8(repeating: s0),
+                                   highHalf: SIMD8(repeating: full ? w.tableScale((flat + c + 64) / bs) : 0))
+            let xb = x + c * 4
+            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>()
+            for j in 0..<8 {
+                let v = lookup((wv &>> UInt32(4 * j)) & mask, t)
+                if j & 1 == 0 {
+                    a0.addProduct(v, xb.loadUnaligned(fromByteOffset: j * 64, as: SIMD16<Float>.self))
+                } else {
+                    a1.addProduct(v, xb.loadUnaligned(fromByteOffset: j * 64, as: SIMD16<Float>.self))
+                }
+            }
+            total.addProduct(a0 + a1, sv)
+            c += 128
+        }
+        return hsum(total)
+    }
+
+    /// code[q] per lane for q in 0...15: a 4-level select tree over the 16 splat vectors (Swift has
+    /// no inlined variable permute; masked blends are single instructions on AVX-512).
+    @inline(__always)
+    static func lookup(_ q: SIMD16<UInt32>, _ t: UnsafePointer<SIMD16<Float>>) -> SIMD16<Float> {
+        let zero = SIMD16<UInt32>()
+        let m0 = (q & SIMD16(repeating: 1)) .!= zero, m1 = (q & SIMD16(repeating: 2)) .!= zero
+        let m2 = (q & SIMD16(repeating: 4)) .!= zero, m3 = (q & SIMD16(repeating: 8)) .!= zero
+        let a0 = t[0].replacing(with: t[1], where: m0), a1 = t[2].replacing(with: t[3], where: m0)
+        let a2 = t[4].replacing(with: t[5], where: m0), a3 = t[6].replacing(with: t[7], where: m0)
+        let a4 = t[8].replacing(with: t[9], where: m0), a5 = t[10].replacing(with: t[11], where: m0)
+        let a6 = t[12].replacing(with: t[13], where: m0), a7 = t[14].replacing(with: t[15], where: m0)
+        let b0 = a0.replacing(with: a1, where: m1), b1 = a2.replacing(with: a3, where: m1)
+        let b2 = a4.replacing(with: a5, where: m1), b3 = a6.replacing(with: a7, where: m1)
+        let c0 = b0.replacing(with: b1, where: m2), c1 = b2.replacing(with: b3, where: m2)
+        return c0.replacing(with: c1, where: m3)
+    }
+
+    @inline(__always)
+    static func hsum(_ v: SIMD16<Float>) -> Float { hsum8(v.lowHalf + v.highHalf) }
+
+    @inline(__always)
+    static func hsum8(_ v: SIMD8<Float>) -> Float {
+        let h = v.lowHalf + v.highHalf
+        return (h[0] + h[2]) + (h[1] + h[3])
+    }
+
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ k: Int) -> Float {
+        let ar = UnsafeRawPointer(a), br = UnsafeRawPointer(b)
+        var acc = SIMD16<Float>()
+        let vk = k / 16
+        for v in 0..<vk {
+            acc.addProduct(ar.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self),
+                           br.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self))
+        }
+        var s = hsum(acc)
+        for c in (vk * 16)..<k { s += a[c] * b[c] }
+        return s
+    }
+}
+
+extension Gemv {
+    /// y[n] (+)= W[n,k] · x[k] with W stored as bf16, read in place without a widening pass: 32
+    /// elements are one 64-byte load of 16 UInt32 lanes; lane l holds element 2l in its low half
+    /// (float bits = lane << 16) and element 2l+1 in its high half (bits = lane & 0xFFFF0000), so
+    /// each is a float32 without any conversion instruction. Reference: `F.linear` on the weights
+    /// widened to float32 (exact); tolerance: float32 rounding of the k-term sum, as `Gemv.run`.
+    static func runBF16(w: UnsafeRawPointer, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                        n: Int, k: Int, accumulate: Bool) {
+        let xp = UnsafeMutablePointer<Float>.allocate(capacity: k)  // [k] x de-interleaved per 32-chunk
+        defer { xp.deallocate() }
+        let vk = k / 32
+        for v in 0..<vk {
+            for l in 0..<16 { xp[v * 32 + l] = x[v * 32 + 2 * l]; xp[v * 32 + 16 + l] = x[v * 32 + 2 * l + 1] }
+        }
+        for c in (vk * 32)..<k { xp[c] = x[c] }
+        let box = UnsafeSendable((w, UnsafePointer(xp), x, y))
+        let parts = n * k >= 1 << 15 ? threads : 1
+        let rowsPer = (n + parts - 1) / parts
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let (w, xp, x, y) = box.p
+            let lo = part * rowsPer, hi = min(n, lo + rowsPer)
+            guard lo < hi else { return }
+            let xr = UnsafeRawPointer(xp)
+            let hiMask = SIMD16<UInt32>(repeating: 0xFFFF_0000)
+            for r in lo..<hi {
+                let row = w + r * k * 2
+                var a0 = SIMD16<Float>(), a1 = SIMD16<Float>()
+                for v in 0..<vk {
+                    let u = row.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<UInt32>.self)
+                    a0.addProduct(unsafeBitCast(u &<< 16, to: SIMD16<Float>.self),
+                                  xr.loadUnaligned(fromByteOffset: v * 128, as: SIMD16<Float>.self))
+                    a1.addProduct(unsafeBitCast(u & hiMask, to: SIMD16<Float>.self),
+                                  xr.loadUnaligned(fromByteOffset: v * 128 + 64, as: SIMD16<Float>.self))
+                }
+                var s = QuantGemv.hsum(a0 + a1)
+                let h = row.assumingMemoryBound(to: UInt16.self)
+                for c in (vk * 32)..<k { s += Float(bitPattern: UInt32(h[c]) << 16) * x[c] }
+                y[r] = accumulate ? y[r] + s : s
+            }
+        }
+    }
+}
