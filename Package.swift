@@ -37,7 +37,7 @@ let package = Package(
         // Evaluation: perplexity (later KL divergence, DocVQA ANLS), reports.
         .target(name: "I2QEval", dependencies: ["I2QCore", "I2QFormats", "I2QTokenizer", "I2QRuntime"], swiftSettings: native),
         // Passes: plan + streaming execution of model transforms (cast today).
-        .target(name: "I2QPasses", dependencies: ["I2QCore", "I2QFormats", "I2QQuant"], swiftSettings: native),
+        .target(name: "I2QPasses", dependencies: ["I2QCore", "I2QFormats", "I2QQuant", "I2QRuntime", "I2QEval"], swiftSettings: native),
         // CLI only: argument parsing and printing.
         .executableTarget(
             name: "i2q",
@@ -54,7 +54,7 @@ let package = Package(
                           path: "Benchmarks/I2QBench", swiftSettings: native),
 
         .testTarget(name: "I2QCoreTests", dependencies: ["I2QCore", "I2QFormats", "I2QTestSupport"], swiftSettings: native),
-        .testTarget(name: "I2QFormatsTests", dependencies: ["I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
+        .testTarget(name: "I2QFormatsTests", dependencies: ["I2QFormats", "I2QCore", "I2QTestSupport", "I2QTokenizer", "I2QPasses"], swiftSettings: native),
         .testTarget(name: "I2QPassesTests", dependencies: ["I2QPasses", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
         // Runs the built `i2q` binary: exit codes and messages users see.
         .testTarget(name: "I2QCLITests", dependencies: ["i2q", "I2QCore", "I2QFormats", "I2QTestSupport"]),

