@@ -54,6 +54,10 @@ if args.first == "nf4" {
     do { try runNF4Bench(Array(args.dropFirst())) } catch { FileHandle.standardError.write(Data("error: \(error)\n".utf8)); exit(1) }
     exit(0)
 }
+if args.first == "fuse" {  // FuseBench.swift
+    do { try runFuseBench(Array(args.dropFirst())) } catch { FileHandle.standardError.write(Data("error: \(error)\n".utf8)); exit(1) }
+    exit(0)
+}
 guard args.count >= 2, args[0] == "idefics2" else {
     FileHandle.standardError.write(Data("usage: i2q-bench idefics2 MODEL [--crops N] [--crop-size WxH] [--original WxH] [--new-tokens N]\n".utf8))
     exit(2)

@@ -1,5 +1,6 @@
 import I2QCore
 import I2QFormats
+import I2QRuntime
 import I2QQuant
 
 public enum BnbExportError: I2QError {
@@ -38,10 +39,15 @@ public enum BnbExportPass {
         let plan: PlannedTensor
         let bytes: (I2QFile) -> [UInt8]?   // small components made in memory
         let component: I2QComponent?      // or a component copied from the file
-        let plainIndex: Int?              // or a plain tensor of the source
+        let plain: SourceTensor?          // or a plain tensor of the source
+        /// The stored component whose checksum covers `component` (a fused entry's, for a part).
+        var check: (entry: I2QTensorEntry, component: I2QComponent)? = nil
     }
 
-    public static func run(source: any ModelSource, output: String, settings: OutputSettings) throws -> PassReport {
+    /// Fused entries (i2q fuse) are written as the tensors they hold (transformers' names), or with
+    /// `fusedNames` as stored (`qkv_proj`, `gate_up_proj`) — possible for a 4-bit entry only without
+    /// double quantization: a bitsandbytes QuantState holds one nested offset, a fused entry one per part.
+    public static func run(source: any ModelSource, output: String, settings: OutputSettings, fusedNames: Bool = false) throws -> PassReport {
         guard let f = source as? I2QFile else { throw BnbExportError.notFourBit(path: source.path) }
         let fourBit = f.entries.filter { $0.scheme == I2QSpec.Scheme.nf4 || $0.scheme == I2QSpec.Scheme.fp4 }
         if fourBit.isEmpty { throw BnbExportError.notFourBit(path: f.path) }
@@ -53,14 +59,26 @@ public enum BnbExportPass {
         var doubleQuant: Bool?
         var quantType: String?
         var computeDType: DType?
-        let plainIndex = Dictionary(uniqueKeysWithValues: f.tensors.enumerated().map { ($1.name, $0) })
-        for e in f.entries {
+        let plainTensors = Dictionary(f.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for fe in f.entries {
+            // A fused entry: its parts, each a view of the stored bytes (checked through the fused entry).
+            let unfuse = !fe.parts.isEmpty && !fusedNames
+            if !fe.parts.isEmpty && fusedNames && fe.component("nested_absmax") != nil {
+                throw BnbExportError.malformed(path: f.path, tensor: fe.name, detail: "it is fused with double quantization (one nested offset per part), which a bitsandbytes QuantState cannot hold; export without --fused-names")
+            }
+            let parts = unfuse ? try FusedTensors.partEntries(fe, path: f.path) : [fe]
+            for e in parts {
+            let owner = { (c: I2QComponent) in unfuse ? fe.component(c.role).map { (fe, $0) } : nil }
             if e.scheme == I2QSpec.Scheme.plain {
-                guard let i = plainIndex[e.name] else { throw BnbExportError.malformed(path: f.path, tensor: e.name, detail: "plain tensor not readable") }
-                items.append(Item(plan: PlannedTensor(name: e.name, dtype: e.dtype, shape: e.shape), bytes: { _ in nil }, component: nil, plainIndex: i))
+                let t: SourceTensor? = unfuse ? SourceTensor(name: e.name, dtype: e.dtype, shape: e.shape, file: f.file,
+                                                             offset: f.header.dataOffset + e.components[0].offset, byteCount: e.components[0].size)
+                    : plainTensors[e.name]
+                guard let t else { throw BnbExportError.malformed(path: f.path, tensor: e.name, detail: "plain tensor not readable") }
+                items.append(Item(plan: PlannedTensor(name: e.name, dtype: e.dtype, shape: e.shape), bytes: { _ in nil }, component: nil, plain: t))
                 continue
             }
-            let made = try plan4bit(e, file: f)
+            var made = try plan4bit(e, file: f)
+            for i in made.items.indices { if let c = made.items[i].component { made.items[i].check = owner(c) } }
             items += made.items
             if let d = doubleQuant, d != made.doubleQuant {
                 throw BnbExportError.malformed(path: f.path, tensor: e.name, detail: "mixes double-quantized and plain absmax; transformers' config has one bnb_4bit_use_double_quant")
@@ -71,6 +89,7 @@ public enum BnbExportPass {
             doubleQuant = made.doubleQuant
             quantType = e.scheme
             computeDType = e.dtype
+            }
         }
         let skips = quantizeSkipPatterns(f.provenance)
         let config = try bnbConfig(f, quantType: quantType!, doubleQuant: doubleQuant!, computeDType: computeDType!, skips: skips)
@@ -87,10 +106,10 @@ public enum BnbExportPass {
         defer { buffer.deallocate() }
         var written = 0
         var results: [TensorCastResult] = []
+        var checked = Set<String>()  // fused components already verified
         for it in items {
             try writer.begin(it.plan.name)
-            if let i = it.plainIndex {
-                let t = f.tensors[i]
+            if let t = it.plain {
                 let per = max(1, chunk / max(1, t.dtype.size))
                 var k = 0
                 while k < t.elementCount {
@@ -100,7 +119,11 @@ public enum BnbExportPass {
                     k += m
                 }
             } else if let c = it.component {
-                try f.verify(f.entries.first { $0.components.contains(c) }!, c)
+                if let (e, stored) = it.check {
+                    if checked.insert(e.name + "/" + stored.role).inserted { try f.verify(e, stored) }
+                } else if let e = f.entries.first(where: { $0.components.contains(c) }) {
+                    try f.verify(e, c)
+                }
                 try f.file.withBytes(f.header.dataOffset + c.offset, c.size) { try writer.append($0) }
             } else if let b = it.bytes(f) {
                 try b.withUnsafeBytes { try writer.append($0) }
@@ -138,9 +161,9 @@ public enum BnbExportPass {
         let type = e.scheme == I2QSpec.Scheme.nf4 ? FourBitType.nf4 : FourBitType.fp4
         let w = e.name
         var items = [
-            Item(plan: PlannedTensor(name: w, dtype: .u8, shape: [(n + 1) / 2, 1]), bytes: { _ in nil }, component: packed, plainIndex: nil),
-            Item(plan: PlannedTensor(name: w + ".absmax", dtype: dq ? .u8 : .f32, shape: [blocks]), bytes: { _ in nil }, component: absmax, plainIndex: nil),
-            Item(plan: PlannedTensor(name: w + ".quant_map", dtype: .f32, shape: [16]), bytes: { _ in type.code.withUnsafeBytes { Array($0) } }, component: nil, plainIndex: nil),
+            Item(plan: PlannedTensor(name: w, dtype: .u8, shape: [(n + 1) / 2, 1]), bytes: { _ in nil }, component: packed, plain: nil),
+            Item(plan: PlannedTensor(name: w + ".absmax", dtype: dq ? .u8 : .f32, shape: [blocks]), bytes: { _ in nil }, component: absmax, plain: nil),
+            Item(plan: PlannedTensor(name: w + ".quant_map", dtype: .f32, shape: [16]), bytes: { _ in type.code.withUnsafeBytes { Array($0) } }, component: nil, plain: nil),
         ]
         var state = "{\"quant_type\": \"\(type.rawValue)\", \"blocksize\": \(blocksize), \"dtype\": \"\(dtypeName)\", \"shape\": [\(e.shape[0]), \(e.shape[1])]"
         if dq {
@@ -148,15 +171,15 @@ public enum BnbExportPass {
             guard let nested = e.component("nested_absmax"), nested.size == 4 * ((blocks + nestedBlock - 1) / nestedBlock) else { throw bad("missing or wrong-sized `nested_absmax`") }
             guard let code = e.component("nested_code"), code.size == 256 * 4 else { throw bad("missing `nested_code`") }
             guard let offset = dbl("nested_offset") else { throw bad("missing param nested_offset") }
-            items.append(Item(plan: PlannedTensor(name: w + ".nested_absmax", dtype: .f32, shape: [nested.size / 4]), bytes: { _ in nil }, component: nested, plainIndex: nil))
-            items.append(Item(plan: PlannedTensor(name: w + ".nested_quant_map", dtype: .f32, shape: [256]), bytes: { _ in nil }, component: code, plainIndex: nil))
+            items.append(Item(plan: PlannedTensor(name: w + ".nested_absmax", dtype: .f32, shape: [nested.size / 4]), bytes: { _ in nil }, component: nested, plain: nil))
+            items.append(Item(plan: PlannedTensor(name: w + ".nested_quant_map", dtype: .f32, shape: [256]), bytes: { _ in nil }, component: code, plain: nil))
             // json.dumps writes the float32 offset widened to a double, shortest round-trip repr.
             state += ", \"nested_blocksize\": \(nestedBlock), \"nested_dtype\": \"float32\", \"nested_offset\": \(pythonRepr(Double(Float(offset))))"
         }
         state += "}"
         let bytes = Array(state.utf8)
         items.append(Item(plan: PlannedTensor(name: w + ".quant_state.bitsandbytes__" + type.rawValue, dtype: .u8, shape: [bytes.count]),
-                          bytes: { _ in bytes }, component: nil, plainIndex: nil))
+                          bytes: { _ in bytes }, component: nil, plain: nil))
         return (items, dq)
     }
 

@@ -1,5 +1,6 @@
 import I2QCore
 import I2QFormats
+import I2QRuntime
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -63,12 +64,22 @@ public struct StreamingPass {
     public let files: [(name: String, bytes: [UInt8])]
     public let provenance: Provenance
     let label: String
+    /// Fused tensor name → its parts, kept in an .i2q output.
+    var parts: [String: [I2QPart]] = [:]
 
     public init(label: String, source: any ModelSource, output: String, settings: OutputSettings,
-                outputDType: (SourceTensor) -> DType, configJSON: [UInt8], record: PassRecord?) throws {
+                outputDType: (SourceTensor) -> DType, configJSON: [UInt8], record: PassRecord?, keepFusedNames: Bool = false) throws {
         let q = source.quantizedTensorNames
         if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: label) }
         self.label = label
+        // Fused tensors (i2q fuse): an .i2q output keeps them fused (their parts travel with them);
+        // a safetensors output gets the tensors they hold, under transformers' names.
+        var source = source
+        if let f = source as? I2QFile, UnfusedSource.hasFused(f) {
+            if settings.format == .safetensors && !keepFusedNames { source = try UnfusedSource(f) } else {
+                parts = Dictionary(f.entries.filter { !$0.parts.isEmpty }.map { ($0.name, $0.parts) }, uniquingKeysWith: { a, _ in a })
+            }
+        }
         self.source = source
         self.outputPath = output
         self.settings = settings
@@ -104,6 +115,7 @@ public struct StreamingPass {
         let sink: TensorSink = isDir
             ? try SafetensorsSink(directory: staged.tempPath, plan: plan, maxShardSize: settings.maxShardSize)
             : try I2QSink(path: staged.tempPath, alignment: settings.alignment)
+        (sink as? I2QSink)?.parts = parts
         let progress = ProgressBar(label: label, totalBytes: source.tensorBytes, enabled: settings.showProgress)
         let writer = PipelinedWriter(sink: sink, buffers: Self.buffersInFlight, bufferSize: Self.chunkElements * 8)
         // input: [chunkElements × ≤ 8 bytes] of the source dtype.
@@ -164,8 +176,11 @@ public enum CastPass {
 }
 
 /// `i2q export --to hf`: the model's tensors and files, unchanged, as an HF safetensors directory.
+/// Fused tensors (i2q fuse) are written as the tensors they hold, under transformers' names (byte
+/// for byte the unfused tensors), or — `fusedNames` — as they are stored (vLLM-style `qkv_proj`,
+/// `gate_up_proj`, which vLLM's loaders accept as pre-fused weights).
 public enum ExportPass {
-    public static func makeHF(source: any ModelSource, output: String, settings: OutputSettings) throws -> StreamingPass {
+    public static func makeHF(source: any ModelSource, output: String, settings: OutputSettings, fusedNames: Bool = false) throws -> StreamingPass {
         var s = settings
         s.format = .safetensors
         let cfg: [UInt8]
@@ -175,6 +190,6 @@ public enum ExportPass {
             cfg = Array((JSONWriter.string(source.rawConfig, indent: 2) + "\n").utf8)
         }
         return try StreamingPass(label: "export", source: source, output: output, settings: s,
-                                 outputDType: { $0.dtype }, configJSON: cfg, record: nil)
+                                 outputDType: { $0.dtype }, configJSON: cfg, record: nil, keepFusedNames: fusedNames)
     }
 }

@@ -45,12 +45,21 @@ public enum QuantizePass {
         defer { raw.deallocate(); f32.deallocate(); out.deallocate() }
         var results: [TensorCastResult] = []
         var written = 0
-        for t in source.tensors {
+        // A fused input (i2q fuse) stays fused when its parts quantize alike and block-aligned; each
+        // part is then quantized as its own tensor (FusePass, "Fused tensors" in the spec).
+        func quantizesPart(_ p: I2QPart, _ e: I2QTensorEntry) -> Bool { quantizes(p.name, shape: [p.length] + e.shape.dropFirst(), skip: o.skip) }
+        let inputs = try FusePass.plainInputs(source) { e in
+            let q = e.parts.map { quantizesPart($0, e) }
+            return q.allSatisfy { $0 == q[0] } && (!q[0] || e.parts.allSatisfy { $0.length * e.shape.dropFirst().reduce(1, *) % o.blockSize == 0 })
+        }
+        for (t, parts) in inputs {
             let n = t.elementCount
-            if t.dtype.isCastableFloat && quantizes(t.name, shape: t.shape, skip: o.skip) {
+            let quantize = parts.isEmpty ? quantizes(t.name, shape: t.shape, skip: o.skip)
+                : quantizes(parts[0].name, shape: [parts[0].length] + t.shape.dropFirst(), skip: o.skip)
+            if t.dtype.isCastableFloat && quantize {
                 var params: [(String, I2QParam)] = [("blocksize", .int(Int64(o.blockSize))), ("double_quant", .int(o.doubleQuant ? 1 : 0))]
                 try w.beginTensor(name: t.name, scheme: o.type == .nf4 ? I2QSpec.Scheme.nf4 : I2QSpec.Scheme.fp4,
-                                  dtype: o.computeDType, shape: t.shape, params: params)
+                                  dtype: o.computeDType, shape: t.shape, params: params, parts: parts)
                 let blocks = FourBitCodec.blockCount(count: n, blockSize: o.blockSize)
                 var absmax = [Float](repeating: 0, count: blocks)  // [blocks]
                 try w.beginComponent(role: "packed", dtype: .u8, shape: [FourBitCodec.packedCount(count: n)])
@@ -69,7 +78,22 @@ public enum QuantizePass {
                     i += m
                 }
                 try w.endComponent()
-                if o.doubleQuant {
+                if o.doubleQuant && !parts.isEmpty {
+                    // Per part: codes and nested absmax one after another, offsets nested_offset.<i>.
+                    let cols = t.shape.dropFirst().reduce(1, *)
+                    let dqs = parts.map { p in DoubleQuant.compress(Array(absmax[(p.start * cols / o.blockSize)..<((p.start + p.length) * cols / o.blockSize)])) }
+                    for (role, dt, arrays) in [("absmax", DType.u8, dqs.map { $0.codes.withUnsafeBytes { Array($0) } }),
+                                               ("nested_absmax", .f32, dqs.map { $0.nestedAbsmax.withUnsafeBytes { Array($0) } })] {
+                        try w.beginComponent(role: role, dtype: dt, shape: [arrays.reduce(0) { $0 + $1.count } / dt.size])
+                        for a in arrays { try a.withUnsafeBytes { try w.append($0) } }
+                        try w.endComponent()
+                    }
+                    try w.beginComponent(role: "nested_code", dtype: .f32, shape: [256])
+                    try DynamicMap.code.withUnsafeBytes { try w.append($0) }
+                    try w.endComponent()
+                    params += dqs.enumerated().map { ("nested_offset.\($0.offset)", .float(Double($0.element.offset))) }
+                    try w.setParams(params)
+                } else if o.doubleQuant {
                     let dq = DoubleQuant.compress(absmax)
                     try w.beginComponent(role: "absmax", dtype: .u8, shape: [blocks])
                     try dq.codes.withUnsafeBytes { try w.append($0) }
@@ -92,7 +116,7 @@ public enum QuantizePass {
                 results.append(TensorCastResult(name: t.name, from: t.dtype, to: .u8, elements: n, stats: CastStats()))
             } else {
                 let to = (t.dtype.isCastableFloat ? o.dtype : nil) ?? t.dtype
-                try w.beginTensor(name: t.name, dtype: to, shape: t.shape)
+                try w.beginTensor(name: t.name, dtype: to, shape: t.shape, parts: parts)
                 try w.beginComponent(role: "data", dtype: to, shape: t.shape)
                 var stats = CastStats()
                 var i = 0

@@ -40,9 +40,11 @@ final class SafetensorsSink: TensorSink {
 
 final class I2QSink: TensorSink {
     let writer: I2QWriter
+    /// Fused tensor name → the parts it holds (i2q fuse), kept in the output.
+    var parts: [String: [I2QPart]] = [:]
     init(path: String, alignment: Int) throws { writer = try I2QWriter(path: path, alignment: alignment) }
     func begin(_ t: PlannedTensor) throws {
-        try writer.beginTensor(name: t.name, dtype: t.dtype, shape: t.shape)
+        try writer.beginTensor(name: t.name, dtype: t.dtype, shape: t.shape, parts: parts[t.name] ?? [])
         try writer.beginComponent(role: "data", dtype: t.dtype, shape: t.shape)
     }
     func append(_ bytes: UnsafeRawBufferPointer) throws { try writer.append(bytes) }

@@ -11,6 +11,8 @@ enum ExportTarget: String, CaseIterable, ExpressibleByArgument {
     case hfBnb = "hf-bnb"
     /// llama.cpp GGUF v3 of the text decoder (llama architecture); tensor type from --type.
     case gguf
+    /// AutoAWQ GEMM checkpoint (int32 qweight/qzeros, fp16 scales) from an affine_int4 .i2q (--rtn/--awq).
+    case hfAwq = "hf-awq"
 }
 
 struct Export: ParsableCommand {
@@ -28,6 +30,9 @@ struct Export: ParsableCommand {
 
     @Option(help: "GGUF tensor type (--to gguf): \(GGUFExportType.allCases.map(\.rawValue).joined(separator: ", ")); default bf16 for bf16 models, else f16.")
     var type: String?
+
+    @Flag(help: "Keep fused tensors (i2q fuse) under their fused names, vLLM-style (qkv_proj, gate_up_proj), instead of transformers' q/k/v and gate/up.")
+    var fusedNames = false
 
     @OptionGroup var out: OutputOptions
 
@@ -47,13 +52,16 @@ struct Export: ParsableCommand {
             let source = try openModel(model)
             switch to {
             case .hf:
-                let r = try ExportPass.makeHF(source: source, output: out.output, settings: s).run()
+                let r = try ExportPass.makeHF(source: source, output: out.output, settings: s, fusedNames: fusedNames).run()
                 printSummary("exported \(r.tensors.count) tensors to hf", r)
             case .hfBnb:
-                let r = try BnbExportPass.run(source: source, output: out.output, settings: s)
+                let r = try BnbExportPass.run(source: source, output: out.output, settings: s, fusedNames: fusedNames)
                 printSummary("exported \(r.tensors.count) tensors to hf-bnb", r)
             case .gguf:
                 print(try GGUFExportPass(source: source, output: out.output, type: type.flatMap(GGUFExportType.init(rawValue:)), settings: s).run().summary)
+            case .hfAwq:
+                let r = try AWQExportPass.run(source: source, output: out.output, settings: s)
+                printSummary("exported \(r.tensors.count) tensors to hf-awq", r)
             }
         }
     }

@@ -6,5 +6,5 @@ struct I2Q: ParsableCommand {
         commandName: "i2q",
         abstract: "Shrink Idefics2 (and Llama/Mistral) checkpoints on the CPU and prove the result still works.",
         version: "0.1.0",
-        subcommands: [Inspect.self, Cast.self, Quantize.self, Export.self, Run.self, PerplexityCommand.self])
+        subcommands: [Inspect.self, Cast.self, Quantize.self, Fuse.self, Export.self, Run.self, PerplexityCommand.self, Verify.self])
 }

@@ -6,13 +6,33 @@ import I2QQuant
 
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Quantize the linear layers to 4 bits, bitsandbytes-style (NF4 or FP4, blockwise, double quant), into an .i2q file.")
+        abstract: "Quantize the linear layers to 4 bits into an .i2q file: bitsandbytes-style NF4/FP4 (blockwise, double quant), or affine int4 (AWQ-style groups) with --rtn (round to nearest) or --awq (activation-aware, calibrated).")
 
     @Argument(help: "HF model directory, .i2q file, or llama.cpp .gguf file.")
     var model: String
 
     @Flag(help: "NF4 (the default).") var nf4 = false
     @Flag(help: "FP4.") var fp4 = false
+    @Flag(help: "Affine int4 (zero point, fp16 scale per group), round to nearest: the decoder's linear layers only.") var rtn = false
+    @Flag(help: "Affine int4 with AWQ (AutoAWQ semantics): scales and clipping searched on --calibration data, layer by layer.") var awq = false
+
+    @Option(help: "--rtn/--awq: elements per group along the input dimension (must divide it).")
+    var groupSize = 128
+
+    @Option(help: "--awq: calibration data: a UTF-8 text file or a DocVQA-format directory (JSON with data[{questionId, question, image, answers}] beside the images).")
+    var calibration: String?
+
+    @Option(help: "--awq: calibration sequences at most (text blocks or DocVQA questions).")
+    var samples = 128
+
+    @Option(help: "--awq: tokens per calibration sequence (text block length; longer DocVQA prompts are truncated).")
+    var seqLen = 512
+
+    @Option(help: "--awq: seed of the calibration sample selection.")
+    var seed: UInt64 = 0
+
+    @Flag(help: "--awq: continue an interrupted run from its last finished layer (state in OUTPUT.awq-state).")
+    var resume = false
 
     @Option(help: "Elements per absmax block (bitsandbytes: 64).")
     var blockSize = 64
@@ -20,8 +40,8 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Keep absmax in float32 instead of double-quantizing it.")
     var noDoubleQuant = false
 
-    @Option(help: "The dtype dequantization produces: bf16, f16 or f32.")
-    var computeDtype = "bf16"
+    @Option(help: "The dtype dequantization produces: bf16, f16 or f32 (NF4/FP4 default bf16; --rtn/--awq default: the source dtype).")
+    var computeDtype: String?
 
     @Option(help: "Keep tensors whose name contains PATTERN unquantized (repeatable), e.g. vision_model.")
     var skip: [String] = []
@@ -32,26 +52,58 @@ struct Quantize: ParsableCommand {
     @OptionGroup var out: OutputOptions
 
     func validate() throws {
-        if nf4 && fp4 { throw ValidationError("choose one of --nf4 and --fp4") }
+        if [nf4, fp4, rtn, awq].filter({ $0 }).count > 1 { throw ValidationError("choose one of --nf4, --fp4, --rtn and --awq") }
+        if rtn || awq {
+            guard groupSize >= 2, groupSize % 2 == 0 else { throw ValidationError("--group-size must be an even number ≥ 2 (got \(groupSize))") }
+        }
+        if awq {
+            guard calibration != nil else { throw ValidationError("--awq needs --calibration FILE.txt or a DocVQA-format directory") }
+            guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
+            guard seqLen >= 2 else { throw ValidationError("--seq-len must be at least 2") }
+        } else if calibration != nil || resume {
+            throw ValidationError("--calibration and --resume apply to --awq")
+        }
         guard FourBitCodec.validBlockSizes.contains(blockSize) else {
             throw ValidationError("--block-size must be one of \(FourBitCodec.validBlockSizes.map(String.init).joined(separator: ", "))")
         }
-        guard DType(userSpelling: computeDtype) != nil else { throw ValidationError("--compute-dtype must be bf16, f16 or f32") }
+        guard computeDtype.map({ DType(userSpelling: $0) != nil }) ?? true else { throw ValidationError("--compute-dtype must be bf16, f16 or f32") }
         if let d = dtype, DType(userSpelling: d) == nil { throw ValidationError("--dtype must be f16, bf16 or f32") }
     }
 
     func run() throws {
         try runReportingErrors {
+            if rtn || awq { return try runAffine() }
             var o = QuantizeOptions()
             o.type = fp4 ? .fp4 : .nf4
             o.blockSize = blockSize
             o.doubleQuant = !noDoubleQuant
-            o.computeDType = DType(userSpelling: computeDtype)!
+            o.computeDType = DType(userSpelling: computeDtype ?? "bf16")!
             o.skip = skip
             o.dtype = dtype.flatMap { DType(userSpelling: $0) }
             let r = try QuantizePass.run(source: try openModel(model), output: out.output, options: o, settings: out.baseSettings)
             let q = r.tensors.filter { $0.to == .u8 }.count
             printSummary("quantized \(q) of \(r.tensors.count) tensors to \(o.type.rawValue)", r)
         }
+    }
+
+    func runAffine() throws {
+        var o = AffineQuantizeOptions()
+        o.method = awq ? .awq : .rtn
+        o.groupSize = groupSize
+        o.computeDType = computeDtype.flatMap { DType(userSpelling: $0) }
+        o.skip = skip
+        o.dtype = dtype.flatMap { DType(userSpelling: $0) }
+        if let c = calibration {
+            var cal = CalibrationOptions(path: c)
+            cal.samples = samples
+            cal.seqLen = seqLen
+            cal.seed = seed
+            o.calibration = cal
+        }
+        o.resume = resume
+        o.log = { printError($0) }
+        let r = try AffineQuantizePass.run(source: try openModel(model), output: out.output, options: o, settings: out.baseSettings)
+        let q = r.tensors.filter { $0.to == .u8 }.count
+        printSummary("quantized \(q) of \(r.tensors.count) tensors to affine int4 (\(o.method.rawValue), group \(groupSize))", r)
     }
 }

@@ -6,23 +6,26 @@ import I2QFormats
 /// Mistral's sliding window (key j visible to query i iff i − W < j ≤ i) —, softmax in float32,
 /// output projection. Query head h reads kv head h / (heads / kvHeads).
 struct Attention {
-    let q, k, v, o: Weight
-    let qBias, kBias, vBias: Weight?
+    /// q, k, v: one fused `qkv_proj` product when the file holds it (FusedWeights.swift).
+    let qkv: ProjectionGroup
+    let o: Weight
     let heads, kvHeads, headDim, hidden: Int
     let window: Int?
     let rope: RoPE
+    var q: Weight { qkv.parts[0] }
+    var k: Weight { qkv.parts[1] }
+    var v: Weight { qkv.parts[2] }
+    var qBias: Weight? { qkv.biases[0] }
+    var kBias: Weight? { qkv.biases[1] }
+    var vBias: Weight? { qkv.biases[2] }
 
     init(_ w: WeightLoader, prefix: String, config c: TextConfig) throws {
         heads = c.numAttentionHeads; kvHeads = c.numKeyValueHeads; headDim = c.headDim; hidden = c.hiddenSize
         window = c.slidingWindow
         rope = RoPE(headDim: c.headDim, theta: c.rope.theta)
-        q = try w.weight(prefix + "q_proj.weight", [heads * headDim, hidden])
-        k = try w.weight(prefix + "k_proj.weight", [kvHeads * headDim, hidden])
-        v = try w.weight(prefix + "v_proj.weight", [kvHeads * headDim, hidden])
+        qkv = try w.group([prefix + "q_proj.weight", prefix + "k_proj.weight", prefix + "v_proj.weight"],
+                          widths: [heads * headDim, kvHeads * headDim, kvHeads * headDim], inDim: hidden, bias: true)
         o = try w.weight(prefix + "o_proj.weight", [hidden, heads * headDim])
-        qBias = try w.optional(prefix + "q_proj.bias", [heads * headDim])
-        kBias = try w.optional(prefix + "k_proj.bias", [kvHeads * headDim])
-        vBias = try w.optional(prefix + "v_proj.bias", [kvHeads * headDim])
     }
 
     /// x: [t, hidden] (normalised input) at positions start..<start+t; adds the attention output
@@ -33,17 +36,7 @@ struct Attention {
         let qb = ws.q(t * qw)            // [t, heads·headDim]
         let kRows = keys + start * kw    // new keys go straight into the cache: [t, kw]
         let vRows = values + start * kw
-        if t == 1, let qd = q.direct, let kd = k.direct, let vd = v.direct {
-            // Decoding with float32 weights: the three projections in one dispatch.
-            Gemv.runMany([(qd, qb, qw), (kd, kRows, kw), (vd, vRows, kw)], x: x, k: hidden)
-            if let b = qBias { try b.withF32(ws.scratch) { Kernels.add(qb, $0, n: qw) } }
-            if let b = kBias { try b.withF32(ws.scratch) { Kernels.add(kRows, $0, n: kw) } }
-            if let b = vBias { try b.withF32(ws.scratch) { Kernels.add(vRows, $0, n: kw) } }
-        } else {
-            try project(x, t, q, qBias, qb, ws)
-            try project(x, t, k, kBias, kRows, ws)
-            try project(x, t, v, vBias, vRows, ws)
-        }
+        try qkv(x, m: t, outputs: [qb, kRows, vRows], ws: ws)
         for i in 0..<t {
             rope.apply(qb + i * qw, heads: heads, pos: start + i)
             rope.apply(kRows + i * kw, heads: kvHeads, pos: start + i)
@@ -112,13 +105,5 @@ struct Attention {
             }
         }
         try o.linear(x: out, y: residual, m: t, accumulate: true, scratch: ws.scratch)
-    }
-
-    private func project(_ x: UnsafePointer<Float>, _ t: Int, _ w: Weight, _ b: Weight?, _ y: UnsafeMutablePointer<Float>, _ ws: Workspace) throws {
-        let n = w.shape[0]
-        try w.linear(x: x, y: y, m: t, scratch: ws.scratch)
-        if let b {
-            try b.withF32(ws.scratch) { bp in for i in 0..<t { Kernels.add(y + i * n, bp, n: n) } }
-        }
     }
 }

@@ -2,25 +2,24 @@ import I2QFormats
 
 /// SwiGLU MLP of Llama/Mistral: down(silu(gate(x)) · up(x)) (transformers `LlamaMLP`).
 struct MLP {
-    let gate, up, down: Weight
+    /// gate, up: one fused `gate_up_proj` product when the file holds it (FusedWeights.swift).
+    let gateUp: ProjectionGroup
+    let down: Weight
     let hidden, intermediate: Int
+    var gate: Weight { gateUp.parts[0] }
+    var up: Weight { gateUp.parts[1] }
 
     init(_ w: WeightLoader, prefix: String, config c: TextConfig) throws {
         hidden = c.hiddenSize; intermediate = c.intermediateSize
-        gate = try w.weight(prefix + "gate_proj.weight", [intermediate, hidden])
-        up = try w.weight(prefix + "up_proj.weight", [intermediate, hidden])
+        gateUp = try w.group([prefix + "gate_proj.weight", prefix + "up_proj.weight"],
+                             widths: [intermediate, intermediate], inDim: hidden, bias: false)
         down = try w.weight(prefix + "down_proj.weight", [hidden, intermediate])
     }
 
     /// x: [t, hidden] normalised; adds the MLP output into `residual` [t, hidden].
     func callAsFunction(_ x: UnsafePointer<Float>, t: Int, residual: UnsafeMutablePointer<Float>, ws: Workspace) throws {
         let g = ws.gate(t * intermediate), u = ws.up(t * intermediate)  // [t, intermediate] each
-        if t == 1, let gd = gate.direct, let ud = up.direct {
-            Gemv.runMany([(gd, g, intermediate), (ud, u, intermediate)], x: x, k: hidden)  // one dispatch
-        } else {
-            try gate.linear(x: x, y: g, m: t, scratch: ws.scratch)
-            try up.linear(x: x, y: u, m: t, scratch: ws.scratch)
-        }
+        try gateUp(x, m: t, outputs: [g, u], ws: ws)
         Kernels.siluMul(g, u, g, n: t * intermediate)
         try down.linear(x: g, y: residual, m: t, accumulate: true, scratch: ws.scratch)
     }
@@ -46,6 +45,8 @@ final class Workspace: @unchecked Sendable {
     func attn(_ n: Int) -> UnsafeMutablePointer<Float> { get("attn", n) }
     func gate(_ n: Int) -> UnsafeMutablePointer<Float> { get("gate", n) }
     func up(_ n: Int) -> UnsafeMutablePointer<Float> { get("up", n) }
+    /// Output of a fused projection group before it is split: [rows, Σ part widths].
+    func fused(_ n: Int) -> UnsafeMutablePointer<Float> { get("fused", n) }
     func normed(_ n: Int) -> UnsafeMutablePointer<Float> { get("normed", n) }
     func row(_ n: Int) -> UnsafeMutablePointer<Float> { get("row", n) }
     func stackedQ(_ n: Int) -> UnsafeMutablePointer<Float> { get("stackedQ", n) }

@@ -8,11 +8,16 @@ import I2QFormats
 public final class Connector: @unchecked Sendable {
     struct Layer {
         let latNorm, ctxNorm, postNorm: Weight
-        let q, k, v, o: Weight
-        let gate, up, down: Weight
+        /// q reads the latents only; k and v read [context; latents]: k/v form one group
+        /// (`kv_proj` when fused), gate/up another (`gate_up_proj`). See FusedWeights.swift.
+        let q, o: Weight
+        let kv: ProjectionGroup
+        let gateUp: ProjectionGroup
+        let down: Weight
     }
 
-    let projGate, projUp, projDown: Weight
+    let projGateUp: ProjectionGroup
+    let projDown: Weight
     let latents, norm: Weight
     let layers: [Layer]
     let p: Idefics2PerceiverConfig
@@ -23,8 +28,8 @@ public final class Connector: @unchecked Sendable {
         p = c.perceiver
         visionHidden = c.vision.hiddenSize; textHidden = c.text.hiddenSize; textInter = c.text.intermediateSize
         let pre = "model.connector."
-        projGate = try w.weight(pre + "modality_projection.gate_proj.weight", [textInter, visionHidden])
-        projUp = try w.weight(pre + "modality_projection.up_proj.weight", [textInter, visionHidden])
+        projGateUp = try w.group([pre + "modality_projection.gate_proj.weight", pre + "modality_projection.up_proj.weight"],
+                                 widths: [textInter, textInter], inDim: visionHidden, bias: false)
         projDown = try w.weight(pre + "modality_projection.down_proj.weight", [textHidden, textInter])
         let h = p.hiddenSize, qd = p.resamplerNHeads * p.resamplerHeadDim, kd = p.numKeyValueHeads * p.resamplerHeadDim
         latents = try w.weight(pre + "perceiver_resampler.latents", [p.resamplerNLatents, h])
@@ -34,9 +39,9 @@ public final class Connector: @unchecked Sendable {
             return Layer(latNorm: try w.weight(l + "input_latents_norm.weight", [h]),
                          ctxNorm: try w.weight(l + "input_context_norm.weight", [h]),
                          postNorm: try w.weight(l + "post_attention_layernorm.weight", [h]),
-                         q: try w.weight(l + "self_attn.q_proj.weight", [qd, h]), k: try w.weight(l + "self_attn.k_proj.weight", [kd, h]),
-                         v: try w.weight(l + "self_attn.v_proj.weight", [kd, h]), o: try w.weight(l + "self_attn.o_proj.weight", [h, qd]),
-                         gate: try w.weight(l + "mlp.gate_proj.weight", [4 * h, h]), up: try w.weight(l + "mlp.up_proj.weight", [4 * h, h]),
+                         q: try w.weight(l + "self_attn.q_proj.weight", [qd, h]), o: try w.weight(l + "self_attn.o_proj.weight", [h, qd]),
+                         kv: try w.group([l + "self_attn.k_proj.weight", l + "self_attn.v_proj.weight"], widths: [kd, kd], inDim: h, bias: false),
+                         gateUp: try w.group([l + "mlp.gate_proj.weight", l + "mlp.up_proj.weight"], widths: [4 * h, 4 * h], inDim: h, bias: false),
                          down: try w.weight(l + "mlp.down_proj.weight", [h, 4 * h]))
         }
     }
@@ -51,8 +56,7 @@ public final class Connector: @unchecked Sendable {
         try context.withUnsafeMutableBufferPointer { cp in
             try image.withUnsafeBufferPointer { ip in
                 let g = ws.gate(n * inter), u = ws.up(n * inter)  // [n, inter]
-                try projGate.linear(x: ip.baseAddress!, y: g, m: n, scratch: ws.scratch)
-                try projUp.linear(x: ip.baseAddress!, y: u, m: n, scratch: ws.scratch)
+                try projGateUp(ip.baseAddress!, m: n, outputs: [g, u], ws: ws)
                 Kernels.siluMul(g, u, g, n: n * inter)
                 try projDown.linear(x: g, y: cp.baseAddress!, m: n, scratch: ws.scratch)
             }
@@ -71,14 +75,12 @@ public final class Connector: @unchecked Sendable {
                     try l.ctxNorm.withF32(ws.scratch) { Kernels.rmsNorm(cp.baseAddress!, $0, kvIn, rows: n, n: h, eps: eps) }
                     try l.latNorm.withF32(ws.scratch) { Kernels.rmsNorm(x, $0, kvIn + n * h, rows: nl, n: h, eps: eps) }
                     try l.q.linear(x: kvIn + n * h, y: q, m: nl, scratch: ws.scratch)
-                    try l.k.linear(x: kvIn, y: k, m: n + nl, scratch: ws.scratch)
-                    try l.v.linear(x: kvIn, y: v, m: n + nl, scratch: ws.scratch)
+                    try l.kv(kvIn, m: n + nl, outputs: [k, v], ws: ws)
                     Kernels.attention(q: q, ldq: qd, k: k, v: v, ldk: kd, out: attn, ldo: qd, tq: nl, tk: n + nl, heads: heads,
                                       kvHeads: kvh, headDim: d, keyMask: keyMask, scale: 1 / Float(d).squareRoot(), scores: scores)
                     try l.o.linear(x: attn, y: x, m: nl, accumulate: true, scratch: ws.scratch)
                     try l.postNorm.withF32(ws.scratch) { Kernels.rmsNorm(x, $0, tmp, rows: nl, n: h, eps: eps) }
-                    try l.gate.linear(x: tmp, y: mg, m: nl, scratch: ws.scratch)
-                    try l.up.linear(x: tmp, y: mu, m: nl, scratch: ws.scratch)
+                    try l.gateUp(tmp, m: nl, outputs: [mg, mu], ws: ws)
                     Kernels.siluMul(mg, mu, mg, n: nl * 4 * h)
                     try l.down.linear(x: mg, y: x, m: nl, accumulate: true, scratch: ws.scratch)
                 }

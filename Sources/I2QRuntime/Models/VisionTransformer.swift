@@ -9,7 +9,9 @@ import I2QFormats
 public final class VisionTransformer: @unchecked Sendable {
     struct Layer {
         let ln1w, ln1b, ln2w, ln2b: Weight
-        let q, k, v, o, qb, kb, vb, ob: Weight
+        /// q, k, v (+ biases): one fused `qkv_proj` product when the file holds it (FusedWeights.swift).
+        let qkv: ProjectionGroup
+        let o, ob: Weight
         let fc1, fc1b, fc2, fc2b: Weight
     }
 
@@ -34,13 +36,20 @@ public final class VisionTransformer: @unchecked Sendable {
             let l = pre + "encoder.layers.\(i)."
             return Layer(ln1w: try w.weight(l + "layer_norm1.weight", [h]), ln1b: try w.weight(l + "layer_norm1.bias", [h]),
                          ln2w: try w.weight(l + "layer_norm2.weight", [h]), ln2b: try w.weight(l + "layer_norm2.bias", [h]),
-                         q: try w.weight(l + "self_attn.q_proj.weight", [h, h]), k: try w.weight(l + "self_attn.k_proj.weight", [h, h]),
-                         v: try w.weight(l + "self_attn.v_proj.weight", [h, h]), o: try w.weight(l + "self_attn.out_proj.weight", [h, h]),
-                         qb: try w.weight(l + "self_attn.q_proj.bias", [h]), kb: try w.weight(l + "self_attn.k_proj.bias", [h]),
-                         vb: try w.weight(l + "self_attn.v_proj.bias", [h]), ob: try w.weight(l + "self_attn.out_proj.bias", [h]),
+                         qkv: try Self.qkvGroup(w, l + "self_attn.", h),
+                         o: try w.weight(l + "self_attn.out_proj.weight", [h, h]), ob: try w.weight(l + "self_attn.out_proj.bias", [h]),
                          fc1: try w.weight(l + "mlp.fc1.weight", [inter, h]), fc1b: try w.weight(l + "mlp.fc1.bias", [inter]),
                          fc2: try w.weight(l + "mlp.fc2.weight", [h, inter]), fc2b: try w.weight(l + "mlp.fc2.bias", [h]))
         }
+    }
+
+    /// q/k/v of a vision layer: [h, h] weights, each with its [h] bias (all required).
+    private static func qkvGroup(_ w: WeightLoader, _ prefix: String, _ h: Int) throws -> ProjectionGroup {
+        let g = try w.group(["q_proj", "k_proj", "v_proj"].map { prefix + $0 + ".weight" }, widths: [h, h, h], inDim: h, bias: true)
+        for (b, name) in zip(g.biases, ["q_proj", "k_proj", "v_proj"]) where b == nil {
+            throw RuntimeError.missingWeight(model: w.source.path, name: prefix + name + ".bias")
+        }
+        return g
     }
 
     /// Position bucket of each of `nb` real patches along one side, with transformers' float32
@@ -115,9 +124,7 @@ public final class VisionTransformer: @unchecked Sendable {
             let heads = config.numAttentionHeads, d = h / heads
             for l in layers {
                 try l.ln1w.withF32(ws.scratch) { w in try l.ln1b.withF32(Scratch()) { b in Kernels.layerNorm(x, w, b, normed, rows: n, n: h, eps: eps) } }
-                try linear(normed, l.q, l.qb, q, n, h, h)
-                try linear(normed, l.k, l.kb, k, n, h, h)
-                try linear(normed, l.v, l.vb, v, n, h, h)
+                try l.qkv(normed, m: n, outputs: [q, k, v], ws: ws)
                 Kernels.attention(q: q, ldq: h, k: k, v: v, ldk: h, out: attn, ldo: h, tq: n, tk: n, heads: heads, kvHeads: heads,
                                   headDim: d, keyMask: rectangle ? nil : patchMask, scale: 1 / Float(d).squareRoot(), scores: scores)
                 try linear(attn, l.o, l.ob, normed, n, h, h)

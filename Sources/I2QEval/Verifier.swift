@@ -1,0 +1,426 @@
+import Foundation
+import I2QCore
+import I2QFormats
+import I2QRuntime
+import I2QTokenizer
+
+/// What `i2q verify` (and `--verify` on the passes) measures. At least one of `textPath` /
+/// `docvqaDirectory` must be set.
+public struct VerifyOptions: Sendable {
+    /// UTF-8 text for perplexity / KL statistics (consecutive windows of `ctx` tokens).
+    public var textPath: String?
+    /// A DocVQA-format directory (DocVQASet).
+    public var docvqaDirectory: String?
+    public var ctx = 512
+    /// DocVQA questions to use (seeded selection); nil = all.
+    public var samples: Int?
+    public var seed: UInt64 = 0
+    /// Greedy answer length limit for DocVQA.
+    public var maxNewTokens = 32
+    /// Per-layer error over the text windows (needs `textPath`).
+    public var layerwise = true
+    /// Items listed as the worst in the report.
+    public var worstItems = 10
+    public var maxPPLRatio: Double?
+    public var maxKLD: Double?
+    public var minANLS: Double?
+    /// Draw progress bars (stderr, terminals only).
+    public var showProgress = ProgressBar.stderrIsTerminal
+    /// Progress lines (the CLI prints them on stderr).
+    public var log: (@Sendable (String) -> Void)?
+
+    public init() {}
+}
+
+public enum VerifyError: I2QError {
+    case nothingToDo
+    case vocabMismatch(candidate: Int, reference: Int)
+    case kindMismatch(candidate: String, reference: String)
+    case noDocumentText(file: String, questionId: Int)
+    case thresholdWithoutData(flag: String, needs: String)
+    case badText(path: String)
+
+    public var description: String {
+        switch self {
+        case .nothingToDo:
+            return "nothing to verify: give --text FILE (perplexity and KL divergence) and/or --docvqa DIR (DocVQA answers)"
+        case let .vocabMismatch(c, r):
+            return "the candidate has a vocabulary of \(c) tokens and the reference \(r); verify compares models of the same tokenizer (a transform of the reference)"
+        case let .kindMismatch(c, r):
+            return "the candidate is a \(c) model and the reference a \(r) model; compare a model with a transform of itself"
+        case let .noDocumentText(f, q):
+            return "\(f): questionId \(q) has no \"document_text\"; text models answer from the page text. Use a set that has it (e.g. Tests/Fixtures/docvqa-mini) or an Idefics2 model"
+        case let .thresholdWithoutData(flag, needs):
+            return "\(flag) needs \(needs)"
+        case let .badText(p):
+            return "\(p) is not valid UTF-8 text; --text takes a UTF-8 text file"
+        }
+    }
+}
+
+/// One DocVQA question: both models' answers and their scores.
+public struct DocVQAItemResult: Sendable {
+    public let questionId: Int
+    public let question: String
+    public let image: String
+    public let answers: [String]
+    public let candidate: String
+    public let base: String
+    public let anlsCandidate: Double
+    public let anlsBase: Double
+    /// ANLS of the candidate's answer against the base's answer as the only ground truth.
+    public let agreement: Double
+    public let exactCandidate: Bool
+    public let exactBase: Bool
+
+    public var json: JSONValue {
+        .object([("questionId", .int(questionId)), ("question", .string(question)), ("image", .string(image)),
+                 ("answers", .array(answers.map { .string($0) })), ("candidate", .string(candidate)), ("base", .string(base)),
+                 ("anls_candidate", jsonNumber(anlsCandidate)), ("anls_base", jsonNumber(anlsBase)),
+                 ("agreement", jsonNumber(agreement)),
+                 ("exact_candidate", .bool(exactCandidate)), ("exact_base", .bool(exactBase))])
+    }
+}
+
+public struct DocVQAComparison: Sendable {
+    public let directory: String
+    public let file: String
+    public let questionsInSet: Int
+    public let seed: UInt64
+    public let maxNewTokens: Int
+    /// "idefics2" (image + question) or "document_text" (text models: the page text in the prompt).
+    public let mode: String
+    public let items: [DocVQAItemResult]
+    public let seconds: Double
+    public let worstCount: Int
+
+    public var anlsCandidate: Double { mean(items.map(\.anlsCandidate)) }
+    public var anlsBase: Double { mean(items.map(\.anlsBase)) }
+    public var anlsAgreement: Double { mean(items.map(\.agreement)) }
+    public var exactMatchCandidate: Double { mean(items.map { $0.exactCandidate ? 1 : 0 }) }
+    public var exactMatchBase: Double { mean(items.map { $0.exactBase ? 1 : 0 }) }
+    /// Share of questions where the two answers are identical after ANLS normalisation.
+    public var sameAnswerShare: Double { mean(items.map { ANLS.normalize($0.candidate) == ANLS.normalize($0.base) ? 1 : 0 }) }
+
+    /// Largest drop first (candidate ANLS − base ANLS ascending), then least agreement, then lowest ANLS.
+    public var worst: [DocVQAItemResult] {
+        Array(items.sorted {
+            let a = ($0.anlsCandidate - $0.anlsBase, $0.agreement, $0.anlsCandidate, $0.questionId)
+            let b = ($1.anlsCandidate - $1.anlsBase, $1.agreement, $1.anlsCandidate, $1.questionId)
+            return a < b
+        }.prefix(worstCount))
+    }
+
+    public var json: JSONValue {
+        .object([("directory", .string(directory)), ("file", .string(file)), ("mode", .string(mode)),
+                 ("questions_in_set", .int(questionsInSet)), ("samples", .int(items.count)), ("seed", .uint(seed)),
+                 ("max_new_tokens", .int(maxNewTokens)),
+                 ("anls_candidate", jsonNumber(anlsCandidate)), ("anls_base", jsonNumber(anlsBase)),
+                 ("anls_agreement", jsonNumber(anlsAgreement)),
+                 ("exact_match_candidate", jsonNumber(exactMatchCandidate)), ("exact_match_base", jsonNumber(exactMatchBase)),
+                 ("same_answer_share", jsonNumber(sameAnswerShare)),
+                 ("seconds", jsonNumber(seconds)),
+                 ("worst", .array(worst.map(\.json))), ("items", .array(items.map(\.json)))])
+    }
+}
+
+public struct TextComparison: Sendable {
+    public let file: String
+    public let tokens: Int
+    public let ctx: Int
+    public let windows: Int
+    public let stats: TokenStatistics
+    public let seconds: Double
+
+    public var json: JSONValue {
+        let s = stats
+        return .object([
+            ("file", .string(file)), ("tokens", .int(tokens)), ("ctx", .int(ctx)), ("windows", .int(windows)),
+            ("scored_tokens", .int(s.count)),
+            ("ppl_candidate", jsonNumber(s.pplCandidate)), ("ppl_candidate_err", jsonNumber(s.pplCandidateErr)),
+            ("ppl_base", jsonNumber(s.pplBase)), ("ppl_base_err", jsonNumber(s.pplBaseErr)),
+            ("ppl_ratio", jsonNumber(s.pplRatio)), ("ppl_ratio_err", jsonNumber(s.pplRatioErr)),
+            ("mean_ln_ratio", jsonNumber(s.meanLnRatio)), ("mean_ln_ratio_err", jsonNumber(s.meanLnRatioErr)),
+            ("nll_correlation", jsonNumber(s.nllCorrelation)),
+            ("kld", .object([("mean", jsonNumber(s.kldMean)), ("mean_err", jsonNumber(s.kldMeanErr))]
+                            + s.kldPercentiles.map { ($0.0, jsonNumber($0.1)) })),
+            ("delta_p", .object([("mean", jsonNumber(s.deltaPMean)), ("mean_err", jsonNumber(s.deltaPMeanErr)),
+                                 ("rms", jsonNumber(s.deltaPRMS)), ("rms_err", jsonNumber(s.deltaPRMSErr))]
+                                + s.deltaPPercentiles.map { ($0.0, jsonNumber($0.1)) })),
+            ("same_top", .object([("share", jsonNumber(s.sameTop)), ("err", jsonNumber(s.sameTopErr))])),
+            ("seconds", jsonNumber(seconds)),
+            ("tokens_per_second", jsonNumber(Double(windows * ctx) / max(seconds, 1e-9))),
+        ])
+    }
+}
+
+/// The result of one verification; `json` is the documented, stable report (docs/verify.md).
+public struct VerifyReport: Sendable {
+    public static let formatVersion = 1
+    public let candidate: String
+    public let reference: String
+    public let modelType: String
+    public let text: TextComparison?
+    /// Per decoder layer (over the text windows).
+    public let layers: [LayerErrorAccumulator.Layer]?
+    public let layerPositions: Int
+    public let docvqa: DocVQAComparison?
+    public let options: VerifyOptions
+    public let seconds: Double
+    /// Messages of the thresholds that were broken (empty: passed).
+    public let failures: [String]
+    public var passed: Bool { failures.isEmpty }
+
+    public var json: JSONValue {
+        func opt(_ d: Double?) -> JSONValue { d.map { jsonNumber($0) } ?? .null }
+        let layerJSON: JSONValue = layers.map { ls in
+            .object([("inputs", .string("text")), ("positions", .int(layerPositions)),
+                     ("decoder", .array(ls.map { l in
+                         .object([("layer", .int(l.layer)), ("rel_error", jsonNumber(l.relError)),
+                                  ("mean_token_rel_error", jsonNumber(l.meanTokenRelError)),
+                                  ("max_token_rel_error", jsonNumber(l.maxTokenRelError))])
+                     }))])
+        } ?? .null
+        return .object([
+            ("format", .string("i2q-verify")), ("format_version", .int(Self.formatVersion)),
+            ("i2q_version", .string(I2QVersion.string)),
+            ("candidate", .string(candidate)), ("reference", .string(reference)), ("model_type", .string(modelType)),
+            ("text", text?.json ?? .null),
+            ("layers", layerJSON),
+            ("docvqa", docvqa?.json ?? .null),
+            ("thresholds", .object([("max_ppl_ratio", opt(options.maxPPLRatio)), ("max_kld", opt(options.maxKLD)),
+                                    ("min_anls", opt(options.minANLS))])),
+            ("passed", .bool(passed)), ("failures", .array(failures.map { .string($0) })),
+            ("seconds", jsonNumber(seconds)),
+        ])
+    }
+
+    /// The JSON report as text (2-space indentation).
+    public func jsonString(indent: Int? = 2) -> String { JSONWriter.string(json, indent: indent, asciiOnly: false) }
+}
+
+/// A model opened for verification: a text model, or Idefics2 (whose text decoder serves the text statistics).
+public final class VerifyModel: @unchecked Sendable {
+    public let path: String
+    public let source: any ModelSource
+    public let idefics2: Idefics2Session?
+    public let text: TextSession
+
+    public init(path: String) throws {
+        self.path = path
+        source = try openModel(path)
+        if case .idefics2 = source.config {
+            let s = try Idefics2Session(source: source)
+            idefics2 = s
+            text = s.text
+        } else {
+            idefics2 = nil
+            text = try TextSession(source: source)
+        }
+    }
+
+    var kind: String { idefics2 != nil ? "idefics2" : source.config.modelType }
+    var vocab: Int { text.decoder.config.vocabSize }
+}
+
+public enum Verifier {
+    /// Opens both models and runs the verification.
+    public static func run(candidate: String, reference: String, options: VerifyOptions) throws -> VerifyReport {
+        try checkOptions(options)
+        options.log?("verify: opening \(reference) (reference) and \(candidate) (candidate)")
+        let base = try VerifyModel(path: reference)
+        let cand = try VerifyModel(path: candidate)
+        return try run(candidate: cand, reference: base, options: options)
+    }
+
+    static func checkOptions(_ o: VerifyOptions) throws {
+        guard o.textPath != nil || o.docvqaDirectory != nil else { throw VerifyError.nothingToDo }
+        if o.maxPPLRatio != nil && o.textPath == nil { throw VerifyError.thresholdWithoutData(flag: "--max-ppl-ratio", needs: "--text FILE") }
+        if o.maxKLD != nil && o.textPath == nil { throw VerifyError.thresholdWithoutData(flag: "--max-kld", needs: "--text FILE") }
+        if o.minANLS != nil && o.docvqaDirectory == nil { throw VerifyError.thresholdWithoutData(flag: "--min-anls", needs: "--docvqa DIR") }
+    }
+
+    /// Runs the verification on models already open (the passes' `--verify` reuses them).
+    public static func run(candidate cand: VerifyModel, reference base: VerifyModel, options o: VerifyOptions) throws -> VerifyReport {
+        try checkOptions(o)
+        let t0 = ProgressBar.now()
+        guard cand.vocab == base.vocab else { throw VerifyError.vocabMismatch(candidate: cand.vocab, reference: base.vocab) }
+        guard (cand.idefics2 == nil) == (base.idefics2 == nil) else { throw VerifyError.kindMismatch(candidate: cand.kind, reference: base.kind) }
+        // Load the DocVQA set first: a bad set fails before the long text run.
+        let set = try o.docvqaDirectory.map { try DocVQASet.load(directory: $0) }
+        var text: TextComparison?
+        var layers: [LayerErrorAccumulator.Layer]?
+        var layerPositions = 0
+        if let path = o.textPath {
+            let bytes = try FileSystem.readFile(path)
+            guard let s = String(validating: bytes, as: UTF8.self) else { throw VerifyError.badText(path: path) }
+            let ids = base.text.tokenizer.encode(s)
+            let windows = ids.count / o.ctx
+            o.log?("verify: text \(path): \(ids.count) tokens, \(windows) windows of \(o.ctx)")
+            let bar = ProgressBar(label: "verify text", total: max(windows, 1), unit: "windows", enabled: o.showProgress)
+            let r = try compareText(base: base.text.decoder, candidate: cand.text.decoder, ids: ids, ctx: o.ctx,
+                                    layerwise: o.layerwise, progress: bar)
+            bar.finish()
+            text = TextComparison(file: path, tokens: ids.count, ctx: o.ctx, windows: windows, stats: r.stats, seconds: r.seconds)
+            layers = r.layers?.result
+            layerPositions = r.layers?.positions.first ?? 0
+            o.log?("verify: PPL ratio \(formatFixed(r.stats.pplRatio, 5)), mean KLD \(formatFixed(r.stats.kldMean, 6)), same top \(formatFixed(100 * r.stats.sameTop, 2)) % (\(formatFixed(r.seconds, 1)) s)")
+        }
+        var docvqa: DocVQAComparison?
+        if let set {
+            let items = set.select(samples: o.samples ?? 0, seed: o.seed)
+            o.log?("verify: DocVQA \(set.file): \(items.count) of \(set.items.count) questions")
+            let bar = ProgressBar(label: "verify docvqa", total: items.count, unit: "questions", enabled: o.showProgress)
+            let t1 = ProgressBar.now()
+            var results: [DocVQAItemResult] = []
+            for item in items {
+                let b = try answer(base, item, set: set, maxNewTokens: o.maxNewTokens)
+                let c = try answer(cand, item, set: set, maxNewTokens: o.maxNewTokens)
+                results.append(DocVQAItemResult(
+                    questionId: item.questionId, question: item.question, image: item.imagePath, answers: item.answers,
+                    candidate: c, base: b,
+                    anlsCandidate: ANLS.score(prediction: c, answers: item.answers),
+                    anlsBase: ANLS.score(prediction: b, answers: item.answers),
+                    agreement: ANLS.score(prediction: c, answers: [b]),
+                    exactCandidate: ANLS.exactMatch(prediction: c, answers: item.answers),
+                    exactBase: ANLS.exactMatch(prediction: b, answers: item.answers)))
+                bar.advance(1)
+            }
+            bar.finish()
+            docvqa = DocVQAComparison(directory: set.directory, file: set.file, questionsInSet: set.items.count, seed: o.seed,
+                                      maxNewTokens: o.maxNewTokens, mode: base.idefics2 != nil ? "idefics2" : "document_text",
+                                      items: results, seconds: ProgressBar.now() - t1, worstCount: o.worstItems)
+            o.log?("verify: ANLS candidate \(formatFixed(docvqa!.anlsCandidate, 4)), base \(formatFixed(docvqa!.anlsBase, 4)), agreement \(formatFixed(docvqa!.anlsAgreement, 4))")
+        }
+        var failures: [String] = []
+        if let m = o.maxPPLRatio, let t = text, !(t.stats.pplRatio <= m) {
+            failures.append("PPL ratio \(formatFixed(t.stats.pplRatio, 5)) is above --max-ppl-ratio \(m)")
+        }
+        if let m = o.maxKLD, let t = text, !(t.stats.kldMean <= m) {
+            failures.append("mean KLD \(formatFixed(t.stats.kldMean, 6)) is above --max-kld \(m)")
+        }
+        if let m = o.minANLS, let d = docvqa, !(d.anlsCandidate >= m) {
+            failures.append("candidate ANLS \(formatFixed(d.anlsCandidate, 4)) is below --min-anls \(m)")
+        }
+        return VerifyReport(candidate: cand.path, reference: base.path, modelType: base.kind, text: text, layers: layers,
+                            layerPositions: layerPositions, docvqa: docvqa, options: o, seconds: ProgressBar.now() - t0,
+                            failures: failures)
+    }
+
+    /// Both decoders over the same windows of `ids` (as Perplexity: consecutive windows of `ctx`, a
+    /// last partial window dropped, positions 0..ctx−2 scored against the next token). Memory per
+    /// window: two [ctx, hidden] hidden states, two [64, vocab] logit blocks and, with `layerwise`,
+    /// the base's [layers, ctx, hidden] layer outputs.
+    public static func compareText(base: TextDecoder, candidate: TextDecoder, ids: [Int], ctx: Int, layerwise: Bool,
+                                   progress: ProgressBar? = nil) throws -> (stats: TokenStatistics, layers: LayerErrorAccumulator?, seconds: Double) {
+        let windows = ids.count / ctx
+        guard windows > 0, ctx >= 3 else { throw PerplexityError.tooShort(tokens: ids.count, ctx: ctx) }
+        let t0 = ProgressBar.now()
+        let h = base.config.hiddenSize, vocab = base.config.vocabSize, nl = base.config.numHiddenLayers
+        let layerwise = layerwise && candidate.config.numHiddenLayers == nl && candidate.config.hiddenSize == h
+        var acc = layerwise ? LayerErrorAccumulator(layers: nl) : nil
+        var baseLayers = [Float](repeating: 0, count: layerwise ? nl * ctx * h : 0)  // [layers, ctx, hidden] f32
+        let cb = base.makeCache(capacity: ctx), cc = candidate.makeCache(capacity: ctx)
+        var tokens: [TokenComparison] = []
+        tokens.reserveCapacity(windows * (ctx - 1))
+        for w in 0..<windows {
+            let win = Array(ids[(w * ctx)..<((w + 1) * ctx)])
+            cb.reset(); cc.reset()
+            let hb: [Float]  // [ctx, hidden]
+            if layerwise {
+                hb = try baseLayers.withUnsafeMutableBufferPointer { bl in
+                    let dst = bl.baseAddress!
+                    return try base.forward(embeddings: try base.embed(win), cache: cb) { i, x in
+                        (dst + i * ctx * h).update(from: x.baseAddress!, count: ctx * h)
+                    }
+                }
+            } else {
+                hb = try base.forward(embeddings: try base.embed(win), cache: cb)
+            }
+            let hc: [Float]  // [ctx, hidden]
+            if layerwise {
+                hc = try baseLayers.withUnsafeBufferPointer { bl in
+                    let src = bl.baseAddress!
+                    return try candidate.forward(embeddings: try candidate.embed(win), cache: cc) { i, x in
+                        acc!.add(layer: i, base: src + i * ctx * h, candidate: x.baseAddress!, rows: ctx, width: h)
+                    }
+                }
+            } else {
+                hc = try candidate.forward(embeddings: try candidate.embed(win), cache: cc)
+            }
+            let block = 64
+            var r = 0
+            while r < ctx - 1 {
+                let n = min(block, ctx - 1 - r)
+                let lb = try base.logits(hb, rows: r..<(r + n))       // [n, vocab]
+                let lc = try candidate.logits(hc, rows: r..<(r + n))  // [n, vocab]
+                let targets = Array(win[(r + 1)..<(r + n + 1)])
+                lb.withUnsafeBufferPointer { b in
+                    lc.withUnsafeBufferPointer { c in
+                        tokens += TokenComparison.compareRows(base: b.baseAddress!, candidate: c.baseAddress!, rows: n, vocab: vocab, targets: targets)
+                    }
+                }
+                r += n
+            }
+            progress?.advance(1)
+        }
+        return (TokenStatistics(tokens), acc, ProgressBar.now() - t0)
+    }
+
+    /// Idefics2's chat template for one user turn with an image: `User:<image>QUESTION<end_of_utterance>\nAssistant:`
+    /// (what `apply_chat_template(add_generation_prompt=True)` gives for [image, text] content).
+    public static func idefics2Prompt(question: String) -> String {
+        "User:\(Idefics2Prompt.image)\(question)\(Idefics2Prompt.endOfUtterance)\nAssistant:"
+    }
+
+    /// A fixed worked example shown before each question to text models (two-shot): small models
+    /// otherwise answer in full sentences, which ANLS scores 0.
+    static let exampleDocument = "ACME Tools\nOrder number: 5521\nDate: March 3, 2021\nTotal: $41.20"
+    static let examples: [(question: String, answer: String)] = [("What is the order number?", "5521"), ("What is the total?", "$41.20")]
+    static let answerInstruction = "Answer with words from the document only."
+
+    /// The prompt for a text model: two worked examples, then the page text and the question. ChatML
+    /// (`<|im_start|>`) when the tokenizer has it — one user/assistant turn per example, preceded by the
+    /// default system turn of the model's chat template when it has one (SmolLM2's); otherwise plain
+    /// "Document/Question/Answer" blocks. docs/verify.md shows both.
+    public static func documentTextPrompt(question: String, documentText: String, session: TextSession) -> String {
+        let files = (try? session.source.auxiliaryFiles()) ?? []
+        let template = files.first { $0.name == "chat_template.jinja" }.map { String(decoding: $0.bytes, as: UTF8.self) }
+        return documentTextPrompt(question: question, documentText: documentText, tokenizer: session.tokenizer, chatTemplate: template)
+    }
+
+    /// The same from a tokenizer and the model's chat template (chat_template.jinja), if any.
+    public static func documentTextPrompt(question: String, documentText: String, tokenizer: Tokenizer, chatTemplate: String?) -> String {
+        func user(_ doc: String, _ q: String) -> String { "Document:\n\(doc)\n\nQuestion: \(q)\n\(answerInstruction)" }
+        guard tokenizer.tokenToId("<|im_start|>") != nil else {
+            let shots = examples.map { "Document:\n\(exampleDocument)\n\nQuestion: \($0.question)\nAnswer: \($0.answer)\n\n" }.joined()
+            return shots + "Document:\n\(documentText)\n\nQuestion: \(question)\nAnswer:"
+        }
+        var system = ""
+        if let t = chatTemplate, let r = t.range(of: "<|im_start|>system\n"), let e = t[r.upperBound...].range(of: "<|im_end|>") {
+            system = "<|im_start|>system\n" + t[r.upperBound..<e.lowerBound] + "<|im_end|>\n"
+        }
+        let shots = examples.map {
+            "<|im_start|>user\n\(user(exampleDocument, $0.question))<|im_end|>\n<|im_start|>assistant\n\($0.answer)<|im_end|>\n"
+        }.joined()
+        return system + shots + "<|im_start|>user\n\(user(documentText, question))<|im_end|>\n<|im_start|>assistant\n"
+    }
+
+    /// The model's greedy answer to one question (end tokens dropped, whitespace trimmed).
+    static func answer(_ m: VerifyModel, _ item: DocVQAItem, set: DocVQASet, maxNewTokens: Int) throws -> String {
+        let r: TextSession.RunResult
+        if let s = m.idefics2 {
+            r = try s.run(prompt: idefics2Prompt(question: item.question), images: [item.imagePath], maxNewTokens: maxNewTokens, wantLogits: false)
+        } else {
+            guard let doc = item.documentText else { throw VerifyError.noDocumentText(file: set.file, questionId: item.questionId) }
+            r = try m.text.run(prompt: documentTextPrompt(question: item.question, documentText: doc, session: m.text),
+                               maxNewTokens: maxNewTokens, wantLogits: false)
+        }
+        return r.text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+func mean(_ xs: [Double]) -> Double { xs.isEmpty ? .nan : xs.reduce(0, +) / Double(xs.count) }
+
+/// A JSON number; NaN and infinities (not representable in JSON) become null.
+func jsonNumber(_ d: Double) -> JSONValue { d.isFinite ? .number("\(d)") : .null }

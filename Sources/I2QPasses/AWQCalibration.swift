@@ -1,0 +1,150 @@
+import Foundation
+import I2QCore
+import I2QEval
+import I2QFormats
+import I2QImage
+import I2QRuntime
+
+/// Where AWQ's calibration inputs come from.
+public struct CalibrationOptions: Sendable, Equatable {
+    /// A UTF-8 text file, or a DocVQA-format directory (a JSON file with `data: [{questionId,
+    /// question, image, answers}]` beside the images).
+    public var path: String
+    /// Sequences to use at most (AutoAWQ: 128).
+    public var samples = 128
+    /// Tokens per sequence (AutoAWQ: 512): text is cut into blocks of this length; DocVQA prompts
+    /// longer than this are truncated.
+    public var seqLen = 512
+    /// Seed of the sample selection.
+    public var seed: UInt64 = 0
+    public init(path: String) { self.path = path }
+}
+
+public enum CalibrationError: I2QError {
+    case tooShort(path: String, tokens: Int, seqLen: Int)
+    case noText(path: String)
+    case empty(path: String)
+
+    public var description: String {
+        switch self {
+        case let .tooShort(p, t, s):
+            return "\(p): the calibration text has \(t) tokens, fewer than one block of --seq-len \(s); use a longer text or a smaller --seq-len"
+        case let .noText(p):
+            return "\(p): this DocVQA set has no document_text for a text-only model; calibrate a text model on a text file (--calibration FILE.txt)"
+        case let .empty(p): return "\(p): no calibration samples; check --samples and the set"
+        }
+    }
+}
+
+/// The calibration batch at the input of the first decoder layer: token embeddings (and, for
+/// Idefics2 with a DocVQA set, the image features merged in at the `<image>` positions by the
+/// vision tower and connector, exactly as at inference).
+public struct CalibrationInputs: Sendable {
+    public let batch: CalibrationBatch
+    /// [tokens, hidden] f32, sequence after sequence.
+    public let hidden: [Float]
+    /// A line for the log: what the batch holds.
+    public let summary: String
+    /// Token ids of each sequence (for reports and peers).
+    public let ids: [[Int]]
+}
+
+public enum CalibrationData {
+    /// AutoAWQ-style text calibration: the whole file tokenized once (BOS as the tokenizer adds it),
+    /// cut into consecutive blocks of `seqLen` tokens (a last partial block is dropped); when there
+    /// are more blocks than `samples`, `samples` of them chosen by a seeded Fisher–Yates shuffle
+    /// (SplitMix64, as DocVQASet.select), kept in file order.
+    public static func textBlocks(ids: [Int], seqLen: Int, samples: Int, seed: UInt64) -> [[Int]] {
+        let n = ids.count / seqLen
+        var idx = Array(0..<n)
+        if samples > 0 && samples < n {
+            var rng = SplitMix64State(seed: seed)
+            for i in stride(from: n - 1, to: 0, by: -1) { idx.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+            idx = Array(idx.prefix(samples)).sorted()
+        }
+        return idx.map { Array(ids[($0 * seqLen)..<(($0 + 1) * seqLen)]) }
+    }
+
+    /// The Idefics2 chat prompt of one DocVQA question with its first answer (issue 7):
+    /// `User:<image>QUESTION<end_of_utterance>\nAssistant: ANSWER`.
+    public static func docvqaPrompt(_ item: DocVQAItem, image: Bool) -> String {
+        "User:" + (image ? Idefics2Prompt.image : "") + item.question + Idefics2Prompt.endOfUtterance + "\nAssistant: " + (item.answers.first ?? "")
+    }
+
+    public static func load(source: any ModelSource, options o: CalibrationOptions) throws -> CalibrationInputs {
+        if FileSystem.isDirectory(o.path) { return try loadDocVQA(source: source, options: o) }
+        let bytes = try FileSystem.readFile(o.path)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ConfigError.invalid(path: o.path, detail: "is neither a DocVQA-format directory nor valid UTF-8 text")
+        }
+        let (tokenizerSession, decoder) = try sessions(source)
+        let ids = tokenizerSession.tokenizer.encode(text)
+        let blocks = textBlocks(ids: ids, seqLen: o.seqLen, samples: o.samples, seed: o.seed)
+        guard !blocks.isEmpty else { throw CalibrationError.tooShort(path: o.path, tokens: ids.count, seqLen: o.seqLen) }
+        var hidden: [Float] = []
+        hidden.reserveCapacity(blocks.count * o.seqLen * decoder.config.hiddenSize)
+        for b in blocks { hidden += try decoder.embed(b) }
+        return CalibrationInputs(batch: CalibrationBatch(lengths: blocks.map(\.count)), hidden: hidden,
+                                 summary: "\(blocks.count) text blocks of \(o.seqLen) tokens from \(o.path) (\(ids.count) tokens in the file)",
+                                 ids: blocks)
+    }
+
+    static func sessions(_ source: any ModelSource) throws -> (TextSession, TextDecoder) {
+        if case .idefics2 = source.config {
+            let s = try Idefics2Session(source: source)
+            return (s.text, s.model.text)
+        }
+        let s = try TextSession(source: source)
+        return (s, s.decoder)
+    }
+
+    /// DocVQA calibration: for Idefics2, each selected question as the chat prompt with its page
+    /// image through the processor, vision tower and connector (image splitting as the model's
+    /// processor config says); for a text model, the page's `document_text` followed by the prompt
+    /// without the image. Sequences longer than `seqLen` are truncated.
+    static func loadDocVQA(source: any ModelSource, options o: CalibrationOptions) throws -> CalibrationInputs {
+        let set = try DocVQASet.load(directory: o.path)
+        let items = set.select(samples: o.samples, seed: o.seed)
+        guard !items.isEmpty else { throw CalibrationError.empty(path: o.path) }
+        var hidden: [Float] = []
+        var lengths: [Int] = [], allIds: [[Int]] = []
+        var imageTokens = 0
+        if case .idefics2 = source.config {
+            let s = try Idefics2Session(source: source)
+            let h = s.model.config.text.hiddenSize
+            for item in items {
+                var ids = s.inputIds(prompt: docvqaPrompt(item, image: true))
+                let inputs = Idefics2Session.inputs(try s.process([try ImageDecoder.decodeRGB(path: item.imagePath)]))
+                var emb = try s.model.embeddings(ids: ids, images: inputs)
+                if ids.count > o.seqLen { ids = Array(ids.prefix(o.seqLen)); emb = Array(emb.prefix(o.seqLen * h)) }
+                imageTokens += ids.filter { $0 == s.model.config.imageTokenId }.count
+                hidden += emb; lengths.append(ids.count); allIds.append(ids)
+            }
+        } else {
+            let (ts, dec) = try sessions(source)
+            for item in items {
+                guard let doc = item.documentText else { throw CalibrationError.noText(path: set.file) }
+                var ids = ts.tokenizer.encode(doc + "\n" + docvqaPrompt(item, image: false))
+                if ids.count > o.seqLen { ids = Array(ids.prefix(o.seqLen)) }
+                hidden += try dec.embed(ids); lengths.append(ids.count); allIds.append(ids)
+            }
+        }
+        let total = lengths.reduce(0, +)
+        return CalibrationInputs(batch: CalibrationBatch(lengths: lengths), hidden: hidden,
+                                 summary: "\(items.count) DocVQA questions from \(set.file) (\(total) tokens, \(imageTokens) of them image tokens)",
+                                 ids: allIds)
+    }
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014), as `DocVQASet.select` uses.
+struct SplitMix64State {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

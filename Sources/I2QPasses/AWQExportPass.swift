@@ -1,0 +1,209 @@
+import I2QCore
+import I2QFormats
+import I2QQuant
+
+public enum AWQExportError: I2QError {
+    case notAffine(path: String)
+    case otherScheme(path: String, tensor: String, scheme: String)
+    case malformed(path: String, tensor: String, detail: String)
+    case outNotMultipleOf8(path: String, tensor: String, out: Int)
+
+    public var description: String {
+        switch self {
+        case let .notAffine(p):
+            return "\(p): no affine_int4 tensors; hf-awq exports an AWQ/RTN model. Run `i2q quantize --awq` or `--rtn` first, or use --to hf."
+        case let .otherScheme(p, t, s):
+            return "\(p): tensor \"\(t)\" is \(s); hf-awq holds only affine int4 tensors (use --to hf-bnb for NF4/FP4)."
+        case let .malformed(p, t, d):
+            return "\(p): affine int4 tensor \"\(t)\": \(d). The file was not written by `i2q quantize`; re-create it."
+        case let .outNotMultipleOf8(p, t, o):
+            return "\(p): \"\(t)\" has \(o) output rows; AutoAWQ's GEMM layout packs 8 output channels per int32, so it needs a multiple of 8. Re-quantize with --skip for this tensor."
+        }
+    }
+}
+
+/// `i2q export MODEL.i2q --to hf-awq`: AutoAWQ's GEMM checkpoint (awq/modules/linear/gemm.py
+/// `WQLinear_GEMM.from_linear`, AutoAWQ 0.2.9), which transformers (+ gptqmodel), vLLM and TGI load.
+///
+/// Per affine_int4 linear `X` ([out, in], group G), from the stored codes q[o, i], zeros z[o, g] and
+/// fp16 scales s[o, g] (no requantization: the exported model dequantizes to the same values):
+///   X.qweight  I32 [in, out/8]:   word[i, c] = Σ_k q[8c + ORDER[k], i] << 4k,  ORDER = [0,2,4,6,1,3,5,7]
+///   X.qzeros   I32 [in/G, out/8]: word[g, c] = Σ_k z[8c + ORDER[k], g] << 4k  (plain zeros, no −1)
+///   X.scales   F16 [in/G, out]:   s transposed
+/// Words are raw bits (nibble 7 sets the sign). Every other float tensor (norms, embeddings,
+/// lm_head, biases, the vision tower and connector) is written as float16, as AutoAWQ saves the
+/// model; config.json gets `torch_dtype: float16` and `quantization_config` {"quant_method": "awq",
+/// "zero_point": true, "group_size": G, "bits": 4, "version": "gemm", "modules_to_not_convert": …}.
+public enum AWQExportPass {
+    public static let order = [0, 2, 4, 6, 1, 3, 5, 7]
+
+    /// Packs codes/zeros `v` [rows, cols] (one value 0..15 per byte, row-major, rows = out channels)
+    /// transposed into AutoAWQ words [cols, rows/8].
+    public static func packTransposed(_ v: UnsafePointer<UInt8>, rows: Int, cols: Int, into w: UnsafeMutablePointer<Int32>) {
+        let words = rows / 8
+        for c in 0..<words {
+            for i in 0..<cols {
+                var x: UInt32 = 0
+                for k in 0..<8 { x |= UInt32(v[(8 * c + order[k]) * cols + i] & 15) << (4 * UInt32(k)) }
+                w[i * words + c] = Int32(bitPattern: x)
+            }
+        }
+    }
+
+    struct Item {
+        let plan: PlannedTensor
+        let entry: I2QTensorEntry
+        let role: String  // "qweight", "qzeros", "scales" or "plain"
+    }
+
+    public static func run(source: any ModelSource, output: String, settings: OutputSettings) throws -> PassReport {
+        guard let f = source as? I2QFile else { throw AWQExportError.notAffine(path: source.path) }
+        if let e = f.entries.first(where: { ![I2QSpec.Scheme.plain, I2QSpec.Scheme.affineInt4].contains($0.scheme) }) {
+            throw AWQExportError.otherScheme(path: f.path, tensor: e.name, scheme: e.scheme)
+        }
+        if !f.entries.contains(where: { $0.scheme == I2QSpec.Scheme.affineInt4 }) { throw AWQExportError.notAffine(path: f.path) }
+        var items: [Item] = []
+        var groupSize: Int?
+        for e in f.entries {
+            if e.scheme == I2QSpec.Scheme.plain {
+                let dt: DType = e.dtype.isCastableFloat ? .f16 : e.dtype
+                items.append(Item(plan: PlannedTensor(name: e.name, dtype: dt, shape: e.shape), entry: e, role: "plain"))
+                continue
+            }
+            let g = try check(e, file: f)
+            if let gs = groupSize, gs != g {
+                throw AWQExportError.malformed(path: f.path, tensor: e.name, detail: "group size \(g) differs from \(gs) of the other tensors; AutoAWQ's config has one group_size")
+            }
+            groupSize = g
+            let (out, inDim) = (e.shape[0], e.shape[1])
+            let module = e.name.hasSuffix(".weight") ? String(e.name.dropLast(7)) : e.name
+            items.append(Item(plan: PlannedTensor(name: module + ".qweight", dtype: .i32, shape: [inDim, out / 8]), entry: e, role: "qweight"))
+            items.append(Item(plan: PlannedTensor(name: module + ".qzeros", dtype: .i32, shape: [inDim / g, out / 8]), entry: e, role: "qzeros"))
+            items.append(Item(plan: PlannedTensor(name: module + ".scales", dtype: .f16, shape: [inDim / g, out]), entry: e, role: "scales"))
+        }
+        let config = try awqConfig(f, groupSize: groupSize!)
+
+        var s = settings
+        s.format = .safetensors
+        if FileSystem.exists(output) && !s.overwrite { throw IOError.exists(path: output) }
+        let staged = try StagedOutput(finalPath: output, directory: true, overwrite: s.overwrite)
+        let plan = items.map(\.plan)
+        let writer = try SafetensorsWriter(directory: staged.tempPath, tensors: plan, maxShardSize: s.maxShardSize)
+        let progress = ProgressBar(label: "export", totalBytes: plan.reduce(0) { $0 + $1.byteCount }, enabled: s.showProgress)
+        let plainByName = Dictionary(uniqueKeysWithValues: f.tensors.map { ($0.name, $0) })
+        var results: [TensorCastResult] = []
+        var written = 0
+        for it in items {
+            try writer.begin(it.plan.name)
+            var stats = CastStats()
+            let e = it.entry
+            if it.role == "plain" {
+                guard let t = plainByName[e.name] else { throw AWQExportError.malformed(path: f.path, tensor: e.name, detail: "plain tensor not readable") }
+                let chunk = 1 << 20
+                var raw = [UInt8](repeating: 0, count: chunk * 8)  // [chunk] source dtype
+                var out = [UInt8](repeating: 0, count: chunk * 2)  // [chunk] f16
+                var k = 0
+                while k < t.elementCount {
+                    let m = min(chunk, t.elementCount - k)
+                    try raw.withUnsafeMutableBytes { rb in
+                        try t.read(elements: k, count: m, into: rb.baseAddress!)
+                        if it.plan.dtype == t.dtype {
+                            try writer.append(UnsafeRawBufferPointer(start: rb.baseAddress!, count: m * t.dtype.size))
+                        } else {
+                            try out.withUnsafeMutableBytes { ob in
+                                stats += try FloatConversion.convert(from: t.dtype, to: .f16, count: m, src: rb.baseAddress!, dst: ob.baseAddress!, first: k, total: t.elementCount)
+                                try writer.append(UnsafeRawBufferPointer(start: ob.baseAddress!, count: m * 2))
+                            }
+                        }
+                    }
+                    k += m
+                }
+            } else {
+                let (rows, cols) = (e.shape[0], e.shape[1])
+                let g = cols / (e.component("scales")!.shape[1])
+                let groups = cols / g
+                try verifyAll(e, f)
+                let base = f.header.dataOffset
+                switch it.role {
+                case "qweight":
+                    let c = e.component("qweight")!
+                    var codes = [UInt8](repeating: 0, count: rows * cols)      // [out, in] one code per byte
+                    var words = [Int32](repeating: 0, count: cols * rows / 8)  // [in, out/8]
+                    f.file.withBytes(base + c.offset, c.size) { pk in
+                        codes.withUnsafeMutableBufferPointer { AffineInt4.unpack(pk.bindMemory(to: UInt8.self).baseAddress!, count: rows * cols, into: $0.baseAddress!) }
+                    }
+                    codes.withUnsafeBufferPointer { cp in words.withUnsafeMutableBufferPointer { packTransposed(cp.baseAddress!, rows: rows, cols: cols, into: $0.baseAddress!) } }
+                    try words.withUnsafeBytes { try writer.append($0) }
+                case "qzeros":
+                    let c = e.component("zeros")!
+                    var words = [Int32](repeating: 0, count: groups * rows / 8)  // [in/G, out/8]
+                    f.file.withBytes(base + c.offset, c.size) { z in
+                        words.withUnsafeMutableBufferPointer { packTransposed(z.bindMemory(to: UInt8.self).baseAddress!, rows: rows, cols: groups, into: $0.baseAddress!) }
+                    }
+                    try words.withUnsafeBytes { try writer.append($0) }
+                default:
+                    let c = e.component("scales")!
+                    var t = [UInt16](repeating: 0, count: groups * rows)  // [in/G, out] f16 bits
+                    f.file.withBytes(base + c.offset, c.size) { sb in
+                        for o in 0..<rows { for gg in 0..<groups { t[gg * rows + o] = sb.loadUnaligned(fromByteOffset: (o * groups + gg) * 2, as: UInt16.self) } }
+                    }
+                    try t.withUnsafeBytes { try writer.append($0) }
+                }
+            }
+            try writer.end()
+            progress.advance(it.plan.byteCount)
+            written += it.plan.byteCount
+            results.append(TensorCastResult(name: it.plan.name, from: e.dtype, to: it.plan.dtype, elements: it.plan.shape.reduce(1, *), stats: stats))
+        }
+        try writer.finish()
+        try FileSystem.writeFile(staged.tempPath + "/config.json", Array((JSONWriter.string(config, indent: 2) + "\n").utf8))
+        for file in try f.auxiliaryFiles() where file.name != "config.json" {
+            try FileSystem.writeFile(staged.tempPath + "/" + file.name, file.bytes)
+        }
+        try staged.commit()
+        progress.finish()
+        return PassReport(output: output, files: writer.shards.map(\.fileName), tensors: results,
+                          bytesRead: f.tensorBytes, bytesWritten: written, seconds: progress.elapsed)
+    }
+
+    static func verifyAll(_ e: I2QTensorEntry, _ f: I2QFile) throws {
+        for c in e.components { try f.verify(e, c) }
+    }
+
+    /// Validates one affine_int4 entry; returns its group size.
+    static func check(_ e: I2QTensorEntry, file f: I2QFile) throws -> Int {
+        func bad(_ d: String) -> AWQExportError { .malformed(path: f.path, tensor: e.name, detail: d) }
+        func param(_ k: String) -> I2QParam? { e.params.first { $0.0 == k }?.1 }
+        guard e.shape.count == 2 else { throw bad("shape \(e.shape) is not [out, in]") }
+        let (out, inDim) = (e.shape[0], e.shape[1])
+        guard case let .int(g64)? = param("group_size"), g64 > 0, inDim % Int(g64) == 0 else { throw bad("missing or invalid group_size") }
+        if let p = param("pack_order"), p != .string("sequential") { throw bad("pack_order \(p) is not \"sequential\"") }
+        if let z = param("zero_point"), z != .int(1) { throw bad("zero_point 0 has no AutoAWQ GEMM form (it stores zero points)") }
+        let g = Int(g64)
+        guard out % 8 == 0 else { throw AWQExportError.outNotMultipleOf8(path: f.path, tensor: e.name, out: out) }
+        guard let q = e.component("qweight"), q.dtype == .u8, q.size == out * inDim / 2 else { throw bad("missing or wrong-sized `qweight`") }
+        guard let s = e.component("scales"), s.dtype == .f16, s.shape == [out, inDim / g] else { throw bad("missing or wrong-shaped `scales`") }
+        guard let z = e.component("zeros"), z.dtype == .u8, z.shape == [out, inDim / g] else { throw bad("missing or wrong-shaped `zeros`") }
+        return g
+    }
+
+    /// config.json with float16 as the dtype and AutoAWQ's `quantization_config`. Modules kept
+    /// unquantized: the vision tower and connector of Idefics2 (when present), lm_head, and every
+    /// other plain 2-D linear weight (e.g. a `--skip`ped one), by module name.
+    static func awqConfig(_ f: I2QFile, groupSize: Int) throws -> JSONValue {
+        var keep: [String] = []
+        let plainLinears = f.entries.filter { $0.scheme == I2QSpec.Scheme.plain && $0.shape.count == 2 && $0.name.hasSuffix("_proj.weight") }
+        if f.entries.contains(where: { $0.name.contains("vision_model.") }) { keep.append("vision_model") }
+        if f.entries.contains(where: { $0.name.contains("connector.") }) { keep.append("connector") }
+        keep.append("lm_head")
+        for e in plainLinears where !keep.contains(where: { e.name.contains($0) }) {
+            keep.append(String(e.name.dropLast(7)))
+        }
+        let q: JSONValue = .object([
+            ("quant_method", .string("awq")), ("zero_point", .bool(true)), ("group_size", .int(groupSize)),
+            ("bits", .int(4)), ("version", .string("gemm")),
+            ("modules_to_not_convert", .array(keep.map { .string($0) })),
+        ])
+        return f.rewrittenConfig(dtype: .f16).setting("quantization_config", q)
+    }
+}

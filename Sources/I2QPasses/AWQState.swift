@@ -1,0 +1,195 @@
+import Foundation
+import I2QCore
+import I2QFormats
+import I2QQuant
+import I2QRuntime
+
+/// The on-disk state of an AWQ run, `OUTPUT.awq-state/`:
+/// - `run.json`: the fingerprint (source identity, settings, calibration file and size); `--resume`
+///   refuses a state whose fingerprint differs;
+/// - `batch.json`: the calibration batch's sequence lengths;
+/// - `layer-NNNN/model.safetensors`: layer N's results — each quantized linear as `NAME.qweight`
+///   (U8 [out, in/2], i2q packing), `NAME.scales` (F16), `NAME.zeros` (U8); the changed norms (and
+///   v_proj bias) as F32 under their own names; the chosen scales as `awq.GROUP.scales` (F32);
+/// - `hidden-NNNN.f32`: the full-precision output of layer N on the batch ([tokens, hidden] f32),
+///   the input of layer N+1 (only the newest is kept).
+/// Each piece is written under a temporary name and renamed when complete, so a killed run leaves
+/// either a finished layer or none.
+final class AWQState {
+    let dir: String
+    let fingerprint: String
+    private var open: (layer: Int, file: SafetensorsFile)?
+
+    init(output: String, source: any ModelSource, options o: AffineQuantizeOptions) throws {
+        var out = output
+        while out.count > 1 && out.hasSuffix("/") { out.removeLast() }
+        dir = out + ".awq-state"
+        let cal = o.calibration!
+        var fp: [(String, JSONValue)] = [("source", source.identity)] + AffineQuantizePass.record(o)
+        fp.append(("calibration_path", .string(cal.path)))
+        fp.append(("calibration_bytes", .int(FileSystem.isDirectory(cal.path) ? -1 : (FileSystem.fileSize(cal.path) ?? -1))))
+        fp.append(("awq", .string("\(o.awq.clipGrid)/\(o.awq.maxShrink)/\(o.awq.clipTokens)")))
+        fingerprint = JSONWriter.string(.object(fp), indent: 2) + "\n"
+        let runFile = dir + "/run.json"
+        if FileSystem.exists(dir) && o.resume {
+            let stored = String(decoding: try FileSystem.readFile(runFile), as: UTF8.self)
+            guard stored == fingerprint else { throw AffineQuantizeError.stateMismatch(path: dir) }
+        } else {
+            FileSystem.removeTree(dir)
+            try FileSystem.makeDirectory(dir)
+            try Self.atomicWrite(runFile, Array(fingerprint.utf8))
+        }
+    }
+
+    static func atomicWrite(_ path: String, _ bytes: [UInt8]) throws {
+        try FileSystem.writeFile(path + ".tmp", bytes)
+        try FileSystem.rename(path + ".tmp", path)
+    }
+
+    static func pad4(_ i: Int) -> String { let s = String(i); return String(repeating: "0", count: max(0, 4 - s.count)) + s }
+    func layerDir(_ i: Int) -> String { dir + "/layer-" + Self.pad4(i) }
+    func hiddenFile(_ i: Int) -> String { dir + "/hidden-" + Self.pad4(i) + ".f32" }
+
+    /// The last layer whose results and output activations are both on disk (−1: none).
+    func lastFinished(layers: Int) -> Int {
+        var i = -1
+        while i + 1 < layers && FileSystem.exists(layerDir(i + 1) + "/" + SafetensorsCheckpoint.singleName) { i += 1 }
+        while i >= 0 && !FileSystem.exists(hiddenFile(i)) { i -= 1 }
+        return i
+    }
+
+    func run(source: any ModelSource, selected: Set<String>, options o: AffineQuantizeOptions) throws {
+        let c = source.config.textConfig
+        let prefix = AffineQuantizePass.textPrefix(source)
+        let layers = c.numHiddenLayers
+        var last = o.resume ? lastFinished(layers: layers) : -1
+        if last == layers - 1 { o.log("awq: all \(layers) layers already done (state \(dir))"); return }
+        let batch: CalibrationBatch
+        var hidden: [Float]  // [tokens, hidden]: the input of the next layer
+        if last >= 0, let lengths = try? JSONParser.parse(try FileSystem.readFile(dir + "/batch.json"), source: dir + "/batch.json")["lengths"]?.arrayValue?.compactMap(\.intValue) {
+            batch = CalibrationBatch(lengths: lengths)
+            let m = try MappedFile(path: hiddenFile(last))
+            guard m.count == batch.tokens * c.hiddenSize * 4 else { throw AffineQuantizeError.stateMismatch(path: dir) }
+            hidden = [Float](repeating: 0, count: batch.tokens * c.hiddenSize)
+            try hidden.withUnsafeMutableBytes { try m.read(0, m.count, into: $0.baseAddress!) }
+            o.log("awq: resuming after layer \(last) (state \(dir))")
+        } else {
+            last = -1
+            let t0 = ProgressBar.now()
+            let inputs = try CalibrationData.load(source: source, options: o.calibration!)
+            batch = inputs.batch
+            hidden = inputs.hidden
+            try Self.atomicWrite(dir + "/batch.json", Array(JSONWriter.string(.object([("lengths", .array(batch.lengths.map { .int($0) }))])).utf8))
+            o.log("awq: calibration: \(inputs.summary) in \(formatFixed(ProgressBar.now() - t0, 1))s")
+        }
+        let fwd = DecoderLayerForward(config: c, batch: batch)
+        let start = ProgressBar.now()
+        var done = 0
+        for li in (last + 1)..<layers {
+            let t0 = ProgressBar.now()
+            let names = DecoderLayerWeights.Names(prefix: prefix, layer: li)
+            let w = try DecoderLayerWeights.load(source: source, config: c, prefix: prefix, layer: li)
+            let (out, feats) = fwd.layer(hidden, w, capture: true)
+            var f = feats
+            var st = o.awq
+            st.groupSize = o.groupSize
+            st.quantized = Set(AWQ.linearNames.filter { selected.contains(name(names, $0)) })
+            let r = AWQ.layer(w, features: &f!, forward: fwd, settings: st)
+            f = nil  // release the captured activations before writing
+            try writeLayer(li, names: names, result: r, quantized: st.quantized, config: c, groupSize: o.groupSize)
+            hidden = out
+            let hf = hiddenFile(li)
+            let file = try OutputFile(creating: hf + ".tmp")
+            try hidden.withUnsafeBytes { try file.write($0) }
+            try file.close()
+            try FileSystem.rename(hf + ".tmp", hf)
+            if li > 0 { FileSystem.removeTree(hiddenFile(li - 1)) }
+            done += 1
+            let el = ProgressBar.now() - start
+            let eta = el / Double(done) * Double(layers - 1 - li)
+            let ratios = r.scales.map { "\($0.group) r=\(formatFixed($0.ratio, 2))" }.joined(separator: ", ")
+            o.log("awq: layer \(li + 1)/\(layers) in \(formatFixed(ProgressBar.now() - t0, 1))s (\(ratios)); ETA \(formatSeconds(eta))")
+            if let stop = o.stopAfterLayers, done >= stop, li < layers - 1 { throw AffineQuantizeError.stopped(layers: done, state: dir) }
+        }
+    }
+
+    func name(_ n: DecoderLayerWeights.Names, _ short: String) -> String {
+        ["gate", "up", "down"].contains(short) ? n.mlp(short) : n.attn(short)
+    }
+
+    func writeLayer(_ li: Int, names n: DecoderLayerWeights.Names, result r: AWQLayerResult, quantized: Set<String>,
+                    config c: TextConfig, groupSize gs: Int) throws {
+        let w = r.weights
+        var items: [(PlannedTensor, [UInt8])] = []
+        func bytes<T>(_ a: [T]) -> [UInt8] { a.withUnsafeBytes { Array($0) } }
+        for short in AWQ.linearNames where quantized.contains(short) {
+            let values: [Float]
+            switch short {
+            case "q": values = w.q
+            case "k": values = w.k
+            case "v": values = w.v
+            case "o": values = w.o
+            case "gate": values = w.gate
+            case "up": values = w.up
+            default: values = w.down
+            }
+            let cols = ["o"].contains(short) ? c.numAttentionHeads * c.headDim : (short == "down" ? c.intermediateSize : c.hiddenSize)
+            let rows = values.count / cols, groups = cols / gs
+            var codes = [UInt8](repeating: 0, count: rows * cols)    // [rows, cols]
+            var packed = [UInt8](repeating: 0, count: rows * cols / 2)  // [rows, cols/2]
+            var scales = [Float16](repeating: 0, count: rows * groups)  // [rows, groups]
+            var zeros = [UInt8](repeating: 0, count: rows * groups)     // [rows, groups]
+            values.withUnsafeBufferPointer { vp in codes.withUnsafeMutableBufferPointer { cp in
+            scales.withUnsafeMutableBufferPointer { sp in zeros.withUnsafeMutableBufferPointer { zp in
+                AffineInt4.quantizeRows(vp.baseAddress!, rows: rows, cols: cols, groupSize: gs, codes: cp.baseAddress!,
+                                        scales: sp.baseAddress!, zeros: zp.baseAddress!)
+            } } } }
+            codes.withUnsafeBufferPointer { cp in packed.withUnsafeMutableBufferPointer { AffineInt4.pack(cp.baseAddress!, count: rows * cols, into: $0.baseAddress!) } }
+            let nm = name(n, short)
+            items.append((PlannedTensor(name: nm + ".qweight", dtype: .u8, shape: [rows, cols / 2]), packed))
+            items.append((PlannedTensor(name: nm + ".scales", dtype: .f16, shape: [rows, groups]), bytes(scales)))
+            items.append((PlannedTensor(name: nm + ".zeros", dtype: .u8, shape: [rows, groups]), zeros))
+        }
+        let groups = Set(r.scales.map(\.group))
+        if groups.contains("qkv") { items.append((PlannedTensor(name: n.inputNorm, dtype: .f32, shape: [w.inputNorm.count]), bytes(w.inputNorm))) }
+        if groups.contains("gateup") { items.append((PlannedTensor(name: n.postNorm, dtype: .f32, shape: [w.postNorm.count]), bytes(w.postNorm))) }
+        if groups.contains("vo"), let b = w.vBias { items.append((PlannedTensor(name: n.attnBias("v"), dtype: .f32, shape: [b.count]), bytes(b))) }
+        for s in r.scales {
+            items.append((PlannedTensor(name: "awq.\(s.group).scales", dtype: .f32, shape: [s.scales.count]), bytes(s.scales)))
+        }
+        let tmp = layerDir(li) + ".tmp"
+        FileSystem.removeTree(tmp)
+        try FileSystem.makeDirectory(tmp)
+        let sw = try SafetensorsWriter(directory: tmp, tensors: items.map(\.0), maxShardSize: Int.max)
+        for (p, b) in items { try b.withUnsafeBytes { try sw.write(p.name, $0) } }
+        try sw.finish()
+        FileSystem.removeTree(layerDir(li))
+        try FileSystem.rename(tmp, layerDir(li))
+    }
+
+    /// The state's value for tensor `name`, if AWQ replaced it.
+    func replacement(_ name: String) throws -> AffineQuantizePass.Replacement? {
+        let marker = ".layers."
+        guard let r = name.range(of: marker) else { return nil }
+        let rest = name[r.upperBound...]
+        guard let dot = rest.firstIndex(of: "."), let li = Int(rest[..<dot]) else { return nil }
+        if open?.layer != li {
+            let p = layerDir(li) + "/" + SafetensorsCheckpoint.singleName
+            guard FileSystem.exists(p) else { return nil }
+            open = (li, try SafetensorsFile(path: p))
+        }
+        let f = open!.file
+        if let q = f.info(name + ".qweight"), let s = f.info(name + ".scales"), let z = f.info(name + ".zeros") {
+            let packed = f.withData(q) { Array($0) }
+            let scales = f.withData(s) { Array($0.bindMemory(to: Float16.self)) }
+            let zeros = f.withData(z) { Array($0) }
+            return .int4(packed: packed, scales: scales, zeros: zeros)
+        }
+        if let p = f.info(name) {
+            return .plain(f.withData(p) { b in (0..<(b.count / 4)).map { b.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } })
+        }
+        return nil
+    }
+
+    func remove() { FileSystem.removeTree(dir) }
+}

@@ -1,0 +1,100 @@
+import ArgumentParser
+import I2QCore
+import I2QEval
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare a transformed model with its reference: perplexity and KL divergence on a text (as llama-perplexity --kl-divergence), per-layer error, DocVQA answers (ANLS).",
+        discussion: """
+            Both models run over the same inputs, window by window (nothing large is stored). \
+            Exit status: 0 passed, 1 error, 2 a --max-ppl-ratio / --max-kld / --min-anls limit was broken. \
+            Report keys: docs/verify.md.
+            """)
+
+    @Argument(help: "The model to check (HF directory, .i2q or .gguf).")
+    var candidate: String
+
+    @Option(help: "The model it was made from (HF directory, .i2q or .gguf); same tokenizer.")
+    var reference: String
+
+    @Option(help: "UTF-8 text for perplexity, KL divergence, Δp, same-top and per-layer error.")
+    var text: String?
+
+    @Option(help: "DocVQA-format directory (val_v1.0.json beside documents/, e.g. Tests/Fixtures/docvqa-mini): greedy answers, ANLS.")
+    var docvqa: String?
+
+    @Option(help: "Text window length in tokens.")
+    var ctx: Int = 512
+
+    @Option(help: "DocVQA questions to use (seeded selection; default: all).")
+    var samples: Int?
+
+    @Option(help: "Seed of the DocVQA question selection.")
+    var seed: UInt64 = 0
+
+    @Option(help: "DocVQA: tokens to generate per answer at most.")
+    var maxNewTokens: Int = 32
+
+    @Flag(help: "Skip the per-layer error (saves the base's [layers, ctx, hidden] buffer).")
+    var noLayers = false
+
+    @Flag(help: "Print the report as JSON on stdout (keys: docs/verify.md).")
+    var json = false
+
+    @Option(help: "Write summary.md, report.json and SVG plots to this directory (an old report there is replaced).")
+    var report: String?
+
+    @Option(help: "Fail (exit 2) when PPL(candidate)/PPL(reference) is above this (needs --text).")
+    var maxPplRatio: Double?
+
+    @Option(help: "Fail (exit 2) when the mean KL divergence (nats) is above this (needs --text).")
+    var maxKld: Double?
+
+    @Option(help: "Fail (exit 2) when the candidate's DocVQA ANLS is below this (needs --docvqa).")
+    var minAnls: Double?
+
+    @Flag(help: "Do not draw progress bars.")
+    var noProgress = false
+
+    func validate() throws {
+        guard text != nil || docvqa != nil else { throw ValidationError("give --text FILE and/or --docvqa DIR: what to compare the models on") }
+        guard ctx >= 3 else { throw ValidationError("--ctx must be at least 3") }
+        if let s = samples, s < 1 { throw ValidationError("--samples must be at least 1") }
+        guard maxNewTokens >= 1 else { throw ValidationError("--max-new-tokens must be at least 1") }
+        if maxPplRatio != nil && text == nil { throw ValidationError("--max-ppl-ratio needs --text FILE") }
+        if maxKld != nil && text == nil { throw ValidationError("--max-kld needs --text FILE") }
+        if minAnls != nil && docvqa == nil { throw ValidationError("--min-anls needs --docvqa DIR") }
+    }
+
+    func run() throws {
+        var failed = false
+        try runReportingErrors {
+            var o = VerifyOptions()
+            o.textPath = text
+            o.docvqaDirectory = docvqa
+            o.ctx = ctx
+            o.samples = samples
+            o.seed = seed
+            o.maxNewTokens = maxNewTokens
+            o.layerwise = !noLayers
+            o.maxPPLRatio = maxPplRatio
+            o.maxKLD = maxKld
+            o.minANLS = minAnls
+            o.showProgress = !noProgress && ProgressBar.stderrIsTerminal
+            o.log = { printError($0) }
+            let r = try Verifier.run(candidate: candidate, reference: reference, options: o)
+            if let dir = report {
+                try VerifyReportFiles.write(r, to: dir)
+                printError("verify: report written to \(dir) (summary.md, report.json, plots)")
+            }
+            if json {
+                print(r.jsonString())
+            } else {
+                print(VerifyReportFiles.summary(r, plots: []), terminator: "")
+            }
+            for f in r.failures { printError("verify: FAILED: \(f)") }
+            failed = !r.passed
+        }
+        if failed { throw ExitCode(2) }
+    }
+}

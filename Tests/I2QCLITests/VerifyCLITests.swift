@@ -1,0 +1,66 @@
+import Foundation
+import XCTest
+import I2QCore
+import I2QFormats
+import I2QTestSupport
+
+/// `i2q verify` as users run it: JSON on stdout, report directory, threshold exit codes.
+final class VerifyCLITests: XCTestCase {
+    var dir = ""
+    override func setUpWithError() throws { dir = try makeTempDir("verify-cli") }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    var binary: URL {
+        var u = Bundle(for: VerifyCLITests.self).bundleURL
+        while u.pathExtension == "xctest" || u.lastPathComponent.hasSuffix(".xctest") { u.deleteLastPathComponent() }
+        return u.appendingPathComponent("i2q")
+    }
+
+    func run(_ args: [String]) throws -> (code: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        let o = Pipe(), e = Pipe()
+        p.standardOutput = o
+        p.standardError = e
+        try p.run()
+        let od = o.fileHandleForReading.readDataToEndOfFile(), ed = e.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
+    }
+
+    func testVerifyBF16CastOfTinyIdefics2() throws {
+        let model = fixturesDir + "/tiny-idefics2-v5", cand = dir + "/bf16.i2q"
+        let cast = try run(["cast", model, "--dtype", "bf16", "-o", cand])
+        XCTAssertEqual(cast.code, 0, cast.err)
+        let common = [cand, "--reference", model, "--text", "/usr/share/common-licenses/BSD", "--ctx", "64",
+                      "--docvqa", fixturesDir + "/docvqa-mini", "--samples", "3", "--max-new-tokens", "4"]
+        let r = try run(["verify"] + common + ["--json", "--report", dir + "/report", "--max-ppl-ratio", "1.5", "--max-kld", "0.5", "--min-anls", "0"])
+        XCTAssertEqual(r.code, 0, r.err)
+        let j = try JSONParser.parse(Array(r.out.utf8), source: "stdout")
+        XCTAssertEqual(j["format"]?.stringValue, "i2q-verify")
+        XCTAssertEqual(j["passed"], .bool(true))
+        XCTAssertNotNil(j["text"]?["kld"]?["p99_9"]?.doubleValue)
+        XCTAssertNotNil(j["text"]?["same_top"]?["share"]?.doubleValue)
+        XCTAssertEqual(j["docvqa"]?["samples"]?.intValue, 3)
+        XCTAssertEqual(j["layers"]?["decoder"]?.arrayValue?.count, 2)
+        XCTAssertTrue(r.err.contains("verify: PPL ratio"), "progress lines on stderr: \(r.err)")
+        for n in ["summary.md", "report.json", "kld_histogram.svg", "kld_cdf.svg", "layer_error.svg", "docvqa.svg"] {
+            XCTAssertTrue(FileSystem.exists(dir + "/report/" + n), n)
+        }
+
+        // A broken limit: exit 2 and a message naming the limit.
+        let f = try run(["verify"] + common + ["--max-kld", "0"])
+        XCTAssertEqual(f.code, 2, f.err)
+        XCTAssertTrue(f.err.contains("FAILED: mean KLD") && f.err.contains("--max-kld 0"), f.err)
+        XCTAssertTrue(f.out.contains("# i2q verify") && f.out.contains("FAILED"), f.out)
+
+        // Usage errors.
+        let u = try run(["verify", cand, "--reference", model])
+        XCTAssertNotEqual(u.code, 0)
+        XCTAssertTrue(u.err.contains("--text FILE and/or --docvqa DIR"), u.err)
+        let m = try run(["verify", cand, "--reference", model, "--docvqa", dir + "/nope"])
+        XCTAssertEqual(m.code, 1)
+        XCTAssertTrue(m.err.contains("error: ") && m.err.contains("/nope"), m.err)
+    }
+}

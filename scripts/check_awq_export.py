@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Check an `i2q export --to hf-awq` directory in a real AWQ runtime: transformers + gptqmodel on CPU.
+
+Run by hand (NOT in CI), with its own venv (gptqmodel pulls its own torch):
+
+    python3 -m venv /work/venv-awq --system-site-packages   # base: /work/venv (torch 2.15, transformers 5.24)
+    /work/venv-awq/bin/pip install gptqmodel==7.7.0
+    /work/venv-awq/bin/python scripts/check_awq_export.py ppl DIR --text FILE [--ctx 512]
+    /work/venv-awq/bin/python scripts/check_awq_export.py compare DIR --i2q-model MODEL.i2q --text FILE \
+        [--i2q .build/release/i2q] [--ctx 512] [--tolerance 0.005]
+
+Pinned: torch 2.15.0, transformers 5.24.0, gptqmodel 7.7.0. transformers' AWQ integration loads the
+AutoAWQ GEMM checkpoint (quantization_config quant_method "awq", version "gemm") through gptqmodel's
+CPU kernel (TorchAtenAwqLinear / torch fallback), no GPU needed.
+
+Perplexity is the definition `i2q perplexity` uses (Sources/I2QEval/Perplexity.swift): the text
+tokenized once (BOS as the tokenizer adds it), consecutive windows of --ctx tokens (a last partial
+window dropped), each run from an empty cache and scored on positions 1..ctx-1, PPL = exp(mean NLL).
+`compare` runs `i2q perplexity --json` on the .i2q the directory was exported from and fails unless
+the two agree within --tolerance (relative; issue 7: 0.5%).
+"""
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+
+import torch
+import transformers
+
+TORCH_VERSION = "2.15.0"
+TRANSFORMERS_VERSION = "5.24.0"
+GPTQMODEL_VERSION = "7.7.0"
+
+assert torch.__version__.startswith(TORCH_VERSION), f"torch {torch.__version__} != pinned {TORCH_VERSION}"
+assert transformers.__version__ == TRANSFORMERS_VERSION, f"transformers {transformers.__version__} != {TRANSFORMERS_VERSION}"
+try:
+    import importlib.metadata as md
+
+    assert md.version("gptqmodel") == GPTQMODEL_VERSION, f"gptqmodel {md.version('gptqmodel')} != {GPTQMODEL_VERSION}"
+except md.PackageNotFoundError:
+    sys.exit("gptqmodel is not installed; see the docstring (own venv)")
+
+
+def perplexity(model_dir: str, text_path: str, ctx: int) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, device_map="cpu", dtype=torch.float32)
+    model.eval()
+    kinds = sorted({type(m).__name__ for m in model.modules() if "awq" in type(m).__name__.lower() or "Quant" in type(m).__name__})
+    ids = tok(open(text_path, encoding="utf-8").read(), return_tensors="pt").input_ids[0]
+    windows = len(ids) // ctx
+    nll, n = 0.0, 0
+    with torch.no_grad():
+        for w in range(windows):
+            x = ids[w * ctx:(w + 1) * ctx][None]
+            logits = model(x).logits[0].double()
+            logp = torch.log_softmax(logits[:-1], dim=-1)
+            nll -= logp.gather(1, x[0, 1:, None]).sum().item()
+            n += ctx - 1
+    return {"ppl": math.exp(nll / n), "tokens": int(len(ids)), "windows": windows, "ctx": ctx, "modules": kinds}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("ppl")
+    p.add_argument("dir")
+    p.add_argument("--text", required=True)
+    p.add_argument("--ctx", type=int, default=512)
+    c = sub.add_parser("compare")
+    c.add_argument("dir")
+    c.add_argument("--i2q-model", required=True)
+    c.add_argument("--text", required=True)
+    c.add_argument("--i2q", default=".build/release/i2q")
+    c.add_argument("--ctx", type=int, default=512)
+    c.add_argument("--tolerance", type=float, default=0.005)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    r = perplexity(a.dir, a.text, a.ctx)
+    if a.cmd == "ppl":
+        print(json.dumps(r))
+        return
+    out = subprocess.run([a.i2q, "perplexity", a.i2q_model, "--text", a.text, "--ctx", str(a.ctx), "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    mine = json.loads(out.strip().splitlines()[-1])
+    rel = abs(mine["ppl"] - r["ppl"]) / r["ppl"]
+    print(json.dumps({"transformers_gptqmodel": r, "i2q": mine, "relative_difference": rel}))
+    if rel > a.tolerance:
+        sys.exit(f"FAIL: i2q perplexity {mine['ppl']:.6f} vs transformers+gptqmodel {r['ppl']:.6f} ({rel:.4%} > {a.tolerance:.2%})")
+    print(f"OK: within {rel:.4%} (tolerance {a.tolerance:.2%})")
+
+
+if __name__ == "__main__":
+    main()
