@@ -268,20 +268,3 @@ public final class DecoderLayerForward: @unchecked Sendable {
                                   attnOutput: attnOut, mlpOutput: mlpOut))
     }
 }
-
-extension TextDecoder {
-    /// Float32 weights of decoder layer `i` (for calibration passes).
-    public func layerWeights(_ i: Int) throws -> DecoderLayerWeights {
-        let l = layers[i]
-        func read(_ w: Weight) throws -> [Float] {
-            var out = [Float](repeating: 0, count: w.count)
-            try out.withUnsafeMutableBufferPointer { try w.rows(0, w.shape.first ?? 1, into: $0.baseAddress!) }
-            return out
-        }
-        return DecoderLayerWeights(
-            inputNorm: try read(l.inputNorm), postNorm: try read(l.postNorm),
-            q: try read(l.attention.q), k: try read(l.attention.k), v: try read(l.attention.v), o: try read(l.attention.o),
-            qBias: try l.attention.qBias.map(read), kBias: try l.attention.kBias.map(read), vBias: try l.attention.vBias.map(read),
-            gate: try read(l.mlp.gate), up: try read(l.mlp.up), down: try read(l.mlp.down))
-    }
-}
