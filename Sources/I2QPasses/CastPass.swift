@@ -14,6 +14,10 @@ public struct OutputSettings: Sendable {
     public var alignment: Int = I2QSpec.defaultAlignment
     public var overwrite = false
     public var showProgress = ProgressBar.stderrIsTerminal
+    /// Runs on the complete output at its temporary path, just before it is renamed into place
+    /// (`--verify` checks the model there and appends its result to the provenance). A throw
+    /// abandons the output, like any other failure of the pass.
+    public var beforeCommit: (@Sendable (_ tempPath: String) throws -> Void)?
     public init() {}
 }
 
@@ -156,6 +160,7 @@ public struct StreamingPass {
             writer.abandon()
             throw error
         }
+        try settings.beforeCommit?(staged.tempPath)
         try staged.commit()
         progress.finish()
         return PassReport(output: outputPath, files: sink.outputFiles, tensors: results,

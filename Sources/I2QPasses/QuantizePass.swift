@@ -146,6 +146,7 @@ public enum QuantizePass {
         prov.i2qVersion = I2QVersion.string
         let cfg = Array((JSONWriter.string(source.rawConfig, indent: 2) + "\n").utf8)
         try w.finish(metadata: I2QMetadata(files: [("config.json", cfg)] + (try source.auxiliaryFiles()), provenance: prov))
+        try settings.beforeCommit?(staged.tempPath)
         try staged.commit()
         progress.finish()
         return PassReport(output: output, files: [FileSystem.basename(output)], tensors: results,

@@ -15,8 +15,10 @@ struct Cast: ParsableCommand {
 
     @OptionGroup var out: OutputOptions
     @OptionGroup var layout: FormatOptions
+    @OptionGroup var verification: VerifyAfterOptions
 
     func validate() throws {
+        try verification.validateVerify()
         guard DType(userSpelling: dtype) != nil else {
             throw ValidationError("--dtype must be f16, bf16 or f32 (got \"\(dtype)\")")
         }
@@ -26,7 +28,7 @@ struct Cast: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let target = DType(userSpelling: dtype)!
-            let pass = try CastPass.make(source: try openModel(model), output: out.output, dtype: target, settings: layout.apply(to: out.baseSettings))
+            let pass = try CastPass.make(source: try openModel(model), output: out.output, dtype: target, settings: verification.apply(to: layout.apply(to: out.baseSettings), reference: model))
             let r = try pass.run()
             for t in r.overflowing {
                 printError("warning: \(t.name): \(t.stats.overflowed) of \(t.elements) values are out of \(t.to.rawValue)'s range and became ±inf")

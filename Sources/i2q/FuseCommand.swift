@@ -16,8 +16,10 @@ struct Fuse: ParsableCommand {
     var only: FuseSelection?
 
     @OptionGroup var out: OutputOptions
+    @OptionGroup var verification: VerifyAfterOptions
 
     func validate() throws {
+        try verification.validateVerify()
         if only == .all { throw ValidationError("--only takes qkv or mlp (omit it to fuse both)") }
     }
 
@@ -25,7 +27,7 @@ struct Fuse: ParsableCommand {
         try runReportingErrors {
             var o = FuseOptions()
             o.only = only ?? .all
-            let r = try FusePass.run(source: try openModel(model), output: out.output, options: o, settings: out.baseSettings)
+            let r = try FusePass.run(source: try openModel(model), output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: model))
             for (g, why) in r.leftUnfused { printError("note: \(g.fused) left unfused: \(why)") }
             let kinds = ["qkv_proj", "kv_proj", "gate_up_proj"].map { k in (k, r.fused.filter { $0.fused.hasSuffix("." + k + ".weight") }.count) }
             let summary = kinds.filter { $0.1 > 0 }.map { "\($0.1) \($0.0)" }.joined(separator: ", ")

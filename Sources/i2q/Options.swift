@@ -1,5 +1,6 @@
 import ArgumentParser
 import I2QCore
+import I2QEval
 import I2QFormats
 import I2QPasses
 
@@ -63,5 +64,52 @@ func runReportingErrors(_ body: () throws -> Void) throws {
     } catch let e as I2QError {
         printError("error: \(e.description)")
         throw ExitCode(1)
+    }
+}
+
+/// `--verify` on verbs that write a model (cast, quantize, fuse): after the pass, `i2q verify` runs
+/// the output against the input on the given data; the result is appended to the output's provenance
+/// (`i2q inspect` shows it) and printed on stderr.
+struct VerifyAfterOptions: ParsableArguments {
+    @Flag(help: "After the pass, verify the output against the input (needs --verify-text and/or --verify-docvqa).")
+    var verify = false
+
+    @Option(help: "--verify: UTF-8 text for perplexity / KL divergence / same-top (a held-out text).")
+    var verifyText: String?
+
+    @Option(help: "--verify: a DocVQA-format directory (e.g. Tests/Fixtures/docvqa-mini) for greedy answers and ANLS.")
+    var verifyDocvqa: String?
+
+    @Option(help: "--verify: text window length in tokens.")
+    var verifyCtx: Int = 512
+
+    @Option(help: "--verify: DocVQA questions to use (seeded selection; default all).")
+    var verifySamples: Int?
+
+    func validateVerify() throws {
+        if verify && verifyText == nil && verifyDocvqa == nil {
+            throw ValidationError("--verify needs --verify-text FILE and/or --verify-docvqa DIR: what to compare the models on")
+        }
+        if !verify && (verifyText != nil || verifyDocvqa != nil) {
+            throw ValidationError("--verify-text / --verify-docvqa take effect with --verify")
+        }
+        guard verifyCtx >= 3 else { throw ValidationError("--verify-ctx must be at least 3") }
+        if let s = verifySamples, s < 1 { throw ValidationError("--verify-samples must be at least 1") }
+    }
+
+    /// Installs the verification as the pass's last step (before the output is renamed into place).
+    func apply(to settings: OutputSettings, reference: String) -> OutputSettings {
+        guard verify else { return settings }
+        var s = settings
+        var o = VerifyOptions()
+        o.textPath = verifyText
+        o.docvqaDirectory = verifyDocvqa
+        o.ctx = verifyCtx
+        o.samples = verifySamples
+        o.showProgress = settings.showProgress
+        s.beforeCommit = PassVerification.hook(reference: reference, options: o) { r in
+            printError("verify: " + PassVerification.summary(r, reference: reference).map { "\($0.0)=\(JSONWriter.string($0.1))" }.joined(separator: " "))
+        }
+        return s
     }
 }

@@ -50,8 +50,10 @@ struct Quantize: ParsableCommand {
     var dtype: String?
 
     @OptionGroup var out: OutputOptions
+    @OptionGroup var verification: VerifyAfterOptions
 
     func validate() throws {
+        try verification.validateVerify()
         if [nf4, fp4, rtn, awq].filter({ $0 }).count > 1 { throw ValidationError("choose one of --nf4, --fp4, --rtn and --awq") }
         if rtn || awq {
             guard groupSize >= 2, groupSize % 2 == 0 else { throw ValidationError("--group-size must be an even number ≥ 2 (got \(groupSize))") }
@@ -80,7 +82,7 @@ struct Quantize: ParsableCommand {
             o.computeDType = DType(userSpelling: computeDtype ?? "bf16")!
             o.skip = skip
             o.dtype = dtype.flatMap { DType(userSpelling: $0) }
-            let r = try QuantizePass.run(source: try openModel(model), output: out.output, options: o, settings: out.baseSettings)
+            let r = try QuantizePass.run(source: try openModel(model), output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: model))
             let q = r.tensors.filter { $0.to == .u8 }.count
             printSummary("quantized \(q) of \(r.tensors.count) tensors to \(o.type.rawValue)", r)
         }
@@ -102,7 +104,7 @@ struct Quantize: ParsableCommand {
         }
         o.resume = resume
         o.log = { printError($0) }
-        let r = try AffineQuantizePass.run(source: try openModel(model), output: out.output, options: o, settings: out.baseSettings)
+        let r = try AffineQuantizePass.run(source: try openModel(model), output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: model))
         let q = r.tensors.filter { $0.to == .u8 }.count
         printSummary("quantized \(q) of \(r.tensors.count) tensors to affine int4 (\(o.method.rawValue), group \(groupSize))", r)
     }

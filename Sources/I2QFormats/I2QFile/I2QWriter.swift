@@ -118,25 +118,35 @@ public final class I2QWriter {
         try out.write(dir)
         position += dir.count
 
-        var h = ByteWriter()
-        h.bytes = I2QSpec.magic
-        h.u16(I2QSpec.versionMajor); h.u16(I2QSpec.versionMinor)
-        h.u32(compressMetadata ? I2QSpec.flagMetadataZstd : 0)
-        h.u64(UInt64(position))            // file_size
-        h.u64(UInt64(alignment))
-        h.u64(UInt64(dataOffset)); h.u64(UInt64(dataSize))
-        h.u64(UInt64(metadataOffset)); h.u64(UInt64(meta.count)); h.u64(UInt64(rawSize))
-        h.u64(UInt64(directoryOffset)); h.u64(UInt64(dir.count))
-        h.u64(UInt64(entries.count))
-        h.u64(XXH3.hash(meta))
-        h.u64(0); h.u64(0)
-        precondition(h.bytes.count == I2QSpec.headerChecksummed)
-        let sum = XXH3.hash(h.bytes + dir)
-        h.u64(sum)
-        try out.write(h.bytes, at: 0)
+        let header = Self.encodeHeader(compressed: compressMetadata, fileSize: position, alignment: alignment,
+                                       dataOffset: dataOffset, dataSize: dataSize, metadataOffset: metadataOffset,
+                                       metadata: meta, metadataRawSize: rawSize, directoryOffset: directoryOffset,
+                                       directory: dir, tensorCount: entries.count)
+        try out.write(header, at: 0)
         try out.close()
         state = .finished
     }
 
     public var tensorCount: Int { entries.count }
+
+    /// The 128-byte header (spec section 2), its checksum over the first 120 bytes + the directory.
+    static func encodeHeader(compressed: Bool, fileSize: Int, alignment: Int, dataOffset: Int, dataSize: Int,
+                             metadataOffset: Int, metadata meta: [UInt8], metadataRawSize rawSize: Int,
+                             directoryOffset: Int, directory dir: [UInt8], tensorCount: Int) -> [UInt8] {
+        var h = ByteWriter()
+        h.bytes = I2QSpec.magic
+        h.u16(I2QSpec.versionMajor); h.u16(I2QSpec.versionMinor)
+        h.u32(compressed ? I2QSpec.flagMetadataZstd : 0)
+        h.u64(UInt64(fileSize))
+        h.u64(UInt64(alignment))
+        h.u64(UInt64(dataOffset)); h.u64(UInt64(dataSize))
+        h.u64(UInt64(metadataOffset)); h.u64(UInt64(meta.count)); h.u64(UInt64(rawSize))
+        h.u64(UInt64(directoryOffset)); h.u64(UInt64(dir.count))
+        h.u64(UInt64(tensorCount))
+        h.u64(XXH3.hash(meta))
+        h.u64(0); h.u64(0)
+        precondition(h.bytes.count == I2QSpec.headerChecksummed)
+        h.u64(XXH3.hash(h.bytes + dir))
+        return h.bytes
+    }
 }
