@@ -1,6 +1,7 @@
 import I2QCore
 import I2QFormats
 import I2QQuant
+import I2QRuntime
 
 public enum AWQExportError: I2QError {
     case notAffine(path: String)
@@ -52,36 +53,56 @@ public enum AWQExportPass {
 
     struct Item {
         let plan: PlannedTensor
+        /// The tensor written: a directory entry, or a part of a fused one (component views, checksum 0).
         let entry: I2QTensorEntry
+        /// The stored entry whose component checksums cover `entry`'s bytes (the fused one, for a part).
+        let owner: I2QTensorEntry
         let role: String  // "qweight", "qzeros", "scales" or "plain"
     }
 
-    public static func run(source: any ModelSource, output: String, settings: OutputSettings) throws -> PassReport {
+    /// Fused entries (i2q fuse) are written as the tensors they hold (transformers' / AutoAWQ's
+    /// q/k/v and gate/up names: byte for byte the export of the unfused model), or with
+    /// `fusedNames` as stored (vLLM-style `qkv_proj`, `gate_up_proj`): one AWQ GEMM linear of all
+    /// rows, which — every part's row count being a multiple of 8, so no int32 word holds channels
+    /// of two parts — is the parts' qweight/qzeros/scales concatenated along the output dimension,
+    /// the layout of vLLM's fused AWQ parameters.
+    public static func run(source: any ModelSource, output: String, settings: OutputSettings, fusedNames: Bool = false) throws -> PassReport {
         guard let f = source as? I2QFile else { throw AWQExportError.notAffine(path: source.path) }
         if let e = f.entries.first(where: { ![I2QSpec.Scheme.plain, I2QSpec.Scheme.affineInt4].contains($0.scheme) }) {
             throw AWQExportError.otherScheme(path: f.path, tensor: e.name, scheme: e.scheme)
         }
         if !f.entries.contains(where: { $0.scheme == I2QSpec.Scheme.affineInt4 }) { throw AWQExportError.notAffine(path: f.path) }
         var items: [Item] = []
+        var exported: [I2QTensorEntry] = []  // the entries as written (parts when un-fusing), for config.json
         var groupSize: Int?
-        for e in f.entries {
-            if e.scheme == I2QSpec.Scheme.plain {
-                let dt: DType = e.dtype.isCastableFloat ? .f16 : e.dtype
-                items.append(Item(plan: PlannedTensor(name: e.name, dtype: dt, shape: e.shape), entry: e, role: "plain"))
-                continue
+        for fe in f.entries {
+            let unfuse = !fe.parts.isEmpty && !fusedNames
+            let entries = unfuse ? try FusedTensors.partEntries(fe, path: f.path) : [fe]
+            exported += entries
+            for e in entries {
+                if e.scheme == I2QSpec.Scheme.plain {
+                    let dt: DType = e.dtype.isCastableFloat ? .f16 : e.dtype
+                    items.append(Item(plan: PlannedTensor(name: e.name, dtype: dt, shape: e.shape), entry: e, owner: fe, role: "plain"))
+                    continue
+                }
+                let g = try check(e, file: f)
+                if fusedNames && !fe.parts.isEmpty {
+                    for p in try FusedTensors.partEntries(fe, path: f.path) where p.shape[0] % 8 != 0 {
+                        throw AWQExportError.malformed(path: f.path, tensor: fe.name, detail: "part \(p.name) has \(p.shape[0]) output rows, not a multiple of 8, so AutoAWQ's packed words would mix two parts; export without --fused-names")
+                    }
+                }
+                if let gs = groupSize, gs != g {
+                    throw AWQExportError.malformed(path: f.path, tensor: e.name, detail: "group size \(g) differs from \(gs) of the other tensors; AutoAWQ's config has one group_size")
+                }
+                groupSize = g
+                let (out, inDim) = (e.shape[0], e.shape[1])
+                let module = e.name.hasSuffix(".weight") ? String(e.name.dropLast(7)) : e.name
+                items.append(Item(plan: PlannedTensor(name: module + ".qweight", dtype: .i32, shape: [inDim, out / 8]), entry: e, owner: fe, role: "qweight"))
+                items.append(Item(plan: PlannedTensor(name: module + ".qzeros", dtype: .i32, shape: [inDim / g, out / 8]), entry: e, owner: fe, role: "qzeros"))
+                items.append(Item(plan: PlannedTensor(name: module + ".scales", dtype: .f16, shape: [inDim / g, out]), entry: e, owner: fe, role: "scales"))
             }
-            let g = try check(e, file: f)
-            if let gs = groupSize, gs != g {
-                throw AWQExportError.malformed(path: f.path, tensor: e.name, detail: "group size \(g) differs from \(gs) of the other tensors; AutoAWQ's config has one group_size")
-            }
-            groupSize = g
-            let (out, inDim) = (e.shape[0], e.shape[1])
-            let module = e.name.hasSuffix(".weight") ? String(e.name.dropLast(7)) : e.name
-            items.append(Item(plan: PlannedTensor(name: module + ".qweight", dtype: .i32, shape: [inDim, out / 8]), entry: e, role: "qweight"))
-            items.append(Item(plan: PlannedTensor(name: module + ".qzeros", dtype: .i32, shape: [inDim / g, out / 8]), entry: e, role: "qzeros"))
-            items.append(Item(plan: PlannedTensor(name: module + ".scales", dtype: .f16, shape: [inDim / g, out]), entry: e, role: "scales"))
         }
-        let config = try awqConfig(f, groupSize: groupSize!)
+        let config = try awqConfig(f, entries: exported, groupSize: groupSize!)
 
         var s = settings
         s.format = .safetensors
@@ -90,7 +111,10 @@ public enum AWQExportPass {
         let plan = items.map(\.plan)
         let writer = try SafetensorsWriter(directory: staged.tempPath, tensors: plan, maxShardSize: s.maxShardSize)
         let progress = ProgressBar(label: "export", totalBytes: plan.reduce(0) { $0 + $1.byteCount }, enabled: s.showProgress)
-        let plainByName = Dictionary(uniqueKeysWithValues: f.tensors.map { ($0.name, $0) })
+        // Plain tensors by the names written: with fused plain entries un-fused, their parts (row views).
+        let plainTensors = !fusedNames && UnfusedSource.hasFused(f) ? try UnfusedSource(f).tensors : f.tensors
+        let plainByName = Dictionary(plainTensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var verified = Set<String>()  // stored entries whose components were checked
         var results: [TensorCastResult] = []
         var written = 0
         for it in items {
@@ -122,7 +146,7 @@ public enum AWQExportPass {
                 let (rows, cols) = (e.shape[0], e.shape[1])
                 let g = cols / (e.component("scales")!.shape[1])
                 let groups = cols / g
-                try verifyAll(e, f)
+                if verified.insert(it.owner.name).inserted { try verifyAll(it.owner, f) }  // a part's view: through the fused entry
                 let base = f.header.dataOffset
                 switch it.role {
                 case "qweight":
@@ -189,12 +213,13 @@ public enum AWQExportPass {
 
     /// config.json with float16 as the dtype and AutoAWQ's `quantization_config`. Modules kept
     /// unquantized: the vision tower and connector of Idefics2 (when present), lm_head, and every
-    /// other plain 2-D linear weight (e.g. a `--skip`ped one), by module name.
-    static func awqConfig(_ f: I2QFile, groupSize: Int) throws -> JSONValue {
+    /// other plain 2-D linear weight (e.g. a `--skip`ped one), by module name — of `entries`, the
+    /// tensors as written (a fused file's parts when un-fusing).
+    static func awqConfig(_ f: I2QFile, entries: [I2QTensorEntry], groupSize: Int) throws -> JSONValue {
         var keep: [String] = []
-        let plainLinears = f.entries.filter { $0.scheme == I2QSpec.Scheme.plain && $0.shape.count == 2 && $0.name.hasSuffix("_proj.weight") }
-        if f.entries.contains(where: { $0.name.contains("vision_model.") }) { keep.append("vision_model") }
-        if f.entries.contains(where: { $0.name.contains("connector.") }) { keep.append("connector") }
+        let plainLinears = entries.filter { $0.scheme == I2QSpec.Scheme.plain && $0.shape.count == 2 && $0.name.hasSuffix("_proj.weight") }
+        if entries.contains(where: { $0.name.contains("vision_model.") }) { keep.append("vision_model") }
+        if entries.contains(where: { $0.name.contains("connector.") }) { keep.append("connector") }
         keep.append("lm_head")
         for e in plainLinears where !keep.contains(where: { e.name.contains($0) }) {
             keep.append(String(e.name.dropLast(7)))

@@ -35,6 +35,7 @@ public enum AffineQuantizeError: I2QError {
     case stopped(layers: Int, state: String)
     case noDecoder(path: String)
     case groupSize(tensor: String, inDim: Int, groupSize: Int)
+    case replacementMismatch(state: String, tensor: String, detail: String)
 
     public var description: String {
         switch self {
@@ -43,6 +44,8 @@ public enum AffineQuantizeError: I2QError {
             return "\(p) holds the state of a run with other settings or another model; delete it or run without --resume"
         case let .stopped(n, s): return "stopped after \(n) layer(s) as asked; state kept in \(s) (continue with --resume)"
         case let .noDecoder(p): return "\(p): no Llama/Mistral decoder layers found to quantize"
+        case let .replacementMismatch(s, t, d):
+            return "\(s): \(t): \(d); the state does not belong to this model. Delete it and run again without --resume"
         case let .groupSize(t, n, g):
             let fits = [256, 128, 64, 32, 16].filter { n % $0 == 0 }.map(String.init)
             return "\(t): --group-size \(g) does not divide its input dimension \(n)" +
@@ -80,8 +83,12 @@ public enum AffineQuantizePass {
 
     /// Which tensors are quantized: the decoder's q/k/v/o/gate/up/down weights, minus `skip` matches.
     public static func quantizes(_ t: SourceTensor, textPrefix: String, skip: [String]) -> Bool {
-        guard t.dtype.isCastableFloat, t.shape.count == 2, decoderLinear(t.name, textPrefix: textPrefix) != nil else { return false }
-        return !skip.contains(where: { t.name.contains($0) })
+        quantizes(name: t.name, dtype: t.dtype, shape: t.shape, textPrefix: textPrefix, skip: skip)
+    }
+
+    static func quantizes(name: String, dtype: DType, shape: [Int], textPrefix: String, skip: [String]) -> Bool {
+        guard dtype.isCastableFloat, shape.count == 2, decoderLinear(name, textPrefix: textPrefix) != nil else { return false }
+        return !skip.contains(where: { name.contains($0) })
     }
 
     /// Replacement of a tensor computed by AWQ: plain float32 values, or stored int4 components.
@@ -90,28 +97,68 @@ public enum AffineQuantizePass {
         case int4(packed: [UInt8], scales: [Float16], zeros: [UInt8])
     }
 
+    /// One tensor the pass writes: a plain tensor of the source, or a fused one (`i2q fuse`) with
+    /// its parts, and whether it becomes affine_int4.
+    struct Input {
+        let tensor: SourceTensor
+        /// The logical tensors a fused tensor holds (row ranges); empty when unfused.
+        let parts: [I2QPart]
+        let quantize: Bool
+        /// The tensors AWQ and `replacement` know: the parts, or the tensor itself.
+        var logicalNames: [String] { parts.isEmpty ? [tensor.name] : parts.map(\.name) }
+    }
+
+    /// What the pass reads from `source`. A fused plain tensor (i2q fuse) whose parts are all
+    /// quantized (or all kept) stays one tensor with its `parts`: groups are per row, so quantizing
+    /// the fused rows gives the parts' codes, scales and zeros concatenated (the bytes quantize →
+    /// fuse writes). When only some of its parts are quantized (a `--skip` matching one) it is
+    /// written as its parts, unfused.
+    static func inputs(_ source: any ModelSource, textPrefix prefix: String, skip: [String]) throws -> [Input] {
+        func partSelected(_ e: I2QTensorEntry, _ p: I2QPart) -> Bool {
+            quantizes(name: p.name, dtype: e.dtype, shape: [p.length] + e.shape.dropFirst(), textPrefix: prefix, skip: skip)
+        }
+        let plain = try FusePass.plainInputs(source) { e in
+            let s = Set(e.parts.map { partSelected(e, $0) })
+            return s.count <= 1
+        }
+        return plain.map { t, parts in
+            let q = parts.isEmpty ? quantizes(t, textPrefix: prefix, skip: skip)
+                : parts.allSatisfy { quantizes(name: $0.name, dtype: t.dtype, shape: [$0.length] + t.shape.dropFirst(), textPrefix: prefix, skip: skip) }
+            return Input(tensor: t, parts: parts, quantize: q)
+        }
+    }
+
     public static func run(source: any ModelSource, output: String, options o: AffineQuantizeOptions,
                            settings: OutputSettings) throws -> PassReport {
         let q = source.quantizedTensorNames
         if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: "quantize") }
         if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
         let prefix = textPrefix(source)
-        let selected = source.tensors.filter { quantizes($0, textPrefix: prefix, skip: o.skip) }
+        let inputs = try inputs(source, textPrefix: prefix, skip: o.skip)
+        let selected = inputs.filter(\.quantize)
         guard !selected.isEmpty else { throw AffineQuantizeError.noDecoder(path: source.path) }
-        for t in selected {
+        for s in selected {
+            let t = s.tensor, name = s.parts.first?.name ?? t.name
             if t.shape[1] % o.groupSize != 0 {
-                throw AffineQuantizeError.groupSize(tensor: t.name, inDim: t.shape[1], groupSize: o.groupSize)
+                throw AffineQuantizeError.groupSize(tensor: name, inDim: t.shape[1], groupSize: o.groupSize)
             }
-            try AffineInt4.check(tensor: t.name, shape: t.shape, groupSize: o.groupSize)
+            try AffineInt4.check(tensor: name, shape: t.shape, groupSize: o.groupSize)
         }
+        let names = Set(selected.flatMap(\.logicalNames))
         var state: AWQState? = nil
         if o.method == .awq {
             guard o.calibration != nil else { throw AffineQuantizeError.noCalibration }
-            let s = try AWQState(output: output, source: source, options: o)
-            try s.run(source: source, selected: Set(selected.map(\.name)), options: o)
+            // AWQ works per projection (scale groups q/k/v, gate/up, …; one layer's float32 weights
+            // by their transformers names): on a fused file it reads the unfused view (zero-copy
+            // part views), the same values and model the unfused source gives, so fuse → awq writes
+            // the bytes awq → fuse writes.
+            let view: any ModelSource
+            if let f = source as? I2QFile, UnfusedSource.hasFused(f) { view = try UnfusedSource(f) } else { view = source }
+            let s = try AWQState(output: output, source: view, options: o)
+            try s.run(source: view, selected: names, options: o)
             state = s
         }
-        let report = try write(source: source, output: output, selected: Set(selected.map(\.name)), options: o,
+        let report = try write(source: source, output: output, inputs: inputs, options: o,
                                settings: settings, replacement: { name in try state?.replacement(name) })
         if !o.keepState { state?.remove() }
         return report
@@ -130,11 +177,20 @@ public enum AffineQuantizePass {
         return r
     }
 
+    /// Where AWQ keeps its state for `output` (AWQState: `OUTPUT.awq-state`).
+    static func stateDirectory(_ output: String) -> String {
+        var out = output
+        while out.count > 1 && out.hasSuffix("/") { out.removeLast() }
+        return out + ".awq-state"
+    }
+
     static let chunkRows = 1 << 20  // elements per quantization step (rounded to whole rows)
 
     /// Writes the .i2q: selected tensors as affine_int4 (from `replacement` or quantized from the
-    /// source), the others plain (replaced values cast to the output dtype, or copied/cast).
-    static func write(source: any ModelSource, output: String, selected: Set<String>, options o: AffineQuantizeOptions,
+    /// source), the others plain (replaced values cast to the output dtype, or copied/cast). A fused
+    /// input is written as one entry with its parts, part by part (each part's rows from its own
+    /// replacement, or quantized / cast as that part alone would be).
+    static func write(source: any ModelSource, output: String, inputs: [Input], options o: AffineQuantizeOptions,
                       settings: OutputSettings, replacement: (String) throws -> Replacement?) throws -> PassReport {
         let staged = try StagedOutput(finalPath: output, directory: false, overwrite: settings.overwrite)
         let w = try I2QWriter(path: staged.tempPath, alignment: settings.alignment)
@@ -142,32 +198,49 @@ public enum AffineQuantizePass {
         var results: [TensorCastResult] = []
         var written = 0
         let gs = o.groupSize
-        for t in source.tensors {
+        func mismatch(_ name: String, _ what: String) -> AffineQuantizeError {
+            .replacementMismatch(state: stateDirectory(output), tensor: name, detail: what)
+        }
+        for input in inputs {
+            let t = input.tensor
             let n = t.elementCount
-            if selected.contains(t.name) {
-                let rows = t.shape[0], cols = t.shape[1], groups = cols / gs
+            let cols = t.shape.dropFirst().reduce(1, *)
+            // (logical name, first row, rows): the parts, or the whole tensor.
+            let segments: [(name: String, row: Int, rows: Int)] = input.parts.isEmpty
+                ? [(t.name, 0, t.shape.first ?? 1)] : input.parts.map { ($0.name, $0.start, $0.length) }
+            if input.quantize {
+                let rows = t.shape[0], groups = cols / gs
                 let entryDType = o.computeDType ?? t.dtype
                 try w.beginTensor(name: t.name, scheme: I2QSpec.Scheme.affineInt4, dtype: entryDType, shape: t.shape,
-                                  params: [("group_size", .int(Int64(gs))), ("pack_order", .string("sequential")), ("zero_point", .int(1))])
+                                  params: [("group_size", .int(Int64(gs))), ("pack_order", .string("sequential")), ("zero_point", .int(1))],
+                                  parts: input.parts)
                 var scales = [Float16](repeating: 0, count: rows * groups)  // [rows, groups]
                 var zeros = [UInt8](repeating: 0, count: rows * groups)     // [rows, groups]
                 try w.beginComponent(role: "qweight", dtype: .u8, shape: [rows, cols / 2])
-                if case let .int4(packed, s, z)? = try replacement(t.name) {
-                    try packed.withUnsafeBytes { try w.append($0) }
-                    scales = s; zeros = z
-                } else {
+                for seg in segments {
+                    if case let .int4(packed, s, z)? = try replacement(seg.name) {
+                        guard packed.count == seg.rows * cols / 2, s.count == seg.rows * groups, z.count == seg.rows * groups else {
+                            throw mismatch(seg.name, "AWQ's result has \(packed.count) code bytes and \(s.count) scales, the tensor needs \(seg.rows * cols / 2) and \(seg.rows * groups)")
+                        }
+                        try packed.withUnsafeBytes { try w.append($0) }
+                        scales.replaceSubrange(seg.row * groups..<(seg.row + seg.rows) * groups, with: s)
+                        zeros.replaceSubrange(seg.row * groups..<(seg.row + seg.rows) * groups, with: z)
+                        progress.advance(seg.rows * cols * t.dtype.size)
+                        continue
+                    }
                     let step = max(1, chunkRows / cols)
                     var raw = [UInt8](repeating: 0, count: step * cols * t.dtype.size)  // [step, cols] source dtype
                     var f32 = [Float](repeating: 0, count: step * cols)                  // [step, cols]
                     var codes = [UInt8](repeating: 0, count: step * cols)                // [step, cols]
                     var packed = [UInt8](repeating: 0, count: step * cols / 2)           // [step, cols/2]
-                    var r = 0
-                    while r < rows {
-                        let m = min(step, rows - r)
+                    var r = seg.row
+                    while r < seg.row + seg.rows {
+                        let m = min(step, seg.row + seg.rows - r)
                         try raw.withUnsafeMutableBytes { rb in
                             try t.read(elements: r * cols, count: m * cols, into: rb.baseAddress!)
                             f32.withUnsafeMutableBufferPointer { FloatConversion.widenToF32(from: t.dtype, count: m * cols, src: rb.baseAddress!, dst: $0.baseAddress!) }
                         }
+                        // Groups are per row: rows quantized alone or inside the fused tensor get the same codes.
                         f32.withUnsafeBufferPointer { fp in codes.withUnsafeMutableBufferPointer { cp in
                         scales.withUnsafeMutableBufferPointer { sp in zeros.withUnsafeMutableBufferPointer { zp in
                             AffineInt4.quantizeRows(fp.baseAddress!, rows: m, cols: cols, groupSize: gs, codes: cp.baseAddress!,
@@ -194,32 +267,38 @@ public enum AffineQuantizePass {
                 continue
             }
             let to = (t.dtype.isCastableFloat ? o.dtype : nil) ?? t.dtype
-            try w.beginTensor(name: t.name, dtype: to, shape: t.shape)
+            try w.beginTensor(name: t.name, dtype: to, shape: t.shape, parts: input.parts)
             try w.beginComponent(role: "data", dtype: to, shape: t.shape)
             var stats = CastStats()
-            if case let .plain(values)? = try replacement(t.name) {
-                var out = [UInt8](repeating: 0, count: n * to.size)  // [n] output dtype
-                try values.withUnsafeBytes { vb in
-                    try out.withUnsafeMutableBytes { ob in
-                        stats += try FloatConversion.convert(from: .f32, to: to, count: n, src: vb.baseAddress!, dst: ob.baseAddress!, first: 0, total: n)
+            for seg in segments {
+                // Elements [first, first + count) of the tensor: this part, cast as the part alone is
+                // (`first`/`total` of the conversion relative to the part).
+                let first = seg.row * cols, count = t.shape.isEmpty ? n : seg.rows * cols
+                if case let .plain(values)? = try replacement(seg.name) {
+                    guard values.count == count else { throw mismatch(seg.name, "AWQ's result has \(values.count) values, the tensor \(count)") }
+                    var out = [UInt8](repeating: 0, count: count * to.size)  // [count] output dtype
+                    try values.withUnsafeBytes { vb in
+                        try out.withUnsafeMutableBytes { ob in
+                            stats += try FloatConversion.convert(from: .f32, to: to, count: count, src: vb.baseAddress!, dst: ob.baseAddress!, first: 0, total: count)
+                        }
                     }
+                    try out.withUnsafeBytes { try w.append($0) }
+                    progress.advance(count * t.dtype.size)
+                    continue
                 }
-                try out.withUnsafeBytes { try w.append($0) }
-                progress.advance(n * t.dtype.size)
-            } else {
                 let chunk = 1 << 20
                 var raw = [UInt8](repeating: 0, count: chunk * 8)  // [chunk] source dtype
                 var out = [UInt8](repeating: 0, count: chunk * 8)  // [chunk] output dtype
                 var i = 0
-                while i < n {
-                    let m = min(chunk, n - i)
+                while i < count {
+                    let m = min(chunk, count - i)
                     try raw.withUnsafeMutableBytes { rb in
-                        try t.read(elements: i, count: m, into: rb.baseAddress!)
+                        try t.read(elements: first + i, count: m, into: rb.baseAddress!)
                         if to == t.dtype {
                             try w.append(UnsafeRawBufferPointer(start: rb.baseAddress!, count: m * to.size))
                         } else {
                             try out.withUnsafeMutableBytes { ob in
-                                stats += try FloatConversion.convert(from: t.dtype, to: to, count: m, src: rb.baseAddress!, dst: ob.baseAddress!, first: i, total: n)
+                                stats += try FloatConversion.convert(from: t.dtype, to: to, count: m, src: rb.baseAddress!, dst: ob.baseAddress!, first: i, total: count)
                                 try w.append(UnsafeRawBufferPointer(start: ob.baseAddress!, count: m * to.size))
                             }
                         }

@@ -1,5 +1,6 @@
 import I2QCore
 import I2QFormats
+import I2QRuntime
 
 /// `--type` of `export --to gguf`: the encoding of the 2-D weights (norms always stay F32).
 public enum GGUFExportType: String, CaseIterable, Sendable {
@@ -104,6 +105,9 @@ public struct GGUFExportPass {
     public init(source: any ModelSource, output: String, type: GGUFExportType? = nil, settings: OutputSettings) throws {
         let q = source.quantizedTensorNames
         if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: "export --to gguf") }
+        // A fused .i2q (i2q fuse) is read as the tensors its fused entries hold (zero-copy row
+        // views): llama.cpp's llama architecture has separate attn_q/k/v and ffn_gate/up tensors.
+        let source: any ModelSource = try (source as? I2QFile).flatMap { UnfusedSource.hasFused($0) ? try UnfusedSource($0) : nil } ?? source
         self.source = source
         outputPath = output
         self.settings = settings

@@ -60,7 +60,7 @@ struct Export: ParsableCommand {
             case .gguf:
                 print(try GGUFExportPass(source: source, output: out.output, type: type.flatMap(GGUFExportType.init(rawValue:)), settings: s).run().summary)
             case .hfAwq:
-                let r = try AWQExportPass.run(source: source, output: out.output, settings: s)
+                let r = try AWQExportPass.run(source: source, output: out.output, settings: s, fusedNames: fusedNames)
                 printSummary("exported \(r.tensors.count) tensors to hf-awq", r)
             }
         }

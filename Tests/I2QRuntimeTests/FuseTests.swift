@@ -226,6 +226,28 @@ final class FuseTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxDiff(l1, l2), 1e-6 * standardDeviation(l1))
     }
 
+    /// fuse → quantize --rtn: the fused float groups become fused affine_int4 entries (with their
+    /// parts) that the runtime loads and runs fused, with the unfused rtn model's values and logits.
+    func testFuseThenAffineInt4RunsFused() throws {
+        let src = try openModel(fixturesDir + "/tiny-llama")
+        let f = dir + "/f.i2q", fq = dir + "/fq.i2q", q = dir + "/q.i2q"
+        try fuse(src, f)
+        var o = AffineQuantizeOptions(); o.method = .rtn; o.groupSize = 16
+        _ = try AffineQuantizePass.run(source: try openModel(f), output: fq, options: o, settings: quiet)
+        _ = try AffineQuantizePass.run(source: src, output: q, options: o, settings: quiet)
+        let a = try I2QFile(path: fq)
+        let e = try XCTUnwrap(entry(a, "model.layers.0.self_attn.qkv_proj.weight"))
+        XCTAssertEqual(e.scheme, I2QSpec.Scheme.affineInt4)
+        XCTAssertEqual(e.parts.map(\.name), ["q", "k", "v"].map { "model.layers.0.self_attn.\($0)_proj.weight" })
+        let dec = try TextDecoder(source: a)
+        XCTAssertTrue(dec.layers.allSatisfy { $0.attention.qkv.isFused && $0.mlp.gateUp.isFused })
+        let u = try projectionValues(try openModel(q)), v = try projectionValues(a)
+        for (k, x) in u { XCTAssertTrue(x == v[k]!, "fuse→rtn: \(k) dequantizes differently") }
+        let g = try loadTextGolden(fixturesDir + "/tiny-llama/golden.safetensors")
+        let l1 = try run(try openModel(q), g.ids), l2 = try run(a, g.ids)
+        XCTAssertLessThanOrEqual(maxDiff(l1, l2), 1e-6 * standardDeviation(l1))
+    }
+
     /// Blocks that would straddle two parts: quantize→fuse leaves the group unfused (and says why),
     /// fuse→quantize un-fuses it; both give the same tensors.
     func testUnalignedFourBitGroupsStayUnfused() throws {
