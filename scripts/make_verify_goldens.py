@@ -205,6 +205,55 @@ def layer_errors(out_dir):
     print(layers)
 
 
+def vision_layer_errors(out_dir):
+    """vision_layers.json — per vision-encoder-layer relative error of the tiny Idefics2 with bf16-rounded
+    weights against float32, on one page of the shipped DocVQA set processed by Idefics2ImageProcessorPil
+    (named explicitly: the PIL path i2q reproduces), real patches only (transformers' patch_attention_mask).
+    Forward hooks on vision_model.encoder.layers during get_image_features."""
+    import torch
+    from PIL import Image
+    from transformers import Idefics2ForConditionalGeneration
+    from transformers import Idefics2ImageProcessorPil
+    torch.set_num_threads(1)
+    path = "Tests/Fixtures/tiny-idefics2-v5"
+    image = "Tests/Fixtures/docvqa-mini/documents/invoice_00.png"
+    proc = Idefics2ImageProcessorPil.from_pretrained(path)
+    enc = proc(images=[[Image.open(image)]], return_tensors="pt")
+
+    def hidden(model):
+        outs, masks = [], []
+        vm = model.model.vision_model
+        hooks = [layer.register_forward_hook(lambda m, i, o: outs.append((o[0] if isinstance(o, tuple) else o).detach().double()))
+                 for layer in vm.encoder.layers]
+        hooks.append(vm.register_forward_hook(lambda m, a, kw, o: masks.append(kw["patch_attention_mask"].reshape(kw["patch_attention_mask"].shape[0], -1)),
+                                              with_kwargs=True))
+        with torch.no_grad():
+            model.model.get_image_features(pixel_values=enc["pixel_values"], pixel_attention_mask=enc["pixel_attention_mask"])
+        for h in hooks:
+            h.remove()
+        real = masks[0]
+        return [o[real] for o in outs], int(real.sum())
+
+    base = Idefics2ForConditionalGeneration.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
+    hb, patches = hidden(base)
+    cand = Idefics2ForConditionalGeneration.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
+    with torch.no_grad():
+        for p in cand.parameters():
+            p.copy_(p.to(torch.bfloat16).to(torch.float32))
+    hc, _ = hidden(cand)
+    layers = []
+    for i, (b, c) in enumerate(zip(hb, hc)):
+        d = (c - b).norm(dim=-1)
+        n = b.norm(dim=-1)
+        layers.append({"layer": i, "rel_error": float((c - b).norm() / b.norm()),
+                       "mean_token_rel_error": float((d / n).mean()), "max_token_rel_error": float((d / n).max())})
+    with open(os.path.join(out_dir, "vision_layers.json"), "w") as f:
+        json.dump({"model": path, "image": image, "images": int(enc["pixel_values"].shape[1]), "patches": patches,
+                   "candidate": "weights rounded to bfloat16", "layers": layers}, f, indent=1)
+        f.write("\n")
+    print(layers)
+
+
 def chatml_prompt(out_dir):
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained("Tests/Fixtures/tokenizer/smollm2")
@@ -275,6 +324,7 @@ def main():
         json.dump({"threshold": 0.5, "pairs": anls, "mean": float(np.mean([x["anls"] for x in anls]))}, f, indent=1, ensure_ascii=False)
         f.write("\n")
     layer_errors(args.out)
+    vision_layer_errors(args.out)
     chatml_prompt(args.out)
     for x in anls:
         print(f"{x['anls']:.4f}  {x['prediction']!r} vs {x['answers']}")

@@ -169,18 +169,31 @@ public struct VerifyReport: Sendable {
     public let seconds: Double
     /// Messages of the thresholds that were broken (empty: passed).
     public let failures: [String]
+    /// Per vision-encoder layer (Idefics2, over the distinct DocVQA images), with the images and real
+    /// patches compared.
+    public var visionLayers: [LayerErrorAccumulator.Layer]? = nil
+    public var visionImages = 0
+    public var visionPatches = 0
     public var passed: Bool { failures.isEmpty }
 
     public var json: JSONValue {
         func opt(_ d: Double?) -> JSONValue { d.map { jsonNumber($0) } ?? .null }
-        let layerJSON: JSONValue = layers.map { ls in
-            .object([("inputs", .string("text")), ("positions", .int(layerPositions)),
-                     ("decoder", .array(ls.map { l in
-                         .object([("layer", .int(l.layer)), ("rel_error", jsonNumber(l.relError)),
-                                  ("mean_token_rel_error", jsonNumber(l.meanTokenRelError)),
-                                  ("max_token_rel_error", jsonNumber(l.maxTokenRelError))])
-                     }))])
-        } ?? .null
+        func layerArray(_ ls: [LayerErrorAccumulator.Layer]) -> JSONValue {
+            .array(ls.map { l in
+                .object([("layer", .int(l.layer)), ("rel_error", jsonNumber(l.relError)),
+                         ("mean_token_rel_error", jsonNumber(l.meanTokenRelError)),
+                         ("max_token_rel_error", jsonNumber(l.maxTokenRelError))])
+            })
+        }
+        var layerEntries: [(String, JSONValue)] = []
+        if let ls = layers {
+            layerEntries += [("inputs", .string("text")), ("positions", .int(layerPositions)), ("decoder", layerArray(ls))]
+        }
+        if let v = visionLayers {
+            layerEntries.append(("vision", .object([("inputs", .string("docvqa images")), ("images", .int(visionImages)),
+                                                    ("patches", .int(visionPatches)), ("layers", layerArray(v))])))
+        }
+        let layerJSON: JSONValue = layerEntries.isEmpty ? .null : .object(layerEntries)
         return .object([
             ("format", .string("i2q-verify")), ("format_version", .int(Self.formatVersion)),
             ("i2q_version", .string(I2QVersion.string)),
@@ -267,13 +280,22 @@ public enum Verifier {
             o.log?("verify: PPL ratio \(formatFixed(r.stats.pplRatio, 5)), mean KLD \(formatFixed(r.stats.kldMean, 6)), same top \(formatFixed(100 * r.stats.sameTop, 2)) % (\(formatFixed(r.seconds, 1)) s)")
         }
         var docvqa: DocVQAComparison?
+        var vision: LayerErrorAccumulator?
+        var visionImages = 0, visionPatches = 0
         if let set {
             let items = set.select(samples: o.samples ?? 0, seed: o.seed)
             o.log?("verify: DocVQA \(set.file): \(items.count) of \(set.items.count) questions")
             let bar = ProgressBar(label: "verify docvqa", total: items.count, unit: "questions", enabled: o.showProgress)
             let t1 = ProgressBar.now()
             var results: [DocVQAItemResult] = []
+            var seenImages = Set<String>()
+            if o.layerwise, let bs = base.idefics2 { vision = LayerErrorAccumulator(layers: bs.model.config.vision.numHiddenLayers) }
             for item in items {
+                if var acc = vision, let bs = base.idefics2, let cs = cand.idefics2, seenImages.insert(item.imagePath).inserted {
+                    visionPatches += try compareVision(base: bs, candidate: cs, imagePath: item.imagePath, into: &acc)
+                    visionImages += 1
+                    vision = acc
+                }
                 let b = try answer(base, item, set: set, maxNewTokens: o.maxNewTokens)
                 let c = try answer(cand, item, set: set, maxNewTokens: o.maxNewTokens)
                 results.append(DocVQAItemResult(
@@ -302,9 +324,15 @@ public enum Verifier {
         if let m = o.minANLS, let d = docvqa, !(d.anlsCandidate >= m) {
             failures.append("candidate ANLS \(formatFixed(d.anlsCandidate, 4)) is below --min-anls \(m)")
         }
-        return VerifyReport(candidate: cand.path, reference: base.path, modelType: base.kind, text: text, layers: layers,
-                            layerPositions: layerPositions, docvqa: docvqa, options: o, seconds: ProgressBar.now() - t0,
-                            failures: failures)
+        var report = VerifyReport(candidate: cand.path, reference: base.path, modelType: base.kind, text: text, layers: layers,
+                                  layerPositions: layerPositions, docvqa: docvqa, options: o, seconds: ProgressBar.now() - t0,
+                                  failures: failures)
+        if let vision, visionImages > 0 {
+            report.visionLayers = vision.result
+            report.visionImages = visionImages
+            report.visionPatches = visionPatches
+        }
+        return report
     }
 
     /// Both decoders over the same windows of `ids` (as Perplexity: consecutive windows of `ctx`, a
@@ -404,6 +432,40 @@ public enum Verifier {
             "<|im_start|>user\n\(user(exampleDocument, $0.question))<|im_end|>\n<|im_start|>assistant\n\($0.answer)<|im_end|>\n"
         }.joined()
         return system + shots + "<|im_start|>user\n\(user(documentText, question))<|im_end|>\n<|im_start|>assistant\n"
+    }
+
+    /// Per vision-encoder layer error on one image: both towers on the same processed image(s) (the
+    /// crops and the original when the processor splits images), each on its own previous layers;
+    /// real patches only. Returns the number of real patches compared.
+    public static func compareVision(base: Idefics2Session, candidate: Idefics2Session, imagePath: String,
+                                     into acc: inout LayerErrorAccumulator) throws -> Int {
+        let width = base.model.config.vision.hiddenSize
+        func realRows(_ h: UnsafeBufferPointer<Float>, _ mask: [Bool]) -> [Float] {  // [real patches, width]
+            var out: [Float] = []
+            out.reserveCapacity(mask.filter { $0 }.count * width)
+            for (i, real) in mask.enumerated() where real { out += h[(i * width)..<((i + 1) * width)] }
+            return out
+        }
+        var patches = 0
+        var local = acc
+        for im in try base.imageInputs(paths: [imagePath]) where im.pixels.contains(where: { $0 != 0 }) {
+            var stored: [[Float]] = []  // [layers][real patches × width]: the base's layer outputs
+            _ = try base.model.vision.encode(pixels: im.pixels, mask: im.mask, height: im.height, width: im.width) { _, h, mask in
+                stored.append(realRows(h, mask))
+            }
+            _ = try candidate.model.vision.encode(pixels: im.pixels, mask: im.mask, height: im.height, width: im.width) { li, h, mask in
+                let c = realRows(h, mask)
+                guard li < stored.count, stored[li].count == c.count, !c.isEmpty else { return }
+                c.withUnsafeBufferPointer { cp in
+                    stored[li].withUnsafeBufferPointer { bp in
+                        local.add(layer: li, base: bp.baseAddress!, candidate: cp.baseAddress!, rows: c.count / width, width: width)
+                    }
+                }
+            }
+            patches += (stored.first?.count ?? 0) / width
+        }
+        acc = local
+        return patches
     }
 
     /// The model's greedy answer to one question (end tokens dropped, whitespace trimmed).

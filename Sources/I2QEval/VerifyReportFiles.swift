@@ -32,6 +32,9 @@ public enum VerifyReportFiles {
         if let l = r.layers, !l.isEmpty {
             try put("layer_error.svg", SVG.layerError(l)); plots.append("layer_error.svg")
         }
+        if let v = r.visionLayers, !v.isEmpty {
+            try put("vision_layer_error.svg", SVG.layerError(v, part: "vision encoder")); plots.append("vision_layer_error.svg")
+        }
         if let d = r.docvqa {
             try put("docvqa.svg", SVG.docvqaBars(d)); plots.append("docvqa.svg")
         }
@@ -81,6 +84,13 @@ public enum VerifyReportFiles {
             s += "‖h_cand − h_base‖/‖h_base‖ of each layer's output (residual stream), each model on its own previous layers.\n\n"
             s += "| layer | rel. error (all positions) | mean per position | max per position |\n|---|---|---|---|\n"
             for x in l { s += "| \(x.layer) | \(sci(x.relError)) | \(sci(x.meanTokenRelError)) | \(sci(x.maxTokenRelError)) |\n" }
+            s += "\n"
+        }
+        if let v = r.visionLayers, !v.isEmpty {
+            s += "## Per-layer error (vision encoder, over the DocVQA images: \(r.visionImages) images, \(r.visionPatches) real patches)\n\n"
+            s += "Both vision towers on the same processed images, each on its own previous layers; real patches only.\n\n"
+            s += "| layer | rel. error (all patches) | mean per patch | max per patch |\n|---|---|---|---|\n"
+            for x in v { s += "| \(x.layer) | \(sci(x.relError)) | \(sci(x.meanTokenRelError)) | \(sci(x.maxTokenRelError)) |\n" }
             s += "\n"
         }
         if let d = r.docvqa {
@@ -218,7 +228,7 @@ enum SVG {
     }
 
     /// Per-layer relative error: all positions (line) and mean per position (dashed).
-    static func layerError(_ layers: [LayerErrorAccumulator.Layer]) -> String {
+    static func layerError(_ layers: [LayerErrorAccumulator.Layer], part: String = "decoder") -> String {
         let vals = layers.flatMap { [$0.relError, $0.meanTokenRelError] }.filter(\.isFinite)
         let maxV = max(vals.max() ?? 1, 1e-12) * 1.1
         let step = niceStep(maxV / 5)
@@ -242,7 +252,7 @@ enum SVG {
         let every = max(1, nL / 16)
         let xt = layers.indices.filter { $0 % every == 0 }.map { (px($0), String(layers[$0].layer)) }
         let yt = stride(from: 0.0, through: top_ + step / 2, by: step).map { (py($0), tick($0, step)) }
-        return frame(title: "Relative error of each decoder layer's output", xLabel: "decoder layer",
+        return frame(title: "Relative error of each \(part) layer's output", xLabel: "\(part) layer",
                      yLabel: "relative error vs base", xTicks: xt, yTicks: yt, body: body)
     }
 

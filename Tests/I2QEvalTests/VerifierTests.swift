@@ -118,7 +118,12 @@ final class VerifierTests: XCTestCase {
         let dir = try makeTempDir("verify-report") + "/report"
         try VerifyReportFiles.write(r, to: dir)
         let names = try FileSystem.listDirectory(dir)
-        XCTAssertEqual(names, ["docvqa.svg", "kld_cdf.svg", "kld_histogram.svg", "layer_error.svg", "report.json", "summary.md"])
+        XCTAssertEqual(names, ["docvqa.svg", "kld_cdf.svg", "kld_histogram.svg", "layer_error.svg", "report.json", "summary.md",
+                               "vision_layer_error.svg"])
+        // Idefics2 with DocVQA: the vision tower's layers are compared on the questions' distinct pages.
+        let vision = try XCTUnwrap(j["layers"]?["vision"])
+        XCTAssertEqual(vision["layers"]?.arrayValue?.count, 2)
+        XCTAssertGreaterThan(vision["patches"]?.intValue ?? 0, 0)
         for n in names where n.hasSuffix(".svg") {
             let s = String(decoding: try FileSystem.readFile(dir + "/" + n), as: UTF8.self)
             XCTAssertTrue(s.hasPrefix("<?xml") && s.contains("<svg xmlns=\"http://www.w3.org/2000/svg\"") && s.hasSuffix("</svg>\n"), n)
@@ -154,6 +159,31 @@ final class VerifierTests: XCTestCase {
                 XCTAssertEqual(v, e, accuracy: 0.02 * e, "layer \(l.layer) \(name)")
             }
         }
+    }
+
+    /// Per vision-layer error against transformers: forward hooks on the vision encoder layers of the
+    /// tiny Idefics2 and of a bf16-rounded copy, on one DocVQA page through Idefics2ImageProcessorPil,
+    /// real patches only (Tests/Fixtures/verify/vision_layers.json). Same 2 % as the decoder test.
+    func testVisionLayerErrorsEqualTransformers() throws {
+        let g = try JSONParser.parse(FileSystem.readFile(fixturesDir + "/verify/vision_layers.json"), source: "vision_layers.json")
+        let base = try Idefics2Session(source: try openModel(Self.model))
+        let cand = try Idefics2Session(source: try openModel(try bf16()))
+        var acc = LayerErrorAccumulator(layers: base.model.config.vision.numHiddenLayers)
+        let image = fixturesDir + "/docvqa-mini/documents/invoice_00.png"
+        let patches = try Verifier.compareVision(base: base, candidate: cand, imagePath: image, into: &acc)
+        XCTAssertEqual(patches, g["patches"]?.intValue)
+        let want = try XCTUnwrap(g["layers"]?.arrayValue)
+        XCTAssertEqual(acc.result.count, want.count)
+        for (l, w) in zip(acc.result, want) {
+            for (name, v) in [("rel_error", l.relError), ("mean_token_rel_error", l.meanTokenRelError), ("max_token_rel_error", l.maxTokenRelError)] {
+                let e = try XCTUnwrap(w[name]?.doubleValue)
+                XCTAssertEqual(v, e, accuracy: 0.02 * e, "vision layer \(l.layer) \(name)")
+            }
+        }
+        // A model against itself: exactly zero.
+        var same = LayerErrorAccumulator(layers: base.model.config.vision.numHiddenLayers)
+        _ = try Verifier.compareVision(base: base, candidate: base, imagePath: image, into: &same)
+        XCTAssertTrue(same.result.allSatisfy { $0.relError == 0 && $0.maxTokenRelError == 0 })
     }
 
     func testTextModelAnswersFromDocumentText() throws {

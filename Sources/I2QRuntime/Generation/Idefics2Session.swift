@@ -69,6 +69,11 @@ public final class Idefics2Session: @unchecked Sendable {
         }
     }
 
+    /// The model inputs of image files, decoded and processed as `run` does.
+    public func imageInputs(paths: [String]) throws -> [Idefics2Model.ImageInput] {
+        Self.inputs(try process(try paths.map { try ImageDecoder.decodeRGB(path: $0) }))
+    }
+
     /// Runs `prompt` (with one `<image>` per image) and generates greedily.
     public func run(prompt: String, images paths: [String], maxNewTokens: Int, wantLogits: Bool,
                     ignoreStopTokens: Bool = false) throws -> TextSession.RunResult {

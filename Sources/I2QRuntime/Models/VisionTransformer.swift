@@ -76,7 +76,10 @@ public final class VisionTransformer: @unchecked Sendable {
     /// that rectangle is computed: padded patches are masked as keys everywhere, so they cannot
     /// change a real patch's result, and are dropped (patches = nbH·nbW, all real). Otherwise every
     /// patch is computed with the padded ones masked (patches = (H/p)·(W/p)).
-    public func encode(pixels: [Float], mask: [Bool], height H: Int, width W: Int) throws -> (hidden: [Float], patchMask: [Bool]) {
+    /// `onLayer(i, h, patchMask)`, when given, sees the residual stream after encoder layer `i`
+    /// (h: [patches, hidden] f32, valid only during the call; before the post-layernorm).
+    public func encode(pixels: [Float], mask: [Bool], height H: Int, width W: Int,
+                       onLayer: ((Int, UnsafeBufferPointer<Float>, [Bool]) throws -> Void)? = nil) throws -> (hidden: [Float], patchMask: [Bool]) {
         let p = config.patchSize, h = config.hiddenSize, inter = config.intermediateSize, c = config.numChannels
         let fullH = H / p, fullW = W / p
         // A patch is real only if all p·p of its pixels are real.
@@ -122,7 +125,7 @@ public final class VisionTransformer: @unchecked Sendable {
             let scores = ws.scores(n * n)  // one head's [n, n]
             let mlp = ws.stackedQ(n * inter)  // [n, intermediate]
             let heads = config.numAttentionHeads, d = h / heads
-            for l in layers {
+            for (li, l) in layers.enumerated() {
                 try l.ln1w.withF32(ws.scratch) { w in try l.ln1b.withF32(Scratch()) { b in Kernels.layerNorm(x, w, b, normed, rows: n, n: h, eps: eps) } }
                 try l.qkv(normed, m: n, outputs: [q, k, v], ws: ws)
                 Kernels.attention(q: q, ldq: h, k: k, v: v, ldk: h, out: attn, ldo: h, tq: n, tk: n, heads: heads, kvHeads: heads,
@@ -134,6 +137,7 @@ public final class VisionTransformer: @unchecked Sendable {
                 Kernels.geluTanh(mlp, n: n * inter)
                 try linear(mlp, l.fc2, l.fc2b, normed, n, inter, h)
                 Kernels.add(x, normed, n: n * h)
+                try onLayer?(li, UnsafeBufferPointer(start: x, count: n * h), patchMask)
             }
             try postW.withF32(ws.scratch) { w in try postB.withF32(Scratch()) { b in Kernels.layerNorm(x, w, b, x, rows: n, n: h, eps: eps) } }
         }
