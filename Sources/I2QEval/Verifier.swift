@@ -411,8 +411,8 @@ public enum Verifier {
     /// (`<|im_start|>`) when the tokenizer has it — one user/assistant turn per example, preceded by the
     /// default system turn of the model's chat template when it has one (SmolLM2's); otherwise plain
     /// "Document/Question/Answer" blocks. docs/verify.md shows both.
-    public static func documentTextPrompt(question: String, documentText: String, session: TextSession) -> String {
-        let files = (try? session.source.auxiliaryFiles()) ?? []
+    public static func documentTextPrompt(question: String, documentText: String, session: TextSession) throws -> String {
+        let files = try session.source.auxiliaryFiles()
         let template = files.first { $0.name == "chat_template.jinja" }.map { String(decoding: $0.bytes, as: UTF8.self) }
         return documentTextPrompt(question: question, documentText: documentText, tokenizer: session.tokenizer, chatTemplate: template)
     }
@@ -475,7 +475,7 @@ public enum Verifier {
             r = try s.run(prompt: idefics2Prompt(question: item.question), images: [item.imagePath], maxNewTokens: maxNewTokens, wantLogits: false)
         } else {
             guard let doc = item.documentText else { throw VerifyError.noDocumentText(file: set.file, questionId: item.questionId) }
-            r = try m.text.run(prompt: documentTextPrompt(question: item.question, documentText: doc, session: m.text),
+            r = try m.text.run(prompt: try documentTextPrompt(question: item.question, documentText: doc, session: m.text),
                                maxNewTokens: maxNewTokens, wantLogits: false)
         }
         return r.text.trimmingCharacters(in: .whitespacesAndNewlines)

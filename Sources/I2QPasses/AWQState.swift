@@ -66,7 +66,10 @@ final class AWQState {
         if last == layers - 1 { o.log("awq: all \(layers) layers already done (state \(dir))"); return }
         let batch: CalibrationBatch
         var hidden: [Float]  // [tokens, hidden]: the input of the next layer
-        if last >= 0, let lengths = try? JSONParser.parse(try FileSystem.readFile(dir + "/batch.json"), source: dir + "/batch.json")["lengths"]?.arrayValue?.compactMap(\.intValue) {
+        if last >= 0 {
+            guard let lengths = try JSONParser.parse(try FileSystem.readFile(dir + "/batch.json"), source: dir + "/batch.json")["lengths"]?.arrayValue?.compactMap(\.intValue) else {
+                throw AffineQuantizeError.stateMismatch(path: dir)
+            }
             batch = CalibrationBatch(lengths: lengths)
             let m = try MappedFile(path: hiddenFile(last))
             guard m.count == batch.tokens * c.hiddenSize * 4 else { throw AffineQuantizeError.stateMismatch(path: dir) }

@@ -198,7 +198,7 @@ final class VerifierTests: XCTestCase {
         XCTAssertNil(r.text)
         XCTAssertNil(r.layers)
         let session = try TextSession(source: try openModel(m))
-        let p = Verifier.documentTextPrompt(question: "Q?", documentText: "DOC", session: session)
+        let p = try Verifier.documentTextPrompt(question: "Q?", documentText: "DOC", session: session)
         XCTAssertEqual(p, "Document:\nACME Tools\nOrder number: 5521\nDate: March 3, 2021\nTotal: $41.20\n\nQuestion: What is the order number?\nAnswer: 5521\n\n"
                        + "Document:\nACME Tools\nOrder number: 5521\nDate: March 3, 2021\nTotal: $41.20\n\nQuestion: What is the total?\nAnswer: $41.20\n\n"
                        + "Document:\nDOC\n\nQuestion: Q?\nAnswer:")

@@ -32,7 +32,7 @@ public struct DecoderLayerWeights: Sendable {
 
     /// Reads layer `layer` of `source` as float32 (16-bit weights are widened exactly).
     public static func load(source: any ModelSource, config c: TextConfig, prefix: String, layer: Int) throws -> DecoderLayerWeights {
-        let w = WeightLoader(source)
+        let w = try WeightLoader(source)
         let n = Names(prefix: prefix, layer: layer)
         let qw = c.numAttentionHeads * c.headDim, kw = c.numKeyValueHeads * c.headDim, h = c.hiddenSize, im = c.intermediateSize
         func read(_ name: String, _ shape: [Int]) throws -> [Float] {

@@ -356,9 +356,7 @@ extension WeightLoader {
         } else {
             for pe in partEntries {
                 let p = try FourBitWeight.packed(pe, file: f)
-                guard let t = FourBitWeight.sourceTensor(pe, file: f) else {
-                    throw RuntimeError.badQuantized(model: f.path, name: pe.name, detail: "unreadable part of \(fusedName)")
-                }
+                let t = try FourBitWeight.sourceTensor(pe, file: f)
                 parts.append(try Weight(t, packed: p))
             }
         }

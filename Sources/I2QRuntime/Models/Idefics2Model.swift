@@ -15,7 +15,7 @@ public final class Idefics2Model: @unchecked Sendable {
             throw ConfigError.unsupportedModelType(path: source.path, modelType: source.config.modelType)
         }
         config = c
-        let w = WeightLoader(source)
+        let w = try WeightLoader(source)
         vision = try VisionTransformer(w, config: c.vision)
         connector = try Connector(w, config: c)
         text = try TextDecoder(source: source, config: c.text, prefix: "model.text_model.")

@@ -23,7 +23,7 @@ public final class TextDecoder: @unchecked Sendable {
     /// `prefix`: "model." for Llama/Mistral checkpoints, "model.text_model." for Idefics2.
     public init(source: any ModelSource, config c: TextConfig, prefix: String) throws {
         config = c
-        let w = WeightLoader(source)
+        let w = try WeightLoader(source)
         embed = try w.weight(prefix + "embed_tokens.weight", [c.vocabSize, c.hiddenSize])
         layers = try (0..<c.numHiddenLayers).map { i in
             let p = prefix + "layers.\(i)."

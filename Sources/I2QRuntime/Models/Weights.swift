@@ -142,7 +142,7 @@ struct WeightLoader {
     /// 4-bit entries of an .i2q source (nf4, fp4, affine_int4), read packed in place.
     let quantized: [String: I2QTensorEntry]
 
-    init(_ source: any ModelSource) {
+    init(_ source: any ModelSource) throws {
         self.source = source
         var m: [String: SourceTensor] = [:]
         var q: [String: I2QTensorEntry] = [:]
@@ -150,7 +150,11 @@ struct WeightLoader {
         if let f = source as? I2QFile {
             for e in f.entries where FourBitWeight.schemes.contains(e.scheme) {
                 q[e.name] = e
-                if let t = FourBitWeight.sourceTensor(e, file: f) { m[e.name] = t }
+                if e.parts.isEmpty {
+                    m[e.name] = try FourBitWeight.sourceTensor(e, file: f)  // a malformed entry is an error naming it
+                } else if let t = try? FourBitWeight.sourceTensor(e, file: f) {
+                    m[e.name] = t  // fused groups are read part by part (FusedWeights); the whole view is optional
+                }
             }
         }
         byName = m
@@ -189,8 +193,8 @@ struct WeightLoader {
 enum FourBitWeight {
     static let schemes: Set<String> = [I2QSpec.Scheme.nf4, I2QSpec.Scheme.fp4, I2QSpec.Scheme.affineInt4]
 
-    static func sourceTensor(_ e: I2QTensorEntry, file f: I2QFile) -> SourceTensor? {
-        guard let p = try? packed(e, file: f) else { return nil }
+    static func sourceTensor(_ e: I2QTensorEntry, file f: I2QFile) throws -> SourceTensor {
+        let p = try packed(e, file: f)
         return SourceTensor(name: e.name, dtype: .f32, shape: e.shape) { first, count, dst in
             p.dequantize(first: first, count: count, into: dst.assumingMemoryBound(to: Float.self))
         }
