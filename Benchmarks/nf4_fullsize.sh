@@ -9,7 +9,7 @@
 #            i2q-bench nf4 (1 thread) vs bitsandbytes quantize_4bit (2 torch threads)
 # and the output size against the fp16 size of the same checkpoint (2 bytes per parameter).
 #
-#   Benchmarks/nf4_fullsize.sh [WORK_DIR]    (default /work/bench; needs ~7 GB free)
+#   Benchmarks/nf4_fullsize.sh [WORK_DIR]    (default /work/bench; needs ~5 GB free)
 # Environment: I2Q, I2Q_BENCH (binaries; default <repo>/.build/release/...), PYTHON (with torch +
 # bitsandbytes; default /work/venv/bin/python), DROP_CACHES=1 (drop the page cache before the cold
 # runs when writable). Prints a Markdown report and saves it to WORK_DIR/nf4_fullsize.md.
@@ -46,16 +46,16 @@ state=$(cold); echo "+ i2q quantize --nf4 ($state)" >&2
 timed i2q "$I2Q" quantize "$IN" --nf4 -o "$OUT" --no-progress
 sync
 out_bytes=$(stat -c %s "$OUT")
+"$I2Q" inspect "$OUT" > "$LOGS/inspect.out" 2>&1 || true
+rm -f "$OUT"   # the write reference needs the same space
 echo "+ write reference: $out_bytes bytes" >&2
 timed write dd if=/dev/zero of="$WORK/nf4-dd.bin" bs=16M count=$(( (out_bytes + 16777215) / 16777216 )) oflag=direct
 rm -f "$WORK/nf4-dd.bin"
-"$I2Q" inspect "$OUT" > "$LOGS/inspect.out" 2>&1 || true
 
 NAMES="model.text_model.layers.0.self_attn.q_proj.weight model.text_model.layers.0.self_attn.k_proj.weight model.text_model.layers.0.self_attn.v_proj.weight model.text_model.layers.0.self_attn.o_proj.weight model.text_model.layers.0.mlp.gate_proj.weight model.text_model.layers.0.mlp.up_proj.weight model.text_model.layers.0.mlp.down_proj.weight model.vision_model.encoder.layers.0.mlp.fc1.weight"
 echo "+ codec: i2q-bench nf4 / bitsandbytes" >&2
 "$BENCH" nf4 "$IN" $NAMES | tee "$LOGS/codec-i2q.out" >&2
 "$PYTHON" "$HERE/bnb_quantize_speed.py" "$IN" $NAMES 2>/dev/null | tee "$LOGS/codec-bnb.out" >&2
-rm -f "$OUT"
 
 r=$(wall read); w=$(wall write); q=$(wall i2q)
 ci=$(tail -1 "$LOGS/codec-i2q.out" | sed -E 's/.*= ([0-9]+) M.*/\1/'); cb=$(tail -1 "$LOGS/codec-bnb.out" | sed -E 's/.*= ([0-9]+) M.*/\1/')
