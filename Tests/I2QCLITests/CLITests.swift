@@ -5,30 +5,7 @@ import I2QFormats
 import I2QTestSupport
 
 /// The CLI as users run it: exit codes, stdout, and the error lines on stderr.
-final class CLITests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws { dir = try makeTempDir("cli") }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
-
-    /// The i2q binary next to the test bundle.
-    var binary: URL {
-        var u = Bundle(for: CLITests.self).bundleURL
-        while u.pathExtension == "xctest" || u.lastPathComponent.hasSuffix(".xctest") { u.deleteLastPathComponent() }
-        return u.appendingPathComponent("i2q")
-    }
-
-    func run(_ args: [String]) throws -> (code: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        let o = Pipe(), e = Pipe()
-        p.standardOutput = o
-        p.standardError = e
-        try p.run()
-        let od = o.fileHandleForReading.readDataToEndOfFile(), ed = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
-    }
+final class CLITests: CLITestCase {
 
     func testCastInspectVerifyAndDamage() throws {
         let model = fixturesDir + "/tiny-idefics2-v4", out = dir + "/m.i2q"

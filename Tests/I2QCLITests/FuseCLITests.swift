@@ -5,29 +5,8 @@ import I2QFormats
 import I2QTestSupport
 
 /// `i2q fuse` and `export --fused-names` as users run them.
-final class FuseCLITests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws { dir = try makeTempDir("fusecli") }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
-
-    var binary: URL {
-        var u = Bundle(for: FuseCLITests.self).bundleURL
-        while u.pathExtension == "xctest" || u.lastPathComponent.hasSuffix(".xctest") { u.deleteLastPathComponent() }
-        return u.appendingPathComponent("i2q")
-    }
-
-    func run(_ args: [String]) throws -> (code: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        let o = Pipe(), e = Pipe()
-        p.standardOutput = o
-        p.standardError = e
-        try p.run()
-        let od = o.fileHandleForReading.readDataToEndOfFile(), ed = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
-    }
+final class FuseCLITests: CLITestCase {
+    override var tempPrefix: String { "fusecli" }
 
     func testFuseQuantizedModelThenExport() throws {
         let q = dir + "/q.i2q", f = dir + "/f.i2q"

@@ -7,29 +7,8 @@ import I2QTestSupport
 /// `--verify` on cast / quantize / fuse: the output is checked against the input after the pass; the
 /// result is a `verify` provenance record in an .i2q (shown by `inspect`) or i2q_verify.json in an HF
 /// directory, with the same numbers `i2q verify` reports for that pair.
-final class VerifyAfterPassTests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws { dir = try makeTempDir("verify-after") }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
-
-    var binary: URL {
-        var u = Bundle(for: VerifyAfterPassTests.self).bundleURL
-        while u.pathExtension == "xctest" || u.lastPathComponent.hasSuffix(".xctest") { u.deleteLastPathComponent() }
-        return u.appendingPathComponent("i2q")
-    }
-
-    func run(_ args: [String]) throws -> (code: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        let o = Pipe(), e = Pipe()
-        p.standardOutput = o
-        p.standardError = e
-        try p.run()
-        let od = o.fileHandleForReading.readDataToEndOfFile(), ed = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
-    }
+final class VerifyAfterPassTests: CLITestCase {
+    override var tempPrefix: String { "verify-after" }
 
     let text = "/usr/share/common-licenses/BSD"
 

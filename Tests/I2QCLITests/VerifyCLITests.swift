@@ -5,29 +5,8 @@ import I2QFormats
 import I2QTestSupport
 
 /// `i2q verify` as users run it: JSON on stdout, report directory, threshold exit codes.
-final class VerifyCLITests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws { dir = try makeTempDir("verify-cli") }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
-
-    var binary: URL {
-        var u = Bundle(for: VerifyCLITests.self).bundleURL
-        while u.pathExtension == "xctest" || u.lastPathComponent.hasSuffix(".xctest") { u.deleteLastPathComponent() }
-        return u.appendingPathComponent("i2q")
-    }
-
-    func run(_ args: [String]) throws -> (code: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        let o = Pipe(), e = Pipe()
-        p.standardOutput = o
-        p.standardError = e
-        try p.run()
-        let od = o.fileHandleForReading.readDataToEndOfFile(), ed = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
-    }
+final class VerifyCLITests: CLITestCase {
+    override var tempPrefix: String { "verify-cli" }
 
     func testVerifyBF16CastOfTinyIdefics2() throws {
         let model = fixturesDir + "/tiny-idefics2-v5", cand = dir + "/bf16.i2q"
