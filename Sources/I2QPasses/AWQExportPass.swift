@@ -106,26 +106,19 @@ public enum AWQExportPass {
 
         var s = settings
         s.format = .safetensors
-        if FileSystem.exists(output) && !s.overwrite { throw IOError.exists(path: output) }
-        let staged = try StagedOutput(finalPath: output, directory: true, overwrite: s.overwrite)
-        let plan = items.map(\.plan)
-        let writer = try SafetensorsWriter(directory: staged.tempPath, tensors: plan, maxShardSize: s.maxShardSize)
-        let progress = ProgressBar(label: "export", totalBytes: plan.reduce(0) { $0 + $1.byteCount }, enabled: s.showProgress)
         // Plain tensors by the names written: with fused plain entries un-fused, their parts (row views).
         let plainTensors = !fusedNames && UnfusedSource.hasFused(f) ? try UnfusedSource(f).tensors : f.tensors
         let plainByName = Dictionary(plainTensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var verified = Set<String>()  // stored entries whose components were checked
-        var results: [TensorCastResult] = []
-        var written = 0
-        for it in items {
-            try writer.begin(it.plan.name)
+        let chunk = 1 << 20
+        var raw = [UInt8](repeating: 0, count: chunk * 8)  // [chunk] source dtype
+        var out = [UInt8](repeating: 0, count: chunk * 2)  // [chunk] f16
+        return try HFDirectoryOutput.write(from: f, output: output, settings: s, plan: items.map(\.plan), config: config) { i, writer in
+            let it = items[i]
             var stats = CastStats()
             let e = it.entry
             if it.role == "plain" {
                 guard let t = plainByName[e.name] else { throw AWQExportError.malformed(path: f.path, tensor: e.name, detail: "plain tensor not readable") }
-                let chunk = 1 << 20
-                var raw = [UInt8](repeating: 0, count: chunk * 8)  // [chunk] source dtype
-                var out = [UInt8](repeating: 0, count: chunk * 2)  // [chunk] f16
                 var k = 0
                 while k < t.elementCount {
                     let m = min(chunk, t.elementCount - k)
@@ -174,20 +167,8 @@ public enum AWQExportPass {
                     try t.withUnsafeBytes { try writer.append($0) }
                 }
             }
-            try writer.end()
-            progress.advance(it.plan.byteCount)
-            written += it.plan.byteCount
-            results.append(TensorCastResult(name: it.plan.name, from: e.dtype, to: it.plan.dtype, elements: it.plan.shape.reduce(1, *), stats: stats))
+            return (it.entry.dtype, stats)
         }
-        try writer.finish()
-        try FileSystem.writeFile(staged.tempPath + "/config.json", Array((JSONWriter.string(config, indent: 2) + "\n").utf8))
-        for file in try f.auxiliaryFiles() where file.name != "config.json" {
-            try FileSystem.writeFile(staged.tempPath + "/" + file.name, file.bytes)
-        }
-        try staged.commit()
-        progress.finish()
-        return PassReport(output: output, files: writer.shards.map(\.fileName), tensors: results,
-                          bytesRead: f.tensorBytes, bytesWritten: written, seconds: progress.elapsed)
     }
 
     static func verifyAll(_ e: I2QTensorEntry, _ f: I2QFile) throws {

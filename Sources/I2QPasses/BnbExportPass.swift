@@ -59,7 +59,9 @@ public enum BnbExportPass {
         var doubleQuant: Bool?
         var quantType: String?
         var computeDType: DType?
-        let plainTensors = Dictionary(f.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        // Plain tensors by the names written: with fused plain entries un-fused, their parts (row views).
+        let plainTensors = Dictionary((!fusedNames && UnfusedSource.hasFused(f) ? try UnfusedSource(f).tensors : f.tensors).map { ($0.name, $0) },
+                                      uniquingKeysWith: { a, _ in a })
         for fe in f.entries {
             // A fused entry: its parts, each a view of the stored bytes (checked through the fused entry).
             let unfuse = !fe.parts.isEmpty && !fusedNames
@@ -70,10 +72,7 @@ public enum BnbExportPass {
             for e in parts {
             let owner = { (c: I2QComponent) in unfuse ? fe.component(c.role).map { (fe, $0) } : nil }
             if e.scheme == I2QSpec.Scheme.plain {
-                let t: SourceTensor? = unfuse ? SourceTensor(name: e.name, dtype: e.dtype, shape: e.shape, file: f.file,
-                                                             offset: f.header.dataOffset + e.components[0].offset, byteCount: e.components[0].size)
-                    : plainTensors[e.name]
-                guard let t else { throw BnbExportError.malformed(path: f.path, tensor: e.name, detail: "plain tensor not readable") }
+                guard let t = plainTensors[e.name] else { throw BnbExportError.malformed(path: f.path, tensor: e.name, detail: "plain tensor not readable") }
                 items.append(Item(plan: PlannedTensor(name: e.name, dtype: e.dtype, shape: e.shape), bytes: { _ in nil }, component: nil, plain: t))
                 continue
             }
@@ -96,19 +95,12 @@ public enum BnbExportPass {
 
         var s = settings
         s.format = .safetensors
-        if FileSystem.exists(output) && !s.overwrite { throw IOError.exists(path: output) }
-        let staged = try StagedOutput(finalPath: output, directory: true, overwrite: s.overwrite)
-        let plan = items.map(\.plan)
-        let writer = try SafetensorsWriter(directory: staged.tempPath, tensors: plan, maxShardSize: s.maxShardSize)
-        let progress = ProgressBar(label: "export", totalBytes: plan.reduce(0) { $0 + $1.byteCount }, enabled: s.showProgress)
         let chunk = 16 << 20
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 64)  // [16 MiB] bytes in flight
         defer { buffer.deallocate() }
-        var written = 0
-        var results: [TensorCastResult] = []
         var checked = Set<String>()  // fused components already verified
-        for it in items {
-            try writer.begin(it.plan.name)
+        return try HFDirectoryOutput.write(from: f, output: output, settings: s, plan: items.map(\.plan), config: config) { i, writer in
+            let it = items[i]
             if let t = it.plain {
                 let per = max(1, chunk / max(1, t.dtype.size))
                 var k = 0
@@ -128,20 +120,8 @@ public enum BnbExportPass {
             } else if let b = it.bytes(f) {
                 try b.withUnsafeBytes { try writer.append($0) }
             }
-            try writer.end()
-            progress.advance(it.plan.byteCount)
-            written += it.plan.byteCount
-            results.append(TensorCastResult(name: it.plan.name, from: it.plan.dtype, to: it.plan.dtype, elements: it.plan.shape.reduce(1, *), stats: CastStats()))
+            return (it.plan.dtype, CastStats())
         }
-        try writer.finish()
-        try FileSystem.writeFile(staged.tempPath + "/config.json", Array((JSONWriter.string(config, indent: 2) + "\n").utf8))
-        for file in try f.auxiliaryFiles() where file.name != "config.json" {
-            try FileSystem.writeFile(staged.tempPath + "/" + file.name, file.bytes)
-        }
-        try staged.commit()
-        progress.finish()
-        return PassReport(output: output, files: writer.shards.map(\.fileName), tensors: results,
-                          bytesRead: f.tensorBytes, bytesWritten: written, seconds: progress.elapsed)
     }
 
     /// The tensors of one 4-bit entry, in bitsandbytes' state-dict order.

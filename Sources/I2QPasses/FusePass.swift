@@ -110,10 +110,6 @@ public enum FusePass {
             try w.endTensor()
             results.append(TensorCastResult(name: e.name, from: e.dtype, to: e.dtype, elements: e.shape.reduce(1, *), stats: CastStats()))
         }
-        var prov = source.provenance ?? Provenance(source: source.identity, passes: [])
-        prov.passes.append(PassRecord(name: "fuse", params: [("only", .string(options.only.rawValue)), ("fused", .int(fused.count)),
-                                                             ("left_unfused", .int(left.count))]))
-        prov.i2qVersion = I2QVersion.string
         let cfg: [UInt8]
         if let f = source as? I2QFile, let bytes = f.metadata.file("config.json") {
             cfg = bytes  // verbatim: fusion changes no config (transformers' names come back on export)
@@ -122,9 +118,9 @@ public enum FusePass {
         } else {
             cfg = Array((JSONWriter.string(source.rawConfig, indent: 2) + "\n").utf8)
         }
-        try w.finish(metadata: I2QMetadata(files: [("config.json", cfg)] + (try source.auxiliaryFiles()), provenance: prov))
-        try settings.beforeCommit?(staged.tempPath)
-        try staged.commit()
+        try I2QPassOutput.finish(w, source: source, record: PassRecord(name: "fuse", params: [
+            ("only", .string(options.only.rawValue)), ("fused", .int(fused.count)), ("left_unfused", .int(left.count)),
+        ]), config: cfg, staged: staged, settings: settings)
         progress.finish()
         let report = PassReport(output: output, files: [FileSystem.basename(output)], tensors: results,
                                 bytesRead: totalBytes, bytesWritten: written, seconds: progress.elapsed)

@@ -138,16 +138,10 @@ public enum QuantizePass {
                 results.append(TensorCastResult(name: t.name, from: t.dtype, to: to, elements: n, stats: stats))
             }
         }
-        var prov = source.provenance ?? Provenance(source: source.identity, passes: [])
-        prov.passes.append(PassRecord(name: "quantize", params: [
+        try I2QPassOutput.finish(w, source: source, record: PassRecord(name: "quantize", params: [
             ("type", .string(o.type.rawValue)), ("block_size", .int(o.blockSize)), ("double_quant", .bool(o.doubleQuant)),
             ("compute_dtype", .string(o.computeDType.rawValue)), ("skip", .array(o.skip.map { .string($0) })),
-        ]))
-        prov.i2qVersion = I2QVersion.string
-        let cfg = Array((JSONWriter.string(source.rawConfig, indent: 2) + "\n").utf8)
-        try w.finish(metadata: I2QMetadata(files: [("config.json", cfg)] + (try source.auxiliaryFiles()), provenance: prov))
-        try settings.beforeCommit?(staged.tempPath)
-        try staged.commit()
+        ]), staged: staged, settings: settings)
         progress.finish()
         return PassReport(output: output, files: [FileSystem.basename(output)], tensors: results,
                           bytesRead: source.tensorBytes, bytesWritten: written, seconds: progress.elapsed)

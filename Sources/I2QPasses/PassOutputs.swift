@@ -1,0 +1,52 @@
+import I2QCore
+import I2QFormats
+
+/// The output side shared by the exports that write an HF directory from an .i2q (`hf-bnb`,
+/// `hf-awq`): safetensors shards of a plan resolved beforehand, then config.json and the model's
+/// other small files, all under a temporary name renamed into place when complete.
+enum HFDirectoryOutput {
+    /// `tensor(i, writer)` appends the bytes of `plan[i]` (begin/end are done here) and returns the
+    /// dtype it was made from and its cast statistics.
+    static func write(from f: I2QFile, output: String, settings: OutputSettings, plan: [PlannedTensor], config: JSONValue,
+                      tensor: (Int, SafetensorsWriter) throws -> (from: DType, stats: CastStats)) throws -> PassReport {
+        if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
+        let staged = try StagedOutput(finalPath: output, directory: true, overwrite: settings.overwrite)
+        let writer = try SafetensorsWriter(directory: staged.tempPath, tensors: plan, maxShardSize: settings.maxShardSize)
+        let progress = ProgressBar(label: "export", totalBytes: plan.reduce(0) { $0 + $1.byteCount }, enabled: settings.showProgress)
+        var results: [TensorCastResult] = []
+        var written = 0
+        for (i, p) in plan.enumerated() {
+            try writer.begin(p.name)
+            let r = try tensor(i, writer)
+            try writer.end()
+            progress.advance(p.byteCount)
+            written += p.byteCount
+            results.append(TensorCastResult(name: p.name, from: r.from, to: p.dtype, elements: p.shape.reduce(1, *), stats: r.stats))
+        }
+        try writer.finish()
+        try FileSystem.writeFile(staged.tempPath + "/config.json", Array((JSONWriter.string(config, indent: 2) + "\n").utf8))
+        for file in try f.auxiliaryFiles() where file.name != "config.json" {
+            try FileSystem.writeFile(staged.tempPath + "/" + file.name, file.bytes)
+        }
+        try staged.commit()
+        progress.finish()
+        return PassReport(output: output, files: writer.shards.map(\.fileName), tensors: results,
+                          bytesRead: f.tensorBytes, bytesWritten: written, seconds: progress.elapsed)
+    }
+}
+
+/// The last steps shared by the passes that write an .i2q with their own I2QWriter (quantize --nf4/
+/// --fp4, quantize --rtn/--awq, fuse): the source's provenance + this pass's record, config.json and
+/// the model's other small files into the metadata, the `beforeCommit` hook (`--verify`), the rename.
+enum I2QPassOutput {
+    static func finish(_ w: I2QWriter, source: any ModelSource, record: PassRecord, config: [UInt8]? = nil,
+                       staged: StagedOutput, settings: OutputSettings) throws {
+        var prov = source.provenance ?? Provenance(source: source.identity, passes: [])
+        prov.passes.append(record)
+        prov.i2qVersion = I2QVersion.string
+        let cfg = config ?? Array((JSONWriter.string(source.rawConfig, indent: 2) + "\n").utf8)
+        try w.finish(metadata: I2QMetadata(files: [("config.json", cfg)] + (try source.auxiliaryFiles()), provenance: prov))
+        try settings.beforeCommit?(staged.tempPath)
+        try staged.commit()
+    }
+}
