@@ -19,6 +19,9 @@ public struct AWQSettings: Sendable, Equatable {
     public var maxShrink = 0.5
     /// Tokens sampled for the clipping search (every ⌊N/clipTokens⌋-th row; AutoAWQ: 512).
     public var clipTokens = 512
+    /// Tokens the scale-search losses are computed on (0: every calibration token, as AutoAWQ).
+    /// See `SearchSample`; x_mean always uses every token.
+    public var searchTokens = 0
     /// Short names of the linears that are quantized ("q", "k", "v", "o", "gate", "up", "down"); a
     /// scale group is searched only when all its linears are quantized.
     public var quantized: Set<String> = Set(AWQ.linearNames)
@@ -33,6 +36,8 @@ public struct AWQLayerResult: Sendable {
     public var scales: [(group: String, ratio: Double, loss: Double, scales: [Float])]
     /// Clipping bound per linear: [rows, cols/groupSize] f32.
     public var clips: [(linear: String, maxVal: [Float])]
+    /// Wall time of the scale search and of the clipping search (for the progress log).
+    public var searchSeconds = 0.0, clipSeconds = 0.0
 }
 
 /// Activation-aware weight quantization (AutoAWQ 0.2.9 `AwqQuantizer`, awq/quantize/quantizer.py and
@@ -269,42 +274,52 @@ public enum AWQ {
                              settings st: AWQSettings) -> AWQLayerResult {
         let c = forward.config
         let h = c.hiddenSize, im = c.intermediateSize, qw = c.numAttentionHeads * c.headDim, kw = c.numKeyValueHeads * c.headDim
-        let n = forward.batch.tokens
         let quant = st.quantized
         var w = w0
         var chosen: [(group: String, ratio: Double, loss: Double, scales: [Float])] = []
+        let sample = SearchSample(batch: forward.batch, budget: st.searchTokens)
+        let t0 = ProgressBar.now()
 
-        // [STEP 2] scale search, every group on the original weights.
+        // [STEP 2] scale search, every group on the original weights; x_mean on every token, the
+        // losses on `sample` (whole sequences for attention, evenly spaced rows elsewhere).
         if ["q", "k", "v"].allSatisfy(quant.contains) {
+            let x = sample.sequenceRows(f.attnInput, cols: h), ref = sample.sequenceRows(f.attnOutput, cols: h)
+            let sub = sample.isAll ? forward : DecoderLayerForward(config: c, batch: sample.sequenceBatch)
             let r = searchScale(weights: [w0.q, w0.k, w0.v], x: f.attnInput, cols: h, settings: st) { q in
-                let ctx = forward.attentionContext(f.attnInput, q: q[0], k: q[1], v: q[2], qBias: w0.qBias, kBias: w0.kBias, vBias: w0.vBias)
-                return mse(DecoderLayerForward.linear(ctx, w0.o, rows: n, inDim: qw, outDim: h), f.attnOutput)
+                let ctx = sub.attentionContext(x, q: q[0], k: q[1], v: q[2], qBias: w0.qBias, kBias: w0.kBias, vBias: w0.vBias)
+                return mse(DecoderLayerForward.linear(ctx, w0.o, rows: sub.batch.tokens, inDim: qw, outDim: h), ref)
             }
             chosen.append(("qkv", r.ratio, r.loss, r.scales))
         }
         if kw == h && qw == h && quant.contains("o") {  // v_proj.weight.shape == o_proj.weight.shape
+            let x = sample.rows(f.oInput, cols: qw), ref = sample.rows(f.attnOutput, cols: h)
             let r = searchScale(weights: [w0.o], x: f.oInput, cols: qw, settings: st) { q in
-                mse(DecoderLayerForward.linear(f.oInput, q[0], rows: n, inDim: qw, outDim: h), f.attnOutput)
+                mse(DecoderLayerForward.linear(x, q[0], rows: sample.rowCount, inDim: qw, outDim: h), ref)
             }
             chosen.append(("vo", r.ratio, r.loss, r.scales))
         }
         if quant.contains("gate") && quant.contains("up") {
+            let x = sample.rows(f.mlpInput, cols: h), out = sample.rows(f.mlpOutput, cols: h)
+            // mlpChunks only uses the row count of its batch.
+            let sub = sample.isAll ? forward : DecoderLayerForward(config: c, batch: CalibrationBatch(lengths: [sample.rowCount]))
             let r = searchScale(weights: [w0.gate, w0.up], x: f.mlpInput, cols: h, settings: st) { q in
                 var s = 0.0
-                f.mlpOutput.withUnsafeBufferPointer { ref in
-                    forward.mlpChunks(f.mlpInput, gate: q[0], up: q[1], down: w0.down) { range, y in
+                out.withUnsafeBufferPointer { ref in
+                    sub.mlpChunks(x, gate: q[0], up: q[1], down: w0.down) { range, y in
                         y.withUnsafeBufferPointer { s += sumSquaredDiff($0.baseAddress!, ref.baseAddress! + range.lowerBound * h, range.count * h) }
                     }
                 }
-                return s / Double(max(n * h, 1))
+                return s / Double(max(sample.rowCount * h, 1))
             }
             chosen.append(("gateup", r.ratio, r.loss, r.scales))
         }
         if quant.contains("down") {
+            let x = sample.rows(f.downInput, cols: im), out = sample.rows(f.mlpOutput, cols: h)
+            let n = sample.rowCount
             let r = searchScale(weights: [w0.down], x: f.downInput, cols: im, settings: st) { q in
                 var s = 0.0
-                f.mlpOutput.withUnsafeBufferPointer { ref in
-                    f.downInput.withUnsafeBufferPointer { xp in
+                out.withUnsafeBufferPointer { ref in
+                    x.withUnsafeBufferPointer { xp in
                         var r0 = 0
                         while r0 < n {
                             let m = min(DecoderLayerForward.mlpChunkRows, n - r0)
@@ -346,6 +361,7 @@ public enum AWQ {
             }
         }
 
+        let t1 = ProgressBar.now()
         // [STEP 3] clipping (not q/k: "due to qk bmm, it is hard to clip precisely").
         var clips: [(linear: String, maxVal: [Float])] = []
         if st.clip {
@@ -369,7 +385,56 @@ public enum AWQ {
                 }
             }
         }
-        return AWQLayerResult(weights: w, scales: chosen, clips: clips)
+        return AWQLayerResult(weights: w, scales: chosen, clips: clips, searchSeconds: t1 - t0, clipSeconds: ProgressBar.now() - t1)
+    }
+}
+
+/// The calibration tokens the AWQ scale-search losses are computed on when the batch has more than
+/// `budget` tokens (an i2q option, `--search-tokens`; AutoAWQ uses every token):
+/// - the attention group (input_layernorm → q,k,v) needs whole causal sequences: every k-th sequence,
+///   k = max(1, round(tokens / budget)), starting with the first;
+/// - the other groups (v → o, gate/up, up → down) act row by row: every ⌈tokens / budget⌉-th row,
+///   across all sequences (text and image tokens alike).
+/// x_mean, the clipping search (its own 512-token sample) and the layer's forward use every token.
+struct SearchSample {
+    let isAll: Bool
+    let sequences: [Int]        // indices into batch.lengths
+    let sequenceBatch: CalibrationBatch
+    let rowStep: Int
+    let rowCount: Int
+    let batch: CalibrationBatch
+
+    init(batch: CalibrationBatch, budget: Int) {
+        self.batch = batch
+        let n = batch.tokens
+        if budget <= 0 || n <= budget {
+            isAll = true; sequences = Array(batch.lengths.indices); sequenceBatch = batch; rowStep = 1; rowCount = n
+            return
+        }
+        isAll = false
+        let k = max(1, Int((Double(n) / Double(budget)).rounded()))
+        sequences = Array(stride(from: 0, to: batch.lengths.count, by: k))
+        sequenceBatch = CalibrationBatch(lengths: sequences.map { batch.lengths[$0] })
+        rowStep = (n + budget - 1) / budget
+        rowCount = (n + rowStep - 1) / rowStep
+    }
+
+    /// The rows of the sampled sequences of x [N, cols] → [sequenceBatch.tokens, cols].
+    func sequenceRows(_ x: [Float], cols: Int) -> [Float] {
+        if isAll { return x }
+        var out: [Float] = []
+        out.reserveCapacity(sequenceBatch.tokens * cols)
+        for s in sequences { out += x[(batch.offsets[s] * cols)..<(batch.offsets[s + 1] * cols)] }
+        return out
+    }
+
+    /// Rows 0, rowStep, 2·rowStep, … of x [N, cols] → [rowCount, cols].
+    func rows(_ x: [Float], cols: Int) -> [Float] {
+        if isAll { return x }
+        var out: [Float] = []
+        out.reserveCapacity(rowCount * cols)
+        for r in stride(from: 0, to: batch.tokens, by: rowStep) { out += x[(r * cols)..<((r + 1) * cols)] }
+        return out
     }
 }
 

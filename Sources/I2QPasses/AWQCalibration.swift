@@ -17,6 +17,9 @@ public struct CalibrationOptions: Sendable, Equatable {
     public var seqLen = 512
     /// Seed of the sample selection.
     public var seed: UInt64 = 0
+    /// Idefics2 with a DocVQA set: split each page into 4 crops + the page (true) or not (false);
+    /// nil: as the model's processor config says (`do_image_splitting`).
+    public var imageSplitting: Bool? = nil
     public init(path: String) { self.path = path }
 }
 
@@ -71,8 +74,10 @@ public enum CalibrationData {
         "User:" + (image ? Idefics2Prompt.image : "") + item.question + Idefics2Prompt.endOfUtterance + "\nAssistant: " + (item.answers.first ?? "")
     }
 
-    public static func load(source: any ModelSource, options o: CalibrationOptions) throws -> CalibrationInputs {
-        if FileSystem.isDirectory(o.path) { return try loadDocVQA(source: source, options: o) }
+    /// `log` receives a progress line per DocVQA sample run through the vision tower (Idefics2).
+    public static func load(source: any ModelSource, options o: CalibrationOptions,
+                            log: @Sendable (String) -> Void = { _ in }) throws -> CalibrationInputs {
+        if FileSystem.isDirectory(o.path) { return try loadDocVQA(source: source, options: o, log: log) }
         let bytes = try FileSystem.readFile(o.path)
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw ConfigError.invalid(path: o.path, detail: "is neither a DocVQA-format directory nor valid UTF-8 text")
@@ -102,7 +107,7 @@ public enum CalibrationData {
     /// image through the processor, vision tower and connector (image splitting as the model's
     /// processor config says); for a text model, the page's `document_text` followed by the prompt
     /// without the image. Sequences longer than `seqLen` are truncated.
-    static func loadDocVQA(source: any ModelSource, options o: CalibrationOptions) throws -> CalibrationInputs {
+    static func loadDocVQA(source: any ModelSource, options o: CalibrationOptions, log: @Sendable (String) -> Void) throws -> CalibrationInputs {
         let set = try DocVQASet.load(directory: o.path)
         let items = set.select(samples: o.samples, seed: o.seed)
         guard !items.isEmpty else { throw CalibrationError.empty(path: o.path) }
@@ -111,14 +116,18 @@ public enum CalibrationData {
         var imageTokens = 0
         if case .idefics2 = source.config {
             let s = try Idefics2Session(source: source)
+            if let split = o.imageSplitting { s.processorConfig.doImageSplitting = split }
             let h = s.model.config.text.hiddenSize
-            for item in items {
+            let start = ProgressBar.now()
+            for (i, item) in items.enumerated() {
                 var ids = s.inputIds(prompt: docvqaPrompt(item, image: true))
                 let inputs = Idefics2Session.inputs(try s.process([try ImageDecoder.decodeRGB(path: item.imagePath)]))
                 var emb = try s.model.embeddings(ids: ids, images: inputs)
                 if ids.count > o.seqLen { ids = Array(ids.prefix(o.seqLen)); emb = Array(emb.prefix(o.seqLen * h)) }
                 imageTokens += ids.filter { $0 == s.model.config.imageTokenId }.count
                 hidden += emb; lengths.append(ids.count); allIds.append(ids)
+                let el = ProgressBar.now() - start
+                log("awq: calibration sample \(i + 1)/\(items.count) (\(FileSystem.basename(item.imagePath)), \(ids.count) tokens); ETA \(formatSeconds(el / Double(i + 1) * Double(items.count - i - 1)))")
             }
         } else {
             let (ts, dec) = try sessions(source)

@@ -28,7 +28,7 @@ final class AWQState {
         var fp: [(String, JSONValue)] = [("source", source.identity)] + AffineQuantizePass.record(o)
         fp.append(("calibration_path", .string(cal.path)))
         fp.append(("calibration_bytes", .int(FileSystem.isDirectory(cal.path) ? -1 : (FileSystem.fileSize(cal.path) ?? -1))))
-        fp.append(("awq", .string("\(o.awq.clipGrid)/\(o.awq.maxShrink)/\(o.awq.clipTokens)")))
+        fp.append(("awq", .string("\(o.awq.clipGrid)/\(o.awq.maxShrink)/\(o.awq.clipTokens)/\(o.awq.searchTokens)")))
         fingerprint = JSONWriter.string(.object(fp), indent: 2) + "\n"
         let runFile = dir + "/run.json"
         if FileSystem.exists(dir) && o.resume {
@@ -79,7 +79,7 @@ final class AWQState {
         } else {
             last = -1
             let t0 = ProgressBar.now()
-            let inputs = try CalibrationData.load(source: source, options: o.calibration!)
+            let inputs = try CalibrationData.load(source: source, options: o.calibration!, log: o.log)
             batch = inputs.batch
             hidden = inputs.hidden
             try Self.atomicWrite(dir + "/batch.json", Array(JSONWriter.string(.object([("lengths", .array(batch.lengths.map { .int($0) }))])).utf8))
@@ -111,7 +111,7 @@ final class AWQState {
             let el = ProgressBar.now() - start
             let eta = el / Double(done) * Double(layers - 1 - li)
             let ratios = r.scales.map { "\($0.group) r=\(formatFixed($0.ratio, 2))" }.joined(separator: ", ")
-            o.log("awq: layer \(li + 1)/\(layers) in \(formatFixed(ProgressBar.now() - t0, 1))s (\(ratios)); ETA \(formatSeconds(eta))")
+            o.log("awq: layer \(li + 1)/\(layers) in \(formatFixed(ProgressBar.now() - t0, 1))s (search \(formatFixed(r.searchSeconds, 1))s, clip \(formatFixed(r.clipSeconds, 1))s; \(ratios)); ETA \(formatSeconds(eta))")
             if let stop = o.stopAfterLayers, done >= stop, li < layers - 1 { throw AffineQuantizeError.stopped(layers: done, state: dir) }
         }
     }

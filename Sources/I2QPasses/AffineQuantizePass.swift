@@ -329,7 +329,8 @@ public enum AffineQuantizePass {
         if o.method == .awq, let c = o.calibration {
             p += [("calibration", .string(FileSystem.basename(c.path))), ("samples", .int(c.samples)), ("seq_len", .int(c.seqLen)),
                   ("seed", .int(Int(truncatingIfNeeded: c.seed))), ("n_grid", .int(o.awq.nGrid)), ("duo_scaling", .bool(o.awq.duoScaling)),
-                  ("clip", .bool(o.awq.clip))]
+                  ("clip", .bool(o.awq.clip)), ("search_tokens", .int(o.awq.searchTokens))]
+            if let split = c.imageSplitting { p.append(("image_splitting", .bool(split))) }
         }
         return p
     }

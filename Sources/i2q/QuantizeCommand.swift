@@ -31,6 +31,12 @@ struct Quantize: ParsableCommand {
     @Option(help: "--awq: seed of the calibration sample selection.")
     var seed: UInt64 = 0
 
+    @Option(help: "--awq: tokens the scale-search losses are computed on (whole sequences for attention, evenly spaced rows elsewhere); 0 = every calibration token (AutoAWQ). The layer forward, x_mean and the clipping search are unaffected.")
+    var searchTokens = 0
+
+    @Flag(inversion: .prefixedNo, help: "--awq on an Idefics2 model with a DocVQA set: split each page into 4 crops + the page (default: as the model's preprocessor config says; without splitting the vision tower runs ~5x faster).")
+    var imageSplitting: Bool? = nil
+
     @Flag(help: "--awq: continue an interrupted run from its last finished layer (state in OUTPUT.awq-state).")
     var resume = false
 
@@ -62,8 +68,9 @@ struct Quantize: ParsableCommand {
             guard calibration != nil else { throw ValidationError("--awq needs --calibration FILE.txt or a DocVQA-format directory") }
             guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
             guard seqLen >= 2 else { throw ValidationError("--seq-len must be at least 2") }
-        } else if calibration != nil || resume {
-            throw ValidationError("--calibration and --resume apply to --awq")
+            guard searchTokens >= 0 else { throw ValidationError("--search-tokens must be 0 (every token) or positive") }
+        } else if calibration != nil || resume || searchTokens != 0 || imageSplitting != nil {
+            throw ValidationError("--calibration, --resume, --search-tokens and --[no-]image-splitting apply to --awq")
         }
         guard FourBitCodec.validBlockSizes.contains(blockSize) else {
             throw ValidationError("--block-size must be one of \(FourBitCodec.validBlockSizes.map(String.init).joined(separator: ", "))")
@@ -100,8 +107,10 @@ struct Quantize: ParsableCommand {
             cal.samples = samples
             cal.seqLen = seqLen
             cal.seed = seed
+            cal.imageSplitting = imageSplitting
             o.calibration = cal
         }
+        o.awq.searchTokens = searchTokens
         o.resume = resume
         o.log = { printError($0) }
         let r = try AffineQuantizePass.run(source: try openModel(model), output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: model))

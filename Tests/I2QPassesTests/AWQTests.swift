@@ -170,28 +170,84 @@ final class AWQTests: XCTestCase {
 
         // The AWQ model answers a held-out DocVQA question (with its page image) close to the base
         // model: mean KL(base ‖ AWQ) of the next-token distributions over the prompt.
-        let set = try DocVQASet.load(directory: fixturesDir + "/docvqa-mini")
-        let item = set.items.last!
-        let prompt = CalibrationData.docvqaPrompt(item, image: true)
-        func logits(_ path: String) throws -> (ids: [Int], logits: [Float]) {
-            let s = try Idefics2Session(source: try openModel(path))
-            let r = try s.run(prompt: prompt, images: [item.imagePath], maxNewTokens: 0, wantLogits: true)
-            return (r.inputIds, r.promptLogits!)
-        }
-        let base = try logits(fixturesDir + "/tiny-idefics2-a")
-        let awq = try logits(withImages)
+        let base = try heldOutLogits(fixturesDir + "/tiny-idefics2-a")
+        let awq = try heldOutLogits(withImages)
         XCTAssertEqual(base.ids, awq.ids)
-        var r = AffineQuantizeOptions()
-        r.groupSize = 8
-        let rtnPath = dir + "/rtn.i2q"
-        _ = try AffineQuantizePass.run(source: src, output: rtnPath, options: r, settings: settings)
-        let rtn = try logits(rtnPath)
+        let klRTN = try rtnKL(base: base)
         let kl = meanKL(base.logits, awq.logits, vocab: 32003)
-        let klRTN = meanKL(base.logits, rtn.logits, vocab: 32003)
         XCTAssertGreaterThan(kl, 0, "the weights did change")
         XCTAssertLessThan(kl, Self.klBound, "mean KL(base ‖ AWQ int4 g8) over \(base.ids.count) positions")
         XCTAssertLessThan(kl, klRTN, "AWQ is closer to the base model than round-to-nearest")
         print("tiny-idefics2-a DocVQA g8: mean KL(base‖AWQ) = \(kl), KL(base‖RTN) = \(klRTN) over \(base.ids.count) positions")
+    }
+
+    /// The prompt logits of the held-out DocVQA question (the set's last, with its page image).
+    func heldOutLogits(_ path: String) throws -> (ids: [Int], logits: [Float]) {
+        let set = try DocVQASet.load(directory: fixturesDir + "/docvqa-mini")
+        let item = set.items.last!
+        let s = try Idefics2Session(source: try openModel(path))
+        let r = try s.run(prompt: CalibrationData.docvqaPrompt(item, image: true), images: [item.imagePath], maxNewTokens: 0, wantLogits: true)
+        return (r.inputIds, r.promptLogits!)
+    }
+
+    /// Mean KL(base ‖ RTN int4 g8) of tiny-idefics2-a on the held-out question.
+    func rtnKL(base: (ids: [Int], logits: [Float])) throws -> Double {
+        var r = AffineQuantizeOptions()
+        r.groupSize = 8
+        let rtnPath = dir + "/rtn.i2q"
+        _ = try AffineQuantizePass.run(source: try openModel(fixturesDir + "/tiny-idefics2-a"), output: rtnPath, options: r, settings: settings)
+        return meanKL(base.logits, try heldOutLogits(rtnPath).logits, vocab: 32003)
+    }
+
+    /// `SearchSample` picks what its documentation says: every k-th sequence (k = round(N/budget))
+    /// and every ⌈N/budget⌉-th row; a budget of 0 or ≥ N keeps everything.
+    func testSearchSampleSelection() {
+        let batch = CalibrationBatch(lengths: [5, 3, 7, 2, 4])  // N = 21
+        let cols = 2
+        let x: [Float] = (0..<(21 * cols)).map { Float($0) }     // row r = [2r, 2r+1]
+        let s = SearchSample(batch: batch, budget: 8)             // k = round(2.625) = 3, step = 3
+        XCTAssertFalse(s.isAll)
+        XCTAssertEqual(s.sequences, [0, 3])
+        XCTAssertEqual(s.sequenceBatch.lengths, [5, 2])
+        func rowValues(_ rows: [Int]) -> [Float] { rows.flatMap { (r: Int) -> [Float] in [Float(2 * r), Float(2 * r + 1)] } }
+        // sequence 0: rows 0..<5, sequence 3: rows 15..<17
+        XCTAssertEqual(s.sequenceRows(x, cols: cols), rowValues([0, 1, 2, 3, 4, 15, 16]))
+        XCTAssertEqual(s.rowCount, 7)
+        XCTAssertEqual(s.rows(x, cols: cols), rowValues([0, 3, 6, 9, 12, 15, 18]))
+        for budget in [0, 21, 100] {
+            let all = SearchSample(batch: batch, budget: budget)
+            XCTAssertTrue(all.isAll)
+            XCTAssertEqual(all.rows(x, cols: cols), x)
+            XCTAssertEqual(all.sequenceRows(x, cols: cols), x)
+        }
+    }
+
+    /// The scale search on a token sample (`--search-tokens`): the subsampled attention and MLP
+    /// losses run on DocVQA calibration with images, and the model stays within the same KL bound
+    /// and closer to the base than RTN.
+    func testSubsampledSearchOnDocVQA() throws {
+        let src = try openModel(fixturesDir + "/tiny-idefics2-a")
+        var o = awqOptions(fixturesDir + "/docvqa-mini")
+        o.calibration!.samples = 4
+        o.calibration!.seqLen = 512
+        o.awq.searchTokens = 64
+        final class Lines: @unchecked Sendable { var all: [String] = []; let lock = NSLock() }
+        let log = Lines()
+        o.log = { s in log.lock.lock(); log.all.append(s); log.lock.unlock() }
+        let out = dir + "/sub.i2q"
+        _ = try AffineQuantizePass.run(source: src, output: out, options: o, settings: settings)
+        let tokens = log.all.compactMap { l -> Int? in
+            guard let r = l.range(of: #"\((\d+) tokens"#, options: .regularExpression) else { return nil }
+            return Int(l[r].dropFirst().split(separator: " ")[0])
+        }.first ?? 0
+        XCTAssertGreaterThan(tokens, 2 * 64, "the batch is larger than the search budget, so the sample is used: \(log.all)")
+        let base = try heldOutLogits(fixturesDir + "/tiny-idefics2-a")
+        let kl = meanKL(base.logits, try heldOutLogits(out).logits, vocab: 32003)
+        let klRTN = try rtnKL(base: base)
+        XCTAssertGreaterThan(kl, 0)
+        XCTAssertLessThan(kl, Self.klBound)
+        XCTAssertLessThan(kl, klRTN, "AWQ on a token sample is still closer to the base model than round-to-nearest")
+        print("tiny-idefics2-a DocVQA g8, search on 64 tokens: mean KL(base‖AWQ) = \(kl), KL(base‖RTN) = \(klRTN)")
     }
 
     /// Stated bound on the mean KL(base ‖ AWQ) of the tiny random Idefics2 (hidden 40) after AWQ int4
