@@ -32,8 +32,11 @@ let package = Package(
         .target(name: "I2QTokenizer", dependencies: ["I2QCore"], swiftSettings: native),
         // Images: PNG/JPEG decoding and the Idefics2 image processor (PIL-exact resampling).
         .target(name: "I2QImage", dependencies: ["I2QCore", "CPNG", "CJPEG"], swiftSettings: native),
+        // C kernels for the decode GEMVs: x86 intrinsics (AVX-512 VNNI / BF16) behind runtime CPU
+        // dispatch, with portable scalar fallbacks (built for any x86-64 or other CPU).
+        .target(name: "CI2QKernels"),
         // CPU reference runtime: kernels, decoder (and later the vision tower), generation.
-        .target(name: "I2QRuntime", dependencies: ["I2QCore", "I2QFormats", "I2QQuant", "I2QTokenizer", "I2QImage", "CBLAS"], swiftSettings: native),
+        .target(name: "I2QRuntime", dependencies: ["I2QCore", "I2QFormats", "I2QQuant", "I2QTokenizer", "I2QImage", "CBLAS", "CI2QKernels"], swiftSettings: native),
         // Evaluation: perplexity (later KL divergence, DocVQA ANLS), reports.
         .target(name: "I2QEval", dependencies: ["I2QCore", "I2QFormats", "I2QTokenizer", "I2QRuntime"], swiftSettings: native),
         // Passes: plan + streaming execution of model transforms (cast today).

@@ -15,6 +15,12 @@ import I2QTestSupport
 /// differ by float32 rounding of a k-term sum: |Δy| ≤ k · 2⁻²⁴ · Σ|w·x| (the classic worst-case
 /// bound), and the dequantized tiles used by prefill must equal the reference values exactly.
 final class QuantKernelTests: XCTestCase {
+    // These tests compare with the exact dequantize-then-multiply reference: pin the float decode
+    // GEMV (the default int8-activation one is checked against its own bound in Int8GemvTests).
+    private var savedExact = false
+    override func setUp() { super.setUp(); savedExact = QuantGemv.exactDecode; QuantGemv.exactDecode = true }
+    override func tearDown() { QuantGemv.exactDecode = savedExact; super.tearDown() }
+
     /// Owns the buffers a `PackedFourBit` points into.
     final class Store {
         var raws: [UnsafeMutableRawPointer] = []

@@ -13,7 +13,7 @@ public enum Kernels {
         let half = (rows + 1) / 2
         withoutActuallyEscaping(body) { b in
             let box = UnsafeSendable(b)
-            DispatchQueue.concurrentPerform(iterations: 2) { part in
+            WorkerPool.run(2) { part in
                 box.p(part == 0 ? 0..<half : half..<rows)
             }
         }

@@ -13,7 +13,7 @@ public enum Gemv {
                            n: Int, k: Int, accumulate: Bool) {
         let wp = UnsafeSendable(w), xp = UnsafeSendable(x), yp = UnsafeSendable(y)
         let rowsPer = (n + threads - 1) / threads
-        DispatchQueue.concurrentPerform(iterations: threads) { part in
+        WorkerPool.run(threads) { part in
             let lo = part * rowsPer, hi = min(n, lo + rowsPer)
             if lo < hi { rows(wp.p, xp.p, yp.p, lo, hi, k, accumulate) }
         }
@@ -26,7 +26,7 @@ public enum Gemv {
         let total = items.reduce(0) { $0 + $1.n }
         let boxed = UnsafeSendable(items), xp = UnsafeSendable(x)
         let rowsPer = (total + threads - 1) / threads
-        DispatchQueue.concurrentPerform(iterations: threads) { part in
+        WorkerPool.run(threads) { part in
             var lo = part * rowsPer
             let hi = min(total, lo + rowsPer)
             var base = 0
@@ -71,7 +71,7 @@ extension Gemv {
         let wp = UnsafeSendable(w), xp = UnsafeSendable(x), yp = UnsafeSendable(y)
         let rowsPer = (n + threads - 1) / threads
         let isBF16 = dtype == .bf16
-        DispatchQueue.concurrentPerform(iterations: threads) { part in
+        WorkerPool.run(threads) { part in
             let lo = part * rowsPer, hi = min(n, lo + rowsPer)
             guard lo < hi else { return }
             let row = UnsafeMutablePointer<Float>.allocate(capacity: k)  // [k] widened weight row

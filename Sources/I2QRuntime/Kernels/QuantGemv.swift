@@ -1,5 +1,7 @@
 import CBLAS
+import CI2QKernels
 import Dispatch
+import Foundation
 import I2QCore
 import I2QQuant
 
@@ -105,6 +107,13 @@ struct PackedFourBit: @unchecked Sendable {
 
     /// Rows can use the fused SIMD kernels: every 64-element run of a row lies in one block/group.
     var fastRows: Bool { cols % 64 == 0 && unit % 64 == 0 }
+
+    /// Affine rows the int8-activation decode kernel (`QuantGemv.Int8`) accepts: blocks of 32
+    /// activations never straddle a group.
+    var int8Rows: Bool {
+        guard case .affine = layout, scales != nil else { return false }
+        return cols % 32 == 0 && unit % 32 == 0 && unit > 0 && cols % unit == 0
+    }
 }
 
 /// Code tables as pointers (no array bounds checks in the kernels); written once, then only read.
@@ -141,8 +150,20 @@ enum QuantTables {
 /// `(q − z) · x` (affine, exact small integers) and multiplies by the run's scale once, so it
 /// differs from the reference by float32 rounding of the sums only: |Δy| ≲ k · 2⁻²³ · Σ|w·x|
 /// (tests: ≤ 1e-5 relative to Σ|w||x|, QuantKernelTests).
+///
+/// Affine int4 decode by default uses int8 activations instead (`Int8`, when the CPU has AVX-512
+/// VNNI): llama.cpp's Q4_1 × Q8_1 scheme, |Δy| ≤ Σ|w|·max|x_block|/254 per row plus float32
+/// rounding (Int8GemvTests). `exactDecode` (env `I2Q_EXACT_GEMV=1`) forces the float path above;
+/// prefill (m > 1) always uses the exact dequantized tiles.
 enum QuantGemv {
     static let threads = Gemv.threads
+
+    /// Forces the exact float32 decode GEMV for affine int4 weights (env `I2Q_EXACT_GEMV=1`, or set
+    /// by code that compares decode outputs against the dequantize-then-multiply reference).
+    nonisolated(unsafe) static var exactDecode: Bool = ProcessInfo.processInfo.environment["I2Q_EXACT_GEMV"] == "1"
+
+    /// Whether `runMany` uses the int8-activation kernel for affine rows that allow it.
+    static var int8Decode: Bool { !exactDecode && Int8.available }
 
     /// y[n] (+)= W[n, k] · x[k] (decode).
     static func run(_ w: PackedFourBit, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, accumulate: Bool) {
@@ -157,14 +178,17 @@ enum QuantGemv {
         // x permuted into the lane order of the fused kernels, once per call: [k] f32 per layout.
         let needTable = items.contains { if case .table = $0.w.layout { return $0.w.fastRows }; return false }
         let needAffine = items.contains { if case .affine = $0.w.layout { return $0.w.fastRows }; return false }
+        let int8 = int8Decode && items.contains { $0.w.int8Rows }
+        let xq = int8 ? Int8.Activations(x, k: k) : nil  // x quantized once for every int8 item
+        let needAffineFloat = items.contains { if case .affine = $0.w.layout { return $0.w.fastRows && !(int8 && $0.w.int8Rows) }; return false }
         let xt = needTable ? permuted(x, k: k, highFirst: true) : nil
-        let xa = needAffine ? permuted(x, k: k, highFirst: false) : nil
+        let xa = needAffine && needAffineFloat ? permuted(x, k: k, highFirst: false) : nil
         defer { xt?.deallocate(); xa?.deallocate() }
         let total = items.reduce(0) { $0 + $1.w.rows }
         let box = UnsafeSendable((items, x, xt.map { UnsafePointer($0) }, xa.map { UnsafePointer($0) }))
         let parts = total * k >= 1 << 15 ? threads : 1
         let rowsPer = (total + parts - 1) / parts
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        WorkerPool.run(parts) { part in
             let (items, x, xt, xa) = box.p
             let lo = part * rowsPer, hi = min(total, lo + rowsPer)
             var base = 0
@@ -176,6 +200,10 @@ enum QuantGemv {
                 guard a < b else { continue }
                 let r0 = a - (base - it.w.rows), r1 = b - (base - it.w.rows)
                 let w = it.w, y = it.y
+                if let xq, w.int8Rows {
+                    Int8.rows(w, r0..<r1, xq, y, accumulate: accumulate)
+                    continue
+                }
                 for r in r0..<r1 {
                     let s: Float
                     if w.fastRows, case .table(let type) = w.layout {
@@ -342,6 +370,55 @@ enum QuantGemv {
     }
 }
 
+extension QuantGemv {
+    /// The int8-activation decode GEMV for affine int4 weights (C kernel `i2q_q4a_gemv`,
+    /// Sources/CI2QKernels/q4a_gemv.c).
+    ///
+    /// Model of the approximation: llama.cpp's Q4_1 × Q8_1 dot product — x quantized once per call
+    /// to int8 in blocks of 32 (d = max|x_b|/127, round to nearest even), weight codes × int8 summed
+    /// exactly in int32 (AVX-512 VNNI `vpdpbusd`), the zero point applied in integers, then scaled
+    /// by d·s in float32. Exact reference: AutoAWQ's float dequantization `(q − z)·s` times the
+    /// float32 x (`PackedFourBit.dequantize`; the float path of `runMany`). The result is the exact
+    /// product of the dequantized weights with the dequantized activations x̂ up to float32
+    /// rounding, so per row |y − y_ref| ≤ Σ_c |w_c|·|x_c − x̂_c| ≤ Σ_c |w_c|·max|x_block(c)|/254
+    /// (+ float32 rounding). The portable scalar C path gives bit-identical results (Int8GemvTests).
+    enum Int8 {
+        /// The CPU has the VNNI kernel (the scalar C fallback is far slower than the float path).
+        static let available = i2q_cpu_has_avx512vnni() != 0
+
+        /// x[k] quantized for the kernel (i2q_q8_quantize); 64-byte aligned, freed on deinit.
+        final class Activations: @unchecked Sendable {
+            let k: Int
+            let raw: UnsafeMutableRawPointer  // [i2q_q8_bytes(k)] bytes
+            init(_ x: UnsafePointer<Float>, k: Int) {
+                self.k = k
+                raw = .allocate(byteCount: max(64, i2q_q8_bytes(Int64(k))), alignment: 64)
+                i2q_q8_quantize(x, Int64(k), raw)
+            }
+            deinit { raw.deallocate() }
+
+            /// x̂ = d·q, the activations the kernel actually multiplies: [k].
+            func dequantized() -> [Float] {
+                [Float](unsafeUninitializedCapacity: k) { b, n in
+                    i2q_q8_dequantize(raw, Int64(k), b.baseAddress!)
+                    n = k
+                }
+            }
+        }
+
+        /// y[r] (+)= row r of `w` · x̂ for r in `range` (`w.int8Rows`, `x.k == w.cols`).
+        static func rows(_ w: PackedFourBit, _ range: Range<Int>, _ x: Activations, _ y: UnsafeMutablePointer<Float>,
+                         accumulate: Bool, scalar: Bool = false) {
+            precondition(w.int8Rows && x.k == w.cols, "QuantGemv.Int8.rows: weight not int8-eligible")
+            w.scales!.withMemoryRebound(to: UInt16.self, capacity: w.rows * (w.cols / w.unit)) { sc in  // f16 bits
+                i2q_q4a_gemv(w.packed, sc, w.zeros, Int64(w.cols), Int64(w.unit), Int64(range.lowerBound),
+                             Int64(range.upperBound), x.raw, y, accumulate ? 1 : 0,
+                             Int32(scalar ? I2Q_IMPL_SCALAR : I2Q_IMPL_AUTO))
+            }
+        }
+    }
+}
+
 extension Gemv {
     /// y[n] (+)= W[n,k] · x[k] with W stored as bf16, read in place without a widening pass: 32
     /// elements are one 64-byte load of 16 UInt32 lanes; lane l holds element 2l in its low half
@@ -360,7 +437,7 @@ extension Gemv {
         let box = UnsafeSendable((w, UnsafePointer(xp), x, y))
         let parts = n * k >= 1 << 15 ? threads : 1
         let rowsPer = (n + parts - 1) / parts
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        WorkerPool.run(parts) { part in
             let (w, xp, x, y) = box.p
             let lo = part * rowsPer, hi = min(n, lo + rowsPer)
             guard lo < hi else { return }

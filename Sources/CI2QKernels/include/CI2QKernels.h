@@ -1,0 +1,64 @@
+// Small C kernels for the decode GEMVs (x86 intrinsics Swift cannot import directly), with runtime
+// CPU dispatch and portable scalar fallbacks. See Sources/CI2QKernels/*.c for the reference each
+// kernel matches and its tolerance; docs/numerics.md for the table.
+#ifndef CI2QKERNELS_H
+#define CI2QKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Which implementation a kernel call uses.
+enum {
+    I2Q_IMPL_AUTO = 0,    ///< the fastest this CPU supports
+    I2Q_IMPL_SCALAR = 1,  ///< portable C, same arithmetic (bit-identical results)
+    I2Q_IMPL_VNNI = 2,    ///< AVX-512 VNNI (callers must check i2q_cpu_has_avx512vnni)
+};
+
+/// 1 when the CPU (and OS) support AVX-512 F/BW/VL/VNNI (the int8 GEMV kernel).
+int i2q_cpu_has_avx512vnni(void);
+/// 1 when the CPU supports AVX-512 BF16 (vdpbf16ps).
+int i2q_cpu_has_avx512bf16(void);
+
+// MARK: int8 activations (llama.cpp's Q8_1 idea: blocks of 32, a float scale each)
+
+/// Bytes of the quantized activation buffer for k inputs (k % 32 == 0): 256 bytes per 128
+/// inputs (rounded up). The buffer must be 64-byte aligned.
+size_t i2q_q8_bytes(int64_t k);
+
+/// Quantizes x[k] (k % 32 == 0) to int8 in blocks of 32: d = max|x| / 127, q = round(x / d)
+/// (nearest, ties to even), stored in the lane order the affine int4 kernel reads (see the .c file).
+/// A block holding a non-finite value gets d = NaN (its products become NaN, like the float path).
+void i2q_q8_quantize(const float *x, int64_t k, void *out);
+
+/// Dequantized activations of a buffer from i2q_q8_quantize: x̂[k] = d_b · q (for tests).
+void i2q_q8_dequantize(const void *xq, int64_t k, float *out);
+
+// MARK: affine int4 × int8 GEMV (decode, m = 1)
+
+/// y[r] (+)= Σ_c (q[r,c] − z[r,g]) · s[r,g] · x̂[c] for rows r in [r0, r1) of an affine int4
+/// weight [rows, cols]: packed [rows, cols/2] (first element in the LOW nibble), scales f16 bits
+/// [rows, cols/unit], zeros u8 [rows, cols/unit] or NULL (zero point 8). Requires cols % 32 == 0,
+/// unit % 32 == 0, cols % unit == 0. xq: i2q_q8_quantize(x, cols). y is indexed by the row (y[r]).
+void i2q_q4a_gemv(const uint8_t *packed, const uint16_t *scales, const uint8_t *zeros,
+                  int64_t cols, int64_t unit, int64_t r0, int64_t r1,
+                  const void *xq, float *y, int accumulate, int impl);
+
+// MARK: worker pool
+
+typedef void (*i2q_task_fn)(void *ctx, int64_t part);
+
+/// Runs fn(ctx, p) for p in [0, parts) on the calling thread and `workers` persistent pool threads
+/// (created by the first call; later calls reuse them), returning when all parts are done. Workers
+/// spin ~50 µs after a task, then sleep. A call made while the pool is busy (nested, or from
+/// another thread) runs all parts on the calling thread.
+void i2q_pool_run(int64_t parts, int workers, i2q_task_fn fn, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

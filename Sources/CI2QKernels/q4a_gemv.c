@@ -1,0 +1,336 @@
+// Affine int4 weights × int8 activations: the decode (m = 1) GEMV.
+//
+// Model of the approximation: llama.cpp's Q4_1 × Q8_1 dot product (ggml `ggml_vec_dot_q4_1_q8_1`):
+// the activations are quantized once per token to int8 in blocks of 32 with one float scale each
+// (d_b = max|x_b| / 127, q = round(x / d_b)), and the weight codes multiply them in integers.
+// Exact reference: AutoAWQ's float dequantization, W = (q − z) · s, times the float32 x
+// (`PackedFourBit.dequantize`, the `QuantGemv` float path). Per output row and weight group g,
+//
+//     Σ_{c∈g} (q_c − z)·s·x_c  ≈  s · Σ_{b⊂g} d_b · Σ_{c∈b} (q_c − z)·q8_c
+//
+// where the inner sums are exact int32 (`vpdpbusd`: u8 codes × s8 activations; the zero point is
+// applied in integers as z·Σq8 per lane). So the result is the exact product of the dequantized
+// weights with the dequantized activations x̂ = d_b·q8, plus float32 rounding of a short sum:
+//
+//     |y − y_ref| ≤ Σ_c |w_c|·|x_c − x̂_c| + rounding ≤ Σ_c |w_c| · max_b|x_b| / 254 + rounding
+//
+// (round to nearest: |x − x̂| ≤ d_b / 2 = max|x_b| / 254). Tests: Int8GemvTests (bound per row,
+// and the scalar and VNNI paths give identical bits).
+//
+// Float arithmetic (identical in both implementations, so results are bit-identical): 16 lanes per
+// 128 inputs; lane L of chunk c covers inputs 128c + 32·(L/4) + 8·(L%4) ... +7 (8 consecutive inputs
+// of block 4c + L/4). Per chunk and lane: i = Σ q·q8 − z·Σq8 (int32, exact), ds = d_b · s_g (one
+// float32 multiply), acc_L = fma(float(i), ds, acc_L). Finally the 16 lanes are added as a tree:
+// (L, L+8), then (L, L+4), (L, L+2), (L, L+1).
+//
+// Activation buffer, one 256-byte record per 128 inputs (the last one zero-padded):
+//   int8  lo[64]    lo[16j + i] = q8 of input 32j + 2i     (j: block in the chunk, i < 16)
+//   int8  hi[64]    hi[16j + i] = q8 of input 32j + 2i + 1
+//   int32 xsum[16]  xsum[L] = Σ q8 over the 8 inputs of lane L
+//   float d[16]     d[L] = d of block L/4
+// so that byte p of a 64-byte load of packed weights (block p/16, inputs 2(p%16) and 2(p%16)+1:
+// low and high nibble) lines up with lo[p] and hi[p].
+
+#pragma STDC FP_CONTRACT OFF
+
+#include "CI2QKernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define I2Q_X86 1
+#endif
+
+typedef struct {
+    int8_t lo[64];
+    int8_t hi[64];
+    int32_t xsum[16];
+    float d[16];
+} q8chunk;  // 256 bytes
+
+_Static_assert(sizeof(q8chunk) == 256, "q8chunk layout");
+
+int i2q_cpu_has_avx512vnni(void) {
+#if I2Q_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+int i2q_cpu_has_avx512bf16(void) {
+#if I2Q_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
+size_t i2q_q8_bytes(int64_t k) { return (size_t)((k + 127) / 128) * sizeof(q8chunk); }
+
+void i2q_q8_quantize(const float *x, int64_t k, void *out) {
+    q8chunk *chunks = (q8chunk *)out;
+    const int64_t nb = k / 32;
+    memset(out, 0, i2q_q8_bytes(k));
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + 32 * b;
+        float amax = 0;
+        int finite = 1;
+        for (int i = 0; i < 32; i++) {
+            const float a = fabsf(xb[i]);
+            if (!isfinite(a)) finite = 0;
+            else if (a > amax) amax = a;
+        }
+        q8chunk *ch = chunks + b / 4;
+        const int j = (int)(b % 4);
+        int8_t q[32];
+        float d;
+        if (finite) {
+            d = amax / 127.0f;
+            const float id = d != 0 ? 1.0f / d : 0.0f;
+            for (int i = 0; i < 32; i++) {
+                // Round to nearest even without a libm call: |x·id| ≤ 127 (+ rounding), and adding
+                // then subtracting 1.5·2²³ rounds a float of magnitude < 2²² to an integer (RNE).
+                float v = (xb[i] * id + 12582912.0f) - 12582912.0f;
+                v = v > 127 ? 127 : (v < -127 ? -127 : v);
+                q[i] = (int8_t)v;
+            }
+        } else {
+            d = NAN;
+            memset(q, 0, sizeof q);
+        }
+        for (int i = 0; i < 16; i++) {
+            ch->lo[16 * j + i] = q[2 * i];
+            ch->hi[16 * j + i] = q[2 * i + 1];
+        }
+        for (int m = 0; m < 4; m++) {
+            int32_t s = 0;
+            for (int t = 0; t < 8; t++) s += q[8 * m + t];
+            ch->xsum[4 * j + m] = s;
+            ch->d[4 * j + m] = d;
+        }
+    }
+}
+
+void i2q_q8_dequantize(const void *xq, int64_t k, float *out) {
+    const q8chunk *chunks = (const q8chunk *)xq;
+    for (int64_t c = 0; c < k; c++) {
+        const q8chunk *ch = chunks + c / 128;
+        const int64_t e = c % 128, j = e / 32, i = e % 32;
+        const int8_t q = (i % 2 == 0) ? ch->lo[16 * j + i / 2] : ch->hi[16 * j + i / 2];
+        out[c] = ch->d[4 * j] * (float)q;
+    }
+}
+
+/// IEEE binary16 bits → float32 (exact, subnormals included).
+static inline float f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t e = (h >> 10) & 0x1F, m = h & 0x3FF, bits;
+    if (e == 0x1F) {
+        bits = sign | 0x7F800000 | (m << 13);
+    } else if (e != 0) {
+        bits = sign | ((e + 112) << 23) | (m << 13);
+    } else if (m == 0) {
+        bits = sign;
+    } else {  // subnormal: normalise
+        e = 113;
+        while ((m & 0x400) == 0) { m <<= 1; e--; }
+        bits = sign | (e << 23) | ((m & 0x3FF) << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/// The fixed reduction tree of the 16 lanes (the vector path does the same adds).
+static inline float reduce16(const float a[16]) {
+    float b[8], c[4], d[2];
+    for (int i = 0; i < 8; i++) b[i] = a[i] + a[i + 8];
+    for (int i = 0; i < 4; i++) c[i] = b[i] + b[i + 4];
+    for (int i = 0; i < 2; i++) d[i] = c[i] + c[i + 2];
+    return d[0] + d[1];
+}
+
+/// Portable implementation: the lane arithmetic spelled out (bit-identical to the VNNI path).
+static void rows_scalar(const uint8_t *packed, const uint16_t *scales, const uint8_t *zeros, int64_t cols,
+                        int64_t unit, int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
+    const int64_t nb = cols / 32, bpg = unit / 32, gpr = cols / unit, nchunks = (nb + 3) / 4;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *w = packed + r * (cols / 2);
+        const uint16_t *sc = scales + r * gpr;
+        const uint8_t *zs = zeros ? zeros + r * gpr : NULL;
+        float acc[16] = {0};
+        for (int64_t c = 0; c < nchunks; c++) {
+            const q8chunk *ch = xc + c;
+            for (int L = 0; L < 16; L++) {
+                const int64_t b = 4 * c + L / 4;
+                if (b >= nb) continue;  // padding lanes add nothing (the vector path adds +0)
+                const uint8_t *wb = w + 64 * c + 4 * L;  // bytes 4L..4L+3 of the chunk's 64
+                int32_t s = 0;
+                for (int t = 0; t < 4; t++)
+                    s += (int32_t)(wb[t] & 15) * ch->lo[4 * L + t] + (int32_t)(wb[t] >> 4) * ch->hi[4 * L + t];
+                const int64_t g = b / bpg;
+                s -= (int32_t)(zs ? zs[g] : 8) * ch->xsum[L];
+                const float ds = ch->d[L] * f16_to_f32(sc[g]);
+                acc[L] = fmaf((float)s, ds, acc[L]);
+            }
+        }
+        const float v = reduce16(acc);
+        y[r] = accumulate ? y[r] + v : v;
+    }
+}
+
+#if I2Q_X86
+#define I2Q_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")))
+
+I2Q_VNNI_TARGET
+static inline float reduce16_avx512(__m512 a) {
+    const __m256 b = _mm256_add_ps(_mm512_castps512_ps256(a),
+                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+    const __m128 c = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
+    const __m128 d = _mm_add_ps(c, _mm_movehl_ps(c, c));                 // d0 = c0+c2, d1 = c1+c3
+    return _mm_cvtss_f32(_mm_add_ss(d, _mm_movehdup_ps(d)));             // d0 + d1
+}
+
+/// Scale and zero point of every lane's block for a chunk, general group sizes (any multiple of 32).
+I2Q_VNNI_TARGET
+static inline void lanes_generic(const uint16_t *sc, const uint8_t *zs, int64_t bpg, int64_t b0, int nblk,
+                                 __m512 *sv, __m512i *zv) {
+    const __m512i quarter = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);  // lane / 4
+    float s4[4] = {0, 0, 0, 0};
+    int32_t z4[4] = {0, 0, 0, 0};
+    for (int i = 0; i < nblk; i++) {
+        const int64_t g = (b0 + i) / bpg;
+        s4[i] = _cvtsh_ss(sc[g]);
+        z4[i] = zs ? zs[g] : 8;
+    }
+    *sv = _mm512_permutexvar_ps(quarter, _mm512_castps128_ps512(_mm_loadu_ps(s4)));
+    *zv = _mm512_permutexvar_epi32(quarter, _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)z4)));
+}
+
+/// One chunk of one row: acc += float(Σ q·q8 − z·Σq8) · (d · s) per lane.
+I2Q_VNNI_TARGET __attribute__((always_inline))
+static inline __m512 chunk_vnni(__m512 acc, __m512i wv, const q8chunk *ch, __m512 sv, __m512i zv, __mmask16 lanes) {
+    const __m512i nib = _mm512_set1_epi8(15);
+    const __m512i lo = _mm512_and_si512(wv, nib);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib);
+    __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_load_si512(ch->lo));
+    isum = _mm512_dpbusd_epi32(isum, hi, _mm512_load_si512(ch->hi));
+    isum = _mm512_sub_epi32(isum, _mm512_mullo_epi32(zv, _mm512_load_si512(ch->xsum)));
+    const __m512 ds = _mm512_maskz_mul_ps(lanes, _mm512_load_ps(ch->d), sv);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), ds, acc);
+}
+
+/// One row, group size 32·bpg with bpg a power of two (BPG: 1, 2, or 0 for bpg ≥ 4 — a constant
+/// after inlining). Scales/zeros are read 16 groups at a time ("window", converted once); a window
+/// spans cpw = 4·bpg chunks. Lane L of the j-th chunk of a window reads group (4j + L/4) / bpg of
+/// it: bpg = 1: 4j + L/4; bpg = 2: 2j + L/8; bpg ≥ 4: j / (bpg/4) for all lanes.
+I2Q_VNNI_TARGET __attribute__((always_inline))
+static inline float row_vnni_pow2(const uint8_t *w, const uint16_t *sc, const uint8_t *zs, int64_t nb, int64_t bpg,
+                                  int64_t gpr, const q8chunk *xc, const int BPG) {
+    const int64_t nfull = nb / 4, cpw = 4 * bpg;
+    const int tail = (int)(nb % 4);
+    const __m512i idx0 = BPG == 1 ? _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0)
+                                  : _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i step = _mm512_set1_epi32(BPG == 1 ? 4 : 2);
+    __m512 acc = _mm512_setzero_ps();
+    __m512i Z = _mm512_set1_epi32(8);
+    float sw[16];
+    int32_t zw[16];
+    for (int64_t c0 = 0; c0 * 4 < nb; c0 += cpw) {  // windows of 16 groups
+        const int64_t g0 = (c0 / cpw) * 16, n = gpr - g0 < 16 ? gpr - g0 : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1);
+        const __m512 S = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, sc + g0));  // [16] f32
+        if (zs) Z = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, zs + g0));     // [16] i32
+        if (BPG == 0) { _mm512_storeu_ps(sw, S); _mm512_storeu_si512(zw, Z); }
+        __m512i idx = idx0;
+        const int64_t cend = c0 + cpw < nfull ? c0 + cpw : nfull;
+        int64_t c = c0;
+        for (; c < cend; c++) {
+            __m512 sv;
+            __m512i zv;
+            if (BPG == 0) {
+                const int64_t g = (c - c0) / (bpg / 4);
+                sv = _mm512_set1_ps(sw[g]);
+                zv = _mm512_set1_epi32(zw[g]);
+            } else {
+                sv = _mm512_permutexvar_ps(idx, S);
+                zv = _mm512_permutexvar_epi32(idx, Z);
+                idx = _mm512_add_epi32(idx, step);
+            }
+            acc = chunk_vnni(acc, _mm512_loadu_si512(w + 64 * c), xc + c, sv, zv, 0xFFFF);
+        }
+        if (tail && c == nfull && c < c0 + cpw) {  // the partial last chunk lies in this window
+            __m512 sv;
+            __m512i zv;
+            if (BPG == 0) {
+                const int64_t g = (c - c0) / (bpg / 4);
+                sv = _mm512_set1_ps(sw[g]);
+                zv = _mm512_set1_epi32(zw[g]);
+            } else {
+                sv = _mm512_permutexvar_ps(idx, S);
+                zv = _mm512_permutexvar_epi32(idx, Z);
+            }
+            const __m512i wv = _mm512_maskz_loadu_epi8((__mmask64)((1ull << (16 * tail)) - 1), w + 64 * c);
+            acc = chunk_vnni(acc, wv, xc + c, sv, zv, (__mmask16)((1u << (4 * tail)) - 1));
+        }
+    }
+    return reduce16_avx512(acc);
+}
+
+/// One row, any group size 32·bpg (scale/zero lanes built per chunk: slower, for unusual groups).
+I2Q_VNNI_TARGET
+static float row_vnni_generic(const uint8_t *w, const uint16_t *sc, const uint8_t *zs, int64_t nb, int64_t bpg,
+                              const q8chunk *xc) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t c = 0; c * 4 < nb; c++) {
+        const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
+        __m512 sv;
+        __m512i zv;
+        lanes_generic(sc, zs, bpg, 4 * c, nblk, &sv, &zv);
+        const __m512i wv = _mm512_maskz_loadu_epi8((__mmask64)(nblk == 4 ? ~0ull : (1ull << (16 * nblk)) - 1), w + 64 * c);
+        acc = chunk_vnni(acc, wv, xc + c, sv, zv, (__mmask16)((1u << (4 * nblk)) - 1));
+    }
+    return reduce16_avx512(acc);
+}
+
+I2Q_VNNI_TARGET
+static void rows_vnni(const uint8_t *packed, const uint16_t *scales, const uint8_t *zeros, int64_t cols,
+                      int64_t unit, int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
+    const int64_t nb = cols / 32, bpg = unit / 32, gpr = cols / unit;
+    const int pow2 = (bpg & (bpg - 1)) == 0;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *w = packed + r * (cols / 2);
+        const uint16_t *sc = scales + r * gpr;
+        const uint8_t *zs = zeros ? zeros + r * gpr : NULL;
+        float v;
+        if (pow2 && bpg == 1) v = row_vnni_pow2(w, sc, zs, nb, bpg, gpr, xc, 1);
+        else if (pow2 && bpg == 2) v = row_vnni_pow2(w, sc, zs, nb, bpg, gpr, xc, 2);
+        else if (pow2) v = row_vnni_pow2(w, sc, zs, nb, bpg, gpr, xc, 0);
+        else v = row_vnni_generic(w, sc, zs, nb, bpg, xc);
+        y[r] = accumulate ? y[r] + v : v;
+    }
+}
+#endif
+
+void i2q_q4a_gemv(const uint8_t *packed, const uint16_t *scales, const uint8_t *zeros,
+                  int64_t cols, int64_t unit, int64_t r0, int64_t r1,
+                  const void *xq, float *y, int accumulate, int impl) {
+    const q8chunk *xc = (const q8chunk *)xq;
+#if I2Q_X86
+    static int vnni = -1;  // cached CPU check (a benign race: every thread stores the same value)
+    int v = __atomic_load_n(&vnni, __ATOMIC_RELAXED);
+    if (v < 0) { v = i2q_cpu_has_avx512vnni(); __atomic_store_n(&vnni, v, __ATOMIC_RELAXED); }
+    if (impl != I2Q_IMPL_SCALAR && v) {
+        rows_vnni(packed, scales, zeros, cols, unit, r0, r1, xc, y, accumulate);
+        return;
+    }
+#endif
+    rows_scalar(packed, scales, zeros, cols, unit, r0, r1, xc, y, accumulate);
+}
