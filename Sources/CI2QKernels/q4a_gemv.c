@@ -227,6 +227,21 @@ static inline __m512 chunk_vnni(__m512 acc, __m512i wv, const q8chunk *ch, __m51
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), ds, acc);
 }
 
+/// Scale and zero-point lanes of the j-th chunk of a window (row_vnni_pow2): BPG ≥ 1 permutes the
+/// window's 16 converted groups S/Z by `idx`; BPG = 0 (bpg ≥ 4) broadcasts group j / (bpg/4).
+I2Q_VNNI_TARGET __attribute__((always_inline))
+static inline void window_lanes(const int BPG, int64_t j, int64_t bpg, const float *sw, const int32_t *zw,
+                                __m512 S, __m512i Z, __m512i idx, __m512 *sv, __m512i *zv) {
+    if (BPG == 0) {
+        const int64_t g = j / (bpg / 4);
+        *sv = _mm512_set1_ps(sw[g]);
+        *zv = _mm512_set1_epi32(zw[g]);
+    } else {
+        *sv = _mm512_permutexvar_ps(idx, S);
+        *zv = _mm512_permutexvar_epi32(idx, Z);
+    }
+}
+
 /// One row, group size 32·bpg with bpg a power of two (BPG: 1, 2, or 0 for bpg ≥ 4 — a constant
 /// after inlining). Scales/zeros are read 16 groups at a time ("window", converted once); a window
 /// spans cpw = 4·bpg chunks. Lane L of the j-th chunk of a window reads group (4j + L/4) / bpg of
@@ -255,28 +270,14 @@ static inline float row_vnni_pow2(const uint8_t *w, const uint16_t *sc, const ui
         for (; c < cend; c++) {
             __m512 sv;
             __m512i zv;
-            if (BPG == 0) {
-                const int64_t g = (c - c0) / (bpg / 4);
-                sv = _mm512_set1_ps(sw[g]);
-                zv = _mm512_set1_epi32(zw[g]);
-            } else {
-                sv = _mm512_permutexvar_ps(idx, S);
-                zv = _mm512_permutexvar_epi32(idx, Z);
-                idx = _mm512_add_epi32(idx, step);
-            }
+            window_lanes(BPG, c - c0, bpg, sw, zw, S, Z, idx, &sv, &zv);
+            if (BPG != 0) idx = _mm512_add_epi32(idx, step);
             acc = chunk_vnni(acc, _mm512_loadu_si512(w + 64 * c), xc + c, sv, zv, 0xFFFF);
         }
         if (tail && c == nfull && c < c0 + cpw) {  // the partial last chunk lies in this window
             __m512 sv;
             __m512i zv;
-            if (BPG == 0) {
-                const int64_t g = (c - c0) / (bpg / 4);
-                sv = _mm512_set1_ps(sw[g]);
-                zv = _mm512_set1_epi32(zw[g]);
-            } else {
-                sv = _mm512_permutexvar_ps(idx, S);
-                zv = _mm512_permutexvar_epi32(idx, Z);
-            }
+            window_lanes(BPG, c - c0, bpg, sw, zw, S, Z, idx, &sv, &zv);
             const __m512i wv = _mm512_maskz_loadu_epi8((__mmask64)((1ull << (16 * tail)) - 1), w + 64 * c);
             acc = chunk_vnni(acc, wv, xc + c, sv, zv, (__mmask16)((1u << (4 * tail)) - 1));
         }

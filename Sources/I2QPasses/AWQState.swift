@@ -75,7 +75,7 @@ final class AWQState {
             guard m.count == batch.tokens * c.hiddenSize * 4 else { throw AffineQuantizeError.stateMismatch(path: dir) }
             hidden = [Float](repeating: 0, count: batch.tokens * c.hiddenSize)
             try hidden.withUnsafeMutableBytes { try m.read(0, m.count, into: $0.baseAddress!) }
-            o.log("awq: resuming after layer \(last) (state \(dir))")
+            o.log("awq: resuming after layer \(last + 1)/\(layers) (state \(dir))")
         } else {
             last = -1
             let t0 = ProgressBar.now()

@@ -17,17 +17,7 @@ import I2QTestSupport
 /// plus float32 rounding of the sums, bounded by k·2⁻²⁴·Σ|w·x̂| (checked separately and tightly
 /// against Σ w·x̂ in double precision, which pins down "exact integer sums, then float32").
 final class Int8GemvTests: XCTestCase {
-    final class Store {
-        var raws: [UnsafeMutableRawPointer] = []
-        deinit { raws.forEach { $0.deallocate() } }
-        func keep<T>(_ a: [T]) -> UnsafePointer<T> {
-            let p = UnsafeMutableRawPointer.allocate(byteCount: max(1, a.count * MemoryLayout<T>.stride), alignment: 64)
-            raws.append(p)
-            let t = p.bindMemory(to: T.self, capacity: a.count)
-            t.initialize(from: a, count: a.count)
-            return UnsafePointer(t)
-        }
-    }
+    typealias Store = QuantKernelTests.Store
 
     var rng = SplitMix64(seed: 7)
     func uniform() -> Float { Float(Double(rng.next() >> 11) / Double(1 << 53)) * 2 - 1 }
