@@ -72,7 +72,8 @@ print(f"| A: peak RSS | {rss_a / 1048576:.2f} GiB |")
 print(f"| calibration ({cal.group(1)}) | {float(cal.group(2)):.0f} s |")
 print(f"| decoder layers | {len(layers)} × {sum(layers)/len(layers):.1f} s (min {min(layers):.1f}, max {max(layers):.1f}); search {sum(search)/len(search):.1f} s, clip {sum(clip)/len(clip):.1f} s per layer |")
 print(f"| output | {int(size) / 1e9:.2f} GB |")
-print(f"| B: killed (SIGKILL) after layer {kill_after}, resumed after layer {resumed.group(1) if resumed else "?"} | resume: {wall_b2}, peak RSS {rss_b2 / 1048576:.2f} GiB |")
+where = resumed.group(1) if resumed else "?"
+print(f"| B: killed (SIGKILL) after layer {kill_after}; the resumed run said 'resuming after layer {where}' | resume: {wall_b2}, peak RSS {rss_b2 / 1048576:.2f} GiB |")
 print(f"| sha256 A / B | {sha_a[:16]}… / {sha_b[:16]}… — {'identical' if sha_a == sha_b else 'DIFFERENT'} |")
 PYEOF
 cat "$REPORT"
