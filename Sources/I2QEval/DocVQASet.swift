@@ -148,27 +148,30 @@ public struct DocVQASet: Sendable {
     /// `samples` items chosen by a seeded Fisher–Yates shuffle (SplitMix64), returned in the set's
     /// order; all items when `samples` ≤ 0 or ≥ the set's size. Same (set, samples, seed) → same items.
     public func select(samples: Int, seed: UInt64) -> [DocVQAItem] {
-        guard samples > 0, samples < items.count else { return items }
-        var idx = Array(items.indices)
-        var rng = EvalRandom(seed: seed)
-        for i in stride(from: idx.count - 1, to: 0, by: -1) {
-            let j = Int(rng.next() % UInt64(i + 1))
-            idx.swapAt(i, j)
-        }
-        return idx.prefix(samples).sorted().map { items[$0] }
+        EvalRandom.select(samples, of: items.count, seed: seed).map { items[$0] }
     }
 }
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a small seeded generator for reproducible sample selection.
-struct EvalRandom {
+public struct EvalRandom {
     var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+
+    /// `samples` of the indices 0..<n chosen by a seeded Fisher–Yates shuffle, in increasing order;
+    /// all of them when `samples` ≤ 0 or ≥ n.
+    public static func select(_ samples: Int, of n: Int, seed: UInt64) -> [Int] {
+        var idx = Array(0..<n)
+        guard samples > 0, samples < n else { return idx }
+        var rng = EvalRandom(seed: seed)
+        for i in stride(from: n - 1, to: 0, by: -1) { idx.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        return idx.prefix(samples).sorted()
     }
 }
 

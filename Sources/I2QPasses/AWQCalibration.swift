@@ -58,14 +58,7 @@ public enum CalibrationData {
     /// are more blocks than `samples`, `samples` of them chosen by a seeded Fisher–Yates shuffle
     /// (SplitMix64, as DocVQASet.select), kept in file order.
     public static func textBlocks(ids: [Int], seqLen: Int, samples: Int, seed: UInt64) -> [[Int]] {
-        let n = ids.count / seqLen
-        var idx = Array(0..<n)
-        if samples > 0 && samples < n {
-            var rng = SplitMix64State(seed: seed)
-            for i in stride(from: n - 1, to: 0, by: -1) { idx.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
-            idx = Array(idx.prefix(samples)).sorted()
-        }
-        return idx.map { Array(ids[($0 * seqLen)..<(($0 + 1) * seqLen)]) }
+        EvalRandom.select(samples, of: ids.count / seqLen, seed: seed).map { Array(ids[($0 * seqLen)..<(($0 + 1) * seqLen)]) }
     }
 
     /// The Idefics2 chat prompt of one DocVQA question with its first answer (issue 7):
@@ -142,18 +135,5 @@ public enum CalibrationData {
         return CalibrationInputs(batch: CalibrationBatch(lengths: lengths), hidden: hidden,
                                  summary: "\(items.count) DocVQA questions from \(set.file) (\(total) tokens, \(imageTokens) of them image tokens)",
                                  ids: allIds)
-    }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014), as `DocVQASet.select` uses.
-struct SplitMix64State {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -110,31 +110,14 @@ public enum AWQExportPass {
         let plainTensors = !fusedNames && UnfusedSource.hasFused(f) ? try UnfusedSource(f).tensors : f.tensors
         let plainByName = Dictionary(plainTensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var verified = Set<String>()  // stored entries whose components were checked
-        let chunk = 1 << 20
-        var raw = [UInt8](repeating: 0, count: chunk * 8)  // [chunk] source dtype
-        var out = [UInt8](repeating: 0, count: chunk * 2)  // [chunk] f16
+        let copier = CastCopier()
         return try HFDirectoryOutput.write(from: f, output: output, settings: s, plan: items.map(\.plan), config: config) { i, writer in
             let it = items[i]
             var stats = CastStats()
             let e = it.entry
             if it.role == "plain" {
                 guard let t = plainByName[e.name] else { throw AWQExportError.malformed(path: f.path, tensor: e.name, detail: "plain tensor not readable") }
-                var k = 0
-                while k < t.elementCount {
-                    let m = min(chunk, t.elementCount - k)
-                    try raw.withUnsafeMutableBytes { rb in
-                        try t.read(elements: k, count: m, into: rb.baseAddress!)
-                        if it.plan.dtype == t.dtype {
-                            try writer.append(UnsafeRawBufferPointer(start: rb.baseAddress!, count: m * t.dtype.size))
-                        } else {
-                            try out.withUnsafeMutableBytes { ob in
-                                stats += try FloatConversion.convert(from: t.dtype, to: .f16, count: m, src: rb.baseAddress!, dst: ob.baseAddress!, first: k, total: t.elementCount)
-                                try writer.append(UnsafeRawBufferPointer(start: ob.baseAddress!, count: m * 2))
-                            }
-                        }
-                    }
-                    k += m
-                }
+                stats = try copier.copy(t, count: t.elementCount, to: it.plan.dtype, append: { try writer.append($0) })
             } else {
                 let (rows, cols) = (e.shape[0], e.shape[1])
                 let g = cols / (e.component("scales")!.shape[1])

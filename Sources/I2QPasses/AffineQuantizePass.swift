@@ -198,6 +198,7 @@ public enum AffineQuantizePass {
         var results: [TensorCastResult] = []
         var written = 0
         let gs = o.groupSize
+        let copier = CastCopier()  // tensors (and parts) written unquantized
         func mismatch(_ name: String, _ what: String) -> AffineQuantizeError {
             .replacementMismatch(state: stateDirectory(output), tensor: name, detail: what)
         }
@@ -286,26 +287,8 @@ public enum AffineQuantizePass {
                     progress.advance(count * t.dtype.size)
                     continue
                 }
-                let chunk = 1 << 20
-                var raw = [UInt8](repeating: 0, count: chunk * 8)  // [chunk] source dtype
-                var out = [UInt8](repeating: 0, count: chunk * 8)  // [chunk] output dtype
-                var i = 0
-                while i < count {
-                    let m = min(chunk, count - i)
-                    try raw.withUnsafeMutableBytes { rb in
-                        try t.read(elements: first + i, count: m, into: rb.baseAddress!)
-                        if to == t.dtype {
-                            try w.append(UnsafeRawBufferPointer(start: rb.baseAddress!, count: m * to.size))
-                        } else {
-                            try out.withUnsafeMutableBytes { ob in
-                                stats += try FloatConversion.convert(from: t.dtype, to: to, count: m, src: rb.baseAddress!, dst: ob.baseAddress!, first: i, total: count)
-                                try w.append(UnsafeRawBufferPointer(start: ob.baseAddress!, count: m * to.size))
-                            }
-                        }
-                    }
-                    progress.advance(m * t.dtype.size)
-                    i += m
-                }
+                stats += try copier.copy(t, first: first, count: count, to: to, append: { try w.append($0) },
+                                         advance: { progress.advance($0) })
             }
             try w.endComponent()
             try w.endTensor()

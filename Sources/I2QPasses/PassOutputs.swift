@@ -50,3 +50,35 @@ enum I2QPassOutput {
         try staged.commit()
     }
 }
+
+/// The chunked "read, cast, append" copy of a plain tensor (or a row range of it) that the passes
+/// writing through an append-only writer share (quantize's kept tensors, AWQ's unreplaced parts,
+/// the hf-awq export's plain tensors). Buffers are allocated once per copier.
+final class CastCopier {
+    static let chunkElements = 1 << 20
+    private let raw = UnsafeMutableRawPointer.allocate(byteCount: CastCopier.chunkElements * 8, alignment: 64)  // [chunk] source dtype
+    private let out = UnsafeMutableRawPointer.allocate(byteCount: CastCopier.chunkElements * 8, alignment: 64)  // [chunk] output dtype
+    deinit { raw.deallocate(); out.deallocate() }
+
+    /// Appends elements [first, first + count) of `t` cast to `to` (the conversion's `first`/`total`
+    /// relative to that range), calling `advance` with the source bytes of each chunk; returns the
+    /// cast statistics.
+    func copy(_ t: SourceTensor, first: Int = 0, count: Int, to: DType, append: (UnsafeRawBufferPointer) throws -> Void,
+              advance: (Int) -> Void = { _ in }) throws -> CastStats {
+        var stats = CastStats()
+        var i = 0
+        while i < count {
+            let m = min(Self.chunkElements, count - i)
+            try t.read(elements: first + i, count: m, into: raw)
+            if to == t.dtype {
+                try append(UnsafeRawBufferPointer(start: raw, count: m * to.size))
+            } else {
+                stats += try FloatConversion.convert(from: t.dtype, to: to, count: m, src: raw, dst: out, first: i, total: count)
+                try append(UnsafeRawBufferPointer(start: out, count: m * to.size))
+            }
+            advance(m * t.dtype.size)
+            i += m
+        }
+        return stats
+    }
+}

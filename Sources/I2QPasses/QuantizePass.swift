@@ -43,6 +43,7 @@ public enum QuantizePass {
         let f32 = UnsafeMutablePointer<Float>.allocate(capacity: chunkElements)                    // [chunk] float32
         let out = UnsafeMutableRawPointer.allocate(byteCount: chunkElements * 8, alignment: 64)   // [chunk] output bytes
         defer { raw.deallocate(); f32.deallocate(); out.deallocate() }
+        let copier = CastCopier()  // tensors kept unquantized
         var results: [TensorCastResult] = []
         var written = 0
         // A fused input (i2q fuse) stays fused when its parts quantize alike and block-aligned; each
@@ -118,20 +119,7 @@ public enum QuantizePass {
                 let to = (t.dtype.isCastableFloat ? o.dtype : nil) ?? t.dtype
                 try w.beginTensor(name: t.name, dtype: to, shape: t.shape, parts: parts)
                 try w.beginComponent(role: "data", dtype: to, shape: t.shape)
-                var stats = CastStats()
-                var i = 0
-                while i < n {
-                    let m = min(chunkElements, n - i)
-                    try t.read(elements: i, count: m, into: raw)
-                    if to == t.dtype {
-                        try w.append(UnsafeRawBufferPointer(start: raw, count: m * to.size))
-                    } else {
-                        stats += try FloatConversion.convert(from: t.dtype, to: to, count: m, src: raw, dst: out, first: i, total: n)
-                        try w.append(UnsafeRawBufferPointer(start: out, count: m * to.size))
-                    }
-                    progress.advance(m * t.dtype.size)
-                    i += m
-                }
+                let stats = try copier.copy(t, count: n, to: to, append: { try w.append($0) }, advance: { progress.advance($0) })
                 try w.endComponent()
                 try w.endTensor()
                 written += n * to.size

@@ -24,19 +24,7 @@ final class Int8GemvTests: XCTestCase {
     func randoms(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in uniform() * scale } }
 
     func affine(_ w: [Float], rows: Int, cols: Int, groupSize g: Int, zeroPoint: Bool, store: Store) -> (PackedFourBit, [Float]) {
-        var codes = [UInt8](repeating: 0, count: rows * cols)
-        var scales = [Float16](repeating: 0, count: rows * cols / g)
-        var zeros = [UInt8](repeating: 0, count: rows * cols / g)
-        AffineInt4.quantizeRows(w, rows: rows, cols: cols, groupSize: g, codes: &codes, scales: &scales, zeros: &zeros)
-        if !zeroPoint { zeros = [UInt8](repeating: 8, count: zeros.count) }  // zero_point 0: z = 8
-        var packed = [UInt8](repeating: 0, count: rows * cols / 2)
-        AffineInt4.pack(codes, count: codes.count, into: &packed)
-        var ref = [Float](repeating: 0, count: rows * cols)
-        AffineInt4.dequantizeRows(packed: packed, scales: scales, zeros: zeros, rows: rows, cols: cols, groupSize: g, into: &ref)
-        let p = PackedFourBit(layout: .affine, rows: rows, cols: cols, packed: store.keep(packed), unit: g, absmax: nil,
-                              nested: nil, offset: 0, scales: store.keep(scales), zeros: zeroPoint ? store.keep(zeros) : nil,
-                              owner: store)
-        return (p, ref)
+        QuantKernelTests.affine(w, rows: rows, cols: cols, groupSize: g, zeroPoint: zeroPoint, store: store)
     }
 
     /// y (int8 kernel) for all rows of `p`, scalar C or the dispatched (VNNI) implementation.

@@ -56,7 +56,8 @@ final class QuantKernelTests: XCTestCase {
         return (p, FourBitCodec.dequantize(q))
     }
 
-    func affine(_ w: [Float], rows: Int, cols: Int, groupSize g: Int, zeroPoint: Bool, store: Store) -> (PackedFourBit, [Float]) {
+    /// An affine int4 weight quantized from `w` (AutoAWQ codec) and its reference dequantization.
+    static func affine(_ w: [Float], rows: Int, cols: Int, groupSize g: Int, zeroPoint: Bool, store: Store) -> (PackedFourBit, [Float]) {
         var codes = [UInt8](repeating: 0, count: rows * cols)
         var scales = [Float16](repeating: 0, count: rows * cols / g)
         var zeros = [UInt8](repeating: 0, count: rows * cols / g)
@@ -156,7 +157,7 @@ final class QuantKernelTests: XCTestCase {
             for (n, k, g) in shapes {
                 var w = randoms(n * k, scale: 0.05)
                 w[min(7, w.count - 1)] = -0.8
-                let (p, ref) = affine(w, rows: n, cols: k, groupSize: g, zeroPoint: zp, store: store)
+                let (p, ref) = Self.affine(w, rows: n, cols: k, groupSize: g, zeroPoint: zp, store: store)
                 XCTAssertEqual(p.fastRows, k % 64 == 0 && g % 64 == 0)
                 check(p, ref, "int4\(zp ? "" : " zp0") [\(n), \(k)] group \(g)")
             }
@@ -166,9 +167,9 @@ final class QuantKernelTests: XCTestCase {
     func testRunManySplitsRowsOfSeveralWeights() {
         let store = Store()
         let k = 192
-        let (a, ra) = affine(randoms(11 * k, scale: 0.1), rows: 11, cols: k, groupSize: 64, zeroPoint: true, store: store)
+        let (a, ra) = Self.affine(randoms(11 * k, scale: 0.1), rows: 11, cols: k, groupSize: 64, zeroPoint: true, store: store)
         let (b, rb) = table(randoms(3 * k, scale: 0.1), rows: 3, cols: k, type: .nf4, blockSize: 64, doubleQuant: true, store: store)
-        let (c, rc) = affine(randoms(5 * k, scale: 0.1), rows: 5, cols: k, groupSize: 6, zeroPoint: true, store: store)  // generic path
+        let (c, rc) = Self.affine(randoms(5 * k, scale: 0.1), rows: 5, cols: k, groupSize: 6, zeroPoint: true, store: store)  // generic path
         let x = randoms(k)
         var ya = [Float](repeating: .nan, count: 11), yb = [Float](repeating: .nan, count: 3), yc = [Float](repeating: .nan, count: 5)
         ya.withUnsafeMutableBufferPointer { pa in
