@@ -72,14 +72,30 @@ public struct DocVQAItemResult: Sendable {
     public let agreement: Double
     public let exactCandidate: Bool
     public let exactBase: Bool
+    /// Σ over the base answer's tokens (its end token included) of KL(base ‖ candidate), both models
+    /// teacher-forced on the base's answer; nil for text models (document_text mode).
+    public var kldSum: Double? = nil
+    /// Number of those tokens.
+    public var answerTokens = 0
 
     public var json: JSONValue {
         .object([("questionId", .int(questionId)), ("question", .string(question)), ("image", .string(image)),
                  ("answers", .array(answers.map { .string($0) })), ("candidate", .string(candidate)), ("base", .string(base)),
                  ("anls_candidate", jsonNumber(anlsCandidate)), ("anls_base", jsonNumber(anlsBase)),
                  ("agreement", jsonNumber(agreement)),
-                 ("exact_candidate", .bool(exactCandidate)), ("exact_base", .bool(exactBase))])
+                 ("exact_candidate", .bool(exactCandidate)), ("exact_base", .bool(exactBase)),
+                 ("kld_answer", kldSum.map { jsonNumber($0 / Double(max(answerTokens, 1))) } ?? .null)])
     }
+}
+
+/// Wilson score interval for a proportion (Wilson 1927), z = 1.96 for 95%: the interval statsmodels'
+/// `proportion_confint(method="wilson")` gives. (0, 0) for n = 0.
+public func wilsonInterval(successes k: Int, trials n: Int, z: Double = 1.959963984540054) -> (Double, Double) {
+    guard n > 0 else { return (0, 0) }
+    let p = Double(k) / Double(n), nn = Double(n), z2 = z * z
+    let centre = (p + z2 / (2 * nn)) / (1 + z2 / nn)
+    let half = z / (1 + z2 / nn) * (p * (1 - p) / nn + z2 / (4 * nn * nn)).squareRoot()
+    return (max(0, centre - half), min(1, centre + half))
 }
 
 public struct DocVQAComparison: Sendable {
@@ -101,6 +117,21 @@ public struct DocVQAComparison: Sendable {
     public var exactMatchBase: Double { mean(items.map { $0.exactBase ? 1 : 0 }) }
     /// Share of questions where the two answers are identical after ANLS normalisation.
     public var sameAnswerShare: Double { mean(items.map { ANLS.normalize($0.candidate) == ANLS.normalize($0.base) ? 1 : 0 }) }
+    /// 95% Wilson intervals of the exact-match accuracies.
+    public var exactMatchCandidateCI: (Double, Double) { wilsonInterval(successes: items.filter(\.exactCandidate).count, trials: items.count) }
+    public var exactMatchBaseCI: (Double, Double) { wilsonInterval(successes: items.filter(\.exactBase).count, trials: items.count) }
+    /// Questions whose exact-match verdict differs between the models (right → wrong first), in set order.
+    public var flipped: [DocVQAItemResult] {
+        items.filter { $0.exactBase && !$0.exactCandidate } + items.filter { !$0.exactBase && $0.exactCandidate }
+    }
+    /// Answer tokens the KL divergence was measured on (0 for text models).
+    public var answerTokens: Int { items.reduce(0) { $0 + ($1.kldSum == nil ? 0 : $1.answerTokens) } }
+    /// Mean KL(base ‖ candidate) per answer token (teacher-forced on the base's greedy answers); nil
+    /// when not measured.
+    public var kldAnswerMean: Double? {
+        let n = answerTokens
+        return n == 0 ? nil : items.reduce(0) { $0 + ($1.kldSum ?? 0) } / Double(n)
+    }
 
     /// Largest drop first (candidate ANLS − base ANLS ascending), then least agreement, then lowest ANLS.
     public var worst: [DocVQAItemResult] {
@@ -119,6 +150,12 @@ public struct DocVQAComparison: Sendable {
                  ("anls_agreement", jsonNumber(anlsAgreement)),
                  ("exact_match_candidate", jsonNumber(exactMatchCandidate)), ("exact_match_base", jsonNumber(exactMatchBase)),
                  ("same_answer_share", jsonNumber(sameAnswerShare)),
+                 ("exact_match_candidate_ci95", .array([jsonNumber(exactMatchCandidateCI.0), jsonNumber(exactMatchCandidateCI.1)])),
+                 ("exact_match_base_ci95", .array([jsonNumber(exactMatchBaseCI.0), jsonNumber(exactMatchBaseCI.1)])),
+                 ("kld_answer_mean", kldAnswerMean.map { jsonNumber($0) } ?? .null), ("answer_tokens", .int(answerTokens)),
+                 ("flipped_to_wrong", .int(items.filter { $0.exactBase && !$0.exactCandidate }.count)),
+                 ("flipped_to_right", .int(items.filter { !$0.exactBase && $0.exactCandidate }.count)),
+                 ("flipped", .array(flipped.map(\.json))),
                  ("seconds", jsonNumber(seconds)),
                  ("worst", .array(worst.map(\.json))), ("items", .array(items.map(\.json)))])
     }
@@ -289,6 +326,8 @@ public enum Verifier {
             let t1 = ProgressBar.now()
             var results: [DocVQAItemResult] = []
             var seenImages = Set<String>()
+            var featureImage: String? = nil
+            var baseFeatures: [Float] = [], candFeatures: [Float] = []
             if o.layerwise, let bs = base.idefics2 { vision = LayerErrorAccumulator(layers: bs.model.config.vision.numHiddenLayers) }
             for item in items {
                 if var acc = vision, let bs = base.idefics2, let cs = cand.idefics2, seenImages.insert(item.imagePath).inserted {
@@ -296,23 +335,44 @@ public enum Verifier {
                     visionImages += 1
                     vision = acc
                 }
-                let b = try answer(base, item, set: set, maxNewTokens: o.maxNewTokens)
-                let c = try answer(cand, item, set: set, maxNewTokens: o.maxNewTokens)
-                results.append(DocVQAItemResult(
+                let b: String, c: String
+                var kld: (sum: Double, tokens: Int)?
+                if let bs = base.idefics2, let cs = cand.idefics2 {
+                    if featureImage != item.imagePath {  // questions about one image share its vision forward
+                        baseFeatures = try bs.imageFeatures(paths: [item.imagePath])
+                        candFeatures = try cs.imageFeatures(paths: [item.imagePath])
+                        featureImage = item.imagePath
+                    }
+                    let prompt = idefics2Prompt(question: item.question)
+                    let rb = try bs.run(prompt: prompt, features: baseFeatures, maxNewTokens: o.maxNewTokens)
+                    let rc = try cs.run(prompt: prompt, features: candFeatures, maxNewTokens: o.maxNewTokens)
+                    b = rb.text.trimmingCharacters(in: .whitespacesAndNewlines)
+                    c = rc.text.trimmingCharacters(in: .whitespacesAndNewlines)
+                    kld = try answerKLD(base: bs, candidate: cs, prompt: prompt, baseFeatures: baseFeatures,
+                                        candidateFeatures: candFeatures, answer: rb.generatedIds)
+                } else {
+                    b = try answer(base, item, set: set, maxNewTokens: o.maxNewTokens)
+                    c = try answer(cand, item, set: set, maxNewTokens: o.maxNewTokens)
+                }
+                var result = DocVQAItemResult(
                     questionId: item.questionId, question: item.question, image: item.imagePath, answers: item.answers,
                     candidate: c, base: b,
                     anlsCandidate: ANLS.score(prediction: c, answers: item.answers),
                     anlsBase: ANLS.score(prediction: b, answers: item.answers),
                     agreement: ANLS.score(prediction: c, answers: [b]),
                     exactCandidate: ANLS.exactMatch(prediction: c, answers: item.answers),
-                    exactBase: ANLS.exactMatch(prediction: b, answers: item.answers)))
+                    exactBase: ANLS.exactMatch(prediction: b, answers: item.answers))
+                if let kld { result.kldSum = kld.sum; result.answerTokens = kld.tokens }
+                results.append(result)
                 bar.advance(1)
             }
             bar.finish()
             docvqa = DocVQAComparison(directory: set.directory, file: set.file, questionsInSet: set.items.count, seed: o.seed,
                                       maxNewTokens: o.maxNewTokens, mode: base.idefics2 != nil ? "idefics2" : "document_text",
                                       items: results, seconds: ProgressBar.now() - t1, worstCount: o.worstItems)
-            o.log?("verify: ANLS candidate \(formatFixed(docvqa!.anlsCandidate, 4)), base \(formatFixed(docvqa!.anlsBase, 4)), agreement \(formatFixed(docvqa!.anlsAgreement, 4))")
+            let d = docvqa!
+            o.log?("verify: ANLS candidate \(formatFixed(d.anlsCandidate, 4)), base \(formatFixed(d.anlsBase, 4)), agreement \(formatFixed(d.anlsAgreement, 4))")
+            o.log?("verify: exact match candidate \(formatFixed(100 * d.exactMatchCandidate, 2)) % [\(formatFixed(100 * d.exactMatchCandidateCI.0, 2)), \(formatFixed(100 * d.exactMatchCandidateCI.1, 2))], base \(formatFixed(100 * d.exactMatchBase, 2)) %, same answer \(formatFixed(100 * d.sameAnswerShare, 2)) %, flipped \(d.flipped.count)" + (d.kldAnswerMean.map { ", mean KLD on answer tokens \(formatFixed($0, 6))" } ?? ""))
         }
         var failures: [String] = []
         if let m = o.maxPPLRatio, let t = text, !(t.stats.pplRatio <= m) {
@@ -466,6 +526,26 @@ public enum Verifier {
         }
         acc = local
         return patches
+    }
+
+    /// Σ KL(base ‖ candidate) over the positions of the base's greedy `answer` (its end token
+    /// included), both models teacher-forced on it; log-softmax in double precision.
+    static func answerKLD(base: Idefics2Session, candidate: Idefics2Session, prompt: String, baseFeatures: [Float],
+                          candidateFeatures: [Float], answer: [Int]) throws -> (sum: Double, tokens: Int) {
+        guard !answer.isEmpty else { return (0, 0) }
+        let lb = try base.continuationLogits(prompt: prompt, features: baseFeatures, continuation: answer)
+        let lc = try candidate.continuationLogits(prompt: prompt, features: candidateFeatures, continuation: answer)
+        let v = lb.count / answer.count
+        var sum = 0.0
+        lb.withUnsafeBufferPointer { pb in
+            lc.withUnsafeBufferPointer { pc in
+                for r in 0..<answer.count {
+                    sum += TokenComparison.compare(base: pb.baseAddress! + r * v, candidate: pc.baseAddress! + r * v,
+                                                   vocab: v, target: answer[r]).kld
+                }
+            }
+        }
+        return (sum, answer.count)
     }
 
     /// The model's greedy answer to one question (end tokens dropped, whitespace trimmed).

@@ -98,9 +98,21 @@ public enum VerifyReportFiles {
             s += "\(d.items.count) of \(d.questionsInSet) questions (seed \(d.seed)), \(d.mode == "idefics2" ? "image + question (Idefics2 chat template)" : "page text + question in the prompt"), greedy, at most \(d.maxNewTokens) new tokens; \(f(d.seconds, 1)) s.\n\n"
             s += "| | candidate | base |\n|---|---|---|\n"
             s += "| ANLS | \(f(d.anlsCandidate, 4)) | \(f(d.anlsBase, 4)) |\n"
-            s += "| exact match | \(pct(d.exactMatchCandidate, 1)) | \(pct(d.exactMatchBase, 1)) |\n"
+            s += "| exact match | \(pct(d.exactMatchCandidate, 2)) | \(pct(d.exactMatchBase, 2)) |\n"
+            s += "| exact match, 95% interval (Wilson) | \(pct(d.exactMatchCandidateCI.0, 2)) – \(pct(d.exactMatchCandidateCI.1, 2)) | \(pct(d.exactMatchBaseCI.0, 2)) – \(pct(d.exactMatchBaseCI.1, 2)) |\n"
+            if let k = d.kldAnswerMean { s += "| mean KLD on the base's answer tokens (\(d.answerTokens) tokens) | \(sci(k)) | |\n" }
             s += "| ANLS candidate vs base answers (agreement) | \(f(d.anlsAgreement, 4)) | |\n"
             s += "| same answer | \(pct(d.sameAnswerShare, 1)) | |\n\n"
+            let fl = d.flipped
+            if !fl.isEmpty {
+                s += "### Flipped questions (exact match differs): \(fl.filter(\.exactBase).count) right → wrong, \(fl.filter { !$0.exactBase }.count) wrong → right\n\n"
+                s += "| questionId | question | answers | candidate | base |\n|---|---|---|---|---|\n"
+                for w in fl.prefix(50) {
+                    s += "| \(w.questionId) | \(md(w.question)) | \(md(w.answers.joined(separator: " / "))) | \(md(w.candidate)) | \(md(w.base)) |\n"
+                }
+                if fl.count > 50 { s += "\n(\(fl.count - 50) more in report.json, `docvqa.flipped`)\n" }
+                s += "\n"
+            }
             s += "### Worst items\n\n| questionId | question | answers | candidate | base | ANLS cand. | ANLS base | agreement |\n|---|---|---|---|---|---|---|---|\n"
             for w in d.worst {
                 s += "| \(w.questionId) | \(md(w.question)) | \(md(w.answers.joined(separator: " / "))) | \(md(w.candidate)) | \(md(w.base)) | \(f(w.anlsCandidate, 3)) | \(f(w.anlsBase, 3)) | \(f(w.agreement, 3)) |\n"

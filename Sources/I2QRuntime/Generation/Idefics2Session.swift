@@ -74,6 +74,34 @@ public final class Idefics2Session: @unchecked Sendable {
         Self.inputs(try process(try paths.map { try ImageDecoder.decodeRGB(path: $0) }))
     }
 
+    /// Connector outputs of image files ([images·latents, textHidden]), decoded and processed as `run`
+    /// does: what the decoder sees at the `<image>` positions. Callers asking several questions about
+    /// one image compute this once.
+    public func imageFeatures(paths: [String]) throws -> [Float] {
+        paths.isEmpty ? [] : try model.imageFeatures(imageInputs(paths: paths))
+    }
+
+    /// Greedy answer to `prompt` given precomputed `imageFeatures(paths:)` (same results as `run`).
+    public func run(prompt: String, features: [Float], maxNewTokens: Int) throws -> TextSession.RunResult {
+        let ids = inputIds(prompt: prompt)
+        let emb = try model.embeddings(ids: ids, features: features)
+        return try text.complete(ids: ids, embeddings: emb, maxNewTokens: maxNewTokens, wantLogits: false,
+                                 stopTokens: stopTokens, bannedTokens: bannedTokens, endTokens: stopTokens)
+    }
+
+    /// Teacher-forced next-token logits [continuation.count, vocab]: row k is the distribution after
+    /// the prompt and continuation[0..<k] (row 0: after the prompt) — what the model would have
+    /// predicted at each position of a given answer.
+    public func continuationLogits(prompt: String, features: [Float], continuation: [Int]) throws -> [Float] {
+        let ids = inputIds(prompt: prompt)
+        guard !continuation.isEmpty else { return [] }
+        let all = ids + continuation.dropLast()
+        let emb = try model.embeddings(ids: all, features: features)
+        let cache = model.text.makeCache(capacity: all.count + 1)
+        let hidden = try model.text.forward(embeddings: emb, cache: cache)
+        return try model.text.logits(hidden, rows: (ids.count - 1)..<all.count)
+    }
+
     /// Runs `prompt` (with one `<image>` per image) and generates greedily.
     public func run(prompt: String, images paths: [String], maxNewTokens: Int, wantLogits: Bool,
                     ignoreStopTokens: Bool = false) throws -> TextSession.RunResult {

@@ -54,8 +54,13 @@ public final class Idefics2Model: @unchecked Sendable {
 
     /// Prompt embeddings with the image features merged in at the `<image>` positions.
     public func embeddings(ids: [Int], images: [ImageInput]) throws -> [Float] {
+        try embeddings(ids: ids, features: try imageFeatures(images))
+    }
+
+    /// Prompt embeddings [ids, textHidden] with `features` ([images·latents, textHidden], from
+    /// `imageFeatures`) merged in at the `<image>` positions, in order (transformers' `inputs_merger`).
+    public func embeddings(ids: [Int], features: [Float]) throws -> [Float] {
         var emb = try text.embed(ids)
-        let features = try imageFeatures(images)
         let h = config.text.hiddenSize
         let positions = ids.indices.filter { ids[$0] == config.imageTokenId }
         guard positions.count * h == features.count else {
