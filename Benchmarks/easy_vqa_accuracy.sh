@@ -45,6 +45,7 @@ make fp4 quantize "$MODEL" --fp4
 make rtn-g32 quantize "$MODEL" --rtn --group-size 32
 make rtn-g64 quantize "$MODEL" --rtn --group-size 64
 make rtn-g128 quantize "$MODEL" --rtn --group-size 128
+make rtn-g64-vision4 quantize "$MODEL" --rtn --group-size 64 --vision-int4
 make awq-text-g64 quantize "$MODEL" --awq --group-size 64 --calibration "$OUT/train-text.txt" --samples 36 --seq-len 512
 make awq-image-g64 quantize "$MODEL" --awq --group-size 64 --calibration "$DATA/train" --samples 512
 for base in nf4 rtn-g64 awq-image-g64; do make "$base-fused" fuse "$OUT/$base.i2q"; done
@@ -57,7 +58,7 @@ verify() {  # name, candidate, reference
   mv "$OUT/$1.json.part" "$OUT/$1.json"
 }
 verify f32 "$MODEL" "$MODEL"
-for c in bf16 f16 nf4 nf4-vision16 fp4 rtn-g32 rtn-g64 rtn-g128 awq-text-g64 awq-image-g64; do
+for c in bf16 f16 nf4 nf4-vision16 fp4 rtn-g32 rtn-g64 rtn-g128 rtn-g64-vision4 awq-text-g64 awq-image-g64; do
   verify "$c" "$OUT/$c.i2q" "$MODEL"
 done
 for base in nf4 rtn-g64 awq-image-g64; do verify "$base-fused-vs-unfused" "$OUT/$base-fused.i2q" "$OUT/$base.i2q"; done
@@ -73,7 +74,7 @@ rows = [("f32", model, "f32 (reference, transformers' dtype)"), ("bf16", None, "
         ("nf4", None, "NF4 (bitsandbytes default: every linear, vision tower too)"),
         ("nf4-vision16", None, "NF4, vision tower 16-bit (`--skip vision_model`)"), ("fp4", None, "FP4 (every linear)"),
         ("rtn-g32", None, "RTN int4 g32 (decoder)"), ("rtn-g64", None, "RTN int4 g64 (decoder)"),
-        ("rtn-g128", None, "RTN int4 g128 (decoder)"), ("awq-text-g64", None, "AWQ int4 g64, text-only calibration"),
+        ("rtn-g128", None, "RTN int4 g128 (decoder)"), ("rtn-g64-vision4", None, "RTN int4 g64, decoder + vision tower (`--vision-int4`)"), ("awq-text-g64", None, "AWQ int4 g64, text-only calibration"),
         ("awq-image-g64", None, "AWQ int4 g64, image + question calibration")]
 print(f"| model | exact match (95% interval) | Δ vs f32 | same answer as f32 | flipped (→wrong / →right) | mean KLD, answer tokens | file MB | bits/weight |")
 print("|---|---|---|---|---|---|---|---|")
@@ -86,6 +87,10 @@ for name, path, label in rows:
           f"| {100*d['same_answer_share']:.2f} % | {d['flipped_to_wrong']} / {d['flipped_to_right']} | {kld:.2e} | {size(p)/1e6:.1f} | {8*size(p)/params:.2f} |")
 print()
 print(f"questions: {f32['samples']} of {f32['questions_in_set']}; the f32 row is the reference against itself.")
+gold = {a["questionId"]: a["text"] for a in json.load(open(os.path.join(model, "test_answers.json")))["answers"]}
+same = sum(it["base"] == gold[it["questionId"]] for it in f32["items"])
+print(f"- i2q f32 greedy answers equal transformers' f32 generate (test_answers.json) on {same} of {len(f32['items'])} "
+      f"questions ({100*same/len(f32['items']):.3f} %)")
 for base in ("nf4", "rtn-g64", "awq-image-g64"):
     d = json.load(open(os.path.join(out, base + "-fused-vs-unfused.json")))["docvqa"]
     print(f"- fused {base}: exact match {100*d['exact_match_candidate']:.2f} % vs unfused {100*d['exact_match_base']:.2f} %, "

@@ -12,6 +12,9 @@ public struct AffineQuantizeOptions: Sendable {
     public var computeDType: DType?
     /// Substrings of tensor names to keep unquantized (in addition to the defaults).
     public var skip: [String] = []
+    /// RTN only: also store the vision tower's linear weights (Idefics2: attention q/k/v/out and
+    /// fc1/fc2 of every encoder layer) as affine int4, rounded to nearest (`--vision-int4`).
+    public var vision = false
     /// Cast for the tensors kept unquantized (nil: keep their dtype).
     public var dtype: DType?
     /// AWQ only.
@@ -36,9 +39,14 @@ public enum AffineQuantizeError: I2QError {
     case noDecoder(path: String)
     case groupSize(tensor: String, inDim: Int, groupSize: Int)
     case replacementMismatch(state: String, tensor: String, detail: String)
+    case visionNeedsRTN
+    case noVision(path: String, modelType: String)
 
     public var description: String {
         switch self {
+        case .visionNeedsRTN:
+            return "--vision-int4 rounds the vision tower to nearest (RTN); AWQ calibrates the decoder only. Use --rtn --vision-int4, or --awq without it"
+        case let .noVision(p, t): return "\(p): --vision-int4 needs an Idefics2 model (this is \(t), which has no vision tower)"
         case .noCalibration: return "--awq needs calibration data: --calibration FILE.txt or a DocVQA-format directory"
         case let .stateMismatch(p):
             return "\(p) holds the state of a run with other settings or another model; delete it or run without --resume"
@@ -81,13 +89,24 @@ public enum AffineQuantizePass {
         source.config.modelType == "idefics2" ? "model.text_model." : "model."
     }
 
-    /// Which tensors are quantized: the decoder's q/k/v/o/gate/up/down weights, minus `skip` matches.
-    public static func quantizes(_ t: SourceTensor, textPrefix: String, skip: [String]) -> Bool {
-        quantizes(name: t.name, dtype: t.dtype, shape: t.shape, textPrefix: textPrefix, skip: skip)
+    /// A linear weight of Idefics2's vision encoder layers (`model.vision_model.encoder.layers.N.` +
+    /// `self_attn.{q,k,v,out}_proj.weight` or `mlp.fc{1,2}.weight`).
+    public static func visionLinear(_ name: String) -> Bool {
+        let p = "model.vision_model.encoder.layers."
+        guard name.hasPrefix(p) else { return false }
+        return ["q_proj", "k_proj", "v_proj", "out_proj"].contains { name.hasSuffix(".self_attn.\($0).weight") }
+            || name.hasSuffix(".mlp.fc1.weight") || name.hasSuffix(".mlp.fc2.weight")
     }
 
-    static func quantizes(name: String, dtype: DType, shape: [Int], textPrefix: String, skip: [String]) -> Bool {
-        guard dtype.isCastableFloat, shape.count == 2, decoderLinear(name, textPrefix: textPrefix) != nil else { return false }
+    /// Which tensors are quantized: the decoder's q/k/v/o/gate/up/down weights (and with `vision` the
+    /// vision encoder's linears), minus `skip` matches.
+    public static func quantizes(_ t: SourceTensor, textPrefix: String, skip: [String], vision: Bool = false) -> Bool {
+        quantizes(name: t.name, dtype: t.dtype, shape: t.shape, textPrefix: textPrefix, skip: skip, vision: vision)
+    }
+
+    static func quantizes(name: String, dtype: DType, shape: [Int], textPrefix: String, skip: [String], vision: Bool = false) -> Bool {
+        guard dtype.isCastableFloat, shape.count == 2,
+              decoderLinear(name, textPrefix: textPrefix) != nil || (vision && visionLinear(name)) else { return false }
         return !skip.contains(where: { name.contains($0) })
     }
 
@@ -113,17 +132,17 @@ public enum AffineQuantizePass {
     /// the fused rows gives the parts' codes, scales and zeros concatenated (the bytes quantize →
     /// fuse writes). When only some of its parts are quantized (a `--skip` matching one) it is
     /// written as its parts, unfused.
-    static func inputs(_ source: any ModelSource, textPrefix prefix: String, skip: [String]) throws -> [Input] {
+    static func inputs(_ source: any ModelSource, textPrefix prefix: String, skip: [String], vision: Bool = false) throws -> [Input] {
         func partSelected(_ e: I2QTensorEntry, _ p: I2QPart) -> Bool {
-            quantizes(name: p.name, dtype: e.dtype, shape: [p.length] + e.shape.dropFirst(), textPrefix: prefix, skip: skip)
+            quantizes(name: p.name, dtype: e.dtype, shape: [p.length] + e.shape.dropFirst(), textPrefix: prefix, skip: skip, vision: vision)
         }
         let plain = try FusePass.plainInputs(source) { e in
             let s = Set(e.parts.map { partSelected(e, $0) })
             return s.count <= 1
         }
         return plain.map { t, parts in
-            let q = parts.isEmpty ? quantizes(t, textPrefix: prefix, skip: skip)
-                : parts.allSatisfy { quantizes(name: $0.name, dtype: t.dtype, shape: [$0.length] + t.shape.dropFirst(), textPrefix: prefix, skip: skip) }
+            let q = parts.isEmpty ? quantizes(t, textPrefix: prefix, skip: skip, vision: vision)
+                : parts.allSatisfy { quantizes(name: $0.name, dtype: t.dtype, shape: [$0.length] + t.shape.dropFirst(), textPrefix: prefix, skip: skip, vision: vision) }
             return Input(tensor: t, parts: parts, quantize: q)
         }
     }
@@ -134,7 +153,9 @@ public enum AffineQuantizePass {
         if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: "quantize") }
         if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
         let prefix = textPrefix(source)
-        let inputs = try inputs(source, textPrefix: prefix, skip: o.skip)
+        if o.vision && o.method == .awq { throw AffineQuantizeError.visionNeedsRTN }
+        if o.vision && source.config.modelType != "idefics2" { throw AffineQuantizeError.noVision(path: source.path, modelType: source.config.modelType) }
+        let inputs = try inputs(source, textPrefix: prefix, skip: o.skip, vision: o.vision)
         let selected = inputs.filter(\.quantize)
         guard !selected.isEmpty else { throw AffineQuantizeError.noDecoder(path: source.path) }
         for s in selected {
@@ -309,6 +330,7 @@ public enum AffineQuantizePass {
             ("skip", .array(o.skip.map { .string($0) })),
             ("dtype", o.dtype.map { .string($0.rawValue) } ?? .null),
         ]
+        if o.vision { p.append(("vision_int4", .bool(true))) }  // only when set: older records keep their bytes
         if o.method == .awq, let c = o.calibration {
             p += [("calibration", .string(FileSystem.basename(c.path))), ("samples", .int(c.samples)), ("seq_len", .int(c.seqLen)),
                   ("seed", .int(Int(truncatingIfNeeded: c.seed))), ("n_grid", .int(o.awq.nGrid)), ("duo_scaling", .bool(o.awq.duoScaling)),

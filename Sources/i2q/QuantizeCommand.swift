@@ -52,6 +52,9 @@ struct Quantize: ParsableCommand {
     @Option(help: "Keep tensors whose name contains PATTERN unquantized (repeatable), e.g. vision_model.")
     var skip: [String] = []
 
+    @Flag(name: .customLong("vision-int4"), help: "--rtn on Idefics2: the vision tower's linear layers too (q/k/v/out, fc1/fc2 of every encoder layer).")
+    var visionInt4 = false
+
     @Option(help: "Cast the tensors kept unquantized to f16, bf16 or f32 (default: keep their dtype).")
     var dtype: String?
 
@@ -72,6 +75,7 @@ struct Quantize: ParsableCommand {
         } else if calibration != nil || resume || searchTokens != 0 || imageSplitting != nil {
             throw ValidationError("--calibration, --resume, --search-tokens and --[no-]image-splitting apply to --awq")
         }
+        if visionInt4 && !rtn { throw ValidationError("--vision-int4 goes with --rtn (AWQ calibrates the decoder only; NF4/FP4 quantize the vision tower by default — keep it 16-bit with --skip vision_model)") }
         guard FourBitCodec.validBlockSizes.contains(blockSize) else {
             throw ValidationError("--block-size must be one of \(FourBitCodec.validBlockSizes.map(String.init).joined(separator: ", "))")
         }
@@ -101,6 +105,7 @@ struct Quantize: ParsableCommand {
         o.groupSize = groupSize
         o.computeDType = computeDtype.flatMap { DType(userSpelling: $0) }
         o.skip = skip
+        o.vision = visionInt4
         o.dtype = dtype.flatMap { DType(userSpelling: $0) }
         if let c = calibration {
             var cal = CalibrationOptions(path: c)

@@ -271,3 +271,55 @@ final class AWQTests: XCTestCase {
         return total / Double(max(rows, 1))
     }
 }
+
+/// `quantize --rtn --vision-int4`: the vision encoder's linear layers become affine int4 too (the
+/// same AutoAWQ-exact codec as the decoder's, tested against AutoAWQ in QuantKernelTests/AWQExportTests);
+/// everything else of the vision tower and the connector stays as it was, and the runtime runs it.
+final class VisionInt4Tests: XCTestCase {
+    var settings: OutputSettings { var s = OutputSettings(); s.showProgress = false; return s }
+
+    func testVisionLinearsBecomeInt4AndTheModelRuns() throws {
+        let dir = try makeTempDir("vision-int4")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = fixturesDir + "/tiny-idefics2-a"
+        var o = AffineQuantizeOptions()
+        o.groupSize = 8
+        _ = try AffineQuantizePass.run(source: try openModel(model), output: dir + "/dec.i2q", options: o, settings: settings)
+        o.vision = true
+        _ = try AffineQuantizePass.run(source: try openModel(model), output: dir + "/all.i2q", options: o, settings: settings)
+        let dec = try I2QFile(path: dir + "/dec.i2q"), all = try I2QFile(path: dir + "/all.i2q")
+        let int4 = { (f: I2QFile) in Set(f.entries.filter { $0.scheme == I2QSpec.Scheme.affineInt4 }.map(\.name)) }
+        let added = int4(all).subtracting(int4(dec))
+        let layers = try XCTUnwrap({ () -> Int? in
+            guard case let .idefics2(c) = try openModel(model).config else { return nil }
+            return c.vision.numHiddenLayers
+        }())
+        XCTAssertEqual(added.count, 6 * layers, "q/k/v/out_proj, fc1, fc2 of every vision encoder layer")
+        XCTAssertTrue(added.allSatisfy { $0.hasPrefix("model.vision_model.encoder.layers.") }, "\(added)")
+        XCTAssertTrue(int4(dec).isSubset(of: int4(all)))
+        XCTAssertFalse(int4(all).contains { $0.contains("connector") || $0.contains("embeddings") || $0.contains("norm") })
+        // The decoder's tensors are the same bytes either way (the vision option changes nothing else).
+        for name in int4(dec) {
+            let a = try XCTUnwrap(dec.entries.first { $0.name == name }), b = try XCTUnwrap(all.entries.first { $0.name == name })
+            XCTAssertEqual(a.components.map { [$0.role, "\($0.size)", "\($0.checksum)"] },
+                           b.components.map { [$0.role, "\($0.size)", "\($0.checksum)"] }, name)
+        }
+        // The runtime runs the int4 vision tower: same prompt, finite logits near the decoder-only model's.
+        let img = fixturesDir + "/golden/gradient-75x50.png"
+        let prompt = "User:<image>What is written here?<end_of_utterance>\nAssistant:"
+        let r1 = try Idefics2Session(source: try openModel(dir + "/dec.i2q")).run(prompt: prompt, images: [img], maxNewTokens: 0, wantLogits: true)
+        let r2 = try Idefics2Session(source: try openModel(dir + "/all.i2q")).run(prompt: prompt, images: [img], maxNewTokens: 0, wantLogits: true)
+        let l1 = try XCTUnwrap(r1.promptLogits), l2 = try XCTUnwrap(r2.promptLogits)
+        XCTAssertTrue(l2.allSatisfy(\.isFinite))
+        XCTAssertNotEqual(l1, l2, "the vision tower's weights did change")
+
+        var awq = AffineQuantizeOptions()
+        awq.method = .awq
+        awq.vision = true
+        awq.calibration = CalibrationOptions(path: fixturesDir + "/docvqa-mini")
+        assertThrowsMentioning(["--vision-int4", "--rtn"]) {
+            _ = try AffineQuantizePass.run(source: try openModel(model), output: dir + "/awq.i2q", options: awq, settings: settings)
+        }
+        XCTAssertFalse(FileSystem.exists(dir + "/awq.i2q"))
+    }
+}
