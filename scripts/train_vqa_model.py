@@ -343,6 +343,7 @@ def train(model, pixels, by_image, val_by_image, args, device, curve):
     warm = max(1, int(0.05 * total))
     rng = random.Random(args.seed)
     step, t0, seen = 0, time.time(), 0
+    prior = curve[-1] if curve else None
     model.train()
     for epoch in range(args.epochs):
         rng.shuffle(imgs)
@@ -368,8 +369,10 @@ def train(model, pixels, by_image, val_by_image, args, device, curve):
                 msg = f"epoch {epoch + 1} step {step}/{total} loss {loss.item():.4f} lr {lr:.2e} {el:.0f}s"
                 if step % (args.log_every * args.eval_every) == 0 or step == total:
                     acc = teacher_forced_accuracy(model, pixels, val_by_image, device)
-                    curve.append({"step": step, "epoch": round(step / steps_per_epoch, 3), "questions_seen": seen,
-                                  "seconds": round(el, 1), "loss": round(loss.item(), 5), "val_accuracy": round(acc, 4)})
+                    b = prior or {"step": 0, "epoch": 0, "questions_seen": 0, "seconds": 0}  # a continued run
+                    curve.append({"step": b["step"] + step, "epoch": round(b["epoch"] + step / steps_per_epoch, 3),
+                                  "questions_seen": b["questions_seen"] + seen, "seconds": round(b["seconds"] + el, 1),
+                                  "loss": round(loss.item(), 5), "val_accuracy": round(acc, 4)})
                     msg += f" val {acc:.4f}"
                 log(msg)
 
@@ -447,6 +450,7 @@ def main():
     ap.add_argument("--eval-every", type=int, default=5, help="validation every N log lines")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--limit-test", type=int, default=0, help="only the first N test questions (smoke runs)")
+    ap.add_argument("--init", default=None, help="start from this checkpoint (with --vision-epochs 0: more stage-2 epochs)")
     ap.add_argument("--skip-train", action="store_true", help="load --out and only regenerate the goldens")
     args = ap.parse_args()
     assert torch.__version__.split("+")[0] == TORCH_VERSION, torch.__version__
@@ -487,15 +491,24 @@ def main():
         pixels = load_pixels(proc, args.data, "train", images)
         log(f"train images {len(by_image)}, held out {len(val_by_image)}; tokens per question "
             f"{np.mean([len(p) + len(a) for p, a, _ in rows]):.1f}")
-        model = Idefics2ForConditionalGeneration(config()).to(device)
-        # transformers initialises every latent to 1 (identical latents learn alike); start them apart
-        with torch.no_grad():
-            model.model.connector.perceiver_resampler.latents.normal_(0.0, 1.0)
+        if args.init:  # continue from a checkpoint this script wrote (more stage-2 epochs)
+            model = Idefics2ForConditionalGeneration.from_pretrained(args.init).to(device)
+            with open(os.path.join(args.init, "training.json")) as f:
+                before = json.load(f)
+            args.vision_curve = before.get("vision_curve", [])
+            curve.extend(before.get("curve", []))
+            args.continued_from = {k: before[k] for k in ("recipe", "seconds")}
+        else:
+            model = Idefics2ForConditionalGeneration(config()).to(device)
+            # transformers initialises every latent to 1 (identical latents learn alike); start them apart
+            with torch.no_grad():
+                model.model.connector.perceiver_resampler.latents.normal_(0.0, 1.0)
         log(f"parameters: {sum(p.numel() for p in model.parameters()):,}")
         t0 = time.time()
         labels = image_labels([q for q in train_qs if q[2] not in held])
         val_labels = image_labels([q for q in train_qs if q[2] in held])
-        args.vision_curve = []
+        if not args.init:
+            args.vision_curve = []
         log(f"vision labels: shape known for {sum(v[0] >= 0 for v in labels.values())}, colour for "
             f"{sum(v[1] >= 0 for v in labels.values())} of {len(labels)} train images")
         if args.vision_epochs:
@@ -506,7 +519,8 @@ def main():
         save_checkpoint(model, proc, args.out)
         write_json(os.path.join(args.out, "training.json"), {
             "data": "easy-vqa 1.0 (PyPI, MIT): train split minus the held-out images",
-            "recipe": {k: v for k, v in vars(args).items() if k not in ("data", "out", "tokenizer_model", "vision_curve")},
+            "recipe": {k: v for k, v in vars(args).items() if k not in ("data", "out", "tokenizer_model", "vision_curve", "continued_from")},
+            "continued_from": getattr(args, "continued_from", None),
             "seconds": round(train_s, 1), "device": device, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "transformers": transformers.__version__,
             "held_out_train_images": sorted(held), "vision_curve": args.vision_curve, "curve": curve})

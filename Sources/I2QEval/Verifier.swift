@@ -95,7 +95,8 @@ public func wilsonInterval(successes k: Int, trials n: Int, z: Double = 1.959963
     let p = Double(k) / Double(n), nn = Double(n), z2 = z * z
     let centre = (p + z2 / (2 * nn)) / (1 + z2 / nn)
     let half = z / (1 + z2 / nn) * (p * (1 - p) / nn + z2 / (4 * nn * nn)).squareRoot()
-    return (max(0, centre - half), min(1, centre + half))
+    // k = 0 and k = n give exactly 0 and 1 (as statsmodels does), not 1 − 2⁻⁵² from rounding.
+    return (k == 0 ? 0 : max(0, centre - half), k == n ? 1 : min(1, centre + half))
 }
 
 public struct DocVQAComparison: Sendable {
