@@ -17,6 +17,7 @@ MODEL=${MODEL:-Tests/Fixtures/easy-vqa-idefics2}
 DATA=${DATA:-.cache/easy-vqa}
 OUT=${OUT:-out/easy-vqa-accuracy}
 SAMPLES=${1:-0}
+SEL=(); [ "$SAMPLES" -gt 0 ] && SEL=(--samples "$SAMPLES")
 mkdir -p "$OUT"
 [ -f "$DATA/test/val_v1.0.json" ] || bash scripts/get_easy_vqa.sh "$DATA"
 Q=(--no-progress --overwrite)
@@ -53,7 +54,7 @@ for base in nf4 rtn-g64 awq-image-g64; do make "$base-fused" fuse "$OUT/$base.i2
 verify() {  # name, candidate, reference
   [ -f "$OUT/$1.json" ] && [ "${FORCE:-0}" != 1 ] && return 0
   echo "== verify $1" >&2
-  "$I2Q" verify "$2" --reference "$3" --docvqa "$DATA/test" --samples "$SAMPLES" --max-new-tokens 8 --no-progress \
+  "$I2Q" verify "$2" --reference "$3" --docvqa "$DATA/test" "${SEL[@]}" --max-new-tokens 8 --no-progress \
     --json > "$OUT/$1.json.part" 2> "$OUT/$1.log"
   mv "$OUT/$1.json.part" "$OUT/$1.json"
 }

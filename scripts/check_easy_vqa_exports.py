@@ -97,7 +97,8 @@ def main():
     test = os.path.join(args.data, "test")
     report = os.path.join(work, f"{args.kind}-verify.json")
     with open(report, "w") as f:
-        subprocess.run([args.i2q, "verify", q, "--reference", args.model, "--docvqa", test, "--samples", str(args.samples),
+        sel = ["--samples", str(args.samples)] if args.samples > 0 else []
+        subprocess.run([args.i2q, "verify", q, "--reference", args.model, "--docvqa", test, *sel,
                         "--max-new-tokens", "8", "--no-progress", "--json"], check=True, stdout=f)
     d = json.load(open(report))["docvqa"]
     items = [{"questionId": it["questionId"], "question": it["question"], "answers": it["answers"],
