@@ -234,11 +234,18 @@ public final class StagedOutput {
     public let tempPath: String
     private var committed = false
 
-    public init(finalPath: String, directory: Bool, overwrite: Bool) throws {
+    /// `inputs`: the paths the run reads; an output that is one of them (a directory) or a directory
+    /// holding one is refused. An existing output is replaced only with `overwrite` and only when it is
+    /// an output i2q wrote (`OverwriteGuard`).
+    public init(finalPath: String, directory: Bool, overwrite: Bool, inputs: [String] = []) throws {
         var fp = finalPath
         while fp.count > 1 && fp.hasSuffix("/") { fp.removeLast() }
         self.finalPath = fp
-        if FileSystem.exists(fp) && !overwrite { throw IOError.exists(path: fp) }
+        try OverwriteGuard.checkNotContainingInputs(fp, inputs: inputs)
+        if FileSystem.exists(fp) {
+            if !overwrite { throw IOError.exists(path: fp) }
+            try OverwriteGuard.checkReplaceable(fp)
+        }
         let parent = FileSystem.dirname(fp)
         if !FileSystem.isDirectory(parent) { throw IOError.notFound(path: parent) }
         tempPath = parent + "/." + FileSystem.basename(fp) + ".i2q-partial-\(getpid())"

@@ -213,7 +213,7 @@ public enum AffineQuantizePass {
     /// replacement, or quantized / cast as that part alone would be).
     static func write(source: any ModelSource, output: String, inputs: [Input], options o: AffineQuantizeOptions,
                       settings: OutputSettings, replacement: (String) throws -> Replacement?) throws -> PassReport {
-        let staged = try StagedOutput(finalPath: output, directory: false, overwrite: settings.overwrite)
+        let staged = try StagedOutput(finalPath: output, directory: false, overwrite: settings.overwrite, inputs: [source.path])
         let w = try I2QWriter(path: staged.tempPath, alignment: settings.alignment)
         let progress = ProgressBar(label: "quantize", totalBytes: source.tensorBytes, enabled: settings.showProgress)
         var results: [TensorCastResult] = []

@@ -115,7 +115,7 @@ public struct StreamingPass {
     /// .i2q, checksums) the previous chunks: the two cores overlap conversion with disk writes.
     public func run() throws -> PassReport {
         let isDir = settings.format == .safetensors
-        let staged = try StagedOutput(finalPath: outputPath, directory: isDir, overwrite: settings.overwrite)
+        let staged = try StagedOutput(finalPath: outputPath, directory: isDir, overwrite: settings.overwrite, inputs: [source.path])
         let sink: TensorSink = isDir
             ? try SafetensorsSink(directory: staged.tempPath, plan: plan, maxShardSize: settings.maxShardSize)
             : try I2QSink(path: staged.tempPath, alignment: settings.alignment)

@@ -87,7 +87,7 @@ public enum FusePass {
         }
 
         if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
-        let staged = try StagedOutput(finalPath: output, directory: false, overwrite: settings.overwrite)
+        let staged = try StagedOutput(finalPath: output, directory: false, overwrite: settings.overwrite, inputs: [source.path])
         let w = try I2QWriter(path: staged.tempPath, alignment: settings.alignment)
         let totalBytes = items.reduce(0) { $0 + ($1.tensor?.byteCount ?? $1.entry.components.reduce(0) { $0 + $1.size }) }
         let progress = ProgressBar(label: "fuse", totalBytes: totalBytes, enabled: settings.showProgress)

@@ -238,7 +238,7 @@ public struct GGUFExportPass {
     static let chunkElements = 1 << 20
 
     public func run() throws -> GGUFExportReport {
-        let staged = try StagedOutput(finalPath: outputPath, directory: false, overwrite: settings.overwrite)
+        let staged = try StagedOutput(finalPath: outputPath, directory: false, overwrite: settings.overwrite, inputs: [source.path])
         let w = try GGUFWriter(path: staged.tempPath)
         for (k, v) in metadata { try w.add(k, v) }
         for p in plan { try w.declare(GGUFTensorDecl(name: p.name, shape: p.shape, type: p.type)) }

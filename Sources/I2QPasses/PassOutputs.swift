@@ -10,7 +10,7 @@ enum HFDirectoryOutput {
     static func write(from f: I2QFile, output: String, settings: OutputSettings, plan: [PlannedTensor], config: JSONValue,
                       tensor: (Int, SafetensorsWriter) throws -> (from: DType, stats: CastStats)) throws -> PassReport {
         if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
-        let staged = try StagedOutput(finalPath: output, directory: true, overwrite: settings.overwrite)
+        let staged = try StagedOutput(finalPath: output, directory: true, overwrite: settings.overwrite, inputs: [f.path])
         let writer = try SafetensorsWriter(directory: staged.tempPath, tensors: plan, maxShardSize: settings.maxShardSize)
         let progress = ProgressBar(label: "export", totalBytes: plan.reduce(0) { $0 + $1.byteCount }, enabled: settings.showProgress)
         var results: [TensorCastResult] = []

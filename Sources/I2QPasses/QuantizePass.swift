@@ -36,7 +36,7 @@ public enum QuantizePass {
         let q = source.quantizedTensorNames
         if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: "quantize") }
         if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
-        let staged = try StagedOutput(finalPath: output, directory: false, overwrite: settings.overwrite)
+        let staged = try StagedOutput(finalPath: output, directory: false, overwrite: settings.overwrite, inputs: [source.path])
         let w = try I2QWriter(path: staged.tempPath, alignment: settings.alignment)
         let progress = ProgressBar(label: "quantize", totalBytes: source.tensorBytes, enabled: settings.showProgress)
         let raw = UnsafeMutableRawPointer.allocate(byteCount: chunkElements * 8, alignment: 64)   // [chunk] source dtype
