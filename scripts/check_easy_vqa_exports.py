@@ -2,7 +2,7 @@
 """Do the hf-bnb and hf-awq exports of the trained easy-VQA Idefics2 answer as well in transformers as
 the .i2q they were exported from answers in i2q? (run by hand, NOT in CI; CPU only)
 
-    PY=/work/venv/bin/python          # torch 2.15.0, transformers 5.24.0, bitsandbytes 0.50.2
+    PY=/work/venv/bin/python          # torch 2.15.0, transformers 5.24.0, bitsandbytes 0.50.2, accelerate 1.16.0
     PYAWQ=/work/venv-awq/bin/python   # the same + gptqmodel 7.7.0 (see scripts/check_awq_export.py)
     $PY    scripts/check_easy_vqa_exports.py bnb [--data .cache/easy-vqa] [--i2q .build/release/i2q] [--samples N]
     $PYAWQ scripts/check_easy_vqa_exports.py awq [...]
@@ -42,7 +42,7 @@ def transformers_answers(model_dir, data, items, max_new_tokens=8):
     proc.tokenizer.padding_side = "left"
     if proc.tokenizer.pad_token is None:
         proc.tokenizer.pad_token = "<unk>"
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, device_map="cpu")
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)  # CPU
     model.eval()
     eos = [2, proc.tokenizer.convert_tokens_to_ids("<end_of_utterance>")]
     by_image = {}
@@ -82,24 +82,27 @@ def main():
     ap.add_argument("--samples", type=int, default=0, help="0: the whole test split")
     ap.add_argument("--tolerance", type=float, default=0.5, help="points of exact match")
     ap.add_argument("--work", default=None)
+    ap.add_argument("--reuse", action="store_true", help="keep the .i2q, export and i2q verify report already in --work")
     args = ap.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="easy-vqa-exports-")
     os.makedirs(work, exist_ok=True)
     q = os.path.join(work, f"{args.kind}.i2q")
     hf = os.path.join(work, f"{args.kind}-hf")
-    if args.kind == "bnb":
-        run([args.i2q, "quantize", args.model, "--nf4", "-o", q, "--overwrite", "--no-progress"])
-        run([args.i2q, "export", q, "--to", "hf-bnb", "-o", hf, "--overwrite"])
-    else:
-        run([args.i2q, "quantize", args.model, "--awq", "--group-size", "64", "--calibration",
-             os.path.join(args.data, "train"), "--samples", "512", "-o", q, "--overwrite", "--no-progress"])
-        run([args.i2q, "export", q, "--to", "hf-awq", "-o", hf, "--overwrite"])
-    test = os.path.join(args.data, "test")
     report = os.path.join(work, f"{args.kind}-verify.json")
-    with open(report, "w") as f:
+    test = os.path.join(args.data, "test")
+    if not (args.reuse and os.path.exists(report)):
+        if args.kind == "bnb":
+            run([args.i2q, "quantize", args.model, "--nf4", "-o", q, "--overwrite", "--no-progress"])
+            run([args.i2q, "export", q, "--to", "hf-bnb", "-o", hf, "--overwrite"])
+        else:
+            run([args.i2q, "quantize", args.model, "--awq", "--group-size", "64", "--calibration",
+                 os.path.join(args.data, "train"), "--samples", "512", "-o", q, "--overwrite", "--no-progress"])
+            run([args.i2q, "export", q, "--to", "hf-awq", "-o", hf, "--overwrite"])
         sel = ["--samples", str(args.samples)] if args.samples > 0 else []
-        subprocess.run([args.i2q, "verify", q, "--reference", args.model, "--docvqa", test, *sel,
-                        "--max-new-tokens", "8", "--no-progress", "--json"], check=True, stdout=f)
+        with open(report + ".part", "w") as f:
+            subprocess.run([args.i2q, "verify", q, "--reference", args.model, "--docvqa", test, *sel,
+                            "--max-new-tokens", "8", "--no-progress", "--json"], check=True, stdout=f)
+        os.rename(report + ".part", report)
     d = json.load(open(report))["docvqa"]
     items = [{"questionId": it["questionId"], "question": it["question"], "answers": it["answers"],
               "image": os.path.relpath(it["image"], test), "i2q": it["candidate"]} for it in d["items"]]
