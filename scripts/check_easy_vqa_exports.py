@@ -80,6 +80,8 @@ def main():
     ap.add_argument("--data", default=os.path.join(ROOT, ".cache/easy-vqa"))
     ap.add_argument("--i2q", default=os.path.join(ROOT, ".build/release/i2q"))
     ap.add_argument("--samples", type=int, default=0, help="0: the whole test split")
+    ap.add_argument("--transformers-samples", type=int, default=0,
+                    help="compare on this many seeded questions of the i2q report only (0: all; gptqmodel's CPU kernel is slow)")
     ap.add_argument("--tolerance", type=float, default=0.5, help="points of exact match")
     ap.add_argument("--work", default=None)
     ap.add_argument("--reuse", action="store_true", help="keep the .i2q, export and i2q verify report already in --work")
@@ -106,9 +108,14 @@ def main():
     d = json.load(open(report))["docvqa"]
     items = [{"questionId": it["questionId"], "question": it["question"], "answers": it["answers"],
               "image": os.path.relpath(it["image"], test), "i2q": it["candidate"]} for it in d["items"]]
+    if args.transformers_samples:
+        items = sorted(np.random.default_rng(0).choice(len(items), args.transformers_samples, replace=False).tolist())
+        items = [it for k, it in enumerate(d["items"]) if k in set(items)]
+        items = [{"questionId": it["questionId"], "question": it["question"], "answers": it["answers"],
+                  "image": os.path.relpath(it["image"], test), "i2q": it["candidate"]} for it in items]
     ans = transformers_answers(hf, test, items)
     acc_t = np.mean([norm(ans[it["questionId"]]) in [norm(a) for a in it["answers"]] for it in items])
-    acc_i = d["exact_match_candidate"]
+    acc_i = np.mean([norm(it["i2q"]) in [norm(a) for a in it["answers"]] for it in items])
     same = np.mean([norm(ans[it["questionId"]]) == norm(it["i2q"]) for it in items])
     print(f"{args.kind}: {len(items)} questions; exact match transformers {100 * acc_t:.2f} %, i2q {100 * acc_i:.2f} % "
           f"(f32 in i2q {100 * d['exact_match_base']:.2f} %); same answer {100 * same:.2f} %; "

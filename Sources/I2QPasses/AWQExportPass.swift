@@ -8,9 +8,12 @@ public enum AWQExportError: I2QError {
     case otherScheme(path: String, tensor: String, scheme: String)
     case malformed(path: String, tensor: String, detail: String)
     case outNotMultipleOf8(path: String, tensor: String, out: Int)
+    case quantizedVision(path: String, tensor: String)
 
     public var description: String {
         switch self {
+        case let .quantizedVision(p, t):
+            return "\(p): \"\(t)\" is int4; AutoAWQ's layout (hf-awq) keeps the vision tower and connector unquantized. Re-quantize without --vision-int4 for this export"
         case let .notAffine(p):
             return "\(p): no affine_int4 tensors; hf-awq exports an AWQ/RTN model. Run `i2q quantize --awq` or `--rtn` first, or use --to hf."
         case let .otherScheme(p, t, s):
@@ -182,8 +185,16 @@ public enum AWQExportPass {
     static func awqConfig(_ f: I2QFile, entries: [I2QTensorEntry], groupSize: Int) throws -> JSONValue {
         var keep: [String] = []
         let plainLinears = entries.filter { $0.scheme == I2QSpec.Scheme.plain && $0.shape.count == 2 && $0.name.hasSuffix("_proj.weight") }
-        if entries.contains(where: { $0.name.contains("vision_model.") }) { keep.append("vision_model") }
-        if entries.contains(where: { $0.name.contains("connector.") }) { keep.append("connector") }
+        // Full module prefixes ("model.vision_model", "model.connector"): transformers 5 matches a
+        // pattern from the start of the module name (quantizers_utils.should_convert_module), 4.x as a
+        // substring; a bare "connector" matches neither in 5.x and its linears load as empty AWQ modules.
+        for part in ["vision_model", "connector"] {
+            guard let e = entries.first(where: { $0.name.contains(part + ".") }), let r = e.name.range(of: part + ".") else { continue }
+            if entries.contains(where: { $0.name.contains(part + ".") && $0.scheme != I2QSpec.Scheme.plain }) {
+                throw AWQExportError.quantizedVision(path: f.path, tensor: entries.first { $0.name.contains(part + ".") && $0.scheme != I2QSpec.Scheme.plain }!.name)
+            }
+            keep.append(String(e.name[..<r.lowerBound]) + part)
+        }
         keep.append("lm_head")
         for e in plainLinears where !keep.contains(where: { e.name.contains($0) }) {
             keep.append(String(e.name.dropLast(7)))
