@@ -32,17 +32,13 @@ learning in trials and is off.
 """
 import argparse
 import copy
-import hashlib
 import json
 import math
 import os
 import random
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 
 import numpy as np
 import torch
@@ -54,22 +50,14 @@ from transformers import (Idefics2Config, Idefics2ForConditionalGeneration, Idef
                           LlamaTokenizer)
 from transformers.models.idefics2.image_processing_pil_idefics2 import Idefics2ImageProcessorPil
 
-TORCH_VERSION = "2.15.0"
-TRANSFORMERS_VERSION = "5.24.0"
-MISTRAL_COMMON_VERSION = "1.13.1"
-TOKENIZER_MODEL_SHA256 = "dadfd56d766715c61d2ef780a525ab43b8e6da4de6865bda3d95fdef5e134055"
+# The pinned versions, the real Idefics2 tokenizer (mistral-common's tokenizer.model.v1, sha256 checked)
+# and idefics2-8b's chat template are make_fixtures.py's: one definition for every fixture script.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_fixtures import (CHAT_TEMPLATE, EOU_TOKEN, FAKE_TOKEN, IMAGE_TOKEN, IMAGE_TOKEN_ID,  # noqa: E402
+                           MISTRAL_COMMON_VERSION, TORCH_VERSION, TRANSFORMERS_VERSION, get_tokenizer_model, log,
+                           sha256_file)
 
-IMAGE_TOKEN_ID = 32001
-FAKE_TOKEN, IMAGE_TOKEN, EOU_TOKEN = "<fake_token_around_image>", "<image>", "<end_of_utterance>"
 EOU_ID = 32002
-# Idefics2's chat template as shipped with HuggingFaceM4/idefics2-8b.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{{message['role'].capitalize()}}"
-    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
-    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
-    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
-    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
-)
 
 # Architecture: widths are multiples of 128 so int4 groups of 32/64/128 all apply.
 VISION = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
@@ -85,43 +73,13 @@ IMAGE_SEQ_LEN = PERCEIVER["resampler_n_latents"]
 GENERATION = dict(bos_token_id=1, eos_token_id=[2, EOU_ID], pad_token_id=0, bad_words_ids=[[32000], [32001]])
 
 
-def log(*a):
-    print(*a, flush=True)
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_json(path, obj):
     with open(path, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
 
 
-# Tokenizer / processor (as scripts/make_fixtures.py builds the real Idefics2 tokenizer) -----------
-def get_tokenizer_model(path, workdir):
-    if path is None:
-        dl = os.path.join(workdir, "mc")
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        f"mistral-common=={MISTRAL_COMMON_VERSION}", "-d", dl], check=True)
-        wheel = [f for f in os.listdir(dl) if f.endswith(".whl")][0]
-        with zipfile.ZipFile(os.path.join(dl, wheel)) as z:
-            data = z.read("mistral_common/data/tokenizer.model.v1")
-        path = os.path.join(workdir, "tokenizer.model.v1")
-        with open(path, "wb") as f:
-            f.write(data)
-    assert sha256_file(path) == TOKENIZER_MODEL_SHA256, "unexpected tokenizer.model"
-    folder = os.path.join(workdir, "sp")
-    os.makedirs(folder, exist_ok=True)
-    shutil.copyfile(path, os.path.join(folder, "tokenizer.model"))
-    return folder
-
-
+# Tokenizer / processor (the real Idefics2 tokenizer, as scripts/make_fixtures.py builds it) ----------
 def build_processor(sp_folder):
     tok = LlamaTokenizer.from_pretrained(sp_folder, legacy=False, add_bos_token=True)
     tok.add_special_tokens({"additional_special_tokens": [FAKE_TOKEN, IMAGE_TOKEN, EOU_TOKEN]})

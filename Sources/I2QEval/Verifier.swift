@@ -549,16 +549,12 @@ public enum Verifier {
         return (sum, answer.count)
     }
 
-    /// The model's greedy answer to one question (end tokens dropped, whitespace trimmed).
+    /// A text model's greedy answer to one question, from the page text (end tokens dropped, whitespace
+    /// trimmed). Idefics2 answers in `run`, where one vision forward serves all questions of an image.
     static func answer(_ m: VerifyModel, _ item: DocVQAItem, set: DocVQASet, maxNewTokens: Int) throws -> String {
-        let r: TextSession.RunResult
-        if let s = m.idefics2 {
-            r = try s.run(prompt: idefics2Prompt(question: item.question), images: [item.imagePath], maxNewTokens: maxNewTokens, wantLogits: false)
-        } else {
-            guard let doc = item.documentText else { throw VerifyError.noDocumentText(file: set.file, questionId: item.questionId) }
-            r = try m.text.run(prompt: try documentTextPrompt(question: item.question, documentText: doc, session: m.text),
+        guard let doc = item.documentText else { throw VerifyError.noDocumentText(file: set.file, questionId: item.questionId) }
+        let r = try m.text.run(prompt: try documentTextPrompt(question: item.question, documentText: doc, session: m.text),
                                maxNewTokens: maxNewTokens, wantLogits: false)
-        }
         return r.text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
