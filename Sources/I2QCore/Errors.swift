@@ -9,6 +9,7 @@ public enum IOError: I2QError {
     case mmap(path: String, errno: Int32)
     case rename(from: String, to: String, errno: Int32)
     case exists(path: String)
+    case busy(path: String, pid: Int32?)
     case notFound(path: String)
     case mkdir(path: String, errno: Int32)
 
@@ -24,6 +25,8 @@ public enum IOError: I2QError {
         case let .mmap(p, e): return "cannot memory-map \(p): \(errnoText(e))"
         case let .rename(f, t, e): return "cannot rename \(f) to \(t): \(errnoText(e))"
         case let .exists(p): return "\(p) already exists; remove it or pass --overwrite"
+        case let .busy(p, pid):
+            return "another i2q process\(pid.map { " (PID \($0))" } ?? "") is writing \(p); wait for it to finish or choose another output path"
         case let .notFound(p): return "\(p) does not exist"
         case let .mkdir(p, e): return "cannot create directory \(p): \(errnoText(e))"
         }

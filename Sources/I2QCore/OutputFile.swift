@@ -233,6 +233,7 @@ public final class StagedOutput {
     public let finalPath: String
     public let tempPath: String
     private var committed = false
+    private let lock: OutputLock
 
     /// `inputs`: the paths the run reads; an output that is one of them (a directory) or a directory
     /// holding one is refused. An existing output is replaced only with `overwrite` and only when it is
@@ -242,16 +243,30 @@ public final class StagedOutput {
         while fp.count > 1 && fp.hasSuffix("/") { fp.removeLast() }
         self.finalPath = fp
         try OverwriteGuard.checkNotContainingInputs(fp, inputs: inputs)
-        if FileSystem.exists(fp) {
-            if !overwrite { throw IOError.exists(path: fp) }
-            try OverwriteGuard.checkReplaceable(fp)
-        }
         let parent = FileSystem.dirname(fp)
         if !FileSystem.isDirectory(parent) { throw IOError.notFound(path: parent) }
-        tempPath = parent + "/." + FileSystem.basename(fp) + ".i2q-partial-\(getpid())"
-        FileSystem.removeTree(tempPath)
-        if directory { try FileSystem.makeDirectory(tempPath) }
-        StagedOutput.register(tempPath)
+        let hidden = parent + "/." + FileSystem.basename(fp)
+        tempPath = hidden + ".i2q-partial-\(getpid())"
+        // One writer per output: the lock is taken before the output's existence is checked, so of
+        // two runs writing the same path without --overwrite exactly one succeeds.
+        lock = try OutputLock(path: hidden + ".i2q-lock", output: fp)
+        do {
+            // Holding the lock, every partial output of this name belongs to a dead process (a live
+            // writer would hold the lock): remove them (kill -9, power loss).
+            let prefix = "." + FileSystem.basename(fp) + ".i2q-partial-"
+            for name in (try? FileSystem.listDirectory(parent)) ?? [] where name.hasPrefix(prefix) {
+                FileSystem.removeTree(parent + "/" + name)
+            }
+            if FileSystem.exists(fp) {
+                if !overwrite { throw IOError.exists(path: fp) }
+                try OverwriteGuard.checkReplaceable(fp)
+            }
+            if directory { try FileSystem.makeDirectory(tempPath) }
+        } catch {
+            lock.release()
+            throw error
+        }
+        StagedOutput.register(tempPath, lock: lock.path)
     }
 
     public func commit() throws {
@@ -266,6 +281,7 @@ public final class StagedOutput {
         }
         committed = true
         StagedOutput.unregister(tempPath)
+        lock.release()
     }
 
     deinit {
@@ -273,22 +289,66 @@ public final class StagedOutput {
             FileSystem.removeTree(tempPath)
             StagedOutput.unregister(tempPath)
         }
+        lock.release()
     }
 
-    // Temporaries still open are removed if the process is interrupted (SIGINT/SIGTERM).
-    nonisolated(unsafe) private static var live: Set<String> = []
-    private static let lock = Lock()
+    // Temporaries still open (and their locks) are removed if the process is interrupted
+    // (SIGINT/SIGTERM, or SIGBUS from an input that shrank: `InputFault`).
+    nonisolated(unsafe) private static var live: [String: String] = [:]
+    private static let registry = Lock()
 
-    private static func register(_ p: String) { lock.withLock { _ = live.insert(p) } }
-    private static func unregister(_ p: String) { lock.withLock { _ = live.remove(p) } }
+    private static func register(_ p: String, lock: String) { registry.withLock { live[p] = lock } }
+    private static func unregister(_ p: String) { registry.withLock { _ = live.removeValue(forKey: p) } }
 
-    /// Removes every uncommitted temporary. Called from the CLI's signal handler.
+    /// Removes every uncommitted temporary and its lock file. Called from the CLI's signal handlers.
     public static func removeAllUncommitted() {
-        let paths = lock.withLock { live }
-        for p in paths { FileSystem.removeTree(p) }
+        let paths = registry.withLock { live }
+        for (p, l) in paths { FileSystem.removeTree(p); unlink(l) }
     }
 }
 
+/// The lock file `.NAME.i2q-lock` next to an output: `flock`ed for the whole run, so the kernel
+/// releases it when its process dies (a kill -9 leaves no stale lock, only a stale file, which the
+/// next writer takes over). It holds the writer's PID for the "busy" message. Released by unlinking
+/// while still locked; a waiter that locked the unlinked inode notices (inode ≠ path's) and retries.
+final class OutputLock {
+    let path: String
+    private var fd: Int32
+
+    init(path: String, output: String) throws {
+        for _ in 0..<8 {
+            let f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            if f < 0 { throw IOError.open(path: path, errno: errno) }
+            if flock(f, LOCK_EX | LOCK_NB) != 0 {
+                var buf = [UInt8](repeating: 0, count: 16)
+                let n = buf.withUnsafeMutableBytes { pread(f, $0.baseAddress, 16, 0) }
+                Glibc.close(f)
+                let pid = n > 0 ? Int32(String(decoding: buf.prefix(n), as: UTF8.self).filter { $0.isNumber }) : nil
+                throw IOError.busy(path: output, pid: pid)
+            }
+            var a = stat(), b = stat()
+            if fstat(f, &a) == 0, stat(path, &b) == 0, a.st_ino == b.st_ino, a.st_dev == b.st_dev {
+                let pid = Array("\(getpid())\n".utf8)
+                _ = ftruncate(f, 0)
+                _ = pid.withUnsafeBytes { pwrite(f, $0.baseAddress, pid.count, 0) }
+                self.path = path
+                fd = f
+                return
+            }
+            Glibc.close(f)  // locked a lock file its owner had just removed: take the new one
+        }
+        throw IOError.busy(path: output, pid: nil)
+    }
+
+    func release() {
+        guard fd >= 0 else { return }
+        unlink(path)
+        Glibc.close(fd)
+        fd = -1
+    }
+
+    deinit { release() }
+}
 /// A minimal mutex.
 public final class Lock: @unchecked Sendable {
     private var m = pthread_mutex_t()

@@ -187,7 +187,7 @@ public enum ImageError: I2QError, Equatable {
         case let .corrupt(p, d):
             return "image \(p) is corrupt: \(d)"
         case let .tooLarge(p, w, h):
-            return "image \(p) is \(w)x\(h) = \(w * h) pixels, more than the \(PILMath.maxImagePixels * 2) pixels Pillow accepts (decompression-bomb limit); downscale it first"
+            return "image \(p) is \(w)x\(h) = \(Double(w) * Double(h)) pixels, more than the \(PILMath.maxImagePixels * 2) pixels Pillow accepts (decompression-bomb limit); downscale it first"
         case let .resources(p, d):
             return "cannot decode image \(p): \(d)"
         case let .invalidEXIF(p):
@@ -200,6 +200,13 @@ public enum ImageError: I2QError, Equatable {
 enum PILMath {
     /// `PIL.Image.MAX_IMAGE_PIXELS`; Pillow refuses images with more than twice as many pixels.
     static let maxImagePixels = 1024 * 1024 * 1024 / 4 / 3
+
+    /// Pillow's decompression-bomb refusal (more than twice `maxImagePixels`), overflow-checked:
+    /// headers may declare up to 2³²−1 × 2³²−1.
+    static func exceedsPixelLimit(_ width: Int, _ height: Int) -> Bool {
+        let (area, overflow) = width.multipliedReportingOverflow(by: height)
+        return overflow || area > maxImagePixels * 2
+    }
 
     /// libImaging/ImagingUtils.h `SHIFTFORDIV255`.
     @inline(__always)

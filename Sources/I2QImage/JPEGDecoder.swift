@@ -250,7 +250,7 @@ enum JPEGDecoder {
             job.pointee.unsupportedComponents = true
             return GuardedDecode.completed
         }
-        if job.pointee.width * job.pointee.height > PILMath.maxImagePixels * 2 {
+        if PILMath.exceedsPixelLimit(Int(job.pointee.width), Int(job.pointee.height)) {
             job.pointee.tooLarge = true
             return GuardedDecode.completed
         }

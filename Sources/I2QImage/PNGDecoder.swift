@@ -52,7 +52,7 @@ enum PNGDecoder {
 
     static func decode(_ bytes: UnsafeRawBufferPointer, path: String) throws -> DecodedImage {
         let header = try scanChunks(bytes, path: path)
-        if header.width * header.height > PILMath.maxImagePixels * 2 {
+        if PILMath.exceedsPixelLimit(header.width, header.height) {
             throw ImageError.tooLarge(path: path, width: header.width, height: header.height)
         }
         let raw: RawSamples
@@ -376,7 +376,7 @@ enum PNGDecoder {
         job.pointee.height = height
         job.pointee.bitDepth = Int32(png_get_bit_depth(png, info))
         job.pointee.colorType = Int32(png_get_color_type(png, info))
-        if Int(width) * Int(height) > PILMath.maxImagePixels * 2 {
+        if PILMath.exceedsPixelLimit(Int(width), Int(height)) {
             job.pointee.tooLarge = true
             return GuardedDecode.completed
         }

@@ -166,6 +166,8 @@ public enum AffineQuantizePass {
             try AffineInt4.check(tensor: name, shape: t.shape, groupSize: o.groupSize)
         }
         let names = Set(selected.flatMap(\.logicalNames))
+        // Claim the output (lock, existence, --overwrite rules) before hours of calibration.
+        let staged = try StagedOutput(finalPath: output, directory: false, overwrite: settings.overwrite, inputs: [source.path])
         var state: AWQState? = nil
         if o.method == .awq {
             guard o.calibration != nil else { throw AffineQuantizeError.noCalibration }
@@ -179,7 +181,7 @@ public enum AffineQuantizePass {
             try s.run(source: view, selected: names, options: o)
             state = s
         }
-        let report = try write(source: source, output: output, inputs: inputs, options: o,
+        let report = try write(source: source, output: output, staged: staged, inputs: inputs, options: o,
                                settings: settings, replacement: { name in try state?.replacement(name) })
         if !o.keepState { state?.remove() }
         return report
@@ -211,9 +213,8 @@ public enum AffineQuantizePass {
     /// source), the others plain (replaced values cast to the output dtype, or copied/cast). A fused
     /// input is written as one entry with its parts, part by part (each part's rows from its own
     /// replacement, or quantized / cast as that part alone would be).
-    static func write(source: any ModelSource, output: String, inputs: [Input], options o: AffineQuantizeOptions,
+    static func write(source: any ModelSource, output: String, staged: StagedOutput, inputs: [Input], options o: AffineQuantizeOptions,
                       settings: OutputSettings, replacement: (String) throws -> Replacement?) throws -> PassReport {
-        let staged = try StagedOutput(finalPath: output, directory: false, overwrite: settings.overwrite, inputs: [source.path])
         let w = try I2QWriter(path: staged.tempPath, alignment: settings.alignment)
         let progress = ProgressBar(label: "quantize", totalBytes: source.tensorBytes, enabled: settings.showProgress)
         var results: [TensorCastResult] = []

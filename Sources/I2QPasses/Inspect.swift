@@ -14,7 +14,7 @@ public struct ModelInspection: Sendable {
     public let shards: [ShardStats]
     public let totalParameters: Int
     public let totalBytes: Int
-    public let problems: [String]
+    public var problems: [String]
     public let provenance: Provenance?
     /// Set for an .i2q file: its header and tensor directory are shown.
     public let i2q: I2QFile?

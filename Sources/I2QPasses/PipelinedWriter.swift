@@ -23,6 +23,10 @@ final class PipelinedWriter: @unchecked Sendable {
 
     deinit {
         queue.sync {}  // nothing may still use the buffers
+        // A producer that failed between `acquire` and `submitBuffer` (an input that shrank mid-read)
+        // still holds buffers: give their slots back, since libdispatch traps when a semaphore is
+        // destroyed below its initial value.
+        for _ in 0..<(all.count - pool.count) { free.signal() }
         for b in all { b.deallocate() }
     }
 

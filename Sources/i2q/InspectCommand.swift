@@ -36,15 +36,20 @@ struct Inspect: ParsableCommand {
             }
             var info = ModelInspection(source)
             info.showDirectory = !brief
+            // Checksums first, so the printed problems (text and JSON) agree with the exit status.
+            var bad: [I2QFormatError] = []
+            if verifyChecksums, let f = source as? I2QFile {
+                let progress = ProgressBar(label: "verify", totalBytes: f.header.dataSize)
+                bad = f.verifyAll(progress: progress)
+                progress.finish()
+                info.problems += bad.map(\.description)
+            }
             print(json ? JSONWriter.string(info.json, indent: 2) : info.text, terminator: json ? "\n" : "")
             guard verifyChecksums else { return }
             guard let f = source as? I2QFile else {
                 printError("note: --verify-checksums applies to .i2q files; \(model) is an HF directory (safetensors has no checksums)")
                 return
             }
-            let progress = ProgressBar(label: "verify", totalBytes: f.header.dataSize)
-            let bad = f.verifyAll(progress: progress)
-            progress.finish()
             for e in bad { printError("error: \(e.description)") }
             if !bad.isEmpty {
                 printError("\(bad.count) damaged tensor component(s)")

@@ -25,6 +25,21 @@ public struct Idefics2VisionConfig: Sendable, Equatable {
         layerNormEps = try c.value("layer_norm_eps", default: layerNormEps)
     }
     init() {}
+
+    func validate(path: String) throws {
+        let r = ConfigRanges(path: path, key: "vision_config.")
+        try r.check("hidden_size", hiddenSize, 1...ConfigRanges.maxWidth)
+        try r.check("intermediate_size", intermediateSize, 1...ConfigRanges.maxWidth * 8)
+        try r.check("num_hidden_layers", numHiddenLayers, 1...ConfigRanges.maxLayers)
+        try r.check("num_attention_heads", numAttentionHeads, 1...ConfigRanges.maxHeads)
+        guard hiddenSize % numAttentionHeads == 0 else {
+            throw r.bad("vision_config.hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
+        }
+        try r.check("num_channels", numChannels, 1...4)
+        try r.check("image_size", imageSize, 1...ProcessorConfig.maxEdge)
+        try r.check("patch_size", patchSize, 1...imageSize)
+        guard layerNormEps.isFinite, layerNormEps >= 0 else { throw r.bad("vision_config.layer_norm_eps \(layerNormEps) must be finite and ≥ 0") }
+    }
 }
 
 /// Idefics2PerceiverConfig (transformers 5.24 defaults).
@@ -49,6 +64,19 @@ public struct Idefics2PerceiverConfig: Sendable, Equatable {
         numKeyValueHeads = try c.value("num_key_value_heads", default: numKeyValueHeads)
     }
     init() {}
+
+    func validate(path: String) throws {
+        let r = ConfigRanges(path: path, key: "perceiver_config.")
+        try r.check("resampler_n_latents", resamplerNLatents, 1...ProcessorConfig.maxImageSeqLen)
+        try r.check("resampler_depth", resamplerDepth, 1...ConfigRanges.maxLayers)
+        try r.check("resampler_n_heads", resamplerNHeads, 1...ConfigRanges.maxHeads)
+        try r.check("resampler_head_dim", resamplerHeadDim, 1...ConfigRanges.maxHeadDim)
+        try r.check("num_key_value_heads", numKeyValueHeads, 1...resamplerNHeads)
+        guard resamplerNHeads % numKeyValueHeads == 0 else {
+            throw r.bad("perceiver_config.resampler_n_heads \(resamplerNHeads) is not a multiple of num_key_value_heads \(numKeyValueHeads)")
+        }
+        guard rmsNormEps.isFinite, rmsNormEps >= 0 else { throw r.bad("perceiver_config.rms_norm_eps \(rmsNormEps) must be finite and ≥ 0") }
+    }
 }
 
 /// Idefics2Config: vision tower, perceiver connector, Mistral text model.
@@ -66,6 +94,17 @@ public struct Idefics2Config: Sendable, Equatable {
     public var dtype: String?
 
     public static func decode(_ data: Data, path: String) throws -> Idefics2Config {
+        let cfg = try decodeFields(data, path: path)
+        try cfg.vision.validate(path: path)
+        try cfg.perceiver.validate(path: path)
+        try cfg.text.validate(path: path, key: "text_config.")
+        guard cfg.imageTokenId >= 0, cfg.imageTokenId < cfg.text.vocabSize else {
+            throw ConfigError.invalid(path: path, detail: "image_token_id \(cfg.imageTokenId) is not a token of the \(cfg.text.vocabSize)-token vocabulary; fix config.json (Idefics2-8B: 32001)")
+        }
+        return cfg
+    }
+
+    static func decodeFields(_ data: Data, path: String) throws -> Idefics2Config {
         try withConfigObject(data, path: path) { c in
             func sub(_ key: String) throws -> KeyedDecodingContainer<AnyKey>? {
                 guard c.has(key), try !c.decodeNil(forKey: AnyKey(key)) else { return nil }

@@ -68,7 +68,32 @@ public struct ProcessorConfig: Sendable, Equatable {
                 }
             }
         }
+        if found { try cfg.validate(source: source) }
         return found ? cfg : nil
+    }
+
+    /// Largest accepted `size` edge and `image_seq_len` (Idefics2-8B uses 980 / 378 and 64; Pillow-exact
+    /// resizing allocates edge² floats, so an edge of 10⁶ would ask for terabytes).
+    public static let maxEdge = 16384
+    public static let maxImageSeqLen = 65536
+
+    /// Range checks of every numeric field, naming the file that set it.
+    func validate(source: String) throws {
+        let file = source + "/" + (self.source.hasPrefix("processor_config") ? "processor_config.json" : "preprocessor_config.json")
+        func bad(_ d: String) -> ConfigError { .invalid(path: file, detail: d + "; fix the value (Idefics2-8B's processor files have the defaults)") }
+        guard (1...Self.maxImageSeqLen).contains(imageSeqLen) else {
+            throw ConfigError.invalid(path: source + "/processor_config.json", detail: "image_seq_len \(imageSeqLen) is outside 1…\(Self.maxImageSeqLen); it must equal the perceiver's resampler_n_latents (64 for Idefics2-8B)")
+        }
+        guard (1...Self.maxEdge).contains(longestEdge), (1...Self.maxEdge).contains(shortestEdge) else {
+            throw bad("size {longest_edge \(longestEdge), shortest_edge \(shortestEdge)} is outside 1…\(Self.maxEdge)")
+        }
+        guard rescaleFactor.isFinite else { throw bad("rescale_factor \(rescaleFactor) is not finite") }
+        guard imageMean.count == 3, imageStd.count == 3 else {
+            throw bad("image_mean and image_std need 3 values each (got \(imageMean.count) and \(imageStd.count))")
+        }
+        guard imageMean.allSatisfy(\.isFinite), imageStd.allSatisfy({ $0.isFinite && $0 != 0 }) else {
+            throw bad("image_mean \(imageMean) / image_std \(imageStd) must be finite, with no zero std")
+        }
     }
 }
 

@@ -72,16 +72,53 @@ public struct TextConfig: Sendable, Equatable {
         eosTokenIds = c.has("eos_token_id") ? (try c.optional("eos_token_id") as IntOrList?)?.values ?? [] : [2]
         padTokenId = c.has("pad_token_id") ? try c.optional("pad_token_id") : d.padTokenId
         dtype = try decodeTorchDType(c)
-        guard numAttentionHeads > 0, numKeyValueHeads > 0, numAttentionHeads % numKeyValueHeads == 0 else {
-            throw ConfigError.invalid(path: "config.json", detail: "num_attention_heads (\(numAttentionHeads)) must be a positive multiple of num_key_value_heads (\(numKeyValueHeads))")
+    }
+
+    /// Range checks before any size is used for arithmetic or allocation (`key` names the JSON object:
+    /// "" for a stand-alone config, "text_config." inside Idefics2's).
+    func validate(path: String, key: String = "") throws {
+        let r = ConfigRanges(path: path, key: key)
+        try r.check("vocab_size", vocabSize, 1...ConfigRanges.maxVocab)
+        try r.check("hidden_size", hiddenSize, 1...ConfigRanges.maxWidth)
+        try r.check("intermediate_size", intermediateSize, 1...ConfigRanges.maxWidth * 8)
+        try r.check("num_hidden_layers", numHiddenLayers, 1...ConfigRanges.maxLayers)
+        try r.check("num_attention_heads", numAttentionHeads, 1...ConfigRanges.maxHeads)
+        try r.check("num_key_value_heads", numKeyValueHeads, 1...numAttentionHeads)
+        guard numAttentionHeads % numKeyValueHeads == 0 else {
+            throw r.bad("num_attention_heads (\(numAttentionHeads)) must be a multiple of num_key_value_heads (\(numKeyValueHeads))")
         }
+        try r.check("head_dim", headDim, 1...ConfigRanges.maxHeadDim)
+        try r.check("max_position_embeddings", maxPositionEmbeddings, 1...ConfigRanges.maxPositions)
+        if let w = slidingWindow { try r.check("sliding_window", w, 1...ConfigRanges.maxPositions) }
+        guard rmsNormEps.isFinite, rmsNormEps >= 0 else { throw r.bad("rms_norm_eps \(rmsNormEps) must be finite and ≥ 0") }
+        guard rope.theta.isFinite, rope.theta > 0 else { throw r.bad("rope_theta \(rope.theta) must be finite and > 0") }
     }
 
     /// Decodes a stand-alone `config.json` of a mistral or llama model.
     public static func decode(_ data: Data, path: String) throws -> TextConfig {
-        try withConfigObject(data, path: path) { c in
+        let t = try withConfigObject(data, path: path) { c in
             let t: String = try c.value("model_type", default: "mistral")
             return try TextConfig(decoding: c, modelType: t, defaults: TextConfig.defaults(for: t))
         }
+        try t.validate(path: path)
+        return t
+    }
+}
+
+/// Bounds on config sizes: far above any released model (Llama-3.1-405B: hidden 16384, 126 layers,
+/// vocab 128256, 131072 positions), low enough that products of them cannot overflow and a typo
+/// (or a hostile file) is refused before it becomes an allocation.
+struct ConfigRanges {
+    static let maxVocab = 1 << 24, maxWidth = 1 << 16, maxLayers = 1024, maxHeads = 1024, maxHeadDim = 2048
+    static let maxPositions = 1 << 24
+    let path: String
+    let key: String
+
+    func bad(_ detail: String) -> ConfigError {
+        .invalid(path: path, detail: detail + "; fix config.json (every released Idefics2/Mistral/Llama config is within these bounds)")
+    }
+
+    func check(_ name: String, _ v: Int, _ range: ClosedRange<Int>) throws {
+        guard range.contains(v) else { throw bad("\(key)\(name) \(v) is outside \(range.lowerBound)…\(range.upperBound)") }
     }
 }

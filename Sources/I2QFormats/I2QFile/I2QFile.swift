@@ -28,6 +28,7 @@ public final class I2QFile: ModelSource, @unchecked Sendable {
     public let config: ModelConfig
     public let tensors: [SourceTensor]
     public private(set) var problems: [String] = []
+    private let ledger: ChecksumLedger
 
     public convenience init(path: String) throws {
         try self.init(file: MappedFile(path: path))
@@ -73,11 +74,19 @@ public final class I2QFile: ModelSource, @unchecked Sendable {
         config = try ModelRegistry.decode(Data(cfg), path: path + ":config.json")
         let base = h.dataOffset
         let f = file
+        let ledger = ChecksumLedger(file: file, dataOffset: base, path: path)
+        self.ledger = ledger
         tensors = entries.filter { $0.scheme == I2QSpec.Scheme.plain }.map { e in
             let c = e.components[0]
-            return SourceTensor(name: e.name, dtype: e.dtype, shape: e.shape, file: f, offset: base + c.offset, byteCount: c.size)
+            return SourceTensor(name: e.name, dtype: e.dtype, shape: e.shape, file: f, offset: base + c.offset, byteCount: c.size,
+                                check: { try ledger.ensure(e) })
         }
     }
+
+    /// Verifies every component of `e` against its checksum the first time any reader uses it
+    /// (every verb reading tensor data goes through here or through `tensors`); throws naming the
+    /// tensor when the bytes are damaged, so no verb writes fresh checksums over damage.
+    public func ensureVerified(_ e: I2QTensorEntry) throws { try ledger.ensure(e) }
 
     static func readHeader(_ file: MappedFile) throws -> Header {
         let p = file.path
@@ -136,11 +145,7 @@ public final class I2QFile: ModelSource, @unchecked Sendable {
 
     /// Checks one component's XXH3-64; throws naming the tensor if it differs.
     public func verify(_ e: I2QTensorEntry, _ c: I2QComponent) throws {
-        let got = file.withBytes(header.dataOffset + c.offset, c.size) { XXH3.hash($0) }
-        file.release(header.dataOffset + c.offset, c.size)
-        if got != c.checksum {
-            throw I2QFormatError.checksum(path: path, tensor: e.name, component: c.role, stored: c.checksum, computed: got)
-        }
+        try ledger.verify(e, c)
     }
 
     /// Checks every byte of tensor data; returns one error per damaged component (empty = intact).
@@ -173,6 +178,42 @@ public final class I2QFile: ModelSource, @unchecked Sendable {
             ("file_size", .int(header.fileSize)),
             ("header_xxh3", .string(XXH3.hex(header.headerChecksum))),
         ])
+    }
+}
+
+/// Which entries of one file have had their checksums verified (thread-safe; each entry hashed once).
+final class ChecksumLedger: @unchecked Sendable {
+    let file: MappedFile
+    let dataOffset: Int
+    let path: String
+    private let lock = Lock()
+    private var done: Set<String> = []
+
+    init(file: MappedFile, dataOffset: Int, path: String) {
+        self.file = file; self.dataOffset = dataOffset; self.path = path
+    }
+
+    func ensure(_ e: I2QTensorEntry) throws {
+        if lock.withLock({ done.contains(e.name) }) { return }
+        for c in e.components { try verify(e, c) }
+        lock.withLock { _ = done.insert(e.name) }
+    }
+
+    func verify(_ e: I2QTensorEntry, _ c: I2QComponent) throws {
+        // Hashed through pread-sized windows of the mapping, released behind: RSS stays flat.
+        let window = 64 << 20
+        let s = XXH3.Stream()
+        var off = 0
+        while off < c.size {
+            let n = min(window, c.size - off)
+            file.withBytes(dataOffset + c.offset + off, n) { s.update($0) }
+            file.release(dataOffset + c.offset + off, n)
+            off += n
+        }
+        let got = s.digest()
+        if got != c.checksum {
+            throw I2QFormatError.checksum(path: path, tensor: e.name, component: c.role, stored: c.checksum, computed: got)
+        }
     }
 }
 

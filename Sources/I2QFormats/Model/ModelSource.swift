@@ -16,21 +16,25 @@ public struct SourceTensor: Sendable {
     public let offset: Int
     public let byteCount: Int
     public let loader: TensorLoader?
+    /// Runs before the data is first used (an .i2q tensor: verifies its checksum, once per file).
+    public let check: (@Sendable () throws -> Void)?
     public var elementCount: Int { shape.reduce(1, *) }
 
-    public init(name: String, dtype: DType, shape: [Int], file: MappedFile, offset: Int, byteCount: Int) {
+    public init(name: String, dtype: DType, shape: [Int], file: MappedFile, offset: Int, byteCount: Int,
+                check: (@Sendable () throws -> Void)? = nil) {
         self.name = name; self.dtype = dtype; self.shape = shape; self.file = file; self.offset = offset
-        self.byteCount = byteCount; self.loader = nil
+        self.byteCount = byteCount; self.loader = nil; self.check = check
     }
 
     public init(name: String, dtype: DType, shape: [Int], loader: @escaping TensorLoader) {
         self.name = name; self.dtype = dtype; self.shape = shape; self.file = nil; self.offset = 0
-        self.byteCount = shape.reduce(1, *) * dtype.size; self.loader = loader
+        self.byteCount = shape.reduce(1, *) * dtype.size; self.loader = loader; self.check = nil
     }
 
     /// Copies elements `[first, first + count)` into `dst` (pread for mapped tensors).
     public func read(elements first: Int, count: Int, into dst: UnsafeMutableRawPointer) throws {
         precondition(first >= 0 && count >= 0 && first + count <= elementCount, "read out of bounds")
+        try check?()
         if let loader { return try loader(first, count, dst) }
         try file!.read(offset + first * dtype.size, count * dtype.size, into: dst)
     }
@@ -38,6 +42,7 @@ public struct SourceTensor: Sendable {
     /// Zero-copy access to a mapped tensor's bytes; a computed tensor is materialised into a
     /// temporary buffer for the duration of `body`.
     public func withData<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try check?()
         if let file { return try file.withBytes(offset, byteCount, body) }
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
         defer { buf.deallocate() }

@@ -25,6 +25,11 @@ public final class Idefics2Session: @unchecked Sendable {
         text = try TextSession(source: source, decoder: model.text)
         let files = try source.auxiliaryFiles()
         processorConfig = try ProcessorConfig.load(source: source.path) { n in files.first { $0.name == n }?.bytes } ?? ProcessorConfig()
+        let latents = model.config.perceiver.resamplerNLatents
+        guard processorConfig.imageSeqLen == latents else {
+            throw ConfigError.invalid(path: source.path + "/processor_config.json",
+                                      detail: "image_seq_len \(processorConfig.imageSeqLen) differs from the perceiver's resampler_n_latents \(latents) in config.json; each image gives \(latents) tokens, so set image_seq_len to \(latents)")
+        }
     }
 
     /// generation_config's end tokens plus `<end_of_utterance>` (Idefics2 ends a turn with it).

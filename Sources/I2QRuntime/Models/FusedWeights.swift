@@ -134,9 +134,10 @@ public enum FusedTensors {
     }
 
     /// A plain part as a zero-copy tensor view of the mapped file.
-    static func plainView(_ e: I2QComponent, _ part: I2QTensorEntry, file f: I2QFile) -> SourceTensor {
+    /// Its checksum is the fused entry's (`owner`), verified on first use.
+    static func plainView(_ e: I2QComponent, _ part: I2QTensorEntry, owner: I2QTensorEntry, file f: I2QFile) -> SourceTensor {
         SourceTensor(name: part.name, dtype: part.dtype, shape: part.shape, file: f.file,
-                     offset: f.header.dataOffset + e.offset, byteCount: e.size)
+                     offset: f.header.dataOffset + e.offset, byteCount: e.size, check: { try f.ensureVerified(owner) })
     }
 }
 
@@ -172,7 +173,7 @@ public final class UnfusedSource: ModelSource, @unchecked Sendable {
                 continue
             }
             for p in try FusedTensors.partEntries(e, path: f.path) {
-                out.append(FusedTensors.plainView(p.components[0], p, file: f))
+                out.append(FusedTensors.plainView(p.components[0], p, owner: e, file: f))
             }
         }
         tensors = out
@@ -352,8 +353,9 @@ extension WeightLoader {
         var fused: Weight?
         if fe.scheme == I2QSpec.Scheme.plain {
             fused = try weight(fusedName, [widths.reduce(0, +), inDim])
-            parts = try partEntries.map { try Weight(FusedTensors.plainView($0.components[0], $0, file: f)) }
+            parts = try partEntries.map { try Weight(FusedTensors.plainView($0.components[0], $0, owner: fe, file: f)) }
         } else {
+            try f.ensureVerified(fe)
             for pe in partEntries {
                 let p = try FourBitWeight.packed(pe, file: f)
                 let t = try FourBitWeight.sourceTensor(pe, file: f)
@@ -366,7 +368,7 @@ extension WeightLoader {
             guard be.scheme == I2QSpec.Scheme.plain else { throw RuntimeError.quantized(model: f.path, name: fb) }
             let bparts = try checkedParts(be, names: biasNames, widths: widths, inDim: nil, file: f)
             fusedBias = try weight(fb, [widths.reduce(0, +)])
-            biases = try bparts.map { try Weight(FusedTensors.plainView($0.components[0], $0, file: f)) }
+            biases = try bparts.map { try Weight(FusedTensors.plainView($0.components[0], $0, owner: be, file: f)) }
         } else if bias {
             biases = try zip(biasNames, widths).map { try optional($0, [$1]) }
         }

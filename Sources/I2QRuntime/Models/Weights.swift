@@ -45,6 +45,7 @@ public final class Weight: @unchecked Sendable {
         guard [.f32, .f16, .bf16].contains(t.dtype) else {
             throw RuntimeError.unsupportedDType(model: "", name: t.name, dtype: t.dtype)
         }
+        try t.check?()  // an .i2q weight: its checksum, once, before any kernel reads it in place
         if t.dtype == .f32, let f = t.file {
             direct = f.withBytes(t.offset, t.byteCount) { b in
                 b.baseAddress.flatMap { Int(bitPattern: $0) % 4 == 0 ? $0.assumingMemoryBound(to: Float.self) : nil }
@@ -164,6 +165,7 @@ struct WeightLoader {
     func weight(_ name: String, _ shape: [Int]) throws -> Weight {
         if let e = quantized[name], let f = source as? I2QFile {
             guard e.shape == shape else { throw RuntimeError.wrongShape(model: source.path, name: name, expected: shape, actual: e.shape) }
+            try f.ensureVerified(e)
             let p = try FourBitWeight.packed(e, file: f)
             guard let t = byName[name] else { throw RuntimeError.badQuantized(model: source.path, name: name, detail: "unreadable components") }
             return try Weight(t, packed: p)
