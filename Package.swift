@@ -23,7 +23,9 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
 
         // Core: dtypes, half conversions, mapped files, errors, progress. No model knowledge.
-        .target(name: "I2QCore", dependencies: ["CXXHash"], swiftSettings: native),
+        .target(name: "I2QCore", dependencies: ["CXXHash", "CI2QFault"], swiftSettings: native),
+        // SIGBUS on a mapped input that shrinks mid-read: a message naming the file, cleanup, exit 1.
+        .target(name: "CI2QFault"),
         // Formats: safetensors (and later the i2q file, GGUF), model directories and typed configs.
         .target(name: "I2QFormats", dependencies: ["I2QCore", "CZstd"], swiftSettings: native),
         // Quantization codecs: one per scheme (NF4/FP4 blockwise + double quant, affine int4), pure math.
@@ -55,6 +57,12 @@ let package = Package(
         // Benchmark tool (not installed): runtime speed and memory at real shapes.
         .executableTarget(name: "i2q-bench", dependencies: ["I2QCore", "I2QFormats", "I2QQuant", "I2QRuntime"],
                           path: "Benchmarks/I2QBench", swiftSettings: native),
+
+        // Fuzzing (issue 17): the readers under mutation, a driver for long runs by hand, a short run in the suite.
+        .target(name: "I2QFuzzTargets", dependencies: ["I2QCore", "I2QFormats", "I2QTokenizer", "I2QImage", "I2QEval"],
+                path: "Fuzz/Targets", swiftSettings: native),
+        .executableTarget(name: "i2q-fuzz", dependencies: ["I2QFuzzTargets", "I2QCore"], path: "Fuzz/Driver", swiftSettings: native),
+        .testTarget(name: "I2QFuzzTests", dependencies: ["I2QFuzzTargets", "I2QCore", "I2QTestSupport"], swiftSettings: native),
 
         .testTarget(name: "I2QCoreTests", dependencies: ["I2QCore", "I2QFormats", "I2QTestSupport"], swiftSettings: native),
         .testTarget(name: "I2QFormatsTests", dependencies: ["I2QFormats", "I2QCore", "I2QTestSupport", "I2QTokenizer", "I2QPasses"], swiftSettings: native),

@@ -5,8 +5,8 @@ For each writing verb:
   * run it once uninterrupted (twice, to check determinism): duration T and the reference output
     (sha256 of the file, or of every file in the directory, sorted by relative path);
   * SIGKILL it at >= --moments moments spread over the run (T*k/(moments+1), plus a few very early
-    moments, plus --write-moments inside the window where a probe run showed the `.BASENAME.*`
-    temporaries; a moment where the process had already exited is counted as "finished before
+    moments, plus --write-moments kills triggered by the partial's appearance, delayed over the
+    window in which a probe run saw the `.BASENAME.*` temporaries; a moment where the process had already exited is counted as "finished before
     kill" and replaced by a bisected earlier one), and after each kill check that the output name holds
     nothing, or the complete output (a kill after the rename, before the process exited);
   * rerun the same command without deleting the leftovers (only a complete OUT is removed first,
@@ -225,11 +225,11 @@ def run_once(cmd, logbase, timeout):
 
 
 def probe_write_window(cmd, d, base, logbase, timeout):
-    """Runs cmd while polling d: (first, last) seconds since start at which `.BASE.*` temporaries
-    (partial / lock) were seen, or None."""
+    """Runs cmd while polling d: (first, last) seconds since start at which the `.BASE.i2q-partial-*`
+    partial was seen, or None."""
     p = Proc(cmd, logbase)
     first = last = None
-    prefix = "." + base + "."
+    prefix = "." + base + ".i2q-partial-"
     while p.p.poll() is None and time.monotonic() - p.t0 < timeout:
         try:
             names = os.listdir(d)
@@ -293,10 +293,11 @@ def kill_test(verb, i2q, work, T, ref, mode, moments, timeout, logdir, window, n
     queue = [T * k / (moments + 1) for k in range(1, moments + 1)]
     early = [0.0, 0.002, 0.005, 0.01, 0.02, 0.04] if T < 2 else [0.0, 0.01, 0.05, 0.1]
     queue = early + queue
-    if window and n_window:
-        # extra moments inside the window where the temporaries were seen (the write phase)
-        a, b = window
-        queue += [a + (b - a) * (k + 0.5) / n_window for k in range(n_window)]
+    if n_window:
+        # extra kills in the write phase: triggered when the partial appears, then after a delay
+        # spread over the window in which a probe run saw the temporaries
+        span = (window[1] - window[0]) if window else 0.0
+        queue += [("trigger", span * k / n_window) for k in range(n_window)]
     base_n = len(queue)
     real = []            # moments (scheduled) that produced a real kill
     finished = 0
@@ -308,29 +309,49 @@ def kill_test(verb, i2q, work, T, ref, mode, moments, timeout, logdir, window, n
         reset_dir(d)
         tag = f"{verb.name}-kill{attempts:03d}"
         p = Proc(cmd, os.path.join(logdir, tag))
-        # sleep until the moment (measured from just before Popen)
-        rest = m - (time.monotonic() - p.t0)
-        if rest > 0:
-            time.sleep(rest)
+        if isinstance(m, tuple):
+            # triggered: poll until `.BASE.i2q-partial-*` appears, then wait m[1] seconds
+            prefix = "." + base + ".i2q-partial-"
+            seen = None
+            while p.p.poll() is None and time.monotonic() - p.t0 < timeout:
+                try:
+                    if any(n.startswith(prefix) for n in os.listdir(d)):
+                        seen = time.monotonic() - p.t0
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.0002)
+            if seen is not None and m[1] > 0:
+                time.sleep(m[1])
+            label = f"partial+{m[1]:.4f}s"
+            rec = {"moment": label, "partial_seen_at": round(seen, 4) if seen is not None else None}
+        else:
+            # sleep until the moment (measured from just before Popen)
+            rest = m - (time.monotonic() - p.t0)
+            if rest > 0:
+                time.sleep(rest)
+            label = f"{m:.4f}s"
+            rec = {"moment": round(m, 4)}
         t_kill = p.kill9()
         rc = p.wait(timeout)
-        rec = {"moment": round(m, 4), "t_kill": round(t_kill, 4), "rc": rc}
+        rec.update({"t_kill": round(t_kill, 4), "rc": rc})
         if rc != -signal.SIGKILL:
             finished += 1
             rec["outcome"] = "finished before kill"
             results.append(rec)
             if rc != 0:
-                violations.append(f"kill@{m:.4f}s: exited {rc} before the kill: {p.stderr_tail(1)}")
-            # replace by a moment bisected into the earlier part of the run
-            lower = max([r for r in real if r < m], default=0.0)
-            queue.append((lower + m) / 2)
+                violations.append(f"kill@{label}: exited {rc} before the kill: {p.stderr_tail(1)}")
+            if not isinstance(m, tuple):
+                # replace by a moment bisected into the earlier part of the run
+                lower = max([r for r in real if not isinstance(r, tuple) and r < m], default=0.0)
+                queue.append((lower + m) / 2)
             continue
         real.append(m)
         rec["outcome"] = "killed"
         after = entries(d)
         rec["left_after_kill"] = anon(after)
         rec["partial_present"] = any(".i2q-partial-" in n for n in after)
-        ctx = f"kill@{m:.4f}s (actual {t_kill:.4f}s)"
+        ctx = f"kill@{label} (actual {t_kill:.4f}s after start)"
         if os.path.lexists(out):
             got = digest(out, normalize=(mode == "normalized"))
             if same(got, ref, mode):
@@ -357,7 +378,8 @@ def kill_test(verb, i2q, work, T, ref, mode, moments, timeout, logdir, window, n
         results.append(rec)
         # keep topping up the queue if too few real kills remain scheduled
         if not queue and len(real) < moments and attempts < max_attempts:
-            queue.append(max(real) / 2 if real else T / 4)
+            timed = [r for r in real if not isinstance(r, tuple)]
+            queue.append(max(timed) / 2 if timed else T / 4)
     return results, violations, len(real), finished
 
 
@@ -415,7 +437,7 @@ def main():
     ap.add_argument("--verbs", default="", help="comma list of verb ids (default all)")
     ap.add_argument("--json", default="")
     ap.add_argument("--write-moments", type=int, default=5,
-                    help="extra kills inside the window where the temporaries exist (from a probe run)")
+                    help="extra kills triggered when the partial appears (delays spread over the window a probe run saw)")
     ap.add_argument("--concurrency", type=int, default=5, help="simultaneous-start races per verb")
     ap.add_argument("--strict-replace", action="store_true",
                     help="count 'both succeeded' as a violation also for verify/run, which replace by design")
@@ -430,6 +452,7 @@ def main():
             sys.exit(f"{src} missing: build i2q or pass --i2q")
         i2q = os.path.join(priv, "i2q")
         shutil.copy2(src, i2q)
+    shown = args.i2q if args.i2q else ".build/release/i2q"
     with open(i2q, "rb") as f:
         bin_sha = hashlib.sha256(f.read()).hexdigest()
     work = os.path.abspath(args.work)
@@ -465,7 +488,7 @@ def main():
     any_violation = False
     t_start = time.monotonic()
     for v in sel:
-        r = {"command": "cd " + REPO + " && " + shlex.join(v.command(".build/release/i2q", v.out_path(work)))}
+        r = {"command": "cd " + REPO + " && " + shlex.join(v.command(shown, v.out_path(work)))}
         report["verbs"][v.name] = r
         missing = [q for q in v.requires if not os.path.exists(os.path.join(REPO, q))]
         if missing:
@@ -513,7 +536,7 @@ def main():
         _, window = probe_write_window(v.command(i2q, out), d, os.path.basename(out),
                                        os.path.join(logdir, f"{v.name}-probe"), timeout)
         r["write_window_s"] = [round(x, 4) for x in window] if window else None
-        log(f"   temporaries seen during {r['write_window_s']} s of the run")
+        log(f"   partial seen during {r['write_window_s']} s of a probe run")
 
         kills, kviol, nreal, nfin = kill_test(v, i2q, work, T, ref, mode, args.moments, timeout, logdir,
                                                window, args.write_moments)

@@ -32,7 +32,7 @@ func runFuseBench(_ args: [String]) throws {
     var perToken = [[Double]](repeating: [], count: paths.count)
     for _ in 0..<trials {
         for (m, dec) in decoders.enumerated() {
-            let cache = dec.makeCache(capacity: ctx + new)
+            let cache = try dec.makeCache(capacity: ctx + new)
             var t0 = ProgressBar.now()
             let h = try dec.forward(embeddings: try dec.embed(Array(ids[0..<ctx])), cache: cache)
             _ = try dec.logits(h, rows: (ctx - 1)..<ctx)

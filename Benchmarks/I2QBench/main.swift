@@ -112,7 +112,7 @@ do {
         for c in 0..<h { emb[p * h + c] = features[k * h + c] }
         k += 1
     }
-    let cache = model.text.makeCache(capacity: ids.count + newTokens + 1)
+    let cache = try model.text.makeCache(capacity: ids.count + newTokens + 1)
     let t2 = ProgressBar.now()
     var opts = GreedyOptions()
     opts.maxNewTokens = newTokens

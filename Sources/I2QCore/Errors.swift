@@ -10,6 +10,7 @@ public enum IOError: I2QError {
     case rename(from: String, to: String, errno: Int32)
     case exists(path: String)
     case busy(path: String, pid: Int32?)
+    case shrank(path: String, expected: Int)
     case notFound(path: String)
     case mkdir(path: String, errno: Int32)
 
@@ -25,6 +26,8 @@ public enum IOError: I2QError {
         case let .mmap(p, e): return "cannot memory-map \(p): \(errnoText(e))"
         case let .rename(f, t, e): return "cannot rename \(f) to \(t): \(errnoText(e))"
         case let .exists(p): return "\(p) already exists; remove it or pass --overwrite"
+        case let .shrank(p, n):
+            return "\(p) shrank while it was being read (it had \(n) bytes when opened); input files must not be modified during a run. Run again once the file is complete"
         case let .busy(p, pid):
             return "another i2q process\(pid.map { " (PID \($0))" } ?? "") is writing \(p); wait for it to finish or choose another output path"
         case let .notFound(p): return "\(p) does not exist"

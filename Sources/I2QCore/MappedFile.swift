@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CI2QFault
 
 /// A whole file mapped read-only into memory. Views into it are zero-copy.
 ///
@@ -36,6 +37,12 @@ public final class MappedFile: @unchecked Sendable {
         let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
         if p == MAP_FAILED || p == nil { let e = errno; close(fd); throw IOError.mmap(path: path, errno: e) }
         base = UnsafeRawPointer(p!)
+        i2q_fault_register(p, count, path)  // a SIGBUS inside names this file (InputFault)
+        // Re-checked after mapping: a file that shrank in between is refused here, not faulted on.
+        var after = stat()
+        if fstat(fd, &after) == 0 && Int(after.st_size) < count {
+            throw IOError.shrank(path: path, expected: count)  // deinit unmaps and closes
+        }
     }
 
     /// An in-memory "file" holding a copy of `bytes` (tests and fuzzing: no disk round trip).
@@ -52,7 +59,10 @@ public final class MappedFile: @unchecked Sendable {
     deinit {
         if fd >= 0 { close(fd) }
         guard let base else { return }
-        if owned { UnsafeMutableRawPointer(mutating: base).deallocate() } else { munmap(UnsafeMutableRawPointer(mutating: base), count) }
+        if owned { UnsafeMutableRawPointer(mutating: base).deallocate() } else {
+            i2q_fault_unregister(base)
+            munmap(UnsafeMutableRawPointer(mutating: base), count)
+        }
     }
 
     /// Calls `body` with the bytes `[offset, offset+length)`. The range must have been validated by
@@ -81,7 +91,7 @@ public final class MappedFile: @unchecked Sendable {
         while done < length {
             let n = pread(fd, dst + done, length - done, off_t(offset + done))
             if n < 0 { if errno == EINTR { continue }; throw IOError.read(path: path, errno: errno) }
-            if n == 0 { throw IOError.read(path: path, errno: EIO) }  // the file shrank under us
+            if n == 0 { throw IOError.shrank(path: path, expected: count) }
             done += n
         }
     }
@@ -111,5 +121,14 @@ public final class MappedFile: @unchecked Sendable {
         let end = min(count, offset + length)
         guard end > start else { return }
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_WILLNEED)
+    }
+}
+
+/// Turns SIGBUS on a mapped input (the file shrank or its storage failed mid-read) into a clear
+/// error: the message names the file, `cleanup` removes partial outputs, the exit status is 1.
+/// (pread paths report the same as an `IOError.read`.)
+public enum InputFault {
+    public static func install(cleanup: (@convention(c) () -> Void)?) {
+        i2q_fault_install(cleanup)
     }
 }

@@ -40,7 +40,7 @@ public enum Perplexity {
         let windows = ids.count / ctx
         guard windows > 0, ctx >= 2 else { throw PerplexityError.tooShort(tokens: ids.count, ctx: ctx) }
         let dec = session.decoder
-        let cache = dec.makeCache(capacity: ctx)
+        let cache = try dec.makeCache(capacity: ctx)
         let vocab = dec.config.vocabSize
         var nll = 0.0
         var scored = 0

@@ -352,8 +352,8 @@ public enum Verifier {
                     kld = try answerKLD(base: bs, candidate: cs, prompt: prompt, baseFeatures: baseFeatures,
                                         candidateFeatures: candFeatures, answer: rb.generatedIds)
                 } else {
-                    b = try answer(base, item, set: set, maxNewTokens: o.maxNewTokens)
-                    c = try answer(cand, item, set: set, maxNewTokens: o.maxNewTokens)
+                    b = try answer(base, item, set: set, maxNewTokens: o.maxNewTokens, log: o.log)
+                    c = try answer(cand, item, set: set, maxNewTokens: o.maxNewTokens, log: nil)
                 }
                 var result = DocVQAItemResult(
                     questionId: item.questionId, question: item.question, image: item.imagePath, answers: item.answers,
@@ -409,7 +409,7 @@ public enum Verifier {
         let layerwise = layerwise && candidate.config.numHiddenLayers == nl && candidate.config.hiddenSize == h
         var acc = layerwise ? LayerErrorAccumulator(layers: nl) : nil
         var baseLayers = [Float](repeating: 0, count: layerwise ? nl * ctx * h : 0)  // [layers, ctx, hidden] f32
-        let cb = base.makeCache(capacity: ctx), cc = candidate.makeCache(capacity: ctx)
+        let cb = try base.makeCache(capacity: ctx), cc = try candidate.makeCache(capacity: ctx)
         var tokens: [TokenComparison] = []
         tokens.reserveCapacity(windows * (ctx - 1))
         for w in 0..<windows {
@@ -476,6 +476,30 @@ public enum Verifier {
         let files = try session.source.auxiliaryFiles()
         let template = files.first { $0.name == "chat_template.jinja" }.map { String(decoding: $0.bytes, as: UTF8.self) }
         return documentTextPrompt(question: question, documentText: documentText, tokenizer: session.tokenizer, chatTemplate: template)
+    }
+
+    /// `documentTextPrompt`, with the document text cut at the end (whole characters) when the prompt
+    /// and `maxNewTokens` would not fit the model's context; `truncated(kept characters)` is told.
+    public static func fittedDocumentPrompt(question: String, documentText: String, session: TextSession, maxNewTokens: Int,
+                                            truncated: (Int) -> Void) throws -> String {
+        let limit = session.decoder.maxContext - maxNewTokens - 1
+        var doc = Substring(documentText)
+        var prompt = try documentTextPrompt(question: question, documentText: documentText, session: session)
+        var n = session.tokenizer.encode(prompt).count
+        guard n > limit else { return prompt }
+        let empty = session.tokenizer.encode(try documentTextPrompt(question: question, documentText: "", session: session)).count
+        guard empty < limit else {
+            throw RuntimeError.contextLimit(detail: "the question alone needs \(empty) of the model's \(session.decoder.maxContext) positions with --max-new-tokens \(maxNewTokens); lower --max-new-tokens")
+        }
+        while n > limit && !doc.isEmpty {
+            // Characters per token of this text, with a 5 % margin; then shrink until it fits.
+            let share = Double(limit - empty) / Double(max(1, n - empty)) * 0.95
+            doc = doc.prefix(max(0, min(doc.count - 1, Int(Double(doc.count) * share))))
+            prompt = try documentTextPrompt(question: question, documentText: String(doc), session: session)
+            n = session.tokenizer.encode(prompt).count
+        }
+        truncated(doc.count)
+        return prompt
     }
 
     /// The same from a tokenizer and the model's chat template (chat_template.jinja), if any.
@@ -551,10 +575,13 @@ public enum Verifier {
 
     /// A text model's greedy answer to one question, from the page text (end tokens dropped, whitespace
     /// trimmed). Idefics2 answers in `run`, where one vision forward serves all questions of an image.
-    static func answer(_ m: VerifyModel, _ item: DocVQAItem, set: DocVQASet, maxNewTokens: Int) throws -> String {
+    static func answer(_ m: VerifyModel, _ item: DocVQAItem, set: DocVQASet, maxNewTokens: Int,
+                       log: ((String) -> Void)?) throws -> String {
         guard let doc = item.documentText else { throw VerifyError.noDocumentText(file: set.file, questionId: item.questionId) }
-        let r = try m.text.run(prompt: try documentTextPrompt(question: item.question, documentText: doc, session: m.text),
-                               maxNewTokens: maxNewTokens, wantLogits: false)
+        let prompt = try fittedDocumentPrompt(question: item.question, documentText: doc, session: m.text, maxNewTokens: maxNewTokens) {
+            log?("warning: \(set.file): question \(item.questionId): document_text truncated to \($0) of \(doc.count) characters to fit the model's \(m.text.decoder.maxContext)-position context (as transformers' question-answering pipeline truncates the context, not the question)")
+        }
+        let r = try m.text.run(prompt: prompt, maxNewTokens: maxNewTokens, wantLogits: false)
         return r.text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

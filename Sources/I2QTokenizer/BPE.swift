@@ -283,6 +283,13 @@ func makeBPE(_ model: JSONValue, _ r: JSONReader, options given: BPEModel.Option
         options.unkToken = try r.optionalString(model, "unk_token", path)
         options.continuingSubwordPrefix = try r.optionalString(model, "continuing_subword_prefix", path)
         options.endOfWordSuffix = try r.optionalString(model, "end_of_word_suffix", path)
+        // Both are glued to every piece (real files: "##", "</w>"); a long one multiplies the memory
+        // of every encoding by its length.
+        for (key, v) in [("continuing_subword_prefix", options.continuingSubwordPrefix), ("end_of_word_suffix", options.endOfWordSuffix)] {
+            if let v, v.utf8.count > 64 {
+                throw TokenizerError.invalidField(file: r.file, path: "model." + key, expected: "a string of at most 64 bytes (got \(v.utf8.count))")
+            }
+        }
         options.fuseUnk = try r.optionalBool(model, "fuse_unk", path) ?? false
         options.byteFallback = try r.optionalBool(model, "byte_fallback", path) ?? false
         options.ignoreMerges = try r.optionalBool(model, "ignore_merges", path) ?? false

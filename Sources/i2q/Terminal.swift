@@ -16,4 +16,5 @@ func installInterruptCleanup() {
     }
     signal(SIGINT, handler)
     signal(SIGTERM, handler)
+    InputFault.install { StagedOutput.removeAllUncommitted() }
 }

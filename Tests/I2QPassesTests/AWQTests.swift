@@ -42,7 +42,7 @@ final class AWQTests: XCTestCase {
         var x: [Float] = []
         for s in seqs {
             x += try dec.embed(s)
-            let cache = dec.makeCache(capacity: s.count)
+            let cache = try dec.makeCache(capacity: s.count)
             _ = try dec.forward(embeddings: try dec.embed(s), cache: cache) { li, h in reference[li] += Array(h) }
         }
         let fwd = DecoderLayerForward(config: c, batch: CalibrationBatch(lengths: seqs.map(\.count)))

@@ -31,7 +31,7 @@ final class FuseTests: XCTestCase {
     /// Logits of the prompt (prefill, every position) then of 3 greedy decode steps.
     func run(_ source: any ModelSource, _ ids: [Int]) throws -> [Float] {
         let dec = try TextDecoder(source: source)
-        let cache = dec.makeCache(capacity: ids.count + 8)
+        let cache = try dec.makeCache(capacity: ids.count + 8)
         var logits = try dec.logits(try dec.forward(embeddings: try dec.embed(ids), cache: cache), rows: 0..<ids.count)
         var next = argmax(Array(logits.suffix(dec.config.vocabSize)))
         for _ in 0..<3 {
@@ -130,7 +130,7 @@ final class FuseTests: XCTestCase {
             let (hidden, pm) = try m.vision.encode(pixels: pixels, mask: mask, height: H, width: W)
             let feats = try m.connector(hidden, patchMask: pm)
             let emb = try m.embeddings(ids: ids, images: [.init(pixels: pixels, mask: mask, height: H, width: W)])
-            let logits = try m.text.logits(try m.text.forward(embeddings: emb, cache: m.text.makeCache(capacity: 64)), rows: 0..<ids.count)
+            let logits = try m.text.logits(try m.text.forward(embeddings: emb, cache: try m.text.makeCache(capacity: 64)), rows: 0..<ids.count)
             return (hidden, feats, logits)
         }
         let fm = try Idefics2Model(source: try I2QFile(path: out))

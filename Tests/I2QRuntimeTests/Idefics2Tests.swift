@@ -48,7 +48,7 @@ final class Idefics2Tests: XCTestCase {
 
         let ids = ints(g, "input_ids")
         let emb = try model.embeddings(ids: ids, images: [.init(pixels: pixels, mask: mask, height: H, width: W)])
-        let cache = model.text.makeCache(capacity: 64)
+        let cache = try model.text.makeCache(capacity: 64)
         let last = try model.text.forward(embeddings: emb, cache: cache)
         let logits = try model.text.logits(last, rows: 0..<ids.count)
         let want = floats(g, "logits")
@@ -107,7 +107,7 @@ final class Idefics2MultiImageTests: XCTestCase {
         let fd = maxDiff(feats, floats(g, "image_hidden_states"))
         XCTAssertLessThan(fd, 1e-4, "\(file): connector max|Δ| \(fd)")
         let emb = try model.embeddings(ids: ids, images: images)
-        let hidden = try model.text.forward(embeddings: emb, cache: model.text.makeCache(capacity: 64))
+        let hidden = try model.text.forward(embeddings: emb, cache: try model.text.makeCache(capacity: 64))
         let all = try model.text.logits(hidden, rows: 0..<ids.count)
         let v = model.config.text.vocabSize
         var argmax: [Int] = []

@@ -166,8 +166,8 @@ final class Int8GemvTests: XCTestCase {
         let f32 = try TextDecoder(source: try openModel(path))  // for scale: the weight quantization's own drift
         let prompt = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407, 19712, 8182, 2]
         let steps = 24
-        let cf = dec.makeCache(capacity: prompt.count + steps + 1), cq = dec.makeCache(capacity: prompt.count + steps + 1)
-        let c32 = f32.makeCache(capacity: prompt.count + steps + 1)
+        let cf = try dec.makeCache(capacity: prompt.count + steps + 1), cq = try dec.makeCache(capacity: prompt.count + steps + 1)
+        let c32 = try f32.makeCache(capacity: prompt.count + steps + 1)
         _ = try f32.forward(embeddings: try f32.embed(prompt), cache: c32)
         func argmax(_ v: [Float]) -> Int { v.indices.max { v[$0] < v[$1] }! }
         QuantGemv.exactDecode = true

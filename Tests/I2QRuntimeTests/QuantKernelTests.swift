@@ -271,7 +271,7 @@ final class QuantKernelTests: XCTestCase {
         XCTAssertNil(f.layers[0].mlp.down.packed)
 
         let ids = (0..<13).map { ($0 * 37 + 5) % vocab }
-        let cq = q.makeCache(capacity: 32), cf = f.makeCache(capacity: 32)
+        let cq = try q.makeCache(capacity: 32), cf = try f.makeCache(capacity: 32)
         var lq = try q.logits(try q.forward(embeddings: try q.embed(ids), cache: cq), rows: 0..<ids.count)
         var lf = try f.logits(try f.forward(embeddings: try f.embed(ids), cache: cf), rows: 0..<ids.count)
         var worst = maxDiff(lq, lf) / standardDeviation(lf)

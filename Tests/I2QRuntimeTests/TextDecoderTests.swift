@@ -13,7 +13,7 @@ final class TextDecoderTests: XCTestCase {
     func check(model: String, golden g: TextGolden, file: StaticString = #filePath, line: UInt = #line) throws {
         let source = try openModel(fixturesDir + "/" + model)
         let dec = try TextDecoder(source: source)
-        let cache = dec.makeCache(capacity: 64)
+        let cache = try dec.makeCache(capacity: 64)
         let hidden = try dec.forward(embeddings: try dec.embed(g.ids), cache: cache)
         let logits = try dec.logits(hidden, rows: 0..<g.ids.count)
         XCTAssertEqual(logits.count, g.logits.count, file: file, line: line)
@@ -45,7 +45,7 @@ final class TextDecoderTests: XCTestCase {
         // KV cache: feeding the prompt in two parts gives the same last logits as in one.
         let g = try golden(fixturesDir + "/tiny-mistral/golden.safetensors")
         let dec = try TextDecoder(source: try openModel(fixturesDir + "/tiny-mistral"))
-        let c1 = dec.makeCache(capacity: 64), c2 = dec.makeCache(capacity: 64)
+        let c1 = try dec.makeCache(capacity: 64), c2 = try dec.makeCache(capacity: 64)
         let whole = try dec.forward(embeddings: try dec.embed(g.ids), cache: c1)
         _ = try dec.forward(embeddings: try dec.embed(Array(g.ids.prefix(11))), cache: c2)
         let tail = try dec.forward(embeddings: try dec.embed(Array(g.ids.dropFirst(11))), cache: c2)
@@ -72,7 +72,7 @@ final class HalfWeightTests: XCTestCase {
             let out = dir + "/llama-\(dt.rawValue).i2q"
             try castForTest(fixturesDir + "/tiny-llama", out, dt)
             let dec = try TextDecoder(source: try openModel(out))
-            let cache = dec.makeCache(capacity: 32)
+            let cache = try dec.makeCache(capacity: 32)
             let logits = try dec.logits(try dec.forward(embeddings: try dec.embed(g.ids), cache: cache), rows: 0..<g.ids.count)
             var maxDiff: Float = 0
             for (a, b) in zip(logits, g.logits) { maxDiff = max(maxDiff, abs(a - b)) }
@@ -83,7 +83,7 @@ final class HalfWeightTests: XCTestCase {
             let wide = dir + "/llama-\(dt.rawValue)-f32.i2q"
             try castForTest(out, wide, .f32)
             let dec32 = try TextDecoder(source: try openModel(wide))
-            let l32 = try dec32.logits(try dec32.forward(embeddings: try dec32.embed(g.ids), cache: dec32.makeCache(capacity: 32)), rows: 0..<g.ids.count)
+            let l32 = try dec32.logits(try dec32.forward(embeddings: try dec32.embed(g.ids), cache: try dec32.makeCache(capacity: 32)), rows: 0..<g.ids.count)
             XCTAssertEqual(l32, logits, "\(dt.rawValue): widened weights must give the same logits as their f32 copy")
         }
     }

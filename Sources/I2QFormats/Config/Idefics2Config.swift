@@ -98,8 +98,9 @@ public struct Idefics2Config: Sendable, Equatable {
         try cfg.vision.validate(path: path)
         try cfg.perceiver.validate(path: path)
         try cfg.text.validate(path: path, key: "text_config.")
-        guard cfg.imageTokenId >= 0, cfg.imageTokenId < cfg.text.vocabSize else {
-            throw ConfigError.invalid(path: path, detail: "image_token_id \(cfg.imageTokenId) is not a token of the \(cfg.text.vocabSize)-token vocabulary; fix config.json (Idefics2-8B: 32001)")
+        // (transformers' own defaults put image_token_id 32001 past vocab_size 32000: only the sign is checked.)
+        guard (0...ConfigRanges.maxVocab).contains(cfg.imageTokenId) else {
+            throw ConfigError.invalid(path: path, detail: "image_token_id \(cfg.imageTokenId) is outside 0…\(ConfigRanges.maxVocab); fix config.json (Idefics2-8B: 32001)")
         }
         return cfg
     }

@@ -20,6 +20,7 @@ public final class I2QWriter {
     private var component: I2QComponent?
     private var hasher: XXH3.Stream?
     private var written = 0
+    private var names: Set<String> = []
     /// Position in the file (= bytes written so far).
     private var position: Int
     public let dataOffset: Int
@@ -40,7 +41,7 @@ public final class I2QWriter {
     public func beginTensor(name: String, scheme: String = I2QSpec.Scheme.plain, dtype: DType, shape: [Int],
                             params: [(String, I2QParam)] = [], parts: [I2QPart] = []) throws {
         guard state == .ready else { throw fail("beginTensor(\(name)) while another tensor is open") }
-        if entries.contains(where: { $0.name == name }) { state = .failed; throw WriterError.duplicateName(name) }
+        if !names.insert(name).inserted { state = .failed; throw WriterError.duplicateName(name) }  // O(1): cast scales linearly in tensors
         current = I2QTensorEntry(name: name, scheme: scheme, dtype: dtype, shape: shape, params: params, parts: parts)
         state = .tensor
     }

@@ -89,6 +89,7 @@ public final class Idefics2Session: @unchecked Sendable {
     /// Greedy answer to `prompt` given precomputed `imageFeatures(paths:)` (same results as `run`).
     public func run(prompt: String, features: [Float], maxNewTokens: Int) throws -> TextSession.RunResult {
         let ids = inputIds(prompt: prompt)
+        try model.text.checkContext(ids.count + maxNewTokens + 1)
         let emb = try model.embeddings(ids: ids, features: features)
         return try text.complete(ids: ids, embeddings: emb, maxNewTokens: maxNewTokens, wantLogits: false,
                                  stopTokens: stopTokens, bannedTokens: bannedTokens, endTokens: stopTokens)
@@ -102,7 +103,7 @@ public final class Idefics2Session: @unchecked Sendable {
         guard !continuation.isEmpty else { return [] }
         let all = ids + continuation.dropLast()
         let emb = try model.embeddings(ids: all, features: features)
-        let cache = model.text.makeCache(capacity: all.count + 1)
+        let cache = try model.text.makeCache(capacity: all.count + 1)
         let hidden = try model.text.forward(embeddings: emb, cache: cache)
         return try model.text.logits(hidden, rows: (ids.count - 1)..<all.count)
     }
@@ -113,6 +114,7 @@ public final class Idefics2Session: @unchecked Sendable {
         let placeholders = Idefics2Prompt.imageCount(prompt)
         guard placeholders == paths.count else { throw SessionError.imageCount(placeholders: placeholders, images: paths.count) }
         let ids = inputIds(prompt: prompt)
+        try model.text.checkContext(ids.count + maxNewTokens + 1)  // before the vision tower runs
         let t0 = ProgressBar.now()
         var inputs: [Idefics2Model.ImageInput] = []
         if !paths.isEmpty {

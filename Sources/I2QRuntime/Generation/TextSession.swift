@@ -47,6 +47,7 @@ public final class TextSession: @unchecked Sendable {
     public func run(prompt: String, maxNewTokens: Int, wantLogits: Bool, ignoreStopTokens: Bool = false,
                     onToken: (Int) -> Void = { _ in }) throws -> RunResult {
         let ids = tokenizer.encode(prompt)
+        try decoder.checkContext(ids.count + maxNewTokens + 1)
         return try complete(ids: ids, embeddings: try decoder.embed(ids), maxNewTokens: maxNewTokens, wantLogits: wantLogits,
                             stopTokens: ignoreStopTokens ? [] : stopTokens, bannedTokens: bannedTokens, onToken: onToken)
     }
@@ -59,7 +60,8 @@ public final class TextSession: @unchecked Sendable {
                          stopTokens stops: Set<Int>, bannedTokens banned: Set<Int>, endTokens: Set<Int>? = nil,
                          extraPrefillSeconds: Double = 0,
                          onToken: (Int) -> Void = { _ in }) throws -> RunResult {
-        let cache = decoder.makeCache(capacity: ids.count + maxNewTokens + 1)
+        let cache = try decoder.makeCache(capacity: ids.count + maxNewTokens + 1)
+        if wantLogits { try MemoryBudget.check(Double(ids.count) * Double(decoder.config.vocabSize) * 4, for: "the logits of a \(ids.count)-token prompt") }
         let t0 = ProgressBar.now()
         let hidden = try decoder.forward(embeddings: embeddings, cache: cache)
         let prefill = ProgressBar.now() - t0 + extraPrefillSeconds

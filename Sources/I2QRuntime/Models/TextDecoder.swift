@@ -46,9 +46,32 @@ public final class TextDecoder: @unchecked Sendable {
         try self.init(source: source, config: source.config.textConfig, prefix: prefix)
     }
 
-    public func makeCache(capacity: Int) -> KVCache {
-        KVCache(layers: config.numHiddenLayers, capacity: capacity, width: config.numKeyValueHeads * config.headDim)
+    /// KV cache bytes per position (keys + values of every layer, f32).
+    public var cacheBytesPerToken: Int { 2 * config.numHiddenLayers * config.numKeyValueHeads * config.headDim * 4 }
+
+    /// The longest context this model runs: its max_position_embeddings, and no more positions than
+    /// the KV cache can hold within the memory budget (`MemoryBudget`: I2Q_MEMORY_BUDGET, default ¾ of RAM).
+    public var maxContext: Int { min(config.maxPositionEmbeddings, MemoryBudget.bytes / max(1, cacheBytesPerToken)) }
+
+    /// Throws when `tokens` positions exceed `maxContext`, saying why and what it would need.
+    public func checkContext(_ tokens: Int, what: String = "the prompt plus the new tokens") throws {
+        if tokens > config.maxPositionEmbeddings {
+            throw RuntimeError.contextLimit(detail: "\(what) need \(tokens) positions but the model was trained for at most \(config.maxPositionEmbeddings) (max_position_embeddings in config.json); shorten the input or lower --max-new-tokens / --ctx")
+        }
+        let need = Double(tokens) * Double(cacheBytesPerToken)
+        if need > Double(MemoryBudget.bytes) {
+            throw RuntimeError.contextLimit(detail: "\(what) need \(tokens) positions, whose KV cache needs \(formatGiB(need)) — more than the memory budget of \(formatGiB(Double(MemoryBudget.bytes))) (set I2Q_MEMORY_BUDGET to raise it); at most \(maxContext) positions fit")
+        }
     }
+
+    public func makeCache(capacity: Int) throws -> KVCache {
+        try checkContext(capacity)
+        return KVCache(layers: config.numHiddenLayers, capacity: capacity, width: config.numKeyValueHeads * config.headDim)
+    }
+
+    /// Prompts longer than this run through the layers in blocks of this many positions (llama.cpp's
+    /// n_ubatch): activations stay [block, intermediate] however long the context.
+    static let prefillBlock = 1024
 
     /// Embedding rows of `ids`: [ids.count, hidden].
     public func embed(_ ids: [Int]) throws -> [Float] {
@@ -71,6 +94,17 @@ public final class TextDecoder: @unchecked Sendable {
         let h = config.hiddenSize
         let t = x.count / h
         guard cache.count + t <= cache.capacity else { throw RuntimeError.contextTooLong(tokens: cache.count + t, capacity: cache.capacity) }
+        if t > Self.prefillBlock && onLayer == nil {
+            var out: [Float] = []
+            out.reserveCapacity(t * h)
+            var i = 0
+            while i < t {
+                let n = min(Self.prefillBlock, t - i)
+                out += try forward(embeddings: Array(x[(i * h)..<((i + n) * h)]), cache: cache)
+                i += n
+            }
+            return out
+        }
         var hidden = x  // [t, hidden], the residual stream
         let eps = Float(config.rmsNormEps)
         try hidden.withUnsafeMutableBufferPointer { hp in

@@ -8,6 +8,7 @@ public enum RuntimeError: I2QError {
     case unsupportedDType(model: String, name: String, dtype: DType)
     case quantized(model: String, name: String)
     case contextTooLong(tokens: Int, capacity: Int)
+    case contextLimit(detail: String)
     case badQuantized(model: String, name: String, detail: String)
 
     public var description: String {
@@ -16,6 +17,7 @@ public enum RuntimeError: I2QError {
         case let .wrongShape(m, n, e, a): return "\(m): weight \"\(n)\" has shape \(a), config.json implies \(e)."
         case let .unsupportedDType(m, n, d): return "\(m): weight \"\(n)\" is \(d.rawValue); the runtime reads F32, F16 and BF16 weights."
         case let .quantized(m, n): return "\(m): weight \"\(n)\" is quantized; this runtime path needs plain weights."
+        case let .contextLimit(d): return d
         case let .contextTooLong(t, c): return "\(t) tokens exceed the KV cache capacity of \(c); use a shorter prompt or a larger --max-context."
         case let .badQuantized(m, n, d): return "\(m): quantized weight \"\(n)\" is malformed: \(d). The file is damaged or was not written by i2q; quantize the model again."
         }
