@@ -71,7 +71,7 @@ setrlimit(Int32(RLIMIT_AS.rawValue), &limit)
 
 func peakRSSMiB() -> Double {
     var u = rusage()
-    getrusage(RUSAGE_SELF, &u)
+    getrusage(RUSAGE_SELF.rawValue, &u)
     return Double(u.ru_maxrss) / 1024
 }
 
@@ -112,6 +112,6 @@ for t in chosen {
     ])
     print(json ? JSONWriter.string(line) : "\(t.name): \(stats.inputs) inputs, \(stats.accepted) accepted, \(stats.errors) errors (\(stats.unnamed) not naming the file), slowest \(formatFixed(stats.slowestSeconds, 3)) s, \(formatFixed(stats.seconds, 1)) s, peak RSS \(formatFixed(peakRSSMiB(), 0)) MiB")
     for e in stats.unnamedExamples { print("  " + e) }
-    fflush(stdout)
+    fflush(nil)
 }
 exit(failed ? 1 : 0)

@@ -17,19 +17,25 @@ public struct FuzzTarget: Sendable {
     public let name: String
     public let kind: Kind
     public let seeds: [[UInt8]]
+    /// A format-aware mutation used for half of the inputs (reaching past checksums and length
+    /// prefixes), or nil.
+    public let structured: (@Sendable (_ bytes: [UInt8], _ rng: inout FuzzRandom) -> [UInt8])?
     public let read: @Sendable (_ bytes: [UInt8], _ dir: String) throws -> Void
 
-    public init(name: String, kind: Kind, seeds: [[UInt8]], read: @escaping @Sendable ([UInt8], String) throws -> Void) {
-        self.name = name; self.kind = kind; self.seeds = seeds; self.read = read
+    public init(name: String, kind: Kind, seeds: [[UInt8]],
+                structured: (@Sendable ([UInt8], inout FuzzRandom) -> [UInt8])? = nil,
+                read: @escaping @Sendable ([UInt8], String) throws -> Void) {
+        self.name = name; self.kind = kind; self.seeds = seeds; self.structured = structured; self.read = read
     }
 }
 
 public enum FuzzTargets {
     /// The readers of issue 17: safetensors, index, .i2q, GGUF, configs, tokenizer.json, PNG, JPEG,
     /// DocVQA JSON. `fixtures`: Tests/Fixtures.
-    public static func all(fixtures f: String) throws -> [FuzzTarget] {
+    public static func all(fixtures: String) throws -> [FuzzTarget] {
+        let f = fixtures.hasPrefix("/") ? fixtures : FileManager.default.currentDirectoryPath + "/" + fixtures
         func file(_ p: String) throws -> [UInt8] { try FileSystem.readFile(f + "/" + p) }
-        func write(_ dir: String, _ name: String, _ b: [UInt8]) throws -> String {
+        @Sendable func write(_ dir: String, _ name: String, _ b: [UInt8]) throws -> String {
             let p = dir + "/" + name
             try FileSystem.writeFile(p, b)
             return p
@@ -37,7 +43,7 @@ public enum FuzzTargets {
         return [
             FuzzTarget(name: "safetensors", kind: .binary,
                        seeds: [try file("tiny-llama/model.safetensors"), try file("cast/special.safetensors"),
-                               try file("gguf/tiny-tied.expected.safetensors")]) { b, dir in
+                               try file("gguf/tiny-tied.expected.safetensors")], structured: FuzzMutator.safetensorsHeader) { b, dir in
                 let st = try SafetensorsFile(file: MappedFile(copying: b, name: dir + "/model.safetensors"))
                 var sum: UInt64 = 0
                 for t in st.tensors { st.withData(t) { d in for x in d { sum &+= UInt64(x) } } }
@@ -55,7 +61,8 @@ public enum FuzzTargets {
                 _ = c.tensors.count
             },
             FuzzTarget(name: "i2q", kind: .binary,
-                       seeds: try ["f32.i2q", "bf16.i2q", "nf4.i2q", "int4.i2q", "int4-fused.i2q"].map { try file("fuzz/" + $0) }) { b, dir in
+                       seeds: try ["f32.i2q", "bf16.i2q", "nf4.i2q", "int4.i2q", "int4-fused.i2q"].map { try file("fuzz/" + $0) },
+                       structured: FuzzMutator.i2qResealed) { b, dir in
                 let m = try I2QFile(file: MappedFile(copying: b, name: dir + "/model.i2q"))
                 for e in m.entries { try m.ensureVerified(e) }
                 for t in m.tensors { try t.withData { _ in } }
@@ -100,6 +107,7 @@ public enum FuzzTargets {
                 _ = try ImageDecoder.decode(bytes: b, name: dir + "/image.jpg")
             },
             FuzzTarget(name: "docvqa", kind: .json, seeds: [try file("docvqa-mini/val_v1.0.json")]) { b, dir in
+                if !FileSystem.exists(dir + "/documents") { symlink(f + "/docvqa-mini/documents", dir + "/documents") }
                 _ = try write(dir, "val_v1.0.json", b)
                 let s = try DocVQASet.load(directory: dir)
                 _ = s.items.count
@@ -238,6 +246,64 @@ public enum FuzzMutator {
         return b
     }
 
+    /// safetensors: the JSON header mutated as JSON, its length prefix rewritten to match.
+    @Sendable public static func safetensorsHeader(_ input: [UInt8], rng: inout FuzzRandom) -> [UInt8] {
+        guard input.count >= 8 else { return input }
+        let n = Int(input[0..<8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.1) << (8 * UInt64($1.0)) })
+        guard n <= input.count - 8 else { return input }
+        var header = Array(input[8..<(8 + n)])
+        for _ in 0..<(1 + rng.below(3)) { header = mutateJSON(header, rng: &rng) }
+        var out = le64(UInt64(header.count)) + header + Array(input[(8 + n)...])
+        if rng.below(4) == 0 { out = mutateBytes(out, seeds: [input], rng: &rng) }
+        return out
+    }
+
+    /// .i2q: the metadata (decompressed) mutated as JSON and stored uncompressed at the end, or the
+    /// directory mutated as bytes; then every checksum the opener checks first is recomputed, so the
+    /// mutation reaches the directory, metadata and config parsers instead of the checksum test.
+    @Sendable public static func i2qResealed(_ input: [UInt8], rng: inout FuzzRandom) -> [UInt8] {
+        guard input.count >= 128 else { return input }
+        var b = input
+        func u64(_ at: Int) -> Int { Int(truncatingIfNeeded: b[at..<(at + 8)].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.1) << (8 * UInt64($1.0)) }) }
+        func put(_ at: Int, _ v: Int) { for (i, x) in le64(UInt64(bitPattern: Int64(v))).enumerated() { b[at + i] = x } }
+        let (mOff, mSize, mRaw, dirOff, dirSize) = (u64(48), u64(56), u64(64), u64(72), u64(80))
+        guard mOff >= 0, mSize >= 0, mOff <= b.count - mSize, dirOff >= 0, dirSize >= 0, dirOff <= b.count - dirSize else { return input }
+        if rng.below(2) == 0 {
+            var meta = Array(b[mOff..<(mOff + mSize)])
+            if b[12] & 1 != 0 {
+                guard let raw = try? meta.withUnsafeBytes({ try Zstd.decompress($0, expectedSize: mRaw) }) else { return input }
+                meta = raw
+            }
+            for _ in 0..<(1 + rng.below(3)) { meta = mutateJSON(meta, rng: &rng) }
+            b[12] &= ~1  // uncompressed
+            put(48, b.count); put(56, meta.count); put(64, meta.count)
+            b += meta
+            put(16, b.count)
+        } else {
+            for _ in 0..<(1 + rng.below(4)) {
+                guard dirSize > 0 else { break }
+                let i = dirOff + rng.below(dirSize)
+                switch rng.below(3) {
+                case 0: b[i] ^= UInt8(1 << rng.below(8))
+                case 1: b[i] = interesting8[rng.below(interesting8.count)]
+                default:
+                    let v = interesting64[rng.below(interesting64.count)]
+                    for k in 0..<8 where i + k < dirOff + dirSize { b[i + k] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(k))) }
+                }
+            }
+        }
+        let (m2, s2, d2, ds2) = (u64(48), u64(56), u64(72), u64(80))
+        if m2 >= 0, s2 >= 0, m2 <= b.count - s2 { put(96, Int(bitPattern: UInt(XXH3.hash(Array(b[m2..<(m2 + s2)]))))) }
+        if d2 >= 0, ds2 >= 0, d2 <= b.count - ds2 {
+            let s = XXH3.Stream()
+            b.withUnsafeBytes { s.update(UnsafeRawBufferPointer(rebasing: $0[0..<120])); s.update(UnsafeRawBufferPointer(rebasing: $0[d2..<(d2 + ds2)])) }
+            put(120, Int(bitPattern: UInt(s.digest())))
+        }
+        return b
+    }
+
+    static func le64(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) } }
+
     static func numberStarts(_ b: [UInt8]) -> [Int] {
         var out: [Int] = []
         var i = 0
@@ -263,6 +329,7 @@ public enum FuzzRunner {
     public static func input(_ t: FuzzTarget, seed: UInt64, index: Int) -> [UInt8] {
         var rng = FuzzRandom(seed: seed &* 1_000_003 &+ UInt64(index))
         let base = t.seeds[rng.below(t.seeds.count)]
+        if let st = t.structured, rng.below(2) == 0 { return st(base, &rng) }
         return FuzzMutator.mutate(base, seeds: t.seeds, kind: t.kind, rng: &rng)
     }
 

@@ -152,6 +152,15 @@ public enum FileSystem {
         return stat(path, &st) == 0
     }
 
+    /// Why `path` cannot be used: "does not exist" only when it really does not (ENOENT/ENOTDIR); a
+    /// symlink loop, a permission problem or an I/O error is reported as what it is.
+    public static func whyMissing(_ path: String) -> IOError {
+        var st = stat()
+        if stat(path, &st) == 0 { return .open(path: path, errno: EINVAL) }
+        let e = errno
+        return e == ENOENT || e == ENOTDIR ? .notFound(path: path) : .open(path: path, errno: e)
+    }
+
     public static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
@@ -244,7 +253,9 @@ public final class StagedOutput {
         self.finalPath = fp
         try OverwriteGuard.checkNotContainingInputs(fp, inputs: inputs)
         let parent = FileSystem.dirname(fp)
-        if !FileSystem.isDirectory(parent) { throw IOError.notFound(path: parent) }
+        if !FileSystem.isDirectory(parent) {
+            throw FileSystem.exists(parent) ? IOError.open(path: parent, errno: ENOTDIR) : FileSystem.whyMissing(parent)
+        }
         let hidden = parent + "/." + FileSystem.basename(fp)
         tempPath = hidden + ".i2q-partial-\(getpid())"
         // One writer per output: the lock is taken before the output's existence is checked, so of

@@ -80,7 +80,7 @@ public struct DocVQASet: Sendable {
     public static func load(directory: String) throws -> DocVQASet {
         guard FileSystem.isDirectory(directory) else {
             if FileSystem.exists(directory) { throw DocVQAError.notADirectory(directory) }
-            throw IOError.notFound(path: directory)
+            throw FileSystem.whyMissing(directory)
         }
         let dir = absolutePath(directory)
         let names = try FileSystem.listDirectory(dir).filter { $0.hasSuffix(".json") }

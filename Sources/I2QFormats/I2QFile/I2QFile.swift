@@ -64,6 +64,8 @@ public final class I2QFile: ModelSource, @unchecked Sendable {
             metadata = try I2QMetadata(json: JSONParser.parse(metaBytes, source: path + " (metadata)"))
         } catch let e as JSONError {
             throw I2QFormatError.header(path: path, detail: "metadata is not valid JSON (\(e.message))")
+        } catch I2QFormatError.metadata(let d) {
+            throw I2QFormatError.metadata(detail: "\(path): \(d)")  // the parts above do not know the file
         }
         guard let cfg = metadata.file("config.json") else {
             throw I2QFormatError.metadata(detail: "\(path) holds no config.json; it was not written by i2q")

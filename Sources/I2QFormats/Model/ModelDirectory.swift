@@ -23,7 +23,7 @@ public final class ModelDirectory: ModelSource, @unchecked Sendable {
     static let foreignWeightSuffixes = [".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx", ".safetensors"]
 
     public init(path: String) throws {
-        guard FileSystem.exists(path) else { throw IOError.notFound(path: path) }
+        guard FileSystem.exists(path) else { throw FileSystem.whyMissing(path) }
         guard FileSystem.isDirectory(path) else {
             throw ConfigError.missingFile(path: path, why: "expected a model directory (with config.json and safetensors weights) or an .i2q file")
         }

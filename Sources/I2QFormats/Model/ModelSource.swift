@@ -98,7 +98,7 @@ func settingDType(_ v: JSONValue, _ name: String, top: Bool) -> JSONValue {
 /// Opens a model: a GGUF file (name ending in `.gguf` or starting with the GGUF magic), an `.i2q`
 /// file (by its magic bytes) or an HF directory.
 public func openModel(_ path: String) throws -> any ModelSource {
-    guard FileSystem.exists(path) else { throw IOError.notFound(path: path) }
+    guard FileSystem.exists(path) else { throw FileSystem.whyMissing(path) }
     if !FileSystem.isDirectory(path) {
         let file = try MappedFile(path: path)
         if path.lowercased().hasSuffix(".gguf") || (file.count >= 4 && file.copyBytes(0, 4) == GGUFFile.magic) {

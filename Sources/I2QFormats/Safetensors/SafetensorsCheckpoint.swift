@@ -48,7 +48,7 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
             }
             if shardPaths.isEmpty { throw SafetensorsError.noWeights(directory: path) }
         } else {
-            guard FileSystem.exists(path) else { throw IOError.notFound(path: path) }
+            guard FileSystem.exists(path) else { throw FileSystem.whyMissing(path) }
             shardPaths = [path]
         }
 
