@@ -16,6 +16,8 @@ SEED=${SEED:-20261206}
 BIN=.build/release/i2q-fuzz
 [ -x "$BIN" ] || swift build -c release --product i2q-fuzz
 mkdir -p "$OUT"
+cp "$BIN" "$OUT/i2q-fuzz"  # a rebuild during the run does not change what is measured
+BIN=$OUT/i2q-fuzz
 : > "$OUT/runs.jsonl"
 : > "$OUT/exits.txt"
 TARGETS="safetensors index i2q gguf configs tokenizer png jpeg docvqa"
