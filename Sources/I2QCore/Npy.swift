@@ -18,7 +18,13 @@ public enum Npy {
     /// Writes a float32 array of `shape` to `path` (via a temporary name, renamed when complete).
     public static func writeFloat32(_ values: [Float], shape: [Int], to path: String, overwrite: Bool = true) throws {
         precondition(shape.reduce(1, *) == values.count, "npy: shape does not match the data")
-        let staged = try StagedOutput(finalPath: path, directory: false, overwrite: overwrite)
+        try writeFloat32(values, shape: shape, into: StagedOutput(finalPath: path, directory: false, overwrite: overwrite))
+    }
+
+    /// The same into an output claimed before the computing (`StagedOutput`: its lock is held until
+    /// commit, so two runs writing one path cannot both succeed).
+    public static func writeFloat32(_ values: [Float], shape: [Int], into staged: StagedOutput) throws {
+        precondition(shape.reduce(1, *) == values.count, "npy: shape does not match the data")
         let f = try OutputFile(creating: staged.tempPath)
         try f.write(header(descr: "<f4", shape: shape))
         try values.withUnsafeBytes { try f.write($0) }

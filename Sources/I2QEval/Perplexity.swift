@@ -37,9 +37,10 @@ public enum Perplexity {
 
     /// Perplexity of already tokenized text.
     public static func evaluate(session: TextSession, ids: [Int], ctx: Int, progress: ProgressBar? = nil) throws -> PerplexityResult {
+        let dec = session.decoder
+        try dec.checkContext(ctx, what: "windows of --ctx \(ctx)")  // before the text length: the fix is a smaller --ctx
         let windows = ids.count / ctx
         guard windows > 0, ctx >= 2 else { throw PerplexityError.tooShort(tokens: ids.count, ctx: ctx) }
-        let dec = session.decoder
         let cache = try dec.makeCache(capacity: ctx)
         let vocab = dec.config.vocabSize
         var nll = 0.0

@@ -16,11 +16,20 @@ public enum VerifyReportError: I2QError {
 /// temporary name and renamed when complete; an existing report directory is replaced.
 public enum VerifyReportFiles {
     public static func write(_ r: VerifyReport, to dir: String) throws {
+        try write(r, into: claim(dir))
+    }
+
+    /// Checks `dir` and takes its lock before any computing: a directory that is not a report is
+    /// refused at once, and a second verify writing the same report is refused while this one runs.
+    public static func claim(_ dir: String, inputs: [String] = []) throws -> StagedOutput {
         if FileSystem.exists(dir) {
             let names = FileSystem.isDirectory(dir) ? try FileSystem.listDirectory(dir) : ["?"]
             guard names.isEmpty || names.contains("report.json") else { throw VerifyReportError.notAReportDirectory(dir) }
         }
-        let out = try StagedOutput(finalPath: dir, directory: true, overwrite: true)
+        return try StagedOutput(finalPath: dir, directory: true, overwrite: true, inputs: inputs)
+    }
+
+    public static func write(_ r: VerifyReport, into out: StagedOutput) throws {
         var plots: [String] = []
         func put(_ name: String, _ text: String) throws {
             try FileSystem.writeFile(out.tempPath + "/" + name, Array(text.utf8))

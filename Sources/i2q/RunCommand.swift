@@ -42,6 +42,7 @@ struct Run: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let source = try openModel(model)
+            let claimed = try logitsOut.map { try StagedOutput(finalPath: $0, directory: false, overwrite: true, inputs: [model]) }
             let r: TextSession.RunResult
             let vocab: Int
             if case .idefics2 = source.config {
@@ -58,8 +59,8 @@ struct Run: ParsableCommand {
                 r = try session.run(prompt: prompt, maxNewTokens: maxNewTokens, wantLogits: logitsOut != nil, ignoreStopTokens: ignoreEos)
                 vocab = session.decoder.config.vocabSize
             }
-            if let path = logitsOut, let l = r.promptLogits {
-                try Npy.writeFloat32(l, shape: [r.inputIds.count, vocab], to: path)
+            if let claimed, let l = r.promptLogits {
+                try Npy.writeFloat32(l, shape: [r.inputIds.count, vocab], into: claimed)
             }
             if json {
                 print(JSONWriter.string(.object([

@@ -82,9 +82,10 @@ struct Verify: ParsableCommand {
             o.minANLS = minAnls
             o.showProgress = !noProgress && ProgressBar.stderrIsTerminal
             o.log = { printError($0) }
+            let claimed = try report.map { try VerifyReportFiles.claim($0, inputs: [candidate, reference]) }
             let r = try Verifier.run(candidate: candidate, reference: reference, options: o)
-            if let dir = report {
-                try VerifyReportFiles.write(r, to: dir)
+            if let dir = report, let claimed {
+                try VerifyReportFiles.write(r, into: claimed)
                 printError("verify: report written to \(dir) (summary.md, report.json, plots)")
             }
             if json {

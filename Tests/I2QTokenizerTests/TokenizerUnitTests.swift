@@ -69,6 +69,18 @@ final class TokenizerUnitTests: XCTestCase {
 
     // MARK: Errors
 
+    /// Issue 17: a continuing_subword_prefix glued to every piece multiplied memory by its length.
+    func testOverlongSubwordAffixesAreRefused() throws {
+        for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+            let long = String(repeating: "#", count: 100_000)
+            let json = #"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": [], "KEY": "LONG"}}"#
+                .replacingOccurrences(of: "KEY", with: key).replacingOccurrences(of: "LONG", with: long)
+            assertThrowsMentioning(["bad/tokenizer.json", "model." + key, "at most 64 bytes"]) {
+                _ = try Tokenizer(tokenizerJSON: Array(json.utf8), tokenizerConfigJSON: nil, source: "bad")
+            }
+        }
+    }
+
     func testMalformedJSON() {
         assertThrowsMentioning(["bad/tokenizer.json", "invalid JSON"]) {
             _ = try Tokenizer(tokenizerJSON: Array(#"{"model": {"#.utf8), tokenizerConfigJSON: nil, source: "bad")

@@ -12,8 +12,8 @@ struct Attention {
     let heads, kvHeads, headDim, hidden: Int
     let window: Int?
     let rope: RoPE
-    /// Most attention scores held at once in prefill (floats: 64 MB).
-    static let maxScores = 1 << 24
+    /// Most attention scores held at once in prefill (floats: 64 MB). Tests lower it to force blocks.
+    nonisolated(unsafe) static var maxScores = 1 << 24
     var q: Weight { qkv.parts[0] }
     var k: Weight { qkv.parts[1] }
     var v: Weight { qkv.parts[2] }

@@ -70,8 +70,8 @@ public final class TextDecoder: @unchecked Sendable {
     }
 
     /// Prompts longer than this run through the layers in blocks of this many positions (llama.cpp's
-    /// n_ubatch): activations stay [block, intermediate] however long the context.
-    static let prefillBlock = 1024
+    /// n_ubatch): activations stay [block, intermediate] however long the context. Tests lower it.
+    nonisolated(unsafe) static var prefillBlock = 1024
 
     /// Embedding rows of `ids`: [ids.count, hidden].
     public func embed(_ ids: [Int]) throws -> [Float] {
