@@ -70,6 +70,11 @@ public enum CalibrationData {
     /// `log` receives a progress line per DocVQA sample run through the vision tower (Idefics2).
     public static func load(source: any ModelSource, options o: CalibrationOptions,
                             log: @Sendable (String) -> Void = { _ in }) throws -> CalibrationInputs {
+        // The batch's hidden states live in memory for the whole run (plus one layer's activations):
+        // refuse a batch that cannot fit before tokenizing anything.
+        let h = source.config.textConfig.hiddenSize
+        try MemoryBudget.check(Double(o.samples) * Double(o.seqLen) * Double(h) * 4 * 2,
+                               for: "AWQ calibration (--samples \(o.samples) × --seq-len \(o.seqLen) tokens × hidden \(h), twice)")
         if FileSystem.isDirectory(o.path) { return try loadDocVQA(source: source, options: o, log: log) }
         let bytes = try FileSystem.readFile(o.path)
         guard let text = String(validating: bytes, as: UTF8.self) else {

@@ -94,7 +94,9 @@ struct VerifyAfterOptions: ParsableArguments {
             throw ValidationError("--verify-text / --verify-docvqa take effect with --verify")
         }
         guard verifyCtx >= 3 else { throw ValidationError("--verify-ctx must be at least 3") }
+        try FlagLimits.check("--verify-ctx", verifyCtx, 3...FlagLimits.positions)
         if let s = verifySamples, s < 1 { throw ValidationError("--verify-samples must be at least 1") }
+        if let s = verifySamples { try FlagLimits.check("--verify-samples", s, 1...FlagLimits.samples) }
     }
 
     /// Installs the verification as the pass's last step (before the output is renamed into place).
@@ -111,5 +113,20 @@ struct VerifyAfterOptions: ParsableArguments {
             printError("verify: " + PassVerification.summary(r, reference: reference).map { "\($0.0)=\(JSONWriter.string($0.1))" }.joined(separator: " "))
         }
         return s
+    }
+}
+
+/// Upper bounds of numeric flags (issue 17: every number from a flag is range-checked before it is
+/// used in arithmetic or allocation). Far above any real use; the model's own limits (positions,
+/// memory budget) are checked later with the model in hand.
+enum FlagLimits {
+    static let positions = 1 << 24  // --ctx, --max-new-tokens, --seq-len (= ConfigRanges.maxPositions)
+    static let samples = 1 << 24    // --samples
+    static let edge = 16384         // --longest-edge (= ProcessorConfig.maxEdge)
+
+    static func check(_ flag: String, _ value: Int, _ range: ClosedRange<Int>) throws {
+        guard range.contains(value) else {
+            throw ValidationError("\(flag) must be in \(range.lowerBound)…\(range.upperBound) (got \(value))")
+        }
     }
 }

@@ -24,6 +24,7 @@ struct PerplexityCommand: ParsableCommand {
 
     func validate() throws {
         guard ctx >= 2 else { throw ValidationError("--ctx must be at least 2") }
+        try FlagLimits.check("--ctx", ctx, 2...FlagLimits.positions)
     }
 
     func run() throws {

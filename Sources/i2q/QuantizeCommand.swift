@@ -66,12 +66,16 @@ struct Quantize: ParsableCommand {
         if [nf4, fp4, rtn, awq].filter({ $0 }).count > 1 { throw ValidationError("choose one of --nf4, --fp4, --rtn and --awq") }
         if rtn || awq {
             guard groupSize >= 2, groupSize % 2 == 0 else { throw ValidationError("--group-size must be an even number ≥ 2 (got \(groupSize))") }
+            try FlagLimits.check("--group-size", groupSize, 2...(1 << 20))
         }
         if awq {
             guard calibration != nil else { throw ValidationError("--awq needs --calibration FILE.txt or a DocVQA-format directory") }
             guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
             guard seqLen >= 2 else { throw ValidationError("--seq-len must be at least 2") }
             guard searchTokens >= 0 else { throw ValidationError("--search-tokens must be 0 (every token) or positive") }
+            try FlagLimits.check("--samples", samples, 1...FlagLimits.samples)
+            try FlagLimits.check("--seq-len", seqLen, 2...FlagLimits.positions)
+            try FlagLimits.check("--search-tokens", searchTokens, 0...FlagLimits.positions * 64)
         } else if calibration != nil || resume || searchTokens != 0 || imageSplitting != nil {
             throw ValidationError("--calibration, --resume, --search-tokens and --[no-]image-splitting apply to --awq")
         }

@@ -36,7 +36,9 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         guard maxNewTokens >= 0 else { throw ValidationError("--max-new-tokens must be ≥ 0") }
+        try FlagLimits.check("--max-new-tokens", maxNewTokens, 0...FlagLimits.positions)
         if let l = longestEdge, l < 14 { throw ValidationError("--longest-edge must be at least one patch (14 pixels)") }
+        if let l = longestEdge { try FlagLimits.check("--longest-edge", l, 14...FlagLimits.edge) }
     }
 
     func run() throws {

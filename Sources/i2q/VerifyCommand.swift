@@ -59,8 +59,11 @@ struct Verify: ParsableCommand {
     func validate() throws {
         guard text != nil || docvqa != nil else { throw ValidationError("give --text FILE and/or --docvqa DIR: what to compare the models on") }
         guard ctx >= 3 else { throw ValidationError("--ctx must be at least 3") }
+        try FlagLimits.check("--ctx", ctx, 3...FlagLimits.positions)
         if let s = samples, s < 1 { throw ValidationError("--samples must be at least 1") }
+        if let s = samples { try FlagLimits.check("--samples", s, 1...FlagLimits.samples) }
         guard maxNewTokens >= 1 else { throw ValidationError("--max-new-tokens must be at least 1") }
+        try FlagLimits.check("--max-new-tokens", maxNewTokens, 1...FlagLimits.positions)
         if maxPplRatio != nil && text == nil { throw ValidationError("--max-ppl-ratio needs --text FILE") }
         if maxKld != nil && text == nil { throw ValidationError("--max-kld needs --text FILE") }
         if minAnls != nil && docvqa == nil { throw ValidationError("--min-anls needs --docvqa DIR") }

@@ -142,6 +142,29 @@ final class HostileInputTests: CLITestCase {
         assertCleanError(r, ["KV cache needs", "I2Q_MEMORY_BUDGET"])
     }
 
+    /// Numbers from flags: refused before any arithmetic (Int.max + 1 used to trap), with the range.
+    func testFlagsOutOfRangeAreRefusedWithTheirRange() throws {
+        let big = "9223372036854775807"
+        let cases: [[String]] = [
+            ["run", vqa, "--prompt", "hi", "--max-new-tokens", big],
+            ["run", vqa, "--image", image, "--prompt", prompt, "--longest-edge", "1000000000"],
+            ["perplexity", vqa, "--text", fixturesDir + "/docvqa-mini/README.md", "--ctx", big],
+            ["verify", vqa, "--reference", vqa, "--docvqa", fixturesDir + "/docvqa-mini", "--max-new-tokens", big],
+            ["quantize", vqa, "--awq", "--calibration", fixturesDir + "/docvqa-mini", "--samples", big, "-o", dir + "/x.i2q"],
+            ["quantize", vqa, "--awq", "--calibration", fixturesDir + "/docvqa-mini", "--seq-len", big, "-o", dir + "/x.i2q"],
+        ]
+        for c in cases {
+            let r = try run(c)
+            XCTAssertTrue(r.code > 0 && r.code < 128, "\(c): status \(r.code)")
+            XCTAssertTrue(r.err.contains("must be in"), "\(c): \(r.err)")
+        }
+        // Within the flag limits but over the memory budget: AWQ says what its batch needs.
+        let r = try runEnv(["quantize", vqa, "--awq", "--group-size", "64", "--calibration", fixturesDir + "/docvqa-mini",
+                            "--samples", "100000", "--seq-len", "4096", "-o", dir + "/x.i2q", "--no-progress"], env: ["I2Q_MEMORY_BUDGET": "8GB"])
+        assertCleanError(r, ["AWQ calibration", "needs", "I2Q_MEMORY_BUDGET"])
+        XCTAssertFalse(FileSystem.exists(dir + "/x.i2q"))
+    }
+
     // MARK: corruption passes through
 
     func testEveryVerbRefusesAnI2QWithADamagedTensor() throws {
