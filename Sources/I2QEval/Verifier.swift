@@ -250,27 +250,23 @@ public struct VerifyReport: Sendable {
     public func jsonString(indent: Int? = 2) -> String { JSONWriter.string(json, indent: indent, asciiOnly: false) }
 }
 
-/// A model opened for verification: a text model, or Idefics2 (whose text decoder serves the text statistics).
+/// A model opened for verification: a text model, or a vision-language one (whose text decoder
+/// serves the text statistics), as `RuntimeRegistry` opens it.
 public final class VerifyModel: @unchecked Sendable {
     public let path: String
     public let source: any ModelSource
-    public let idefics2: Idefics2Session?
+    public let visionLanguage: (any VisionLanguageSession)?
     public let text: TextSession
 
     public init(path: String) throws {
         self.path = path
         source = try openModel(path)
-        if case .idefics2 = source.config {
-            let s = try Idefics2Session(source: source)
-            idefics2 = s
-            text = s.text
-        } else {
-            idefics2 = nil
-            text = try TextSession(source: source)
-        }
+        let m = try RuntimeRegistry.open(source)
+        visionLanguage = m.visionLanguage
+        text = m.text
     }
 
-    var kind: String { idefics2 != nil ? "idefics2" : source.config.modelType }
+    var kind: String { source.config.modelType }
     var vocab: Int { text.decoder.config.vocabSize }
 }
 
@@ -296,7 +292,7 @@ public enum Verifier {
         try checkOptions(o)
         let t0 = ProgressBar.now()
         guard cand.vocab == base.vocab else { throw VerifyError.vocabMismatch(candidate: cand.vocab, reference: base.vocab) }
-        guard (cand.idefics2 == nil) == (base.idefics2 == nil) else { throw VerifyError.kindMismatch(candidate: cand.kind, reference: base.kind) }
+        guard (cand.visionLanguage == nil) == (base.visionLanguage == nil) else { throw VerifyError.kindMismatch(candidate: cand.kind, reference: base.kind) }
         // Load the DocVQA set first: a bad set fails before the long text run.
         let set = try o.docvqaDirectory.map { try DocVQASet.load(directory: $0) }
         var text: TextComparison?
@@ -329,22 +325,22 @@ public enum Verifier {
             var seenImages = Set<String>()
             var featureImage: String? = nil
             var baseFeatures: [Float] = [], candFeatures: [Float] = []
-            if o.layerwise, let bs = base.idefics2 { vision = LayerErrorAccumulator(layers: bs.model.config.vision.numHiddenLayers) }
+            if o.layerwise, let bs = base.visionLanguage { vision = LayerErrorAccumulator(layers: bs.visionLayers) }
             for item in items {
-                if var acc = vision, let bs = base.idefics2, let cs = cand.idefics2, seenImages.insert(item.imagePath).inserted {
+                if var acc = vision, let bs = base.visionLanguage, let cs = cand.visionLanguage, seenImages.insert(item.imagePath).inserted {
                     visionPatches += try compareVision(base: bs, candidate: cs, imagePath: item.imagePath, into: &acc)
                     visionImages += 1
                     vision = acc
                 }
                 let b: String, c: String
                 var kld: (sum: Double, tokens: Int)?
-                if let bs = base.idefics2, let cs = cand.idefics2 {
+                if let bs = base.visionLanguage, let cs = cand.visionLanguage {
                     if featureImage != item.imagePath {  // questions about one image share its vision forward
                         baseFeatures = try bs.imageFeatures(paths: [item.imagePath])
                         candFeatures = try cs.imageFeatures(paths: [item.imagePath])
                         featureImage = item.imagePath
                     }
-                    let prompt = idefics2Prompt(question: item.question)
+                    let prompt = bs.chatPrompt(question: item.question, image: true, answer: nil)
                     let rb = try bs.run(prompt: prompt, features: baseFeatures, maxNewTokens: o.maxNewTokens)
                     let rc = try cs.run(prompt: prompt, features: candFeatures, maxNewTokens: o.maxNewTokens)
                     b = rb.text.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -369,7 +365,7 @@ public enum Verifier {
             }
             bar.finish()
             docvqa = DocVQAComparison(directory: set.directory, file: set.file, questionsInSet: set.items.count, seed: o.seed,
-                                      maxNewTokens: o.maxNewTokens, mode: base.idefics2 != nil ? "idefics2" : "document_text",
+                                      maxNewTokens: o.maxNewTokens, mode: base.visionLanguage != nil ? base.kind : "document_text",
                                       items: results, seconds: ProgressBar.now() - t1, worstCount: o.worstItems)
             let d = docvqa!
             o.log?("verify: ANLS candidate \(formatFixed(d.anlsCandidate, 4)), base \(formatFixed(d.anlsBase, 4)), agreement \(formatFixed(d.anlsAgreement, 4))")
@@ -456,12 +452,6 @@ public enum Verifier {
         return (TokenStatistics(tokens), acc, ProgressBar.now() - t0)
     }
 
-    /// Idefics2's chat template for one user turn with an image: `User:<image>QUESTION<end_of_utterance>\nAssistant:`
-    /// (what `apply_chat_template(add_generation_prompt=True)` gives for [image, text] content).
-    public static func idefics2Prompt(question: String) -> String {
-        "User:\(Idefics2Prompt.image)\(question)\(Idefics2Prompt.endOfUtterance)\nAssistant:"
-    }
-
     /// A fixed worked example shown before each question to text models (two-shot): small models
     /// otherwise answer in full sentences, which ANLS scores 0.
     static let exampleDocument = "ACME Tools\nOrder number: 5521\nDate: March 3, 2021\nTotal: $41.20"
@@ -522,9 +512,9 @@ public enum Verifier {
     /// Per vision-encoder layer error on one image: both towers on the same processed image(s) (the
     /// crops and the original when the processor splits images), each on its own previous layers;
     /// real patches only. Returns the number of real patches compared.
-    public static func compareVision(base: Idefics2Session, candidate: Idefics2Session, imagePath: String,
+    public static func compareVision(base: any VisionLanguageSession, candidate: any VisionLanguageSession, imagePath: String,
                                      into acc: inout LayerErrorAccumulator) throws -> Int {
-        let width = base.model.config.vision.hiddenSize
+        let width = base.visionWidth
         func realRows(_ h: UnsafeBufferPointer<Float>, _ mask: [Bool]) -> [Float] {  // [real patches, width]
             var out: [Float] = []
             out.reserveCapacity(mask.filter { $0 }.count * width)
@@ -533,12 +523,12 @@ public enum Verifier {
         }
         var patches = 0
         var local = acc
-        for im in try base.imageInputs(paths: [imagePath]) where im.pixels.contains(where: { $0 != 0 }) {
+        for im in try base.visionInputs(paths: [imagePath]) where im.pixels.contains(where: { $0 != 0 }) {
             var stored: [[Float]] = []  // [layers][real patches × width]: the base's layer outputs
-            _ = try base.model.vision.encode(pixels: im.pixels, mask: im.mask, height: im.height, width: im.width) { _, h, mask in
+            try base.encodeVision(im) { _, h, mask in
                 stored.append(realRows(h, mask))
             }
-            _ = try candidate.model.vision.encode(pixels: im.pixels, mask: im.mask, height: im.height, width: im.width) { li, h, mask in
+            try candidate.encodeVision(im) { li, h, mask in
                 let c = realRows(h, mask)
                 guard li < stored.count, stored[li].count == c.count, !c.isEmpty else { return }
                 c.withUnsafeBufferPointer { cp in
@@ -555,7 +545,7 @@ public enum Verifier {
 
     /// Σ KL(base ‖ candidate) over the positions of the base's greedy `answer` (its end token
     /// included), both models teacher-forced on it; log-softmax in double precision.
-    static func answerKLD(base: Idefics2Session, candidate: Idefics2Session, prompt: String, baseFeatures: [Float],
+    static func answerKLD(base: any VisionLanguageSession, candidate: any VisionLanguageSession, prompt: String, baseFeatures: [Float],
                           candidateFeatures: [Float], answer: [Int]) throws -> (sum: Double, tokens: Int) {
         guard !answer.isEmpty else { return (0, 0) }
         let lb = try base.continuationLogits(prompt: prompt, features: baseFeatures, continuation: answer)

@@ -104,7 +104,7 @@ public enum VerifyReportFiles {
         }
         if let d = r.docvqa {
             s += "## DocVQA: `\(d.file)`\n\n"
-            s += "\(d.items.count) of \(d.questionsInSet) questions (seed \(d.seed)), \(d.mode == "idefics2" ? "image + question (Idefics2 chat template)" : "page text + question in the prompt"), greedy, at most \(d.maxNewTokens) new tokens; \(f(d.seconds, 1)) s.\n\n"
+            s += "\(d.items.count) of \(d.questionsInSet) questions (seed \(d.seed)), \(d.mode != "document_text" ? "image + question (\(d.mode.prefix(1).uppercased() + d.mode.dropFirst()) chat template)" : "page text + question in the prompt"), greedy, at most \(d.maxNewTokens) new tokens; \(f(d.seconds, 1)) s.\n\n"
             s += "| | candidate | base |\n|---|---|---|\n"
             s += "| ANLS | \(f(d.anlsCandidate, 4)) | \(f(d.anlsBase, 4)) |\n"
             s += "| exact match | \(pct(d.exactMatchCandidate, 2)) | \(pct(d.exactMatchBase, 2)) |\n"

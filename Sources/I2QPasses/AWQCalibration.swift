@@ -61,10 +61,11 @@ public enum CalibrationData {
         EvalRandom.select(samples, of: ids.count / seqLen, seed: seed).map { Array(ids[($0 * seqLen)..<(($0 + 1) * seqLen)]) }
     }
 
-    /// The Idefics2 chat prompt of one DocVQA question with its first answer (issue 7):
-    /// `User:<image>QUESTION<end_of_utterance>\nAssistant: ANSWER`.
-    public static func docvqaPrompt(_ item: DocVQAItem, image: Bool) -> String {
-        "User:" + (image ? Idefics2Prompt.image : "") + item.question + Idefics2Prompt.endOfUtterance + "\nAssistant: " + (item.answers.first ?? "")
+    /// A text model's calibration prompt of one DocVQA question with its first answer (issue 7): the
+    /// same turn format a vision-language model gets, without the image —
+    /// `User:QUESTION<end_of_utterance>\nAssistant: ANSWER` (kept as it was: outputs are fixed by it).
+    public static func textPrompt(_ item: DocVQAItem) -> String {
+        "User:" + item.question + "<end_of_utterance>" + "\nAssistant: " + (item.answers.first ?? "")
     }
 
     /// `log` receives a progress line per DocVQA sample run through the vision tower (Idefics2).
@@ -93,11 +94,7 @@ public enum CalibrationData {
     }
 
     static func sessions(_ source: any ModelSource) throws -> (TextSession, TextDecoder) {
-        if case .idefics2 = source.config {
-            let s = try Idefics2Session(source: source)
-            return (s.text, s.model.text)
-        }
-        let s = try TextSession(source: source)
+        let s = try RuntimeRegistry.open(source).text
         return (s, s.decoder)
     }
 
@@ -112,17 +109,15 @@ public enum CalibrationData {
         var hidden: [Float] = []
         var lengths: [Int] = [], allIds: [[Int]] = []
         var imageTokens = 0
-        if case .idefics2 = source.config {
-            let s = try Idefics2Session(source: source)
-            if let split = o.imageSplitting { s.processorConfig.doImageSplitting = split }
-            let h = s.model.config.text.hiddenSize
+        if let s = try RuntimeRegistry.open(source).visionLanguage {
+            if let split = o.imageSplitting { s.imageSplitting = split }
+            let h = s.text.decoder.config.hiddenSize
             let start = ProgressBar.now()
             for (i, item) in items.enumerated() {
-                var ids = s.inputIds(prompt: docvqaPrompt(item, image: true))
-                let inputs = Idefics2Session.inputs(try s.process([try ImageDecoder.decodeRGB(path: item.imagePath)]))
-                var emb = try s.model.embeddings(ids: ids, images: inputs)
+                let prompt = s.chatPrompt(question: item.question, image: true, answer: item.answers.first ?? "")
+                var (ids, emb) = try s.promptEmbeddings(prompt: prompt, imagePaths: [item.imagePath])
                 if ids.count > o.seqLen { ids = Array(ids.prefix(o.seqLen)); emb = Array(emb.prefix(o.seqLen * h)) }
-                imageTokens += ids.filter { $0 == s.model.config.imageTokenId }.count
+                imageTokens += ids.filter(s.isImageToken).count
                 hidden += emb; lengths.append(ids.count); allIds.append(ids)
                 let el = ProgressBar.now() - start
                 log("awq: calibration sample \(i + 1)/\(items.count) (\(FileSystem.basename(item.imagePath)), \(ids.count) tokens); ETA \(formatSeconds(el / Double(i + 1) * Double(items.count - i - 1)))")
@@ -131,7 +126,7 @@ public enum CalibrationData {
             let (ts, dec) = try sessions(source)
             for item in items {
                 guard let doc = item.documentText else { throw CalibrationError.noText(path: set.file) }
-                var ids = ts.tokenizer.encode(doc + "\n" + docvqaPrompt(item, image: false))
+                var ids = ts.tokenizer.encode(doc + "\n" + textPrompt(item))
                 if ids.count > o.seqLen { ids = Array(ids.prefix(o.seqLen)) }
                 hidden += try dec.embed(ids); lengths.append(ids.count); allIds.append(ids)
             }

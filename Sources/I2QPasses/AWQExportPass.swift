@@ -188,12 +188,13 @@ public enum AWQExportPass {
         // Full module prefixes ("model.vision_model", "model.connector"): transformers 5 matches a
         // pattern from the start of the module name (quantizers_utils.should_convert_module), 4.x as a
         // substring; a bare "connector" matches neither in 5.x and its linears load as empty AWQ modules.
-        for part in ["vision_model", "connector"] {
-            guard let e = entries.first(where: { $0.name.contains(part + ".") }), let r = e.name.range(of: part + ".") else { continue }
-            if entries.contains(where: { $0.name.contains(part + ".") && $0.scheme != I2QSpec.Scheme.plain }) {
-                throw AWQExportError.quantizedVision(path: f.path, tensor: entries.first { $0.name.contains(part + ".") && $0.scheme != I2QSpec.Scheme.plain }!.name)
+        for module in f.config.architecture.otherModules {  // Idefics2: the vision tower and the connector
+            let members = entries.filter { $0.name.hasPrefix(module.prefix) }
+            guard !members.isEmpty else { continue }
+            if let q = members.first(where: { $0.scheme != I2QSpec.Scheme.plain }) {
+                throw AWQExportError.quantizedVision(path: f.path, tensor: q.name)
             }
-            keep.append(String(e.name[..<r.lowerBound]) + part)
+            keep.append(String(module.prefix.dropLast()))
         }
         keep.append("lm_head")
         for e in plainLinears where !keep.contains(where: { e.name.contains($0) }) {

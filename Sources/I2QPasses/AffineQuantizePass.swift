@@ -86,27 +86,20 @@ public enum AffineQuantizePass {
     }
 
     public static func textPrefix(_ source: any ModelSource) -> String {
-        source.config.modelType == "idefics2" ? "model.text_model." : "model."
-    }
-
-    /// A linear weight of Idefics2's vision encoder layers (`model.vision_model.encoder.layers.N.` +
-    /// `self_attn.{q,k,v,out}_proj.weight` or `mlp.fc{1,2}.weight`).
-    public static func visionLinear(_ name: String) -> Bool {
-        let p = "model.vision_model.encoder.layers."
-        guard name.hasPrefix(p) else { return false }
-        return ["q_proj", "k_proj", "v_proj", "out_proj"].contains { name.hasSuffix(".self_attn.\($0).weight") }
-            || name.hasSuffix(".mlp.fc1.weight") || name.hasSuffix(".mlp.fc2.weight")
+        source.config.architecture.textPrefix
     }
 
     /// Which tensors are quantized: the decoder's q/k/v/o/gate/up/down weights (and with `vision` the
     /// vision encoder's linears), minus `skip` matches.
-    public static func quantizes(_ t: SourceTensor, textPrefix: String, skip: [String], vision: Bool = false) -> Bool {
-        quantizes(name: t.name, dtype: t.dtype, shape: t.shape, textPrefix: textPrefix, skip: skip, vision: vision)
+    public static func quantizes(_ t: SourceTensor, textPrefix: String, skip: [String], visionLinear: ((String) -> Bool)? = nil) -> Bool {
+        quantizes(name: t.name, dtype: t.dtype, shape: t.shape, textPrefix: textPrefix, skip: skip, visionLinear: visionLinear)
     }
 
-    static func quantizes(name: String, dtype: DType, shape: [Int], textPrefix: String, skip: [String], vision: Bool = false) -> Bool {
+    /// `visionLinear`: the architecture's vision-encoder linears when `--vision-int4` asks for them.
+    static func quantizes(name: String, dtype: DType, shape: [Int], textPrefix: String, skip: [String],
+                          visionLinear: ((String) -> Bool)? = nil) -> Bool {
         guard dtype.isCastableFloat, shape.count == 2,
-              decoderLinear(name, textPrefix: textPrefix) != nil || (vision && visionLinear(name)) else { return false }
+              decoderLinear(name, textPrefix: textPrefix) != nil || (visionLinear?(name) ?? false) else { return false }
         return !skip.contains(where: { name.contains($0) })
     }
 
@@ -133,16 +126,17 @@ public enum AffineQuantizePass {
     /// fuse writes). When only some of its parts are quantized (a `--skip` matching one) it is
     /// written as its parts, unfused.
     static func inputs(_ source: any ModelSource, textPrefix prefix: String, skip: [String], vision: Bool = false) throws -> [Input] {
+        let visionLinear = vision ? source.config.architecture.visionLinear : nil
         func partSelected(_ e: I2QTensorEntry, _ p: I2QPart) -> Bool {
-            quantizes(name: p.name, dtype: e.dtype, shape: [p.length] + e.shape.dropFirst(), textPrefix: prefix, skip: skip, vision: vision)
+            quantizes(name: p.name, dtype: e.dtype, shape: [p.length] + e.shape.dropFirst(), textPrefix: prefix, skip: skip, visionLinear: visionLinear)
         }
         let plain = try FusePass.plainInputs(source) { e in
             let s = Set(e.parts.map { partSelected(e, $0) })
             return s.count <= 1
         }
         return plain.map { t, parts in
-            let q = parts.isEmpty ? quantizes(t, textPrefix: prefix, skip: skip, vision: vision)
-                : parts.allSatisfy { quantizes(name: $0.name, dtype: t.dtype, shape: [$0.length] + t.shape.dropFirst(), textPrefix: prefix, skip: skip, vision: vision) }
+            let q = parts.isEmpty ? quantizes(t, textPrefix: prefix, skip: skip, visionLinear: visionLinear)
+                : parts.allSatisfy { quantizes(name: $0.name, dtype: t.dtype, shape: [$0.length] + t.shape.dropFirst(), textPrefix: prefix, skip: skip, visionLinear: visionLinear) }
             return Input(tensor: t, parts: parts, quantize: q)
         }
     }
@@ -154,7 +148,7 @@ public enum AffineQuantizePass {
         if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
         let prefix = textPrefix(source)
         if o.vision && o.method == .awq { throw AffineQuantizeError.visionNeedsRTN }
-        if o.vision && source.config.modelType != "idefics2" { throw AffineQuantizeError.noVision(path: source.path, modelType: source.config.modelType) }
+        if o.vision && source.config.architecture.visionLinear == nil { throw AffineQuantizeError.noVision(path: source.path, modelType: source.config.modelType) }
         let inputs = try inputs(source, textPrefix: prefix, skip: o.skip, vision: o.vision)
         let selected = inputs.filter(\.quantize)
         guard !selected.isEmpty else { throw AffineQuantizeError.noDecoder(path: source.path) }

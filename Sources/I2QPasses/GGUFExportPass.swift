@@ -118,7 +118,7 @@ public struct GGUFExportPass {
         let cfg = source.config
         let t = cfg.textConfig
         let path = source.path
-        guard ["llama", "mistral", "idefics2"].contains(cfg.modelType), ["llama", "mistral"].contains(t.modelType) else {
+        guard ["llama", "mistral"].contains(t.modelType) else {
             throw GGUFExportError.unsupportedModel(path: path, detail: "model_type \"\(cfg.modelType)\" (text \"\(t.modelType)\"); GGUF export handles llama, mistral and idefics2's text decoder.")
         }
         guard t.hiddenAct == "silu" else { throw GGUFExportError.unsupportedModel(path: path, detail: "hidden_act \"\(t.hiddenAct)\"; llama.cpp's llama architecture uses silu.") }
@@ -132,13 +132,9 @@ public struct GGUFExportPass {
         }
 
         // Names: the text decoder's prefix in this checkpoint.
-        var prefix = "model."
-        if cfg.modelType == "idefics2" {
-            let candidates = ["model.text_model.", "model.language_model."]
-            guard let p = candidates.first(where: { source.tensor($0 + "embed_tokens.weight") != nil }) else {
-                throw ModelError.missingTensor(model: path, tensor: "model.text_model.embed_tokens.weight")
-            }
-            prefix = p
+        let arch = cfg.architecture
+        guard let prefix = arch.textPrefix(where: { source.tensor($0) != nil }) else {
+            throw ModelError.missingTensor(model: path, tensor: arch.textPrefix + "embed_tokens.weight")
         }
         let lmHead = source.tensor("lm_head.weight")
         let tied = lmHead == nil || t.tieWordEmbeddings  // as the runtime (and transformers) decide

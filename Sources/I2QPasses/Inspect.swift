@@ -24,17 +24,13 @@ public struct ModelInspection: Sendable {
         modelType = m.config.modelType
         var arch: [(String, String)] = []
         let t = m.config.textConfig
-        if case let .idefics2(c) = m.config {
-            arch.append(("vision", "\(c.vision.numHiddenLayers) layers, hidden \(c.vision.hiddenSize), \(c.vision.numAttentionHeads) heads, patch \(c.vision.patchSize), image \(c.vision.imageSize)"))
-            arch.append(("perceiver", "\(c.perceiver.resamplerDepth) layers, \(c.perceiver.resamplerNLatents) latents, \(c.perceiver.resamplerNHeads) heads × \(c.perceiver.resamplerHeadDim), \(c.perceiver.numKeyValueHeads) kv heads, eps \(c.perceiver.rmsNormEps)"))
-            arch.append(("image_token_id", "\(c.imageTokenId)"))
-        }
+        arch += m.config.architecture.describe(m.config)
         arch.append(("text", "\(t.modelType): \(t.numHiddenLayers) layers, hidden \(t.hiddenSize), intermediate \(t.intermediateSize), \(t.numAttentionHeads) heads, \(t.numKeyValueHeads) kv heads, head_dim \(t.headDim), vocab \(t.vocabSize)"))
         arch.append(("rope", "\(t.rope.ropeType), theta \(t.rope.theta)"))
         arch.append(("rms_norm_eps", "\(t.rmsNormEps)"))
         arch.append(("sliding_window", t.slidingWindow.map(String.init) ?? "none"))
         arch.append(("tie_word_embeddings", "\(t.tieWordEmbeddings)"))
-        if let d = m.config.textConfig.dtype ?? { if case let .idefics2(c) = m.config { return c.dtype }; return nil }() {
+        if let d = m.config.textConfig.dtype ?? m.config.architecture.topLevelDType(m.config) {
             arch.append(("config dtype", d))
         }
         if let p = (m as? ModelDirectory)?.processor {

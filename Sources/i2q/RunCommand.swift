@@ -47,17 +47,16 @@ struct Run: ParsableCommand {
             let claimed = try logitsOut.map { try StagedOutput(finalPath: $0, directory: false, overwrite: true, inputs: [model]) }
             let r: TextSession.RunResult
             let vocab: Int
-            if case .idefics2 = source.config {
-                let session = try Idefics2Session(source: source)
-                if noImageSplitting { session.processorConfig.doImageSplitting = false }
-                if let l = longestEdge { session.processorConfig.longestEdge = l; session.processorConfig.shortestEdge = min(session.processorConfig.shortestEdge, l) }
+            guard images.isEmpty || RuntimeRegistry.takesImages(source.config) else {
+                throw ConfigError.invalid(path: model, detail: "is a \(source.config.modelType) text model; --image needs a vision-language model (Idefics2)")
+            }
+            switch try RuntimeRegistry.open(source) {
+            case let .visionLanguage(session):
+                if noImageSplitting { session.imageSplitting = false }
+                if let l = longestEdge { session.limitLongestEdge(l) }
                 r = try session.run(prompt: prompt, images: images, maxNewTokens: maxNewTokens, wantLogits: logitsOut != nil, ignoreStopTokens: ignoreEos)
-                vocab = session.model.config.text.vocabSize
-            } else {
-                guard images.isEmpty else {
-                    throw ConfigError.invalid(path: model, detail: "is a \(source.config.modelType) text model; --image needs an Idefics2 model")
-                }
-                let session = try TextSession(source: source)
+                vocab = session.text.decoder.config.vocabSize
+            case let .text(session):
                 r = try session.run(prompt: prompt, maxNewTokens: maxNewTokens, wantLogits: logitsOut != nil, ignoreStopTokens: ignoreEos)
                 vocab = session.decoder.config.vocabSize
             }

@@ -13,6 +13,9 @@ public enum ModelConfig: Sendable, Equatable {
         }
     }
 
+    /// The family this config belongs to (`ModelRegistry`).
+    public var architecture: ModelArchitecture { ModelRegistry.architecture(of: self) }
+
     public var textConfig: TextConfig {
         switch self {
         case let .idefics2(c): return c.text
@@ -26,16 +29,23 @@ public enum ModuleGroup: String, CaseIterable, Sendable, Codable {
     case vision, connector, text, lmHead = "lm_head", other
 }
 
-/// The one place that knows architectures: decoders keyed by `model_type`, and how checkpoint
-/// tensor names map to module groups.
+/// The one place that knows architectures: every family's `ModelArchitecture`, keyed by `model_type`.
+/// A new family: its file in Architectures/ and one entry here.
 public enum ModelRegistry {
-    static let decoders: [String: @Sendable (Data, String) throws -> ModelConfig] = [
-        "idefics2": { .idefics2(try Idefics2Config.decode($0, path: $1)) },
-        "mistral": { .text(try TextConfig.decode($0, path: $1)) },
-        "llama": { .text(try TextConfig.decode($0, path: $1)) },
-    ]
+    public static let architectures: [ModelArchitecture] = [.idefics2, .llama]
 
-    public static var modelTypes: [String] { decoders.keys.sorted() }
+    static let byType: [String: ModelArchitecture] = {
+        var m: [String: ModelArchitecture] = [:]
+        for a in architectures { for t in a.modelTypes { m[t] = a } }
+        return m
+    }()
+
+    public static var modelTypes: [String] { byType.keys.sorted() }
+
+    /// The family of a decoded config (every decoded config has one).
+    public static func architecture(of config: ModelConfig) -> ModelArchitecture {
+        byType[config.modelType] ?? .llama
+    }
 
     /// Decodes `config.json` bytes by their `model_type`.
     public static func decode(_ data: Data, path: String) throws -> ModelConfig {
@@ -45,22 +55,12 @@ public enum ModelRegistry {
         }
         guard json.objectEntries != nil else { throw ConfigError.invalid(path: path, detail: "must hold a JSON object") }
         let type = json["model_type"]?.stringValue
-        guard let t = type, let d = decoders[t] else { throw ConfigError.unsupportedModelType(path: path, modelType: type) }
-        return try d(data, path)
+        guard let t = type, let a = byType[t] else { throw ConfigError.unsupportedModelType(path: path, modelType: type) }
+        return try a.decode(data, path)
     }
 
-    /// The module group of a checkpoint tensor name (HF names of Idefics2 / Llama / Mistral).
+    /// The module group of a checkpoint tensor name.
     public static func group(of name: String, modelType: String) -> ModuleGroup {
-        if name.hasPrefix("lm_head.") { return .lmHead }
-        switch modelType {
-        case "idefics2":
-            if name.hasPrefix("model.vision_model.") { return .vision }
-            if name.hasPrefix("model.connector.") { return .connector }
-            if name.hasPrefix("model.text_model.") { return .text }
-            return .other
-        default:
-            if name.hasPrefix("model.") { return .text }
-            return .other
-        }
+        (byType[modelType] ?? .llama).group(of: name)
     }
 }

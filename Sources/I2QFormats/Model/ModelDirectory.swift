@@ -67,7 +67,7 @@ public final class ModelDirectory: ModelSource, @unchecked Sendable {
     /// wrong-checkpoint pairing is caught here, before any pass writes anything).
     func checkShapes() throws {
         let t = config.textConfig
-        let prefix = config.modelType == "idefics2" ? "model.text_model." : "model."
+        let prefix = config.architecture.textPrefix
         let expect: [(String, [Int])] = [
             (prefix + "embed_tokens.weight", [t.vocabSize, t.hiddenSize]),
             (prefix + "norm.weight", [t.hiddenSize]),

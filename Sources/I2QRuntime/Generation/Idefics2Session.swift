@@ -127,3 +127,39 @@ public final class Idefics2Session: @unchecked Sendable {
                                  endTokens: stopTokens, extraPrefillSeconds: ProgressBar.now() - t0)
     }
 }
+
+extension Idefics2Session: VisionLanguageSession {
+    public var imageSplitting: Bool {
+        get { processorConfig.doImageSplitting }
+        set { processorConfig.doImageSplitting = newValue }
+    }
+
+    public func limitLongestEdge(_ pixels: Int) {
+        processorConfig.longestEdge = pixels
+        processorConfig.shortestEdge = min(processorConfig.shortestEdge, pixels)
+    }
+
+    /// Idefics2's chat template for one user turn: `User:<image>QUESTION<end_of_utterance>\nAssistant:`
+    /// (with the answer after a space when given).
+    public func chatPrompt(question: String, image: Bool, answer: String?) -> String {
+        "User:" + (image ? Idefics2Prompt.image : "") + question + Idefics2Prompt.endOfUtterance + "\nAssistant:"
+            + (answer.map { " " + $0 } ?? "")
+    }
+
+    public func promptEmbeddings(prompt: String, imagePaths: [String]) throws -> (ids: [Int], embeddings: [Float]) {
+        let ids = inputIds(prompt: prompt)
+        return (ids, try model.embeddings(ids: ids, images: try imageInputs(paths: imagePaths)))
+    }
+
+    public func isImageToken(_ id: Int) -> Bool { id == model.config.imageTokenId }
+
+    public var visionLayers: Int { model.config.vision.numHiddenLayers }
+    public var visionWidth: Int { model.config.vision.hiddenSize }
+    public func visionInputs(paths: [String]) throws -> [VisionInput] { try imageInputs(paths: paths) }
+
+    public func encodeVision(_ input: VisionInput, onLayer: (Int, UnsafeBufferPointer<Float>, [Bool]) throws -> Void) throws {
+        _ = try withoutActuallyEscaping(onLayer) { f in
+            try model.vision.encode(pixels: input.pixels, mask: input.mask, height: input.height, width: input.width, onLayer: f)
+        }
+    }
+}

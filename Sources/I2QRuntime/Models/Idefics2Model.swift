@@ -18,19 +18,10 @@ public final class Idefics2Model: @unchecked Sendable {
         let w = try WeightLoader(source)
         vision = try VisionTransformer(w, config: c.vision)
         connector = try Connector(w, config: c)
-        text = try TextDecoder(source: source, config: c.text, prefix: "model.text_model.")
+        text = try TextDecoder(source: source, config: c.text, prefix: ModelArchitecture.idefics2.textPrefix)
     }
 
-    public struct ImageInput: Sendable {
-        /// [3, height, width], channels first, normalised.
-        public let pixels: [Float]
-        /// [height, width], true = real pixel.
-        public let mask: [Bool]
-        public let height: Int, width: Int
-        public init(pixels: [Float], mask: [Bool], height: Int, width: Int) {
-            self.pixels = pixels; self.mask = mask; self.height = height; self.width = width
-        }
-    }
+    public typealias ImageInput = VisionInput
 
     public enum MergeError: I2QError {
         case count(imageTokens: Int, features: Int)

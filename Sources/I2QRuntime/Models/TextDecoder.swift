@@ -20,7 +20,7 @@ public final class TextDecoder: @unchecked Sendable {
     let lmHead: Weight
     let ws = Workspace()
 
-    /// `prefix`: "model." for Llama/Mistral checkpoints, "model.text_model." for Idefics2.
+    /// `prefix`: where the decoder's tensors are (`ModelArchitecture.textPrefix`).
     public init(source: any ModelSource, config c: TextConfig, prefix: String) throws {
         config = c
         let w = try WeightLoader(source)
@@ -42,7 +42,7 @@ public final class TextDecoder: @unchecked Sendable {
 
     /// Opens a Llama/Mistral model (or the text part of an Idefics2 one).
     public convenience init(source: any ModelSource) throws {
-        let prefix = source.config.modelType == "idefics2" ? "model.text_model." : "model."
+        let prefix = source.config.architecture.textPrefix
         try self.init(source: source, config: source.config.textConfig, prefix: prefix)
     }
 
