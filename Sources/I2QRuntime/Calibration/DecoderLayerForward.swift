@@ -136,18 +136,15 @@ public final class DecoderLayerForward: @unchecked Sendable {
     public func attentionContext(_ x: [Float], q: [Float], k: [Float], v: [Float],
                                  qBias: [Float]? = nil, kBias: [Float]? = nil, vBias: [Float]? = nil) -> [Float] {
         let qw = qWidth, kw = kvWidth, h = hidden, d = config.headDim, half = d / 2
-        let heads = config.numAttentionHeads, kvHeads = config.numKeyValueHeads, group = heads / kvHeads
+        let heads = config.numAttentionHeads, kvHeads = config.numKeyValueHeads
         let window = config.slidingWindow
-        let scale = 1 / Float(d).squareRoot()
+        let ws = Workspace()  // per call: calibration may run several contexts at once
         var ctx = [Float](repeating: 0, count: n * qw)  // [N, heads·headDim]
         let maxT = batch.maxLength
         let qb = UnsafeMutablePointer<Float>.allocate(capacity: max(maxT * qw, 1))             // [t, qw]
         let kb = UnsafeMutablePointer<Float>.allocate(capacity: max(maxT * kw, 1))             // [t, kw]
         let vb = UnsafeMutablePointer<Float>.allocate(capacity: max(maxT * kw, 1))             // [t, kw]
-        let qg = UnsafeMutablePointer<Float>.allocate(capacity: max(group * maxT * d, 1))      // [group·t, d]
-        let og = UnsafeMutablePointer<Float>.allocate(capacity: max(group * maxT * d, 1))      // [group·t, d]
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(group * maxT * maxT, 1)) // [group·t, t]
-        defer { qb.deallocate(); kb.deallocate(); vb.deallocate(); qg.deallocate(); og.deallocate(); scores.deallocate() }
+        defer { qb.deallocate(); kb.deallocate(); vb.deallocate() }
         x.withUnsafeBufferPointer { xp in
         q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
         cosTable.withUnsafeBufferPointer { cp in sinTable.withUnsafeBufferPointer { sp in
@@ -176,31 +173,8 @@ public final class DecoderLayerForward: @unchecked Sendable {
                     rotate(qb + i * qw, heads, c, s)
                     rotate(kb + i * kw, kvHeads, c, s)
                 }
-                let rowsPerGroup = group * t
-                for g in 0..<kvHeads {
-                    for hi in 0..<group {
-                        let hh = g * group + hi
-                        for i in 0..<t { (qg + (hi * t + i) * d).update(from: qb + i * qw + hh * d, count: d) }
-                    }
-                    Matmul.gemm(transB: true, m: rowsPerGroup, n: t, k: d, alpha: scale, a: qg, lda: d, b: kb + g * d, ldb: kw, c: scores, ldc: t)
-                    let sc = UnsafeSendable(scores)
-                    Kernels.parallelRows(rowsPerGroup, cost: rowsPerGroup * t) { range in
-                        for r in range {
-                            let row = sc.p + r * t
-                            let pos = r % t
-                            let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-                            for j in 0..<lo { row[j] = -.infinity }
-                            if pos + 1 < t { for j in (pos + 1)..<t { row[j] = -.infinity } }
-                            Kernels.softmax(row, n: t)
-                        }
-                    }
-                    Matmul.gemm(transB: false, m: rowsPerGroup, n: d, k: t, alpha: 1, a: scores, lda: t, b: vb + g * d, ldb: kw, c: og, ldc: d)
-                    let out = cx.baseAddress! + batch.offsets[si] * qw
-                    for hi in 0..<group {
-                        let hh = g * group + hi
-                        for i in 0..<t { (out + i * qw + hh * d).update(from: og + (hi * t + i) * d, count: d) }
-                    }
-                }
+                CausalAttention.prefill(q: qb, t: t, start: 0, keys: kb, values: vb, out: cx.baseAddress! + batch.offsets[si] * qw,
+                                        heads: heads, kvHeads: kvHeads, headDim: d, window: window, ws: ws)
             }
         } } } } } } }
         return ctx

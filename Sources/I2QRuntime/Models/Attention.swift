@@ -13,7 +13,10 @@ struct Attention {
     let window: Int?
     let rope: RoPE
     /// Most attention scores held at once in prefill (floats: 64 MB). Tests lower it to force blocks.
-    nonisolated(unsafe) static var maxScores = 1 << 24
+    static var maxScores: Int {
+        get { CausalAttention.maxScores }
+        set { CausalAttention.maxScores = newValue }
+    }
     var q: Weight { qkv.parts[0] }
     var k: Weight { qkv.parts[1] }
     var v: Weight { qkv.parts[2] }
@@ -73,13 +76,37 @@ struct Attention {
             try o.linear(x: out, y: residual, m: t, accumulate: true, scratch: ws.scratch)
             return
         }
+        CausalAttention.prefill(q: qb, t: t, start: start, keys: keys, values: values, out: out,
+                                heads: heads, kvHeads: kvHeads, headDim: headDim, window: window, ws: ws)
+        try o.linear(x: out, y: residual, m: t, accumulate: true, scratch: ws.scratch)
+    }
+}
+
+
+/// The causal grouped-query attention core shared by the runtime's prefill (`Attention`) and AWQ
+/// calibration (`DecoderLayerForward`): one implementation of masks, softmax and the GQA stacking.
+/// Reference: transformers 5.24 `eager_attention_forward` (float32 softmax; Mistral's sliding window:
+/// key j visible to query i iff i − W < j ≤ i).
+enum CausalAttention {
+    /// Most attention scores held at once (floats: 64 MB). Tests lower it to force blocks.
+    nonisolated(unsafe) static var maxScores = 1 << 24
+
+    /// q: [t, heads·headDim] rotated queries at positions start..<start+t; keys/values: [start+t,
+    /// kvHeads·headDim] (rotated keys); out: [t, heads·headDim]. Query head h reads kv head
+    /// h / (heads / kvHeads).
+    static func prefill(q qb: UnsafePointer<Float>, t: Int, start: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                        out: UnsafeMutablePointer<Float>, heads: Int, kvHeads: Int, headDim: Int, window: Int?, ws: Workspace) {
+        let qw = heads * headDim, kw = kvHeads * headDim
+        let s = start + t
+        let scale = 1 / Float(headDim).squareRoot()
+        let group = heads / kvHeads
         // Prefill: the `group` query heads that share a kv head are stacked into one [group·n, headDim]
         // matrix (row r = head-in-group r / n, position r % n), so each kv head costs two GEMMs. The
         // queries go in blocks of n positions so that the scores never exceed `maxScores` floats:
         // memory stays linear in the context length (one block — the whole prompt — up to 64 MB of
         // scores, which covers every test and the 8.4B model's prompts; each row's softmax is
         // independent of the blocking).
-        let block = min(t, max(1, Self.maxScores / (group * s)))
+        let block = min(t, max(1, maxScores / (group * s)))
         let qg = ws.stackedQ(group * block * headDim)   // [group·n, headDim]
         let og = ws.stackedOut(group * block * headDim) // [group·n, headDim]
         let scores = ws.scores(group * block * s)       // [group·n, s]
@@ -115,6 +142,5 @@ struct Attention {
             }
             i0 += n
         }
-        try o.linear(x: out, y: residual, m: t, accumulate: true, scratch: ws.scratch)
     }
 }
