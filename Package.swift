@@ -33,7 +33,7 @@ let package = Package(
         // Tokenizers from tokenizer.json (huggingface/tokenizers semantics): one file per stage.
         .target(name: "I2QTokenizer", dependencies: ["I2QCore"], swiftSettings: native),
         // Images: PNG/JPEG decoding and the Idefics2 image processor (PIL-exact resampling).
-        .target(name: "I2QImage", dependencies: ["I2QCore", "CPNG", "CJPEG"], swiftSettings: native),
+        .target(name: "I2QImage", dependencies: ["I2QCore", "I2QFormats", "CPNG", "CJPEG"], swiftSettings: native),
         // C kernels for the decode GEMVs: x86 intrinsics (AVX-512 VNNI / BF16) behind runtime CPU
         // dispatch, with portable scalar fallbacks (built for any x86-64 or other CPU).
         .target(name: "CI2QKernels"),

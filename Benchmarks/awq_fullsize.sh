@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Full-size AWQ (issue 7): the synthetic idefics2-8b checkpoint (bf16, 16.8 GB, the real shapes; see
-# scripts/make_synthetic_idefics2.py) quantized with `i2q quantize --awq` calibrated on 32 questions
+# scripts/data/make_synthetic_idefics2.py) quantized with `i2q quantize --awq` calibrated on 32 questions
 # of the shipped DocVQA-format set (page images through the vision tower + connector), twice:
 #   A  uninterrupted, under /usr/bin/time -v: wall time, peak RSS, time per layer (from the log);
 #   B  the same command killed with SIGKILL once layer KILL_AFTER has finished, then continued with
@@ -19,7 +19,7 @@ IN=$WORK/idefics2-8b-synthetic-bf16
 CAL=${CALIBRATION:-$ROOT/Tests/Fixtures/docvqa-mini}
 SAMPLES=${SAMPLES:-32}; SEARCH_TOKENS=${SEARCH_TOKENS:-512}; KILL_AFTER=${KILL_AFTER:-16}
 LOGS=$WORK/awq_fullsize-logs; REPORT=$WORK/awq_fullsize.md
-[[ -d $IN ]] || { echo "missing $IN: make it with scripts/make_synthetic_idefics2.py (see Benchmarks/README.md)" >&2; exit 1; }
+[[ -d $IN ]] || { echo "missing $IN: make it with scripts/data/make_synthetic_idefics2.py (see Benchmarks/README.md)" >&2; exit 1; }
 mkdir -p "$LOGS"
 # The synthetic checkpoint has no tokenizer; calibration needs Idefics2's (the real one: Mistral v0.1
 # + the three added tokens, as shipped with the tiny fixtures).

@@ -23,8 +23,8 @@ for m in "$MODEL" "$OUT/rtn.i2q" "$OUT/awq.i2q"; do
 done
 "$I2Q" export "$OUT/awq.i2q" --to hf-awq -o "$OUT/awq-hf" --overwrite --no-progress
 if [ -x /work/venv-awq/bin/python ]; then
-  /work/venv-awq/bin/python scripts/check_awq_export.py compare "$OUT/awq-hf" --i2q-model "$OUT/awq.i2q" --i2q "$I2Q" --text "$TEXT" 2>/dev/null | tail -2
+  /work/venv-awq/bin/python scripts/checks/check_awq_export.py compare "$OUT/awq-hf" --i2q-model "$OUT/awq.i2q" --i2q "$I2Q" --text "$TEXT" 2>/dev/null | tail -2
 fi
 if [ -x /work/venv-llmc/bin/python ]; then
-  /work/venv-llmc/bin/python scripts/awq_peer_llmcompressor.py "$MODEL" --calibration "$CAL" --text "$TEXT" --group-size "$G" 2>/dev/null | tail -1
+  /work/venv-llmc/bin/python scripts/peers/awq_peer_llmcompressor.py "$MODEL" --calibration "$CAL" --text "$TEXT" --group-size "$G" 2>/dev/null | tail -1
 fi

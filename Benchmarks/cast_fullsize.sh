@@ -50,9 +50,9 @@ say() { echo "+ $*" >&2; }
 
 # ---- input -----------------------------------------------------------------------------------
 if [[ ! -f "$IN/model.safetensors.index.json" ]]; then
-    say "$PYTHON" "$ROOT/scripts/make_synthetic_idefics2.py" "$IN" --dtype bf16
+    say "$PYTHON" "$ROOT/scripts/data/make_synthetic_idefics2.py" "$IN" --dtype bf16
     gen_start=$(date +%s.%N)
-    "$PYTHON" "$ROOT/scripts/make_synthetic_idefics2.py" "$IN" --dtype bf16
+    "$PYTHON" "$ROOT/scripts/data/make_synthetic_idefics2.py" "$IN" --dtype bf16
     echo "generated in $(awk -v a="$gen_start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s" >&2
 else
     echo "using existing $IN" >&2

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Time and memory to open a full-size .i2q and read its first tensor (zero copy), and to inspect it.
 # Usage: Benchmarks/i2q_load.sh [WORK_DIR (default /work/bench)]
-# Needs the synthetic checkpoint of scripts/make_synthetic_idefics2.py in WORK_DIR (made if absent).
+# Needs the synthetic checkpoint of scripts/data/make_synthetic_idefics2.py in WORK_DIR (made if absent).
 set -euo pipefail
 W=${1:-/work/bench}
 I2Q=${I2Q:-$(cd "$(dirname "$0")/.." && pwd)/.build/release/i2q}
 SRC=$W/idefics2-8b-synthetic-bf16
 F=$W/idefics2-8b-f16.i2q
-[ -d "$SRC" ] || python3 "$(dirname "$0")/../scripts/make_synthetic_idefics2.py" "$SRC" --dtype bf16
+[ -d "$SRC" ] || python3 "$(dirname "$0")/../scripts/data/make_synthetic_idefics2.py" "$SRC" --dtype bf16
 [ -f "$F" ] || "$I2Q" cast "$SRC" --dtype f16 -o "$F" --no-progress
 T=model.text_model.layers.31.mlp.down_proj.weight
 row() { # label, command...

@@ -26,7 +26,7 @@ OUT=$WORK/nf4-out.i2q
 REPORT=$WORK/nf4_fullsize.md
 LOGS=$WORK/nf4_fullsize-logs
 mkdir -p "$LOGS"
-[[ -d $IN ]] || { echo "missing $IN: make it with scripts/make_synthetic_idefics2.py (see Benchmarks/README.md)" >&2; exit 1; }
+[[ -d $IN ]] || { echo "missing $IN: make it with scripts/data/make_synthetic_idefics2.py (see Benchmarks/README.md)" >&2; exit 1; }
 
 cold() { sync; if [[ $DROP_CACHES == 1 && -w /proc/sys/vm/drop_caches ]]; then echo 3 > /proc/sys/vm/drop_caches; echo cold; else echo warm; fi; }
 timed() {  # name cmd... → wall seconds and peak RSS (KiB) in $LOGS/name.time

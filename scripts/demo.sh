@@ -3,7 +3,7 @@
 # embedded defaults:
 #  - the main job, on the bundled trained Idefics2 (Tests/Fixtures/easy-vqa-idefics2: a real
 #    transformers Idefics2ForConditionalGeneration trained on the public easy-VQA set by
-#    scripts/train_vqa_model.py, with the real Idefics2 tokenizer and chat template): answer a question
+#    scripts/fixtures/train_vqa_model.py, with the real Idefics2 tokenizer and chat template): answer a question
 #    about an easy-VQA test image, then make bf16, NF4 and AWQ int4 (calibrated on train images +
 #    questions) and print each one's answer accuracy on 200 test questions next to f32's (`verify`);
 #    the test split comes from PyPI (scripts/get_easy_vqa.sh);

@@ -36,4 +36,4 @@ if [ "$FORCE" = 1 ] || [ ! -f "$DEST/$WHEEL" ]; then
 fi
 got=$(sha256sum "$DEST/$WHEEL" | cut -d' ' -f1)
 [ "$got" = "$WHEEL_SHA256" ] || die "$DEST/$WHEEL: sha256 $got, expected $WHEEL_SHA256; delete it and run again"
-"$PYTHON" "$(dirname "$0")/easy_vqa_to_docvqa.py" "$DEST/$WHEEL" "$DEST"
+"$PYTHON" "$(dirname "$0")/data/easy_vqa_to_docvqa.py" "$DEST/$WHEEL" "$DEST"

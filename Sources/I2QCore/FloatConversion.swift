@@ -316,7 +316,7 @@ extension FloatConversion {
 }
 
 /// The NaN bit patterns of torch 2.15's CPU `.to(dtype)` (AVX-512 build), measured by
-/// scripts/make_fixtures.py (Tests/Fixtures/cast/torch-cast-behaviour.json) for contiguous tensors
+/// scripts/fixtures/make_fixtures.py (Tests/Fixtures/cast/torch-cast-behaviour.json) for contiguous tensors
 /// converted by one thread. Elements `[0, n - n % W)` take the vectorised kernel's result and the
 /// last `n % W` the scalar one:
 ///

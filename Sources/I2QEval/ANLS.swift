@@ -9,7 +9,7 @@
 ///
 /// As in the official script, the length of the prediction is taken *before* normalisation
 /// (`len(detObject['answer'].upper())`); lengths and distances count Unicode code points, like
-/// Python's `len` on `str`. Tests/Fixtures/verify/anls.json (scripts/make_verify_goldens.py, a
+/// Python's `len` on `str`. Tests/Fixtures/verify/anls.json (scripts/fixtures/make_verify_goldens.py, a
 /// transcription of that script) checks tricky pairs.
 public enum ANLS {
     public static let threshold = 0.5

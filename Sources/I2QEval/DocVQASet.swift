@@ -62,7 +62,7 @@ public enum DocVQAError: I2QError {
 
 /// A DocVQA-format directory: one annotation JSON (`val_v1.0.json` preferred) whose `data` items name
 /// their page images relative to the directory. The shipped set is Tests/Fixtures/docvqa-mini
-/// (scripts/make_docvqa_set.py); the official DocVQA validation set has the same layout.
+/// (scripts/fixtures/make_docvqa_set.py); the official DocVQA validation set has the same layout.
 public struct DocVQASet: Sendable {
     public let directory: String
     /// The annotation file that was read.

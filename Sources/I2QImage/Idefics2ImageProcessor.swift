@@ -1,48 +1,16 @@
 import I2QCore
+import I2QFormats
 
-/// The image settings of an Idefics2 processor (`preprocessor_config.json` /
-/// `processor_config.json`); the same fields as I2QFormats' `ProcessorConfig`, whose defaults are
-/// transformers 5.24's.
+/// The image processor's settings are the processor config itself (I2QFormats' `ProcessorConfig`:
+/// preprocessor_config.json / processor_config.json, transformers 5.24's defaults, range-checked) —
+/// one type from the file to the pixels.
 ///
 /// `doConvertRGB` is carried for completeness but not consulted: the processor takes `RGBImage`s,
 /// i.e. images already converted as `convert_to_rgb` does (`ImageDecoder.decodeRGB`). With
 /// `do_convert_rgb: false` transformers would hand the raw Pillow mode to numpy, which is the same
 /// for RGB images and fails in `normalize` (or uses palette indices) for others.
 /// `imageSeqLen` is for the prompt expansion, not the pixels.
-public struct Idefics2ImageSettings: Sendable, Equatable {
-    public var doConvertRGB = true
-    public var doResize = true
-    public var longestEdge = 980
-    public var shortestEdge = 378
-    public var doRescale = true
-    public var rescaleFactor = 1.0 / 255.0
-    public var doNormalize = true
-    public var imageMean: [Double] = [0.5, 0.5, 0.5]
-    public var imageStd: [Double] = [0.5, 0.5, 0.5]
-    public var doPad = true
-    public var doImageSplitting = false
-    public var imageSeqLen = 64
-
-    public init() {}
-
-    public init(doConvertRGB: Bool = true, doResize: Bool = true, longestEdge: Int = 980, shortestEdge: Int = 378,
-                doRescale: Bool = true, rescaleFactor: Double = 1.0 / 255.0, doNormalize: Bool = true,
-                imageMean: [Double] = [0.5, 0.5, 0.5], imageStd: [Double] = [0.5, 0.5, 0.5], doPad: Bool = true,
-                doImageSplitting: Bool = false, imageSeqLen: Int = 64) {
-        self.doConvertRGB = doConvertRGB
-        self.doResize = doResize
-        self.longestEdge = longestEdge
-        self.shortestEdge = shortestEdge
-        self.doRescale = doRescale
-        self.rescaleFactor = rescaleFactor
-        self.doNormalize = doNormalize
-        self.imageMean = imageMean
-        self.imageStd = imageStd
-        self.doPad = doPad
-        self.doImageSplitting = doImageSplitting
-        self.imageSeqLen = imageSeqLen
-    }
-}
+public typealias Idefics2ImageSettings = ProcessorConfig
 
 /// The processor's output, laid out as transformers' `pixel_values` / `pixel_attention_mask`.
 public struct ProcessedImages: Sendable, Equatable {

@@ -36,7 +36,7 @@ public enum AffineInt4Error: I2QError {
 ///     w_hat = (Float(q) - Float(z)) * s                (float32)
 ///
 /// Every step is one float32 operation in the same order as torch, so results are bit-identical to
-/// the reference script `scripts/make_int4_fixtures.py` (tested on its fixtures, Tests/Fixtures/int4).
+/// the reference script `scripts/fixtures/make_int4_fixtures.py` (tested on its fixtures, Tests/Fixtures/int4).
 ///
 /// Non-finite values: a group holding a NaN gets a NaN scale, codes 0 and zero 0, and dequantizes to
 /// NaN (torch: NaN everywhere). A group whose range overflows Float16 after `/ 15` (max − min >

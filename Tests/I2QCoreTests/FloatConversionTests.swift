@@ -4,7 +4,7 @@ import I2QFormats
 import I2QTestSupport
 
 /// Bit-exact comparison with torch's CPU `.to(dtype)`: every expected bit pattern in
-/// Tests/Fixtures/cast/special.safetensors was produced by torch (scripts/make_fixtures.py).
+/// Tests/Fixtures/cast/special.safetensors was produced by torch (scripts/fixtures/make_fixtures.py).
 final class FloatConversionTests: XCTestCase {
     func testSpecialValuesMatchTorchBitForBit() throws {
         let f = try SafetensorsFile(path: fixturesDir + "/cast/special.safetensors")

@@ -5,7 +5,7 @@ import I2QFormats
 import I2QTestSupport
 @testable import I2QEval
 
-/// The shipped DocVQA-format set (Tests/Fixtures/docvqa-mini, scripts/make_docvqa_set.py) and the loader's errors.
+/// The shipped DocVQA-format set (Tests/Fixtures/docvqa-mini, scripts/fixtures/make_docvqa_set.py) and the loader's errors.
 final class DocVQASetTests: XCTestCase {
     var dir = ""
     override func setUpWithError() throws { dir = try makeTempDir("docvqa") }

@@ -7,7 +7,7 @@ import I2QPasses
 @testable import I2QEval
 @testable import I2QRuntime
 
-/// The trained Idefics2 (Tests/Fixtures/easy-vqa-idefics2, scripts/train_vqa_model.py) on the public
+/// The trained Idefics2 (Tests/Fixtures/easy-vqa-idefics2, scripts/fixtures/train_vqa_model.py) on the public
 /// easy-VQA test split (PyPI easy-vqa 1.0, fetched and converted by scripts/get_easy_vqa.sh; the path
 /// comes from I2Q_EASY_VQA, which scripts/test.sh sets; without the data the tests fail loudly).
 /// Expected values: transformers 5.24's greedy `generate` answers (test_answers.json, written by the

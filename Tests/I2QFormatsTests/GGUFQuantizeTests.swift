@@ -6,7 +6,7 @@ import I2QTestSupport
 /// The Q8_0 / Q4_0 encoders against gguf-py 0.19's `gguf.quants.quantize` (numpy), byte for byte, on
 /// Tests/Fixtures/gguf-export/quants.safetensors (random rows at four scales and edge blocks: zeros,
 /// -0, .5 ties, equal |max| of both signs, subnormals where 1/d overflows, d overflowing f16) —
-/// made by scripts/make_gguf_export_fixtures.py.
+/// made by scripts/fixtures/make_gguf_export_fixtures.py.
 final class GGUFQuantizeTests: XCTestCase {
     let path = fixturesDir + "/gguf-export/quants.safetensors"
 

@@ -6,7 +6,7 @@ import I2QTestSupport
 /// The GGUF writer: files it writes are read back by i2q's hardened reader (which enforces
 /// llama.cpp's layout rules) with every key, value, tensor info and byte intact, and calls out of
 /// order are errors, not traps. (Reading the writer's output with the `gguf` Python package and
-/// llama.cpp is scripts/check_gguf_export.py's job.)
+/// llama.cpp is scripts/checks/check_gguf_export.py's job.)
 final class GGUFWriterTests: XCTestCase {
     let values: [(String, GGUFValue)] = [
         ("general.architecture", .text("llama")),

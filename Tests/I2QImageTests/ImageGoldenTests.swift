@@ -5,7 +5,7 @@ import I2QFormats
 import I2QTestSupport
 @testable import I2QImage
 
-/// Goldens from scripts/make_image_goldens.py (Pillow 13.0.0, transformers 5.24.0's
+/// Goldens from scripts/fixtures/make_image_goldens.py (Pillow 13.0.0, transformers 5.24.0's
 /// Idefics2ImageProcessorPil): decoded pixels, the processor's float32 outputs and Pillow's verdict
 /// on damaged files.
 final class ImageGoldenTests: XCTestCase {

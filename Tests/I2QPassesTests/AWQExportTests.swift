@@ -6,7 +6,7 @@ import I2QTestSupport
 @testable import I2QPasses
 
 /// `quantize --rtn` and `export --to hf-awq` against AutoAWQ's semantics:
-/// Tests/Fixtures/awq/tiny-llama-g16.safetensors (scripts/awq_make_fixtures.py, torch) holds, per
+/// Tests/Fixtures/awq/tiny-llama-g16.safetensors (scripts/fixtures/awq_make_fixtures.py, torch) holds, per
 /// decoder linear of tiny-llama, AutoAWQ 0.2.9's pseudo_quantize_tensor codes/scales/zeros (fp16
 /// scale, the stored form), the .i2q packing, and AutoAWQ's GEMM qweight/qzeros/scales as
 /// `WQLinear_GEMM.from_linear` packs them.

@@ -6,7 +6,7 @@ import I2QTestSupport
 
 /// The cast pass against torch: Tests/Fixtures/cast/tiny-idefics2.{f16,bf16}.safetensors hold
 /// `tensor.to(torch.float16 / torch.bfloat16)` of every tensor of the tiny Idefics2 (made by
-/// scripts/make_fixtures.py with transformers). Outputs must be bit-identical.
+/// scripts/fixtures/make_fixtures.py with transformers). Outputs must be bit-identical.
 final class CastPassTests: XCTestCase {
     var dir = ""
     override func setUpWithError() throws { dir = try makeTempDir("cast") }

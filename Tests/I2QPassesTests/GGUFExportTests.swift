@@ -7,7 +7,7 @@ import I2QTestSupport
 
 /// `export --to gguf` against llama.cpp's own converter: Tests/Fixtures/gguf-export/
 /// tiny-mistral.q8_0.reference.gguf is `convert_hf_to_gguf.py Tests/Fixtures/tiny-mistral --outtype q8_0`
-/// (scripts/make_gguf_export_fixtures.py); i2q's export must hold the same tensors byte for byte and
+/// (scripts/fixtures/make_gguf_export_fixtures.py); i2q's export must hold the same tensors byte for byte and
 /// the same metadata (except the documented differences), and read back through i2q's GGUF reader
 /// (names mapped back, q/k un-permuted as transformers does) to the source within the type's step.
 final class GGUFExportTests: XCTestCase {

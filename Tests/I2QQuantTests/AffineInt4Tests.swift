@@ -5,7 +5,7 @@ import I2QFormats
 import I2QTestSupport
 @testable import I2QQuant
 
-/// AffineInt4 against Tests/Fixtures/int4 (scripts/make_int4_fixtures.py: AutoAWQ 0.2.9
+/// AffineInt4 against Tests/Fixtures/int4 (scripts/fixtures/make_int4_fixtures.py: AutoAWQ 0.2.9
 /// pseudo_quantize_tensor in torch with the fp16 scale rounded first). Everything must match
 /// bit for bit: codes, scales, zeros, packed bytes and w_hat (NaN where torch gives NaN).
 final class AffineInt4Tests: XCTestCase {
@@ -26,7 +26,7 @@ final class AffineInt4Tests: XCTestCase {
     }()
 
     func bytes(_ name: String) -> [UInt8] {
-        guard let t = Self.tensors[name] else { fatalError("fixture tensor \(name) missing; rerun scripts/make_int4_fixtures.py") }
+        guard let t = Self.tensors[name] else { fatalError("fixture tensor \(name) missing; rerun scripts/fixtures/make_int4_fixtures.py") }
         return t.bytes
     }
 

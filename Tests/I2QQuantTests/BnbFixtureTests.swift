@@ -5,7 +5,7 @@ import I2QFormats
 import I2QTestSupport
 @testable import I2QQuant
 
-/// Reads Tests/Fixtures/bnb (written by scripts/make_bnb_fixtures.py from bitsandbytes 0.50.2).
+/// Reads Tests/Fixtures/bnb (written by scripts/fixtures/make_bnb_fixtures.py from bitsandbytes 0.50.2).
 final class BnbFixtures: @unchecked Sendable {
     static let shared = BnbFixtures()
     let cases: SafetensorsFile

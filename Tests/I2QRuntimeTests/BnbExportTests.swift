@@ -7,7 +7,7 @@ import I2QPasses
 @testable import I2QRuntime
 
 /// `i2q quantize` + `i2q export --to hf-bnb` against what transformers 5.24 + bitsandbytes 0.50.2
-/// write and compute (Tests/Fixtures/bnb-export, scripts/make_bnb_export_goldens.py):
+/// write and compute (Tests/Fixtures/bnb-export, scripts/fixtures/make_bnb_export_goldens.py):
 /// every tensor of the state dict byte for byte, config.json's quantization_config, and the i2q
 /// runtime's logits on the .i2q against bnb's logits (its generic CPU path, dequantize_4bit + matmul).
 final class BnbExportTests: XCTestCase {

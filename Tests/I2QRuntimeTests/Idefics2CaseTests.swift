@@ -5,7 +5,7 @@ import I2QImage
 import I2QTestSupport
 @testable import I2QRuntime
 
-/// Every case of Tests/Fixtures/golden/idefics2-cases.json (scripts/make_idefics2_goldens.py): two
+/// Every case of Tests/Fixtures/golden/idefics2-cases.json (scripts/fixtures/make_idefics2_goldens.py): two
 /// more tiny random Idefics2 configs (A: GQA perceiver, image splitting, sliding window; B: the
 /// perceiver takes the text model's hidden size and eps) on 6 real PNG/JPEG images of several sizes
 /// and aspect ratios, against transformers 5.24 (float32, eager): pixel_values ≤ 1e-6, input_ids,

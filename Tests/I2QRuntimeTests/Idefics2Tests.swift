@@ -7,7 +7,7 @@ import I2QImage
 
 /// Idefics2 against transformers 5.24 (float32, eager): Tests/Fixtures/golden/tiny-idefics2.safetensors
 /// holds the processor's pixel_values / masks for a real PNG, the vision encoder's and connector's
-/// outputs, all logits and 8 greedy tokens (scripts/make_fixtures.py).
+/// outputs, all logits and 8 greedy tokens (scripts/fixtures/make_fixtures.py).
 final class Idefics2Tests: XCTestCase {
 
     func testPositionBucketsMatchTransformersForEveryPatchCount() throws {

@@ -6,7 +6,7 @@ import I2QPasses
 @testable import I2QRuntime
 
 /// The decoder against transformers 5.24 (float32, eager attention): logits of every prompt
-/// position and 8 greedy tokens recorded by scripts/make_fixtures.py for tiny random checkpoints.
+/// position and 8 greedy tokens recorded by scripts/fixtures/make_fixtures.py for tiny random checkpoints.
 final class TextDecoderTests: XCTestCase {
     func golden(_ path: String) throws -> TextGolden { try loadTextGolden(path) }
 
@@ -98,7 +98,7 @@ func castForTest(_ model: String, _ out: String, _ dt: DType) throws {
 
 struct TextGolden { let ids: [Int]; let logits: [Float]; let generated: [Int] }
 
-/// input_ids, logits and generated_ids recorded by scripts/make_fixtures.py.
+/// input_ids, logits and generated_ids recorded by scripts/fixtures/make_fixtures.py.
 func loadTextGolden(_ path: String) throws -> TextGolden {
     let f = try SafetensorsFile(path: path)
     func i64(_ n: String) -> [Int] { f.withData(f.info(n)!) { b in (0..<(b.count / 8)).map { Int(b.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) } } }

@@ -5,7 +5,7 @@ import I2QTestSupport
 import Synchronization
 @testable import I2QTokenizer
 
-/// Goldens from scripts/make_tokenizer_goldens.py (transformers 5.24 / tokenizers 0.23.3):
+/// Goldens from scripts/fixtures/make_tokenizer_goldens.py (transformers 5.24 / tokenizers 0.23.3):
 /// every corpus line's ids and decodes for the Idefics2 and SmolLM2 tokenizers, and edited
 /// variants of both.
 final class TokenizerGoldenTests: XCTestCase {

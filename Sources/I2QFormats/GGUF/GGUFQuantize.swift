@@ -19,7 +19,7 @@ public enum GGUFQuantizeError: I2QError, Equatable {
 /// Float32 → ggml block formats, bit-exact to gguf-py 0.19's numpy reference
 /// (`gguf.quants.quantize`, classes `Q8_0` and `Q4_0`; Q8_0 there is itself bit-exact to ggml's
 /// `quantize_row_q8_0_ref`). Checked byte for byte against
-/// Tests/Fixtures/gguf-export/quants.expected.safetensors (scripts/make_gguf_export_fixtures.py).
+/// Tests/Fixtures/gguf-export/quants.expected.safetensors (scripts/fixtures/make_gguf_export_fixtures.py).
 /// Every step is the same float32 operation numpy performs, in the same order (no FMA, no
 /// reassociation); scales are rounded to f16 with round-to-nearest-even as `astype(np.float16)`.
 public enum GGMLQuantize {

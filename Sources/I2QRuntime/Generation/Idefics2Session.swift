@@ -42,16 +42,7 @@ public final class Idefics2Session: @unchecked Sendable {
         text.bannedTokens.union([model.config.imageTokenId, text.tokenizer.tokenToId(Idefics2Prompt.fake) ?? -1].filter { $0 >= 0 })
     }
 
-    var imageSettings: Idefics2ImageSettings {
-        let p = processorConfig
-        var s = Idefics2ImageSettings()
-        s.doConvertRGB = p.doConvertRGB; s.doResize = p.doResize
-        s.longestEdge = p.longestEdge; s.shortestEdge = p.shortestEdge
-        s.doRescale = p.doRescale; s.rescaleFactor = p.rescaleFactor
-        s.doNormalize = p.doNormalize; s.imageMean = p.imageMean; s.imageStd = p.imageStd
-        s.doPad = p.doPad; s.doImageSplitting = p.doImageSplitting; s.imageSeqLen = p.imageSeqLen
-        return s
-    }
+    var imageSettings: ProcessorConfig { processorConfig }
 
     /// The processor's outputs for decoded images (one sample).
     public func process(_ images: [RGBImage]) throws -> ProcessedImages {

@@ -3,9 +3,9 @@
 the .i2q they were exported from answers in i2q? (run by hand, NOT in CI; CPU only)
 
     PY=/work/venv/bin/python          # torch 2.15.0, transformers 5.24.0, bitsandbytes 0.50.2, accelerate 1.16.0
-    PYAWQ=/work/venv-awq/bin/python   # the same + gptqmodel 7.7.0 (see scripts/check_awq_export.py)
-    $PY    scripts/check_easy_vqa_exports.py bnb [--data .cache/easy-vqa] [--i2q .build/release/i2q] [--samples N]
-    $PYAWQ scripts/check_easy_vqa_exports.py awq [...]
+    PYAWQ=/work/venv-awq/bin/python   # the same + gptqmodel 7.7.0 (see scripts/checks/check_awq_export.py)
+    $PY    scripts/checks/check_easy_vqa_exports.py bnb [--data .cache/easy-vqa] [--i2q .build/release/i2q] [--samples N]
+    $PYAWQ scripts/checks/check_easy_vqa_exports.py awq [...]
 
 Steps: `i2q quantize MODEL --nf4` (bnb) or `--awq --group-size 64` calibrated on the train split's
 images + questions (awq) → `i2q export --to hf-bnb|hf-awq` → `i2q verify MODEL.i2q --reference MODEL
@@ -27,8 +27,8 @@ import transformers
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from i2qscripts import REPO  # noqa: E402
 
 
 def run(cmd):
@@ -76,9 +76,9 @@ def norm(s):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kind", choices=["bnb", "awq"])
-    ap.add_argument("--model", default=os.path.join(ROOT, "Tests/Fixtures/easy-vqa-idefics2"))
-    ap.add_argument("--data", default=os.path.join(ROOT, ".cache/easy-vqa"))
-    ap.add_argument("--i2q", default=os.path.join(ROOT, ".build/release/i2q"))
+    ap.add_argument("--model", default=os.path.join(REPO, "Tests/Fixtures/easy-vqa-idefics2"))
+    ap.add_argument("--data", default=os.path.join(REPO, ".cache/easy-vqa"))
+    ap.add_argument("--i2q", default=os.path.join(REPO, ".build/release/i2q"))
     ap.add_argument("--samples", type=int, default=0, help="0: the whole test split")
     ap.add_argument("--transformers-samples", type=int, default=0,
                     help="compare on this many seeded questions of the i2q report only (0: all; gptqmodel's CPU kernel is slow)")

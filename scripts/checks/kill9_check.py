@@ -23,7 +23,7 @@ is an exact check. Inputs for fuse/export/verify are built once into WORK/ (pre-
 --help / sources), so for them two concurrent writers may both succeed; that is reported as a note
 ("both ok: replaces by design"), not a violation, unless --strict-replace is given.
 
-Usage: python3 scripts/kill9_check.py [--i2q PATH] [--work DIR] [--moments 20] [--verbs a,b]
+Usage: python3 scripts/checks/kill9_check.py [--i2q PATH] [--work DIR] [--moments 20] [--verbs a,b]
                                      [--json OUT.json] [--strict-replace]
 Exit status 1 if any violation.
 """
@@ -42,16 +42,14 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from i2qscripts import REPO, log  # noqa: E402
+
 FIX = "Tests/Fixtures/easy-vqa-idefics2"
 TRAIN = ".cache/easy-vqa/train"
 TEST = ".cache/easy-vqa/test"
 SMOL = ".cache/smollm2/SmolLM2-135M-Instruct-f32"
 PROMPT = "User:<image>what is the red shape?<end_of_utterance>\nAssistant:"
-
-
-def log(*a):
-    print(*a, flush=True)
 
 
 # ---------------------------------------------------------------- hashing / normalisation

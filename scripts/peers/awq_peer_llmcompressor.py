@@ -5,7 +5,7 @@ Run by hand (NOT in CI), in its own venv (llmcompressor pins its own torch):
 
     python3 -m venv /work/venv-llmc --system-site-packages
     /work/venv-llmc/bin/pip install llmcompressor==0.14.0.1
-    /work/venv-llmc/bin/python scripts/awq_peer_llmcompressor.py MODEL_DIR \
+    /work/venv-llmc/bin/python scripts/peers/awq_peer_llmcompressor.py MODEL_DIR \
         --calibration /usr/share/common-licenses/GPL-3 --text /usr/share/common-licenses/LGPL-2.1 \
         [--group-size 64] [--seq-len 512] [--samples 128] [--ctx 512]
 
@@ -25,9 +25,14 @@ the decoder, lm_head ignored — the AutoAWQ/i2q affine int4 scheme. Perplexity:
 import argparse
 import json
 import math
+import os
+import sys
 import time
 
-import torch
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from i2qscripts import pin  # noqa: E402
+
+import torch  # noqa: E402
 
 torch.Tensor.pin_memory = lambda self, *a, **k: self  # CPU: no CUDA driver to pin with
 
@@ -39,7 +44,7 @@ from llmcompressor.modifiers.awq import AWQModifier  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 LLMCOMPRESSOR_VERSION = "0.14.0.1"
-assert llmcompressor.__version__.startswith(LLMCOMPRESSOR_VERSION), f"llmcompressor {llmcompressor.__version__} != {LLMCOMPRESSOR_VERSION}"
+pin("llmcompressor", llmcompressor.__version__, LLMCOMPRESSOR_VERSION, prefix=True)
 
 
 def perplexity(model, ids, ctx):

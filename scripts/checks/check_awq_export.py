@@ -5,8 +5,8 @@ Run by hand (NOT in CI), with its own venv (gptqmodel pulls its own torch):
 
     python3 -m venv /work/venv-awq --system-site-packages   # base: /work/venv (torch 2.15, transformers 5.24)
     /work/venv-awq/bin/pip install gptqmodel==7.7.0
-    /work/venv-awq/bin/python scripts/check_awq_export.py ppl DIR --text FILE [--ctx 512]
-    /work/venv-awq/bin/python scripts/check_awq_export.py compare DIR --i2q-model MODEL.i2q --text FILE \
+    /work/venv-awq/bin/python scripts/checks/check_awq_export.py ppl DIR --text FILE [--ctx 512]
+    /work/venv-awq/bin/python scripts/checks/check_awq_export.py compare DIR --i2q-model MODEL.i2q --text FILE \
         [--i2q .build/release/i2q] [--ctx 512] [--tolerance 0.005]
 
 Pinned: torch 2.15.0, transformers 5.24.0, gptqmodel 7.7.0. transformers' AWQ integration loads the
@@ -23,22 +23,26 @@ the two agree within --tolerance (relative; issue 7: 0.5%).
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 
-import torch
-import transformers
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from i2qscripts import pin  # noqa: E402
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
 
 TORCH_VERSION = "2.15.0"
 TRANSFORMERS_VERSION = "5.24.0"
 GPTQMODEL_VERSION = "7.7.0"
 
-assert torch.__version__.startswith(TORCH_VERSION), f"torch {torch.__version__} != pinned {TORCH_VERSION}"
-assert transformers.__version__ == TRANSFORMERS_VERSION, f"transformers {transformers.__version__} != {TRANSFORMERS_VERSION}"
+pin("torch", torch.__version__, TORCH_VERSION, prefix=True)
+pin("transformers", transformers.__version__, TRANSFORMERS_VERSION)
 try:
     import importlib.metadata as md
 
-    assert md.version("gptqmodel") == GPTQMODEL_VERSION, f"gptqmodel {md.version('gptqmodel')} != {GPTQMODEL_VERSION}"
+    pin("gptqmodel", md.version("gptqmodel"), GPTQMODEL_VERSION)
 except md.PackageNotFoundError:
     sys.exit("gptqmodel is not installed; see the docstring (own venv)")
 

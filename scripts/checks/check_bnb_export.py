@@ -2,7 +2,7 @@
 """Does transformers + bitsandbytes load `i2q export --to hf-bnb` and compute what i2q computes?
 (run by hand, NOT in CI; CPU only; torch 2.15.0, transformers 5.24.0, bitsandbytes 0.50.2)
 
-    /work/venv/bin/python scripts/check_bnb_export.py --i2q .build/release/i2q MODEL_DIR [--image PNG] [--prompt P]
+    /work/venv/bin/python scripts/checks/check_bnb_export.py --i2q .build/release/i2q MODEL_DIR [--image PNG] [--prompt P]
 
 Steps: `i2q quantize MODEL --nf4 --compute-dtype f32` → `i2q export --to hf-bnb` → `i2q run --json
 --logits-out` on the .i2q; then transformers `from_pretrained(export)` (bnb's plain CPU path:
@@ -57,7 +57,7 @@ def main():
             inputs = {"input_ids": torch.tensor([r["input_ids"]])}
         n4 = sum(isinstance(mod, bitsandbytes.nn.Linear4bit) for mod in m.modules())
         if a.generic_dequant:
-            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
             from make_bnb_export_goldens import plain_cpu_path
             plain_cpu_path(m)
         with torch.inference_mode():

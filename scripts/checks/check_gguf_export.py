@@ -2,14 +2,14 @@
 """Check an `i2q export --to gguf` file with the reference readers (run by hand; not in CI).
 
     # (a) the `gguf` Python package (gguf-py 0.19.0, in /work/venv) reads it: metadata and tensors
-    /work/venv/bin/python scripts/check_gguf_export.py meta FILE.gguf
+    /work/venv/bin/python scripts/checks/check_gguf_export.py meta FILE.gguf
 
     # (b) llama-cpp-python 0.3.36 (builds llama.cpp; in /work/venv-llama) loads it and decodes greedily
-    /work/venv-llama/bin/python scripts/check_gguf_export.py run FILE.gguf --prompt "..." [--max-new-tokens 16]
+    /work/venv-llama/bin/python scripts/checks/check_gguf_export.py run FILE.gguf --prompt "..." [--max-new-tokens 16]
           [--input-ids '[1, 2, 3]']     # also generate from exactly these prompt ids (e.g. i2q's)
 
     # (a) + (b) + `i2q run MODEL --json` on the source model, compared token by token
-    python3 scripts/check_gguf_export.py compare MODEL FILE.gguf --prompt "..." [--max-new-tokens 16]
+    python3 scripts/checks/check_gguf_export.py compare MODEL FILE.gguf --prompt "..." [--max-new-tokens 16]
           [--i2q .build/release/i2q] [--py /work/venv/bin/python] [--llama-py /work/venv-llama/bin/python]
 
 `compare` prints the prompt ids of both tokenizers, both greedy continuations (llama.cpp's from its own

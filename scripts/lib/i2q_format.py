@@ -5,7 +5,7 @@ Written from Formats/i2q-format.md alone, as an independent second implementatio
 format (it shares no code with the Swift one). Needs the standard library plus the PyPI
 packages `xxhash` (XXH3-64) and `zstandard`.
 
-    python scripts/i2q_format.py dump FILE [--hex]
+    python scripts/lib/i2q_format.py dump FILE [--hex]
 
 reads FILE, checks every MUST of the spec, verifies every checksum (header, metadata and each
 component) and prints the header, directory and metadata as JSON.

@@ -13,6 +13,9 @@ import shutil
 import sys
 import zipfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from i2qscripts import write_json  # noqa: E402
+
 
 def convert(wheel, dest):
     with zipfile.ZipFile(wheel) as z:
@@ -37,10 +40,8 @@ def convert(wheel, dest):
             for img in sorted({int(i) for _, _, i in questions}):
                 with open(os.path.join(stage, "images", f"{img}.png"), "wb") as f:
                     f.write(z.read(f"easy_vqa/data/{split}/images/{img}.png"))
-            with open(os.path.join(stage, "val_v1.0.json"), "w") as f:
-                json.dump({"dataset_name": "easy-vqa", "dataset_split": split, "dataset_version": "1.0",
-                           "data": data}, f, indent=1)
-                f.write("\n")
+            write_json(os.path.join(stage, "val_v1.0.json"), {"dataset_name": "easy-vqa", "dataset_split": split,
+                                                               "dataset_version": "1.0", "data": data}, indent=1)
             final = os.path.join(dest, split)
             shutil.rmtree(final, ignore_errors=True)
             os.rename(stage, final)
