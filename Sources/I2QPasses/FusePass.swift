@@ -1,6 +1,5 @@
 import I2QCore
 import I2QFormats
-import I2QRuntime
 
 /// Which projection groups `i2q fuse` fuses.
 public enum FuseSelection: String, CaseIterable, Sendable {

@@ -1,6 +1,5 @@
 import I2QCore
 import I2QFormats
-import I2QRuntime
 
 /// `--type` of `export --to gguf`: the encoding of the 2-D weights (norms always stay F32).
 public enum GGUFExportType: String, CaseIterable, Sendable {

@@ -1,7 +1,6 @@
 import I2QCore
 import I2QFormats
 import I2QQuant
-import I2QRuntime
 
 public enum AWQExportError: I2QError {
     case notAffine(path: String)

@@ -1,6 +1,5 @@
 import I2QCore
 import I2QFormats
-import I2QRuntime
 import I2QQuant
 
 public enum BnbExportError: I2QError {
