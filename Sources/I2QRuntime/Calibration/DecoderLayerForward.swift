@@ -141,6 +141,9 @@ public final class DecoderLayerForward: @unchecked Sendable {
         let ws = Workspace()  // per call: calibration may run several contexts at once
         var ctx = [Float](repeating: 0, count: n * qw)  // [N, heads·headDim]
         let maxT = batch.maxLength
+        // Sized once for the longest sequence (CausalAttention asks for no more), as before the core was shared.
+        let group = heads / kvHeads, block = min(maxT, max(1, CausalAttention.maxScores / max(1, group * maxT)))
+        _ = ws.stackedQ(group * block * d); _ = ws.stackedOut(group * block * d); _ = ws.scores(group * block * maxT)
         let qb = UnsafeMutablePointer<Float>.allocate(capacity: max(maxT * qw, 1))             // [t, qw]
         let kb = UnsafeMutablePointer<Float>.allocate(capacity: max(maxT * kw, 1))             // [t, kw]
         let vb = UnsafeMutablePointer<Float>.allocate(capacity: max(maxT * kw, 1))             // [t, kw]
