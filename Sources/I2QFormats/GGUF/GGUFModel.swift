@@ -70,23 +70,15 @@ public final class GGUFModel: ModelSource, @unchecked Sendable {
             throw GGUFError.architecture(file: path, detail: "\(arch).block_count is \(t.numHiddenLayers) but the file holds \(g.tensors.count) tensors, too few for that many layers. The file is corrupt or incomplete.")
         }
         // Names: gguf-py's llama tensor map, over the layers transformers builds.
-        var wanted: [(gguf: String, hf: String)] = [("token_embd.weight", "model.embed_tokens.weight")]
+        let prefix = ModelArchitecture.llama.textPrefix
+        var wanted: [(gguf: String, hf: String)] = [(GGUFNames.embedding.0, prefix + GGUFNames.embedding.1)]
+        let layer = GGUFNames.llamaLayerReadOrder
         for i in 0..<t.numHiddenLayers {
-            let b = "blk.\(i).", l = "model.layers.\(i)."
-            wanted += [
-                (b + "attn_q.weight", l + "self_attn.q_proj.weight"),
-                (b + "attn_k.weight", l + "self_attn.k_proj.weight"),
-                (b + "attn_v.weight", l + "self_attn.v_proj.weight"),
-                (b + "attn_output.weight", l + "self_attn.o_proj.weight"),
-                (b + "ffn_gate.weight", l + "mlp.gate_proj.weight"),
-                (b + "ffn_up.weight", l + "mlp.up_proj.weight"),
-                (b + "ffn_down.weight", l + "mlp.down_proj.weight"),
-                (b + "attn_norm.weight", l + "input_layernorm.weight"),
-                (b + "ffn_norm.weight", l + "post_attention_layernorm.weight"),
-            ]
+            let b = "blk.\(i).", l = "\(prefix)layers.\(i)."
+            wanted += layer.map { (b + $0.gguf, l + $0.hf) }
         }
-        wanted.append(("output_norm.weight", "model.norm.weight"))
-        if !t.tieWordEmbeddings { wanted.append(("output.weight", "lm_head.weight")) }
+        wanted.append((GGUFNames.finalNorm.0, prefix + GGUFNames.finalNorm.1))
+        if !t.tieWordEmbeddings { wanted.append(GGUFNames.output) }
         let mapped = Set(wanted.map(\.gguf))
         for info in g.tensors where !mapped.contains(info.name) {
             problems.append("GGUF tensor \"\(info.name)\" has no transformers counterpart and is skipped (as transformers does).")

@@ -137,23 +137,15 @@ public struct GGUFExportPass {
         }
         let lmHead = source.tensor("lm_head.weight")
         let tied = lmHead == nil || t.tieWordEmbeddings  // as the runtime (and transformers) decide
-        var names: [(gguf: String, hf: String, heads: Int?)] = [("token_embd.weight", prefix + "embed_tokens.weight", nil)]
+        var names: [(gguf: String, hf: String, heads: Int?)] = [(GGUFNames.embedding.0, prefix + GGUFNames.embedding.1, nil)]
         for i in 0..<t.numHiddenLayers {
             let b = "blk.\(i).", l = "\(prefix)layers.\(i)."
-            names += [
-                (b + "attn_norm.weight", l + "input_layernorm.weight", nil),
-                (b + "attn_q.weight", l + "self_attn.q_proj.weight", t.numAttentionHeads),
-                (b + "attn_k.weight", l + "self_attn.k_proj.weight", t.numKeyValueHeads),
-                (b + "attn_v.weight", l + "self_attn.v_proj.weight", nil),
-                (b + "attn_output.weight", l + "self_attn.o_proj.weight", nil),
-                (b + "ffn_norm.weight", l + "post_attention_layernorm.weight", nil),
-                (b + "ffn_gate.weight", l + "mlp.gate_proj.weight", nil),
-                (b + "ffn_up.weight", l + "mlp.up_proj.weight", nil),
-                (b + "ffn_down.weight", l + "mlp.down_proj.weight", nil),
-            ]
+            names += GGUFNames.llamaLayer.map { e in
+                (b + e.gguf, l + e.hf, e.permute == "q" ? t.numAttentionHeads : e.permute == "k" ? t.numKeyValueHeads : nil)
+            }
         }
-        names.append(("output_norm.weight", prefix + "norm.weight", nil))
-        if !tied { names.append(("output.weight", "lm_head.weight", nil)) }
+        names.append((GGUFNames.finalNorm.0, prefix + GGUFNames.finalNorm.1, nil))
+        if !tied { names.append((GGUFNames.output.0, GGUFNames.output.1, nil)) }
 
         var plan: [GGUFPlannedTensor] = []
         var fallbacks: [String] = []
