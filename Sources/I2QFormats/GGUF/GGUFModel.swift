@@ -239,12 +239,13 @@ public final class GGUFModel: ModelSource, @unchecked Sendable {
 
     func checkShapes() throws {
         let t = config.textConfig
+        let p = ModelArchitecture.llama.textPrefix
         let expect: [(String, [Int])] = [
-            ("model.embed_tokens.weight", [t.vocabSize, t.hiddenSize]),
-            ("model.norm.weight", [t.hiddenSize]),
-            ("model.layers.0.self_attn.q_proj.weight", [t.numAttentionHeads &* t.headDim, t.hiddenSize]),
-            ("model.layers.0.self_attn.k_proj.weight", [t.numKeyValueHeads &* t.headDim, t.hiddenSize]),
-            ("model.layers.0.mlp.gate_proj.weight", [t.intermediateSize, t.hiddenSize]),
+            (p + "embed_tokens.weight", [t.vocabSize, t.hiddenSize]),
+            (p + "norm.weight", [t.hiddenSize]),
+            (p + "layers.0.self_attn.q_proj.weight", [t.numAttentionHeads &* t.headDim, t.hiddenSize]),
+            (p + "layers.0.self_attn.k_proj.weight", [t.numKeyValueHeads &* t.headDim, t.hiddenSize]),
+            (p + "layers.0.mlp.gate_proj.weight", [t.intermediateSize, t.hiddenSize]),
         ] + (t.tieWordEmbeddings ? [] : [("lm_head.weight", [t.vocabSize, t.hiddenSize])])
         for (name, shape) in expect {
             guard let st = tensor(name) else { continue }  // 0 layers: nothing to check

@@ -117,7 +117,7 @@ public struct GGUFExportPass {
         let cfg = source.config
         let t = cfg.textConfig
         let path = source.path
-        guard ["llama", "mistral"].contains(t.modelType) else {
+        guard ModelArchitecture.llama.modelTypes.contains(t.modelType) else {
             throw GGUFExportError.unsupportedModel(path: path, detail: "model_type \"\(cfg.modelType)\" (text \"\(t.modelType)\"); GGUF export handles llama, mistral and idefics2's text decoder.")
         }
         guard t.hiddenAct == "silu" else { throw GGUFExportError.unsupportedModel(path: path, detail: "hidden_act \"\(t.hiddenAct)\"; llama.cpp's llama architecture uses silu.") }

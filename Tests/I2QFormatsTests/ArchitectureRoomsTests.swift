@@ -1,0 +1,65 @@
+import Foundation
+import XCTest
+import I2QTestSupport
+
+/// Issue 18's acceptance, kept true: outside a family's own files and the registries, no source file
+/// branches on Idefics2 (or Llama/Mistral) or spells their checkpoint prefixes; the passes that need
+/// no forward do not import the runtime. (Reads the sources next to this test; comments ignored.)
+final class ArchitectureRoomsTests: XCTestCase {
+    let sources = URL(fileURLWithPath: fixturesDir).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Sources").path
+
+    func swiftFiles() throws -> [(path: String, code: [String])] {
+        let fm = FileManager.default
+        let e = try XCTUnwrap(fm.enumerator(atPath: sources))
+        var out: [(String, [String])] = []
+        for case let rel as String in e where rel.hasSuffix(".swift") {
+            let text = try String(contentsOfFile: sources + "/" + rel, encoding: .utf8)
+            let code = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+                let s = String(line)
+                if let r = s.range(of: "//") { return String(s[..<r.lowerBound]) }
+                return s
+            }
+            out.append((rel, code))
+        }
+        return out
+    }
+
+    func testNoFileOutsideAFamilysRoomBranchesOnIt() throws {
+        let idefics2Room: Set<String> = [
+            "I2QFormats/Architectures/Idefics2Architecture.swift", "I2QFormats/Config/Idefics2Config.swift",
+            "I2QFormats/Config/ModelRegistry.swift", "I2QRuntime/Models/Idefics2Model.swift",
+            "I2QRuntime/Models/VisionTransformer.swift", "I2QRuntime/Models/PerceiverResampler.swift",
+            "I2QRuntime/Generation/Idefics2Session.swift", "I2QRuntime/Generation/Idefics2Prompt.swift",
+            "I2QRuntime/Generation/VisionLanguageSession.swift", "I2QImage/Idefics2ImageProcessor.swift",
+        ]
+        let llamaRoom: Set<String> = [
+            "I2QFormats/Architectures/LlamaArchitecture.swift", "I2QFormats/Config/TextConfig.swift",
+            "I2QFormats/Config/ModelRegistry.swift", "I2QFormats/Config/Idefics2Config.swift",  // its text_config default
+        ]
+        let idefics2 = try NSRegularExpression(pattern: #"\.idefics2\b|Idefics2(Session|Model|Config|Prompt)\b|"idefics2"|"model\.(text_model|vision_model|connector|language_model)\."#)
+        // (tokenizer.json's own "model" object is not a checkpoint prefix; GGUF's general.architecture
+        // "llama" is llama.cpp's name, not a model_type.)
+        let llama = try NSRegularExpression(pattern: #""model\.(layers|embed_tokens|norm)|"model\."|modelType == "(llama|mistral)"|\["llama", "mistral"\]"#)
+        var hits: [String] = []
+        for (path, code) in try swiftFiles() {
+            for (i, line) in code.enumerated() {
+                let r = NSRange(line.startIndex..., in: line)
+                if !idefics2Room.contains(path), idefics2.firstMatch(in: line, range: r) != nil { hits.append("\(path):\(i + 1): \(line)") }
+                if !llamaRoom.contains(path), !path.hasPrefix("I2QTokenizer/"), llama.firstMatch(in: line, range: r) != nil { hits.append("\(path):\(i + 1): \(line)") }
+            }
+        }
+        XCTAssertEqual(hits, [], "architecture knowledge outside its room:\n" + hits.joined(separator: "\n"))
+    }
+
+    func testPassesThatNeedNoForwardDoNotImportTheRuntime() throws {
+        let noForward = ["I2QPasses/CastPass.swift", "I2QPasses/QuantizePass.swift", "I2QPasses/FusePass.swift",
+                         "I2QPasses/Export/AWQExportPass.swift", "I2QPasses/Export/BnbExportPass.swift",
+                         "I2QPasses/Export/GGUFExportPass.swift", "I2QPasses/PassTypes.swift", "I2QPasses/Sinks.swift"]
+        let files = Dictionary(uniqueKeysWithValues: try swiftFiles().map { ($0.path, $0.code) })
+        for f in noForward {
+            let code = try XCTUnwrap(files[f], "\(f) moved: update this list")
+            XCTAssertFalse(code.contains { $0.trimmingCharacters(in: .whitespaces) == "import I2QRuntime" }, "\(f) imports I2QRuntime")
+        }
+    }
+}
