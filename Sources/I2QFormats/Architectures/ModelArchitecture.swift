@@ -23,15 +23,18 @@ public struct ModelArchitecture: Sendable {
     public let describe: @Sendable (_ config: ModelConfig) -> [(String, String)]
     /// The config's dtype key when the text config has none (Idefics2 keeps it at the top level).
     public let topLevelDType: @Sendable (_ config: ModelConfig) -> String?
+    /// AWQ's scale groups of one decoder layer, in application order.
+    public let awqScaleGroups: [AWQScaleGroup]
 
     public init(modelTypes: [String], decode: @escaping @Sendable (Data, String) throws -> ModelConfig,
                 textPrefixes: [String], otherModules: [(prefix: String, group: ModuleGroup)] = [],
                 visionLinear: (@Sendable (String) -> Bool)? = nil,
                 describe: @escaping @Sendable (ModelConfig) -> [(String, String)] = { _ in [] },
-                topLevelDType: @escaping @Sendable (ModelConfig) -> String? = { _ in nil }) {
+                topLevelDType: @escaping @Sendable (ModelConfig) -> String? = { _ in nil },
+                awqScaleGroups: [AWQScaleGroup] = AWQScaleGroup.llamaDecoder) {
         self.modelTypes = modelTypes; self.decode = decode; self.textPrefixes = textPrefixes
         self.otherModules = otherModules; self.visionLinear = visionLinear; self.describe = describe
-        self.topLevelDType = topLevelDType
+        self.topLevelDType = topLevelDType; self.awqScaleGroups = awqScaleGroups
     }
 
     /// The canonical text-decoder prefix ("model." / "model.text_model.").

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import I2QCore
+import I2QFormats
 import I2QQuant
 import I2QRuntime
 
@@ -271,7 +272,7 @@ public enum AWQ {
     /// are the layer's captured inputs and full-precision outputs (changed: inputs divided by the
     /// scales, as AutoAWQ does). Returns the scaled and clipped float32 weights (quantize them next).
     public static func layer(_ w0: DecoderLayerWeights, features f: inout LayerFeatures, forward: DecoderLayerForward,
-                             settings st: AWQSettings) -> AWQLayerResult {
+                             settings st: AWQSettings, groups: [AWQScaleGroup] = AWQScaleGroup.llamaDecoder) -> AWQLayerResult {
         let c = forward.config
         let h = c.hiddenSize, im = c.intermediateSize, qw = c.numAttentionHeads * c.headDim, kw = c.numKeyValueHeads * c.headDim
         let quant = st.quantized
@@ -280,85 +281,99 @@ public enum AWQ {
         let sample = SearchSample(batch: forward.batch, budget: st.searchTokens)
         let t0 = ProgressBar.now()
 
-        // [STEP 2] scale search, every group on the original weights; x_mean on every token, the
-        // losses on `sample` (whole sequences for attention, evenly spaced rows elsewhere).
-        if ["q", "k", "v"].allSatisfy(quant.contains) {
-            let x = sample.sequenceRows(f.attnInput, cols: h), ref = sample.sequenceRows(f.attnOutput, cols: h)
-            let sub = sample.isAll ? forward : DecoderLayerForward(config: c, batch: sample.sequenceBatch)
-            let r = searchScale(weights: [w0.q, w0.k, w0.v], x: f.attnInput, cols: h, settings: st) { q in
-                let ctx = sub.attentionContext(x, q: q[0], k: q[1], v: q[2], qBias: w0.qBias, kBias: w0.kBias, vBias: w0.vBias)
-                return mse(DecoderLayerForward.linear(ctx, w0.o, rows: sub.batch.tokens, inDim: qw, outDim: h), ref)
+        // Where each linear's weight, captured input and module output live (Llama/Mistral layer).
+        func weight(_ n: String) -> WritableKeyPath<DecoderLayerWeights, [Float]> {
+            switch n {
+            case "q": return \.q
+            case "k": return \.k
+            case "v": return \.v
+            case "o": return \.o
+            case "gate": return \.gate
+            case "up": return \.up
+            default: return \.down
             }
-            chosen.append(("qkv", r.ratio, r.loss, r.scales))
         }
-        if kw == h && qw == h && quant.contains("o") {  // v_proj.weight.shape == o_proj.weight.shape
-            let x = sample.rows(f.oInput, cols: qw), ref = sample.rows(f.attnOutput, cols: h)
-            let r = searchScale(weights: [w0.o], x: f.oInput, cols: qw, settings: st) { q in
-                mse(DecoderLayerForward.linear(x, q[0], rows: sample.rowCount, inDim: qw, outDim: h), ref)
+        func input(_ n: String) -> (WritableKeyPath<LayerFeatures, [Float]>, Int) {  // (captured input, width)
+            switch n {
+            case "q", "k", "v": return (\.attnInput, h)
+            case "o": return (\.oInput, qw)
+            case "gate", "up": return (\.mlpInput, h)
+            default: return (\.downInput, im)
             }
-            chosen.append(("vo", r.ratio, r.loss, r.scales))
-        }
-        if quant.contains("gate") && quant.contains("up") {
-            let x = sample.rows(f.mlpInput, cols: h), out = sample.rows(f.mlpOutput, cols: h)
-            // mlpChunks only uses the row count of its batch.
-            let sub = sample.isAll ? forward : DecoderLayerForward(config: c, batch: CalibrationBatch(lengths: [sample.rowCount]))
-            let r = searchScale(weights: [w0.gate, w0.up], x: f.mlpInput, cols: h, settings: st) { q in
-                var s = 0.0
-                out.withUnsafeBufferPointer { ref in
-                    sub.mlpChunks(x, gate: q[0], up: q[1], down: w0.down) { range, y in
-                        y.withUnsafeBufferPointer { s += sumSquaredDiff($0.baseAddress!, ref.baseAddress! + range.lowerBound * h, range.count * h) }
-                    }
-                }
-                return s / Double(max(sample.rowCount * h, 1))
-            }
-            chosen.append(("gateup", r.ratio, r.loss, r.scales))
-        }
-        if quant.contains("down") {
-            let x = sample.rows(f.downInput, cols: im), out = sample.rows(f.mlpOutput, cols: h)
-            let n = sample.rowCount
-            let r = searchScale(weights: [w0.down], x: f.downInput, cols: im, settings: st) { q in
-                var s = 0.0
-                out.withUnsafeBufferPointer { ref in
-                    x.withUnsafeBufferPointer { xp in
-                        var r0 = 0
-                        while r0 < n {
-                            let m = min(DecoderLayerForward.mlpChunkRows, n - r0)
-                            var y = [Float](repeating: 0, count: m * h)  // [m, hidden]
-                            q[0].withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
-                                Matmul.linear(x: xp.baseAddress! + r0 * im, w: wp.baseAddress!, y: yp.baseAddress!, m: m, k: im, n: h)
-                            } }
-                            y.withUnsafeBufferPointer { s += sumSquaredDiff($0.baseAddress!, ref.baseAddress! + r0 * h, m * h) }
-                            r0 += m
-                        }
-                    }
-                }
-                return s / Double(max(n * h, 1))
-            }
-            chosen.append(("updown", r.ratio, r.loss, r.scales))
         }
 
-        // apply_scale (in order), dividing the captured inputs too.
-        for g in chosen {
-            let s = g.scales
-            switch g.group {
-            case "qkv":
-                for i in 0..<h { w.inputNorm[i] /= s[i] }
-                scaleColumns(&w.q, s, cols: h); scaleColumns(&w.k, s, cols: h); scaleColumns(&w.v, s, cols: h)
-                divideColumns(&f.attnInput, s, cols: h)
-            case "vo":
-                divideRows(&w.v, s, cols: h)
-                if w.vBias != nil { for i in 0..<kw { w.vBias![i] /= s[i] } }
-                scaleColumns(&w.o, s, cols: qw)
-                divideColumns(&f.oInput, s, cols: qw)
-            case "gateup":
-                for i in 0..<h { w.postNorm[i] /= s[i] }
-                scaleColumns(&w.gate, s, cols: h); scaleColumns(&w.up, s, cols: h)
-                divideColumns(&f.mlpInput, s, cols: h)
-            default:  // updown
-                divideRows(&w.up, s, cols: h)
-                scaleColumns(&w.down, s, cols: im)
-                divideColumns(&f.downInput, s, cols: im)
+        // [STEP 2] scale search, every group on the original weights; x_mean on every token, the
+        // losses on `sample` (whole sequences for attention, evenly spaced rows elsewhere). The
+        // groups are the architecture's recipe (`AWQScaleGroup`), in order.
+        for g in groups where g.linears.allSatisfy(quant.contains) && (!g.needsMatchingShapes || (kw == h && qw == h)) {
+            let (inKey, cols) = input(g.linears[0])
+            let ws = g.linears.map { w0[keyPath: weight($0)] }
+            let r: (ratio: Double, loss: Double, scales: [Float])
+            switch g.loss {
+            case .attention:  // q, k, v through attention and o_proj
+                let x = sample.sequenceRows(f.attnInput, cols: h), ref = sample.sequenceRows(f.attnOutput, cols: h)
+                let sub = sample.isAll ? forward : DecoderLayerForward(config: c, batch: sample.sequenceBatch)
+                r = searchScale(weights: ws, x: f.attnInput, cols: h, settings: st) { q in
+                    let ctx = sub.attentionContext(x, q: q[0], k: q[1], v: q[2], qBias: w0.qBias, kBias: w0.kBias, vBias: w0.vBias)
+                    return mse(DecoderLayerForward.linear(ctx, w0.o, rows: sub.batch.tokens, inDim: qw, outDim: h), ref)
+                }
+            case .mlp:  // gate, up → act → down
+                let x = sample.rows(f.mlpInput, cols: h), out = sample.rows(f.mlpOutput, cols: h)
+                // mlpChunks only uses the row count of its batch.
+                let sub = sample.isAll ? forward : DecoderLayerForward(config: c, batch: CalibrationBatch(lengths: [sample.rowCount]))
+                r = searchScale(weights: ws, x: f.mlpInput, cols: h, settings: st) { q in
+                    var s = 0.0
+                    out.withUnsafeBufferPointer { ref in
+                        sub.mlpChunks(x, gate: q[0], up: q[1], down: w0.down) { range, y in
+                            y.withUnsafeBufferPointer { s += sumSquaredDiff($0.baseAddress!, ref.baseAddress! + range.lowerBound * h, range.count * h) }
+                        }
+                    }
+                    return s / Double(max(sample.rowCount * h, 1))
+                }
+            case .linears where cols == im:  // down_proj: its [N, intermediate] input in row chunks
+                let x = sample.rows(f.downInput, cols: im), out = sample.rows(f.mlpOutput, cols: h)
+                let n = sample.rowCount
+                r = searchScale(weights: ws, x: f.downInput, cols: im, settings: st) { q in
+                    var s = 0.0
+                    out.withUnsafeBufferPointer { ref in
+                        x.withUnsafeBufferPointer { xp in
+                            var r0 = 0
+                            while r0 < n {
+                                let m = min(DecoderLayerForward.mlpChunkRows, n - r0)
+                                var y = [Float](repeating: 0, count: m * h)  // [m, hidden]
+                                q[0].withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
+                                    Matmul.linear(x: xp.baseAddress! + r0 * im, w: wp.baseAddress!, y: yp.baseAddress!, m: m, k: im, n: h)
+                                } }
+                                y.withUnsafeBufferPointer { s += sumSquaredDiff($0.baseAddress!, ref.baseAddress! + r0 * h, m * h) }
+                                r0 += m
+                            }
+                        }
+                    }
+                    return s / Double(max(n * h, 1))
+                }
+            case .linears:  // o_proj: compared with the attention output
+                let x = sample.rows(f[keyPath: inKey], cols: cols), ref = sample.rows(f.attnOutput, cols: h)
+                r = searchScale(weights: ws, x: f[keyPath: inKey], cols: cols, settings: st) { q in
+                    mse(DecoderLayerForward.linear(x, q[0], rows: sample.rowCount, inDim: cols, outDim: h), ref)
+                }
             }
+            chosen.append((g.name, r.ratio, r.loss, r.scales))
+        }
+
+        // apply_scale (in order): the previous op divided, the linears' input columns multiplied, and
+        // the captured inputs divided too.
+        for (name, _, _, s) in chosen {
+            guard let g = groups.first(where: { $0.name == name }) else { continue }
+            switch g.previous {
+            case let .norm(n):
+                if n == "input_layernorm" { for i in 0..<h { w.inputNorm[i] /= s[i] } } else { for i in 0..<h { w.postNorm[i] /= s[i] } }
+            case let .linear(p):
+                divideRows(&w[keyPath: weight(p)], s, cols: h)
+                if p == "v", w.vBias != nil { for i in 0..<kw { w.vBias![i] /= s[i] } }
+            }
+            for l in g.linears { scaleColumns(&w[keyPath: weight(l)], s, cols: input(l).1) }
+            let (inKey, cols) = input(g.linears[0])
+            divideColumns(&f[keyPath: inKey], s, cols: cols)
         }
 
         let t1 = ProgressBar.now()
