@@ -19,7 +19,7 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Omit the per-tensor directory listing of an .i2q file.")
     var brief = false
 
-    @Option(help: "Also print one tensor: dtype, shape, where its bytes are, and its first values (reads only those bytes).")
+    @Option(help: "Also print one tensor: dtype, shape, where its bytes are, and its first values (reads only those bytes; of an .i2q, after checking that tensor's checksum).")
     var tensor: String?
 
     func run() throws {
