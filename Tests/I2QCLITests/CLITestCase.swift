@@ -18,10 +18,12 @@ class CLITestCase: XCTestCase {
         return u.appendingPathComponent("i2q")
     }
 
-    func run(_ args: [String]) throws -> (code: Int32, out: String, err: String) {
+    /// `env`: variables added to this process's environment for the run.
+    func run(_ args: [String], env: [String: String] = [:]) throws -> (code: Int32, out: String, err: String) {
         let p = Process()
         p.executableURL = binary
         p.arguments = args
+        if !env.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 } }
         let o = Pipe(), e = Pipe()
         p.standardOutput = o
         p.standardError = e

@@ -31,19 +31,6 @@ final class HostileInputTests: CLITestCase {
         for m in mentions { XCTAssertTrue(r.err.contains(m), "stderr lacks \"\(m)\": \(r.err)", file: file, line: line) }
     }
 
-    func runEnv(_ args: [String], env: [String: String]) throws -> (code: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        let o = Pipe(), e = Pipe()
-        p.standardOutput = o; p.standardError = e
-        try p.run()
-        let od = o.fileHandleForReading.readDataToEndOfFile(), ed = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
-    }
-
     let prompt = "User:<image>what is the red shape?<end_of_utterance>\nAssistant:"
     var image: String { fixturesDir + "/images/gray2_trns_50x40.png" }
 
@@ -137,7 +124,7 @@ final class HostileInputTests: CLITestCase {
         let longPrompt = String(repeating: "is there a blue circle? ", count: 5000)  // 120 KB
         assertCleanError(try run(["run", vqa, "--prompt", longPrompt, "--max-new-tokens", "2"]), ["at most 4096", "max_position_embeddings"])
         // Within the positions but over a (deliberately small) memory budget: the error says what it needs.
-        let r = try runEnv(["run", vqa, "--prompt", String(repeating: "is there a blue circle? ", count: 300), "--max-new-tokens", "2"],
+        let r = try run(["run", vqa, "--prompt", String(repeating: "is there a blue circle? ", count: 300), "--max-new-tokens", "2"],
                            env: ["I2Q_MEMORY_BUDGET": "1MB"])
         assertCleanError(r, ["KV cache needs", "I2Q_MEMORY_BUDGET"])
     }
@@ -159,7 +146,7 @@ final class HostileInputTests: CLITestCase {
             XCTAssertTrue(r.err.contains("must be in"), "\(c): \(r.err)")
         }
         // Within the flag limits but over the memory budget: AWQ says what its batch needs.
-        let r = try runEnv(["quantize", vqa, "--awq", "--group-size", "64", "--calibration", fixturesDir + "/docvqa-mini",
+        let r = try run(["quantize", vqa, "--awq", "--group-size", "64", "--calibration", fixturesDir + "/docvqa-mini",
                             "--samples", "100000", "--seq-len", "4096", "-o", dir + "/x.i2q", "--no-progress"], env: ["I2Q_MEMORY_BUDGET": "8GB"])
         assertCleanError(r, ["AWQ calibration", "needs", "I2Q_MEMORY_BUDGET"])
         XCTAssertFalse(FileSystem.exists(dir + "/x.i2q"))
