@@ -265,7 +265,7 @@ public enum FusePass {
                     written += t.byteCount
                 } else if let f {
                     // A quantized component: checked against its checksum, then copied byte for byte.
-                    try f.verify(p.entry, c)
+                    try f.ensureVerified(p.entry)  // all its components, once
                     try f.file.withBytes(f.header.dataOffset + c.offset, c.size) { try w.append($0) }
                     f.file.release(f.header.dataOffset + c.offset, c.size)
                     progress.advance(c.size)

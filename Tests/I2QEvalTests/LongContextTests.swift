@@ -61,11 +61,11 @@ final class LongContextTests: XCTestCase {
             let h = try dec.forward(embeddings: try dec.embed(ids), cache: cache)
             return try dec.logits(h, rows: (ids.count - 1)..<ids.count)
         }
-        let (block, scores) = (TextDecoder.prefillBlock, Attention.maxScores)
-        defer { TextDecoder.prefillBlock = block; Attention.maxScores = scores }
-        TextDecoder.prefillBlock = 4096; Attention.maxScores = 1 << 26
+        let (block, scores) = (TextDecoder.prefillBlock, CausalAttention.maxScores)
+        defer { TextDecoder.prefillBlock = block; CausalAttention.maxScores = scores }
+        TextDecoder.prefillBlock = 4096; CausalAttention.maxScores = 1 << 26
         let one = try lastLogits()
-        TextDecoder.prefillBlock = 512; Attention.maxScores = 3 * 40 * 1300
+        TextDecoder.prefillBlock = 512; CausalAttention.maxScores = 3 * 40 * 1300
         let blocked = try lastLogits()
         let mean = one.reduce(0, +) / Float(one.count)
         let std = (one.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(one.count)).squareRoot()

@@ -111,7 +111,6 @@ public enum AWQExportPass {
         // Plain tensors by the names written: with fused plain entries un-fused, their parts (row views).
         let plainTensors = !fusedNames && UnfusedSource.hasFused(f) ? try UnfusedSource(f).tensors : f.tensors
         let plainByName = Dictionary(plainTensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        var verified = Set<String>()  // stored entries whose components were checked
         let copier = CastCopier()
         return try HFDirectoryOutput.write(from: f, output: output, settings: s, plan: items.map(\.plan), config: config) { i, writer in
             let it = items[i]
@@ -124,7 +123,7 @@ public enum AWQExportPass {
                 let (rows, cols) = (e.shape[0], e.shape[1])
                 let g = cols / (e.component("scales")!.shape[1])
                 let groups = cols / g
-                if verified.insert(it.owner.name).inserted { try verifyAll(it.owner, f) }  // a part's view: through the fused entry
+                try f.ensureVerified(it.owner)  // a part's view: through the fused entry; once per entry
                 let base = f.header.dataOffset
                 switch it.role {
                 case "qweight":
@@ -154,10 +153,6 @@ public enum AWQExportPass {
             }
             return (it.entry.dtype, stats)
         }
-    }
-
-    static func verifyAll(_ e: I2QTensorEntry, _ f: I2QFile) throws {
-        for c in e.components { try f.verify(e, c) }
     }
 
     /// Validates one affine_int4 entry; returns its group size.

@@ -39,8 +39,8 @@ public enum BnbExportPass {
         let bytes: (I2QFile) -> [UInt8]?   // small components made in memory
         let component: I2QComponent?      // or a component copied from the file
         let plain: SourceTensor?          // or a plain tensor of the source
-        /// The stored component whose checksum covers `component` (a fused entry's, for a part).
-        var check: (entry: I2QTensorEntry, component: I2QComponent)? = nil
+        /// The stored entry whose checksums cover `component` (the fused entry, for a part).
+        var owner: I2QTensorEntry? = nil
     }
 
     /// Fused entries (i2q fuse) are written as the tensors they hold (transformers' names), or with
@@ -69,14 +69,13 @@ public enum BnbExportPass {
             }
             let parts = unfuse ? try FusedTensors.partEntries(fe, path: f.path) : [fe]
             for e in parts {
-            let owner = { (c: I2QComponent) in unfuse ? fe.component(c.role).map { (fe, $0) } : nil }
             if e.scheme == I2QSpec.Scheme.plain {
                 guard let t = plainTensors[e.name] else { throw BnbExportError.malformed(path: f.path, tensor: e.name, detail: "plain tensor not readable") }
                 items.append(Item(plan: PlannedTensor(name: e.name, dtype: e.dtype, shape: e.shape), bytes: { _ in nil }, component: nil, plain: t))
                 continue
             }
             var made = try plan4bit(e, file: f)
-            for i in made.items.indices { if let c = made.items[i].component { made.items[i].check = owner(c) } }
+            for i in made.items.indices where made.items[i].component != nil { made.items[i].owner = unfuse ? fe : e }
             items += made.items
             if let d = doubleQuant, d != made.doubleQuant {
                 throw BnbExportError.malformed(path: f.path, tensor: e.name, detail: "mixes double-quantized and plain absmax; transformers' config has one bnb_4bit_use_double_quant")
@@ -97,7 +96,6 @@ public enum BnbExportPass {
         let chunk = 16 << 20
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 64)  // [16 MiB] bytes in flight
         defer { buffer.deallocate() }
-        var checked = Set<String>()  // fused components already verified
         return try HFDirectoryOutput.write(from: f, output: output, settings: s, plan: items.map(\.plan), config: config) { i, writer in
             let it = items[i]
             if let t = it.plain {
@@ -110,11 +108,7 @@ public enum BnbExportPass {
                     k += m
                 }
             } else if let c = it.component {
-                if let (e, stored) = it.check {
-                    if checked.insert(e.name + "/" + stored.role).inserted { try f.verify(e, stored) }
-                } else if let e = f.entries.first(where: { $0.components.contains(c) }) {
-                    try f.verify(e, c)
-                }
+                if let o = it.owner { try f.ensureVerified(o) }  // once per stored entry (I2QFile's ledger)
                 try f.file.withBytes(f.header.dataOffset + c.offset, c.size) { try writer.append($0) }
             } else if let b = it.bytes(f) {
                 try b.withUnsafeBytes { try writer.append($0) }

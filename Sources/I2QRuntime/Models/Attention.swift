@@ -12,11 +12,6 @@ struct Attention {
     let heads, kvHeads, headDim, hidden: Int
     let window: Int?
     let rope: RoPE
-    /// Most attention scores held at once in prefill (floats: 64 MB). Tests lower it to force blocks.
-    static var maxScores: Int {
-        get { CausalAttention.maxScores }
-        set { CausalAttention.maxScores = newValue }
-    }
     var q: Weight { qkv.parts[0] }
     var k: Weight { qkv.parts[1] }
     var v: Weight { qkv.parts[2] }
