@@ -1,8 +1,5 @@
 import I2QCore
 import I2QFormats
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A resolved streaming pass: every plain tensor of `source` is written to the output, converted to
 /// `plan[i].dtype` (torch rounding, see FloatConversion) or copied unchanged. The whole plan —
@@ -15,8 +12,9 @@ public struct StreamingPass {
     public let settings: OutputSettings
     public let plan: [PlannedTensor]
     public let files: [(name: String, bytes: [UInt8])]
-    public let provenance: Provenance
+    public var provenance: Provenance { pipeline.provenance }
     let label: String
+    let pipeline: PassPipeline
     /// Fused tensor name → its parts, kept in an .i2q output.
     var parts: [String: [I2QPart]] = [:]
 
@@ -38,21 +36,9 @@ public struct StreamingPass {
         self.settings = settings
         plan = source.tensors.map { PlannedTensor(name: $0.name, dtype: outputDType($0), shape: $0.shape) }
         files = [("config.json", configJSON)] + (try source.auxiliaryFiles())
-        var prov = source.provenance ?? Provenance(source: source.identity, passes: [])
-        if let record { prov.passes.append(record) }
-        prov.i2qVersion = I2QVersion.string
-        provenance = prov
-        if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
-        let needed = plan.reduce(0) { $0 + $1.byteCount } + files.reduce(0) { $0 + $1.bytes.count }
-        if let free = Self.freeBytes(FileSystem.dirname(output)), free < needed {
-            throw PassError.insufficientSpace(path: output, needed: needed, available: free)
-        }
-    }
-
-    static func freeBytes(_ dir: String) -> Int? {
-        var s = statvfs()
-        guard statvfs(dir, &s) == 0 else { return nil }
-        return Int(s.f_bavail) * Int(s.f_frsize)
+        pipeline = try PassPipeline(source: source, output: output, settings: settings, record: record,
+                                    directory: settings.format == .safetensors,
+                                    neededBytes: plan.reduce(0) { $0 + $1.byteCount } + files.reduce(0) { $0 + $1.bytes.count })
     }
 
     /// Elements per step: bounds the buffers (input ≤ 16 MB, each output buffer ≤ 16 MB).
@@ -63,11 +49,13 @@ public struct StreamingPass {
     /// Reads (pread) and converts on the calling thread while a second thread writes (and, for
     /// .i2q, checksums) the previous chunks: the two cores overlap conversion with disk writes.
     public func run() throws -> PassReport {
-        let isDir = settings.format == .safetensors
-        let staged = try StagedOutput(finalPath: outputPath, directory: isDir, overwrite: settings.overwrite, inputs: [source.path])
-        let sink: TensorSink = isDir
-            ? try SafetensorsSink(directory: staged.tempPath, plan: plan, maxShardSize: settings.maxShardSize)
-            : try I2QSink(path: staged.tempPath, alignment: settings.alignment)
+        try pipeline.run { temp in try write(to: temp) }
+    }
+
+    private func write(to temp: String) throws -> PassReport {
+        let sink: TensorSink = settings.format == .safetensors
+            ? try SafetensorsSink(directory: temp, plan: plan, maxShardSize: settings.maxShardSize)
+            : try I2QSink(path: temp, alignment: settings.alignment)
         (sink as? I2QSink)?.parts = parts
         let progress = ProgressBar(label: label, totalBytes: source.tensorBytes, enabled: settings.showProgress)
         let writer = PipelinedWriter(sink: sink, buffers: Self.buffersInFlight, bufferSize: Self.chunkElements * 8)
@@ -109,8 +97,6 @@ public struct StreamingPass {
             writer.abandon()
             throw error
         }
-        try settings.beforeCommit?(staged.tempPath)
-        try staged.commit()
         progress.finish()
         return PassReport(output: outputPath, files: sink.outputFiles, tensors: results,
                           bytesRead: source.tensorBytes, bytesWritten: written, seconds: progress.elapsed)

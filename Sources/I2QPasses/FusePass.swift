@@ -85,9 +85,11 @@ public enum FusePass {
             fused.append(g)
         }
 
-        if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
-        let staged = try StagedOutput(finalPath: output, directory: false, overwrite: settings.overwrite, inputs: [source.path])
-        let w = try I2QWriter(path: staged.tempPath, alignment: settings.alignment)
+        let pipeline = try PassPipeline(source: source, output: output, settings: settings, record: PassRecord(name: "fuse", params: [
+            ("only", .string(options.only.rawValue)), ("fused", .int(fused.count)), ("left_unfused", .int(left.count)),
+        ]), directory: false)
+        let (results, written, totalBytes, seconds) = try pipeline.run { temp in
+        let w = try I2QWriter(path: temp, alignment: settings.alignment)
         let totalBytes = items.reduce(0) { $0 + ($1.tensor?.byteCount ?? $1.entry.components.reduce(0) { $0 + $1.size }) }
         let progress = ProgressBar(label: "fuse", totalBytes: totalBytes, enabled: settings.showProgress)
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunkBytes, alignment: 64)  // [16 MiB] bytes in flight
@@ -117,12 +119,12 @@ public enum FusePass {
         } else {
             cfg = Array((JSONWriter.string(source.rawConfig, indent: 2) + "\n").utf8)
         }
-        try I2QPassOutput.finish(w, source: source, record: PassRecord(name: "fuse", params: [
-            ("only", .string(options.only.rawValue)), ("fused", .int(fused.count)), ("left_unfused", .int(left.count)),
-        ]), config: cfg, staged: staged, settings: settings)
+        try w.finish(metadata: try pipeline.i2qMetadata(config: cfg))
         progress.finish()
+        return (results, written, totalBytes, progress.elapsed)
+        }
         let report = PassReport(output: output, files: [FileSystem.basename(output)], tensors: results,
-                                bytesRead: totalBytes, bytesWritten: written, seconds: progress.elapsed)
+                                bytesRead: totalBytes, bytesWritten: written, seconds: seconds)
         return FuseReport(pass: report, fused: fused, leftUnfused: left)
     }
 
@@ -138,7 +140,7 @@ public enum FusePass {
         if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: "fuse") }
         return source.tensors.map { t in
             Item(entry: I2QTensorEntry(name: t.name, dtype: t.dtype, shape: t.shape,
-                                       components: [I2QComponent(role: "data", dtype: t.dtype, shape: t.shape, size: t.byteCount)]),
+                                       components: [I2QComponent(role: PlainLayout.dataRole, dtype: t.dtype, shape: t.shape, size: t.byteCount)]),
                  tensor: t)
         }
     }
@@ -178,36 +180,8 @@ public enum FusePass {
         guard !a.shape.isEmpty, es.allSatisfy({ $0.shape.count == a.shape.count && $0.shape.dropFirst() == a.shape.dropFirst() }) else {
             return "shapes \(es.map(\.shape)) differ beyond the first dimension"
         }
-        func paramsEqual(_ x: I2QTensorEntry, _ y: I2QTensorEntry, except: String?) -> Bool {
-            let px = x.params.filter { $0.0 != except }, py = y.params.filter { $0.0 != except }
-            return px.count == py.count && zip(px, py).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
-        }
-        let roles = a.components.map { "\($0.role) \($0.dtype.rawValue) \($0.shape.dropFirst())" }
-        switch a.scheme {
-        case I2QSpec.Scheme.plain:
-            return nil
-        case I2QSpec.Scheme.nf4, I2QSpec.Scheme.fp4:
-            guard es.allSatisfy({ paramsEqual($0, a, except: "nested_offset") }) else { return "their quantization params differ" }
-            let bs: Int = a.params.first { $0.0 == "blocksize" }.flatMap { if case let .int(v) = $0.1 { return Int(v) }; return nil } ?? 64
-            for e in es where e.shape.reduce(1, *) % bs != 0 {
-                return "\(e.name) holds \(e.shape.reduce(1, *)) values, not a multiple of the block size \(bs): a block would straddle two parts (re-quantizing would change values)"
-            }
-            guard es.allSatisfy({ $0.components.map { "\($0.role) \($0.dtype.rawValue) \($0.shape.dropFirst())" } == roles }) else {
-                return "their components differ"
-            }
-            if let c = a.component("nested_code"), es.contains(where: { $0.component("nested_code")?.checksum != c.checksum }) {
-                return "their nested code tables differ"
-            }
-            return nil
-        case I2QSpec.Scheme.affineInt4:
-            guard es.allSatisfy({ paramsEqual($0, a, except: nil) }) else { return "their quantization params differ" }
-            guard es.allSatisfy({ $0.components.map { "\($0.role) \($0.dtype.rawValue) \($0.shape.dropFirst())" } == roles }) else {
-                return "their components differ"
-            }
-            return nil
-        default:
-            return "scheme \(a.scheme) is not fused by this version"
-        }
+        guard let layout = SchemeLayouts.type(of: a.scheme) else { return "scheme \(a.scheme) is not fused by this version" }
+        return layout.fuseConflict(es)
     }
 
     /// Writes the fused entry of `g`; returns bytes written.
@@ -220,15 +194,11 @@ public enum FusePass {
             fparts.append(I2QPart(name: p.entry.name, start: rows, length: p.entry.shape[0]))
             rows += p.entry.shape[0]
         }
-        var params = a.params
-        if a.scheme == I2QSpec.Scheme.nf4 || a.scheme == I2QSpec.Scheme.fp4, a.component("nested_absmax") != nil {
-            params.removeAll { $0.0 == "nested_offset" }
-            for (i, p) in parts.enumerated() {
-                guard let o = p.entry.params.first(where: { $0.0 == "nested_offset" })?.1 else {
-                    throw FuseError.malformedPart(path: source.path, tensor: p.entry.name, detail: "double quantization without a nested_offset param")
-                }
-                params.append(("nested_offset.\(i)", o))
-            }
+        let params: [(String, I2QParam)]
+        do {
+            params = try SchemeLayouts.type(of: a.scheme)?.fusedParams(parts.map(\.entry)) ?? a.params
+        } catch let x as SchemeLayoutError {
+            throw FuseError.malformedPart(path: source.path, tensor: g.fused, detail: x.detail)
         }
         try w.beginTensor(name: g.fused, scheme: a.scheme, dtype: a.dtype, shape: [rows] + a.shape.dropFirst(), params: params, parts: fparts)
         let n = try copyComponents(parts, source: source, writer: w, buffer: buffer, progress: progress)
@@ -244,7 +214,7 @@ public enum FusePass {
         let f = source as? I2QFile
         var written = 0
         for (ci, c0) in parts[0].entry.components.enumerated() {
-            let shared = c0.role == "nested_code"
+            let shared = SchemeLayouts.type(of: parts[0].entry.scheme)?.sharedRoles.contains(c0.role) ?? false
             let members = shared ? [parts[0]] : parts
             var shape = c0.shape
             if !shape.isEmpty { shape[0] = members.reduce(0) { $0 + $1.entry.components[ci].shape[0] } }

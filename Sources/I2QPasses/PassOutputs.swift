@@ -9,9 +9,9 @@ enum HFDirectoryOutput {
     /// dtype it was made from and its cast statistics.
     static func write(from f: I2QFile, output: String, settings: OutputSettings, plan: [PlannedTensor], config: JSONValue,
                       tensor: (Int, SafetensorsWriter) throws -> (from: DType, stats: CastStats)) throws -> PassReport {
-        if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
-        let staged = try StagedOutput(finalPath: output, directory: true, overwrite: settings.overwrite, inputs: [f.path])
-        let writer = try SafetensorsWriter(directory: staged.tempPath, tensors: plan, maxShardSize: settings.maxShardSize)
+        let pipeline = try PassPipeline(source: f, output: output, settings: settings, record: nil, directory: true)
+        return try pipeline.run { temp in
+        let writer = try SafetensorsWriter(directory: temp, tensors: plan, maxShardSize: settings.maxShardSize)
         let progress = ProgressBar(label: "export", totalBytes: plan.reduce(0) { $0 + $1.byteCount }, enabled: settings.showProgress)
         var results: [TensorCastResult] = []
         var written = 0
@@ -24,30 +24,14 @@ enum HFDirectoryOutput {
             results.append(TensorCastResult(name: p.name, from: r.from, to: p.dtype, elements: p.shape.reduce(1, *), stats: r.stats))
         }
         try writer.finish()
-        try FileSystem.writeFile(staged.tempPath + "/config.json", Array((JSONWriter.string(config, indent: 2) + "\n").utf8))
+        try FileSystem.writeFile(temp + "/config.json", Array((JSONWriter.string(config, indent: 2) + "\n").utf8))
         for file in try f.auxiliaryFiles() where file.name != "config.json" {
-            try FileSystem.writeFile(staged.tempPath + "/" + file.name, file.bytes)
+            try FileSystem.writeFile(temp + "/" + file.name, file.bytes)
         }
-        try staged.commit()
         progress.finish()
         return PassReport(output: output, files: writer.shards.map(\.fileName), tensors: results,
                           bytesRead: f.tensorBytes, bytesWritten: written, seconds: progress.elapsed)
-    }
-}
-
-/// The last steps shared by the passes that write an .i2q with their own I2QWriter (quantize --nf4/
-/// --fp4, quantize --rtn/--awq, fuse): the source's provenance + this pass's record, config.json and
-/// the model's other small files into the metadata, the `beforeCommit` hook (`--verify`), the rename.
-enum I2QPassOutput {
-    static func finish(_ w: I2QWriter, source: any ModelSource, record: PassRecord, config: [UInt8]? = nil,
-                       staged: StagedOutput, settings: OutputSettings) throws {
-        var prov = source.provenance ?? Provenance(source: source.identity, passes: [])
-        prov.passes.append(record)
-        prov.i2qVersion = I2QVersion.string
-        let cfg = config ?? Array((JSONWriter.string(source.rawConfig, indent: 2) + "\n").utf8)
-        try w.finish(metadata: I2QMetadata(files: [("config.json", cfg)] + (try source.auxiliaryFiles()), provenance: prov))
-        try settings.beforeCommit?(staged.tempPath)
-        try staged.commit()
+        }
     }
 }
 

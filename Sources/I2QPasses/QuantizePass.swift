@@ -35,9 +35,12 @@ public enum QuantizePass {
     public static func run(source: any ModelSource, output: String, options o: QuantizeOptions, settings: OutputSettings) throws -> PassReport {
         let q = source.quantizedTensorNames
         if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: "quantize") }
-        if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
-        let staged = try StagedOutput(finalPath: output, directory: false, overwrite: settings.overwrite, inputs: [source.path])
-        let w = try I2QWriter(path: staged.tempPath, alignment: settings.alignment)
+        let pipeline = try PassPipeline(source: source, output: output, settings: settings, record: PassRecord(name: "quantize", params: [
+            ("type", .string(o.type.rawValue)), ("block_size", .int(o.blockSize)), ("double_quant", .bool(o.doubleQuant)),
+            ("compute_dtype", .string(o.computeDType.rawValue)), ("skip", .array(o.skip.map { .string($0) })),
+        ]), directory: false)
+        return try pipeline.run { temp in
+        let w = try I2QWriter(path: temp, alignment: settings.alignment)
         let progress = ProgressBar(label: "quantize", totalBytes: source.tensorBytes, enabled: settings.showProgress)
         let raw = UnsafeMutableRawPointer.allocate(byteCount: chunkElements * 8, alignment: 64)   // [chunk] source dtype
         let f32 = UnsafeMutablePointer<Float>.allocate(capacity: chunkElements)                    // [chunk] float32
@@ -58,12 +61,12 @@ public enum QuantizePass {
             let quantize = parts.isEmpty ? quantizes(t.name, shape: t.shape, skip: o.skip)
                 : quantizes(parts[0].name, shape: [parts[0].length] + t.shape.dropFirst(), skip: o.skip)
             if t.dtype.isCastableFloat && quantize {
-                var params: [(String, I2QParam)] = [("blocksize", .int(Int64(o.blockSize))), ("double_quant", .int(o.doubleQuant ? 1 : 0))]
+                var params = BnbFourBitLayout.params(blockSize: o.blockSize, doubleQuant: o.doubleQuant)
                 try w.beginTensor(name: t.name, scheme: o.type == .nf4 ? I2QSpec.Scheme.nf4 : I2QSpec.Scheme.fp4,
                                   dtype: o.computeDType, shape: t.shape, params: params, parts: parts)
                 let blocks = FourBitCodec.blockCount(count: n, blockSize: o.blockSize)
                 var absmax = [Float](repeating: 0, count: blocks)  // [blocks]
-                try w.beginComponent(role: "packed", dtype: .u8, shape: [FourBitCodec.packedCount(count: n)])
+                try w.beginComponent(role: BnbFourBitLayout.Role.packed, dtype: .u8, shape: [FourBitCodec.packedCount(count: n)])
                 var i = 0
                 while i < n {
                     let m = min(chunkElements, n - i)
@@ -83,32 +86,32 @@ public enum QuantizePass {
                     // Per part: codes and nested absmax one after another, offsets nested_offset.<i>.
                     let cols = t.shape.dropFirst().reduce(1, *)
                     let dqs = parts.map { p in DoubleQuant.compress(Array(absmax[(p.start * cols / o.blockSize)..<((p.start + p.length) * cols / o.blockSize)])) }
-                    for (role, dt, arrays) in [("absmax", DType.u8, dqs.map { $0.codes.withUnsafeBytes { Array($0) } }),
-                                               ("nested_absmax", .f32, dqs.map { $0.nestedAbsmax.withUnsafeBytes { Array($0) } })] {
+                    for (role, dt, arrays) in [(BnbFourBitLayout.Role.absmax, DType.u8, dqs.map { $0.codes.withUnsafeBytes { Array($0) } }),
+                                               (BnbFourBitLayout.Role.nestedAbsmax, .f32, dqs.map { $0.nestedAbsmax.withUnsafeBytes { Array($0) } })] {
                         try w.beginComponent(role: role, dtype: dt, shape: [arrays.reduce(0) { $0 + $1.count } / dt.size])
                         for a in arrays { try a.withUnsafeBytes { try w.append($0) } }
                         try w.endComponent()
                     }
-                    try w.beginComponent(role: "nested_code", dtype: .f32, shape: [256])
+                    try w.beginComponent(role: BnbFourBitLayout.Role.nestedCode, dtype: .f32, shape: [BnbFourBitLayout.nestedCodeCount])
                     try DynamicMap.code.withUnsafeBytes { try w.append($0) }
                     try w.endComponent()
-                    params += dqs.enumerated().map { ("nested_offset.\($0.offset)", .float(Double($0.element.offset))) }
+                    params += dqs.enumerated().map { (BnbFourBitLayout.nestedOffsetKey(part: $0.offset), .float(Double($0.element.offset))) }
                     try w.setParams(params)
                 } else if o.doubleQuant {
                     let dq = DoubleQuant.compress(absmax)
-                    try w.beginComponent(role: "absmax", dtype: .u8, shape: [blocks])
+                    try w.beginComponent(role: BnbFourBitLayout.Role.absmax, dtype: .u8, shape: [blocks])
                     try dq.codes.withUnsafeBytes { try w.append($0) }
                     try w.endComponent()
-                    try w.beginComponent(role: "nested_absmax", dtype: .f32, shape: [dq.nestedAbsmax.count])
+                    try w.beginComponent(role: BnbFourBitLayout.Role.nestedAbsmax, dtype: .f32, shape: [dq.nestedAbsmax.count])
                     try dq.nestedAbsmax.withUnsafeBytes { try w.append($0) }
                     try w.endComponent()
-                    try w.beginComponent(role: "nested_code", dtype: .f32, shape: [256])
+                    try w.beginComponent(role: BnbFourBitLayout.Role.nestedCode, dtype: .f32, shape: [BnbFourBitLayout.nestedCodeCount])
                     try DynamicMap.code.withUnsafeBytes { try w.append($0) }
                     try w.endComponent()
-                    params.append(("nested_offset", .float(Double(dq.offset))))
+                    params.append((BnbFourBitLayout.nestedOffsetKey(), .float(Double(dq.offset))))
                     try w.setParams(params)
                 } else {
-                    try w.beginComponent(role: "absmax", dtype: .f32, shape: [blocks])
+                    try w.beginComponent(role: BnbFourBitLayout.Role.absmax, dtype: .f32, shape: [blocks])
                     try absmax.withUnsafeBytes { try w.append($0) }
                     try w.endComponent()
                 }
@@ -118,7 +121,7 @@ public enum QuantizePass {
             } else {
                 let to = (t.dtype.isCastableFloat ? o.dtype : nil) ?? t.dtype
                 try w.beginTensor(name: t.name, dtype: to, shape: t.shape, parts: parts)
-                try w.beginComponent(role: "data", dtype: to, shape: t.shape)
+                try w.beginComponent(role: PlainLayout.dataRole, dtype: to, shape: t.shape)
                 let stats = try copier.copy(t, count: n, to: to, append: { try w.append($0) }, advance: { progress.advance($0) })
                 try w.endComponent()
                 try w.endTensor()
@@ -126,12 +129,10 @@ public enum QuantizePass {
                 results.append(TensorCastResult(name: t.name, from: t.dtype, to: to, elements: n, stats: stats))
             }
         }
-        try I2QPassOutput.finish(w, source: source, record: PassRecord(name: "quantize", params: [
-            ("type", .string(o.type.rawValue)), ("block_size", .int(o.blockSize)), ("double_quant", .bool(o.doubleQuant)),
-            ("compute_dtype", .string(o.computeDType.rawValue)), ("skip", .array(o.skip.map { .string($0) })),
-        ]), staged: staged, settings: settings)
+        try w.finish(metadata: try pipeline.i2qMetadata())
         progress.finish()
         return PassReport(output: output, files: [FileSystem.basename(output)], tensors: results,
                           bytesRead: source.tensorBytes, bytesWritten: written, seconds: progress.elapsed)
+        }
     }
 }

@@ -45,7 +45,7 @@ final class I2QSink: TensorSink {
     init(path: String, alignment: Int) throws { writer = try I2QWriter(path: path, alignment: alignment) }
     func begin(_ t: PlannedTensor) throws {
         try writer.beginTensor(name: t.name, dtype: t.dtype, shape: t.shape, parts: parts[t.name] ?? [])
-        try writer.beginComponent(role: "data", dtype: t.dtype, shape: t.shape)
+        try writer.beginComponent(role: PlainLayout.dataRole, dtype: t.dtype, shape: t.shape)
     }
     func append(_ bytes: UnsafeRawBufferPointer) throws { try writer.append(bytes) }
     func end() throws { try writer.endComponent(); try writer.endTensor() }

@@ -30,104 +30,21 @@ public enum FusedTensors {
     /// part. Their offsets (relative to the data section) are NOT aligned and their checksums are 0:
     /// they are views — verify the fused entry's components instead.
     ///
-    /// Per scheme (`cols` = product of shape[1...], part p = rows [s, s+len)):
-    /// - plain: bytes [s·cols·size, +len·cols·size) of `data`.
-    /// - nf4/fp4: each part is quantized as its own tensor; len·cols MUST be a multiple of
-    ///   `blocksize`, so its codes and blocks are whole: `packed` bytes [s·cols/2, +len·cols/2),
-    ///   `absmax` blocks [s·cols/bs, +len·cols/bs). With double quantization `nested_absmax` holds
-    ///   the parts' nested absmax arrays one after another (part p: ceil(blocks_p/nested_blocksize)
-    ///   values), `nested_code` is shared, and part p's offset is param `nested_offset.<p>`.
-    /// - affine_int4: rows [s, s+len) of `qweight`, `scales` and `zeros` (per-row groups).
+    /// Where each part's bytes lie is the scheme's (its `SchemeLayout`, Formats/I2QFormats/Schemes).
     public static func partEntries(_ e: I2QTensorEntry, path: String) throws -> [I2QTensorEntry] {
         func bad(_ d: String) -> FusedTensorError { .malformed(path: path, tensor: e.name, detail: d) }
         guard !e.parts.isEmpty else { throw bad("it has no parts") }
         guard let rows = e.shape.first else { throw bad("a scalar cannot be fused") }
-        let cols = e.shape.dropFirst().reduce(1, *)
         var next = 0
         for p in e.parts {
             guard p.start == next, p.length > 0 else { throw bad("part \(p.name) rows [\(p.start), +\(p.length)) do not follow the previous part (row \(next))") }
             next += p.length
         }
         guard next == rows else { throw bad("its parts cover \(next) of its \(rows) rows") }
-        func param(_ k: String) -> I2QParam? { e.params.first { $0.0 == k }?.1 }
-        func int(_ k: String, _ d: Int) throws -> Int {
-            guard let v = param(k) else { return d }
-            guard case let .int(i) = v else { throw bad("param \(k) is not an integer") }
-            return Int(i)
-        }
-        func comp(_ role: String) throws -> I2QComponent {
-            guard let c = e.component(role) else { throw bad("component \"\(role)\" is missing") }
-            return c
-        }
-        func slice(_ c: I2QComponent, _ byteStart: Int, _ bytes: Int, _ shape: [Int]) throws -> I2QComponent {
-            guard byteStart >= 0, bytes >= 0, byteStart + bytes <= c.size else {
-                throw bad("component \"\(c.role)\" (\(c.size) bytes) is too small for its parts")
-            }
-            return I2QComponent(role: c.role, dtype: c.dtype, shape: shape, offset: c.offset + byteStart, size: bytes, checksum: 0)
-        }
-        func entry(_ p: I2QPart, _ params: [(String, I2QParam)], _ comps: [I2QComponent]) -> I2QTensorEntry {
-            I2QTensorEntry(name: p.name, scheme: e.scheme, dtype: e.dtype, shape: [p.length] + e.shape.dropFirst(),
-                           params: params, parts: [], components: comps)
-        }
-        switch e.scheme {
-        case I2QSpec.Scheme.plain:
-            let data = try comp("data")
-            let rowBytes = cols * e.dtype.size
-            return try e.parts.map { p in
-                entry(p, [], [try slice(data, p.start * rowBytes, p.length * rowBytes, [p.length] + e.shape.dropFirst())])
-            }
-        case I2QSpec.Scheme.nf4, I2QSpec.Scheme.fp4:
-            let bs = try int("blocksize", 64)
-            guard bs > 0, bs % 2 == 0 else { throw bad("blocksize \(bs) must be a positive even number") }
-            let packed = try comp("packed"), absmax = try comp("absmax")
-            let dq = absmax.dtype == .u8
-            let nbs = try int("nested_blocksize", 256)
-            guard nbs > 0 else { throw bad("nested_blocksize \(nbs) must be positive") }
-            let nested = dq ? try comp("nested_absmax") : nil
-            let code = dq ? try comp("nested_code") : nil
-            let common = e.params.filter { !$0.0.hasPrefix("nested_offset") }
-            var nestedBase = 0
-            var out: [I2QTensorEntry] = []
-            for (i, p) in e.parts.enumerated() {
-                let n = p.length * cols, first = p.start * cols
-                guard n % bs == 0 else {
-                    throw bad("part \(p.name) holds \(n) values, not a multiple of the block size \(bs); its blocks would straddle parts")
-                }
-                let blocks = n / bs
-                var comps = [try slice(packed, first / 2, n / 2, [n / 2]),
-                             try slice(absmax, first / bs * (dq ? 1 : 4), blocks * (dq ? 1 : 4), [blocks])]
-                var params = common
-                if let nested, let code {
-                    let count = (blocks + nbs - 1) / nbs
-                    comps.append(try slice(nested, nestedBase * 4, count * 4, [count]))
-                    comps.append(code)
-                    nestedBase += count
-                    guard case let .float(o)? = param("nested_offset.\(i)") else {
-                        throw bad("double quantization without a float param nested_offset.\(i) for part \(p.name)")
-                    }
-                    params.append(("nested_offset", .float(o)))
-                }
-                out.append(entry(p, params, comps))
-            }
-            if let nested, nested.size != nestedBase * 4 {
-                throw bad("nested_absmax holds \(nested.size / 4) values, its parts need \(nestedBase)")
-            }
-            return out
-        case I2QSpec.Scheme.affineInt4:
-            guard e.shape.count == 2 else { throw bad("affine_int4 needs a 2-D shape, got \(e.shape)") }
-            let q = try comp("qweight"), s = try comp("scales"), z = e.component("zeros")
-            guard q.shape.count == 2, q.shape[0] == rows, s.shape.count == 2, s.shape[0] == rows else {
-                throw bad("qweight/scales are not [\(rows), …]")
-            }
-            return try e.parts.map { p in
-                func rowsOf(_ c: I2QComponent) throws -> I2QComponent {
-                    let rb = c.shape[1] * c.dtype.size
-                    return try slice(c, p.start * rb, p.length * rb, [p.length, c.shape[1]])
-                }
-                return entry(p, e.params, try [rowsOf(q), rowsOf(s)] + (z.map { [try rowsOf($0)] } ?? []))
-            }
-        default:
-            throw bad("scheme \(e.scheme) cannot be split into parts by this version")
+        do {
+            return try SchemeLayouts.layout(e).partEntries(e)
+        } catch let x as SchemeLayoutError {
+            throw bad(x.detail)
         }
     }
 

@@ -100,7 +100,7 @@ public final class I2QWriter {
     /// A plain tensor in one call.
     public func writePlain(name: String, dtype: DType, shape: [Int], _ bytes: UnsafeRawBufferPointer) throws {
         try beginTensor(name: name, dtype: dtype, shape: shape)
-        try beginComponent(role: "data", dtype: dtype, shape: shape)
+        try beginComponent(role: PlainLayout.dataRole, dtype: dtype, shape: shape)
         try append(bytes)
         try endComponent()
         try endTensor()

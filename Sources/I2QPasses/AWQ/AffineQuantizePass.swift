@@ -145,7 +145,8 @@ public enum AffineQuantizePass {
                            settings: OutputSettings) throws -> PassReport {
         let q = source.quantizedTensorNames
         if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: "quantize") }
-        if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
+        let pipeline = try PassPipeline(source: source, output: output, settings: settings,
+                                        record: PassRecord(name: "quantize", params: record(o)), directory: false)
         let prefix = textPrefix(source)
         if o.vision && o.method == .awq { throw AffineQuantizeError.visionNeedsRTN }
         if o.vision && source.config.architecture.visionLinear == nil { throw AffineQuantizeError.noVision(path: source.path, modelType: source.config.modelType) }
@@ -161,7 +162,7 @@ public enum AffineQuantizePass {
         }
         let names = Set(selected.flatMap(\.logicalNames))
         // Claim the output (lock, existence, --overwrite rules) before hours of calibration.
-        let staged = try StagedOutput(finalPath: output, directory: false, overwrite: settings.overwrite, inputs: [source.path])
+        try pipeline.stage()
         var state: AWQState? = nil
         if o.method == .awq {
             guard o.calibration != nil else { throw AffineQuantizeError.noCalibration }
@@ -175,8 +176,10 @@ public enum AffineQuantizePass {
             try s.run(source: view, selected: names, options: o)
             state = s
         }
-        let report = try write(source: source, output: output, staged: staged, inputs: inputs, options: o,
-                               settings: settings, replacement: { name in try state?.replacement(name) })
+        let report = try pipeline.run { temp in
+            try write(source: source, output: output, to: temp, pipeline: pipeline, inputs: inputs, options: o,
+                      settings: settings, replacement: { name in try state?.replacement(name) })
+        }
         if !o.keepState { state?.remove() }
         return report
     }
@@ -207,9 +210,9 @@ public enum AffineQuantizePass {
     /// source), the others plain (replaced values cast to the output dtype, or copied/cast). A fused
     /// input is written as one entry with its parts, part by part (each part's rows from its own
     /// replacement, or quantized / cast as that part alone would be).
-    static func write(source: any ModelSource, output: String, staged: StagedOutput, inputs: [Input], options o: AffineQuantizeOptions,
-                      settings: OutputSettings, replacement: (String) throws -> Replacement?) throws -> PassReport {
-        let w = try I2QWriter(path: staged.tempPath, alignment: settings.alignment)
+    static func write(source: any ModelSource, output: String, to temp: String, pipeline: PassPipeline, inputs: [Input],
+                      options o: AffineQuantizeOptions, settings: OutputSettings, replacement: (String) throws -> Replacement?) throws -> PassReport {
+        let w = try I2QWriter(path: temp, alignment: settings.alignment)
         let progress = ProgressBar(label: "quantize", totalBytes: source.tensorBytes, enabled: settings.showProgress)
         var results: [TensorCastResult] = []
         var written = 0
@@ -229,11 +232,11 @@ public enum AffineQuantizePass {
                 let rows = t.shape[0], groups = cols / gs
                 let entryDType = o.computeDType ?? t.dtype
                 try w.beginTensor(name: t.name, scheme: I2QSpec.Scheme.affineInt4, dtype: entryDType, shape: t.shape,
-                                  params: [("group_size", .int(Int64(gs))), ("pack_order", .string("sequential")), ("zero_point", .int(1))],
+                                  params: AffineInt4Layout.params(groupSize: gs),
                                   parts: input.parts)
                 var scales = [Float16](repeating: 0, count: rows * groups)  // [rows, groups]
                 var zeros = [UInt8](repeating: 0, count: rows * groups)     // [rows, groups]
-                try w.beginComponent(role: "qweight", dtype: .u8, shape: [rows, cols / 2])
+                try w.beginComponent(role: AffineInt4Layout.Role.qweight, dtype: .u8, shape: [rows, cols / 2])
                 for seg in segments {
                     if case let .int4(packed, s, z)? = try replacement(seg.name) {
                         guard packed.count == seg.rows * cols / 2, s.count == seg.rows * groups, z.count == seg.rows * groups else {
@@ -272,10 +275,10 @@ public enum AffineQuantizePass {
                     }
                 }
                 try w.endComponent()
-                try w.beginComponent(role: "scales", dtype: .f16, shape: [rows, groups])
+                try w.beginComponent(role: AffineInt4Layout.Role.scales, dtype: .f16, shape: [rows, groups])
                 try scales.withUnsafeBytes { try w.append($0) }
                 try w.endComponent()
-                try w.beginComponent(role: "zeros", dtype: .u8, shape: [rows, groups])
+                try w.beginComponent(role: AffineInt4Layout.Role.zeros, dtype: .u8, shape: [rows, groups])
                 try zeros.withUnsafeBytes { try w.append($0) }
                 try w.endComponent()
                 try w.endTensor()
@@ -285,7 +288,7 @@ public enum AffineQuantizePass {
             }
             let to = (t.dtype.isCastableFloat ? o.dtype : nil) ?? t.dtype
             try w.beginTensor(name: t.name, dtype: to, shape: t.shape, parts: input.parts)
-            try w.beginComponent(role: "data", dtype: to, shape: t.shape)
+            try w.beginComponent(role: PlainLayout.dataRole, dtype: to, shape: t.shape)
             var stats = CastStats()
             for seg in segments {
                 // Elements [first, first + count) of the tensor: this part, cast as the part alone is
@@ -311,7 +314,7 @@ public enum AffineQuantizePass {
             written += n * to.size
             results.append(TensorCastResult(name: t.name, from: t.dtype, to: to, elements: n, stats: stats))
         }
-        try I2QPassOutput.finish(w, source: source, record: PassRecord(name: "quantize", params: record(o)), staged: staged, settings: settings)
+        try w.finish(metadata: try pipeline.i2qMetadata())
         progress.finish()
         return PassReport(output: output, files: [FileSystem.basename(output)], tensors: results,
                           bytesRead: source.tensorBytes, bytesWritten: written, seconds: progress.elapsed)

@@ -121,13 +121,13 @@ public enum AWQExportPass {
                 stats = try copier.copy(t, count: t.elementCount, to: it.plan.dtype, append: { try writer.append($0) })
             } else {
                 let (rows, cols) = (e.shape[0], e.shape[1])
-                let g = cols / (e.component("scales")!.shape[1])
-                let groups = cols / g
+                let l = try AffineInt4Layout(e)  // checked when planned
+                let groups = l.groups
                 try f.ensureVerified(it.owner)  // a part's view: through the fused entry; once per entry
                 let base = f.header.dataOffset
                 switch it.role {
                 case "qweight":
-                    let c = e.component("qweight")!
+                    let c = l.qweight
                     var codes = [UInt8](repeating: 0, count: rows * cols)      // [out, in] one code per byte
                     var words = [Int32](repeating: 0, count: cols * rows / 8)  // [in, out/8]
                     f.file.withBytes(base + c.offset, c.size) { pk in
@@ -136,14 +136,14 @@ public enum AWQExportPass {
                     codes.withUnsafeBufferPointer { cp in words.withUnsafeMutableBufferPointer { packTransposed(cp.baseAddress!, rows: rows, cols: cols, into: $0.baseAddress!) } }
                     try words.withUnsafeBytes { try writer.append($0) }
                 case "qzeros":
-                    let c = e.component("zeros")!
+                    let c = l.zeros!
                     var words = [Int32](repeating: 0, count: groups * rows / 8)  // [in/G, out/8]
                     f.file.withBytes(base + c.offset, c.size) { z in
                         words.withUnsafeMutableBufferPointer { packTransposed(z.bindMemory(to: UInt8.self).baseAddress!, rows: rows, cols: groups, into: $0.baseAddress!) }
                     }
                     try words.withUnsafeBytes { try writer.append($0) }
                 default:
-                    let c = e.component("scales")!
+                    let c = l.scales
                     var t = [UInt16](repeating: 0, count: groups * rows)  // [in/G, out] f16 bits
                     f.file.withBytes(base + c.offset, c.size) { sb in
                         for o in 0..<rows { for gg in 0..<groups { t[gg * rows + o] = sb.loadUnaligned(fromByteOffset: (o * groups + gg) * 2, as: UInt16.self) } }
@@ -155,21 +155,14 @@ public enum AWQExportPass {
         }
     }
 
-    /// Validates one affine_int4 entry; returns its group size.
+    /// Validates one affine_int4 entry (its layout, and what AutoAWQ's GEMM form needs); returns its group size.
     static func check(_ e: I2QTensorEntry, file f: I2QFile) throws -> Int {
         func bad(_ d: String) -> AWQExportError { .malformed(path: f.path, tensor: e.name, detail: d) }
-        func param(_ k: String) -> I2QParam? { e.params.first { $0.0 == k }?.1 }
-        guard e.shape.count == 2 else { throw bad("shape \(e.shape) is not [out, in]") }
-        let (out, inDim) = (e.shape[0], e.shape[1])
-        guard case let .int(g64)? = param("group_size"), g64 > 0, inDim % Int(g64) == 0 else { throw bad("missing or invalid group_size") }
-        if let p = param("pack_order"), p != .string("sequential") { throw bad("pack_order \(p) is not \"sequential\"") }
-        if let z = param("zero_point"), z != .int(1) { throw bad("zero_point 0 has no AutoAWQ GEMM form (it stores zero points)") }
-        let g = Int(g64)
-        guard out % 8 == 0 else { throw AWQExportError.outNotMultipleOf8(path: f.path, tensor: e.name, out: out) }
-        guard let q = e.component("qweight"), q.dtype == .u8, q.size == out * inDim / 2 else { throw bad("missing or wrong-sized `qweight`") }
-        guard let s = e.component("scales"), s.dtype == .f16, s.shape == [out, inDim / g] else { throw bad("missing or wrong-shaped `scales`") }
-        guard let z = e.component("zeros"), z.dtype == .u8, z.shape == [out, inDim / g] else { throw bad("missing or wrong-shaped `zeros`") }
-        return g
+        let l: AffineInt4Layout
+        do { l = try AffineInt4Layout(e) } catch let x as SchemeLayoutError { throw bad(x.detail) }
+        guard l.zeros != nil else { throw bad("zero_point 0 has no AutoAWQ GEMM form (it stores zero points)") }
+        guard l.rows % 8 == 0 else { throw AWQExportError.outNotMultipleOf8(path: f.path, tensor: e.name, out: l.rows) }
+        return l.groupSize
     }
 
     /// config.json with float16 as the dtype and AutoAWQ's `quantization_config`. Modules kept

@@ -64,7 +64,7 @@ public enum BnbExportPass {
         for fe in f.entries {
             // A fused entry: its parts, each a view of the stored bytes (checked through the fused entry).
             let unfuse = !fe.parts.isEmpty && !fusedNames
-            if !fe.parts.isEmpty && fusedNames && fe.component("nested_absmax") != nil {
+            if !fe.parts.isEmpty && fusedNames && fe.component(BnbFourBitLayout.Role.nestedAbsmax) != nil {
                 throw BnbExportError.malformed(path: f.path, tensor: fe.name, detail: "it is fused with double quantization (one nested offset per part), which a bitsandbytes QuantState cannot hold; export without --fused-names")
             }
             let parts = unfuse ? try FusedTensors.partEntries(fe, path: f.path) : [fe]
@@ -120,18 +120,12 @@ public enum BnbExportPass {
     /// The tensors of one 4-bit entry, in bitsandbytes' state-dict order.
     static func plan4bit(_ e: I2QTensorEntry, file f: I2QFile) throws -> (items: [Item], doubleQuant: Bool) {
         func bad(_ d: String) -> BnbExportError { .malformed(path: f.path, tensor: e.name, detail: d) }
-        func int(_ k: String) -> Int? { e.params.first { $0.0 == k }.flatMap { if case let .int(v) = $0.1 { return Int(v) }; return nil } }
-        func dbl(_ k: String) -> Double? { e.params.first { $0.0 == k }.flatMap { if case let .float(v) = $0.1 { return v }; return nil } }
         guard e.shape.count == 2 else { throw bad("shape \(e.shape) is not [out, in]") }
-        let n = e.shape.reduce(1, *)
-        let blocksize = int("blocksize") ?? 64
-        let blocks = FourBitCodec.blockCount(count: n, blockSize: blocksize)
-        guard let packed = e.component("packed"), packed.size == (n + 1) / 2 else { throw bad("missing or wrong-sized `packed` component") }
-        guard let absmax = e.component("absmax") else { throw bad("missing `absmax` component") }
-        let dq = absmax.dtype == .u8
-        guard absmax.size == blocks * (dq ? 1 : 4) else { throw bad("`absmax` holds \(absmax.size) bytes, expected \(blocks * (dq ? 1 : 4))") }
+        let l: BnbFourBitLayout
+        do { l = try BnbFourBitLayout(e) } catch let x as SchemeLayoutError { throw bad(x.detail) }
+        let (n, blocksize, blocks, packed, absmax, dq) = (l.elements, l.blockSize, l.blocks, l.packed, l.absmax, l.doubleQuant)
         guard let dtypeName = e.dtype.torchName?.replacingOccurrences(of: "torch.", with: "") else { throw bad("dtype \(e.dtype.rawValue) has no torch name") }
-        let type = e.scheme == I2QSpec.Scheme.nf4 ? FourBitType.nf4 : FourBitType.fp4
+        let type = l.isNF4 ? FourBitType.nf4 : FourBitType.fp4
         let w = e.name
         var items = [
             Item(plan: PlannedTensor(name: w, dtype: .u8, shape: [(n + 1) / 2, 1]), bytes: { _ in nil }, component: packed, plain: nil),
@@ -140,10 +134,8 @@ public enum BnbExportPass {
         ]
         var state = "{\"quant_type\": \"\(type.rawValue)\", \"blocksize\": \(blocksize), \"dtype\": \"\(dtypeName)\", \"shape\": [\(e.shape[0]), \(e.shape[1])]"
         if dq {
-            let nestedBlock = int("nested_blocksize") ?? DoubleQuantizedAbsmax.nestedBlockSize
-            guard let nested = e.component("nested_absmax"), nested.size == 4 * ((blocks + nestedBlock - 1) / nestedBlock) else { throw bad("missing or wrong-sized `nested_absmax`") }
-            guard let code = e.component("nested_code"), code.size == 256 * 4 else { throw bad("missing `nested_code`") }
-            guard let offset = dbl("nested_offset") else { throw bad("missing param nested_offset") }
+            guard let (nested, code, o) = l.nested, let offset = o else { throw bad("missing param nested_offset") }
+            let nestedBlock = l.nestedBlockSize
             items.append(Item(plan: PlannedTensor(name: w + ".nested_absmax", dtype: .f32, shape: [nested.size / 4]), bytes: { _ in nil }, component: nested, plain: nil))
             items.append(Item(plan: PlannedTensor(name: w + ".nested_quant_map", dtype: .f32, shape: [256]), bytes: { _ in nil }, component: code, plain: nil))
             // json.dumps writes the float32 offset widened to a double, shortest round-trip repr.

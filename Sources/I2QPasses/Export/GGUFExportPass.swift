@@ -97,6 +97,7 @@ public struct GGUFExportPass {
     public let outputPath: String
     public let type: GGUFExportType
     public let settings: OutputSettings
+    let pipeline: PassPipeline
     public let plan: [GGUFPlannedTensor]
     public let metadata: [(key: String, value: GGUFValue)]
     public let notes: [String]
@@ -204,11 +205,8 @@ public struct GGUFExportPass {
         metadata = md
         self.notes = notes
 
-        if FileSystem.exists(output) && !settings.overwrite { throw IOError.exists(path: output) }
-        let needed = plan.reduce(0) { $0 + $1.shape.reduce(1, *) / $1.type.blockSize * $1.type.typeSize } + (4 << 20)
-        if let free = StreamingPass.freeBytes(FileSystem.dirname(output)), free < needed {
-            throw PassError.insufficientSpace(path: output, needed: needed, available: free)
-        }
+        pipeline = try PassPipeline(source: source, output: output, settings: settings, record: nil, directory: false,
+                                    neededBytes: plan.reduce(0) { $0 + $1.shape.reduce(1, *) / $1.type.blockSize * $1.type.typeSize } + (4 << 20))
     }
 
     /// general.name: config.json's `_name_or_path` (or a GGUF source's general.name) when set, else the source's file or directory name.
@@ -225,8 +223,18 @@ public struct GGUFExportPass {
     static let chunkElements = 1 << 20
 
     public func run() throws -> GGUFExportReport {
-        let staged = try StagedOutput(finalPath: outputPath, directory: false, overwrite: settings.overwrite, inputs: [source.path])
-        let w = try GGUFWriter(path: staged.tempPath)
+        let (bytesIn, overflowed, seconds) = try pipeline.run { temp in try write(to: temp) }
+        var notes = self.notes
+        if !overflowed.isEmpty {
+            notes.append("finite values became ±inf in \(type.rawValue): \(overflowed.joined(separator: "; ")). Export with --type bf16 or f32 instead.")
+        }
+        return GGUFExportReport(output: outputPath, type: type, tensors: plan, bytesRead: bytesIn,
+                                bytesWritten: FileSystem.fileSize(outputPath) ?? 0, seconds: seconds, notes: notes)
+    }
+
+    /// Writes the GGUF under `temp`; returns (source bytes read, tensors with overflows, seconds).
+    private func write(to temp: String) throws -> (Int, [String], Double) {
+        let w = try GGUFWriter(path: temp)
         for (k, v) in metadata { try w.add(k, v) }
         for p in plan { try w.declare(GGUFTensorDecl(name: p.name, shape: p.shape, type: p.type)) }
         try w.writeHeader()
@@ -288,14 +296,8 @@ public struct GGUFExportPass {
             try w.endTensor()
         }
         try w.finish()
-        try staged.commit()
         progress.finish()
-        var notes = self.notes
-        if !overflowed.isEmpty {
-            notes.append("finite values became ±inf in \(type.rawValue): \(overflowed.joined(separator: "; ")). Export with --type bf16 or f32 instead.")
-        }
-        return GGUFExportReport(output: outputPath, type: type, tensors: plan, bytesRead: bytesIn,
-                                bytesWritten: FileSystem.fileSize(outputPath) ?? 0, seconds: progress.elapsed, notes: notes)
+        return (bytesIn, overflowed, progress.elapsed)
     }
 }
 

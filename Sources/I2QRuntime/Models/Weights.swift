@@ -195,7 +195,7 @@ struct WeightLoader {
 /// offset`, float32); affine_int4 as AutoAWQ dequantizes, `(q − z) · s` in float32. The values are
 /// not rounded to the entry's dtype. `packed` gives the in-place view the kernels use.
 enum FourBitWeight {
-    static let schemes: Set<String> = [I2QSpec.Scheme.nf4, I2QSpec.Scheme.fp4, I2QSpec.Scheme.affineInt4]
+    static let schemes: Set<String> = BnbFourBitLayout.schemes.union(AffineInt4Layout.schemes)
 
     static func sourceTensor(_ e: I2QTensorEntry, file f: I2QFile) throws -> SourceTensor {
         let p = try packed(e, file: f)
@@ -204,63 +204,37 @@ enum FourBitWeight {
         }
     }
 
-    /// The packed view of a 4-bit entry, after checking every component against the spec
-    /// (Formats/i2q-format.md, "Schemes").
+    /// The packed view of a 4-bit entry, after checking it against its scheme's layout
+    /// (`BnbFourBitLayout`, `AffineInt4Layout`; Formats/i2q-format.md, "Schemes").
     static func packed(_ e: I2QTensorEntry, file f: I2QFile) throws -> PackedFourBit {
         func bad(_ d: String) -> RuntimeError { .badQuantized(model: f.path, name: e.name, detail: d) }
-        func param(_ k: String) -> I2QParam? { e.params.first { $0.0 == k }?.1 }
-        func int(_ k: String) throws -> Int? {
-            guard let v = param(k) else { return nil }
-            guard case let .int(i) = v else { throw bad("parameter \(k) is not an integer") }
-            return Int(i)
+        func bytes(_ c: I2QComponent) -> UnsafeRawPointer {
+            f.file.withBytes(f.header.dataOffset + c.offset, c.size) { UnsafeRawPointer($0.baseAddress!) }
         }
-        func comp(_ role: String, _ dt: DType, _ shape: [Int]) throws -> UnsafeRawPointer {
-            guard let c = e.component(role) else { throw bad("component \"\(role)\" is missing") }
-            guard c.dtype == dt, c.shape.reduce(1, *) == shape.reduce(1, *) else {
-                throw bad("component \"\(role)\" is \(c.dtype.rawValue) \(c.shape), expected \(dt.rawValue) \(shape)")
-            }
-            return f.file.withBytes(f.header.dataOffset + c.offset, c.size) { UnsafeRawPointer($0.baseAddress!) }
-        }
-        let n = e.shape.reduce(1, *)
-        guard n > 0, let rows = e.shape.first, rows > 0 else { throw bad("empty shape \(e.shape)") }
-        let cols = n / rows
-        switch e.scheme {
-        case I2QSpec.Scheme.nf4, I2QSpec.Scheme.fp4:
-            let bs = try int("blocksize") ?? 64
-            guard bs > 0, bs % 2 == 0 else { throw bad("blocksize \(bs) must be a positive even number") }
-            let blocks = (n + bs - 1) / bs
-            let packed = try comp("packed", .u8, [(n + 1) / 2])
-            var absmax: UnsafeRawPointer, nested: UnsafeRawPointer? = nil, offset: Float = 0
-            if e.component("nested_absmax") != nil {
-                absmax = try comp("absmax", .u8, [blocks])
-                nested = try comp("nested_absmax", .f32, [(blocks + 255) / 256])
-                guard case let .float(o)? = param("nested_offset") else { throw bad("double quantization without a float nested_offset") }
+        let layout: any SchemeLayout
+        do { layout = try SchemeLayouts.layout(e) } catch let x as SchemeLayoutError { throw bad(x.detail) }
+        let rows = e.shape[0], cols = e.shape.reduce(1, *) / rows
+        switch layout {
+        case let l as BnbFourBitLayout:
+            var nested: UnsafeRawPointer? = nil, offset: Float = 0
+            if let n = l.nested {
+                guard l.nestedBlockSize == 256 else { throw bad("nested_blocksize \(l.nestedBlockSize) is not supported (the kernels use bitsandbytes' 256)") }
+                guard let o = n.offset else { throw bad("double quantization without a float nested_offset") }
+                nested = bytes(n.absmax)
                 offset = Float(o)
-            } else {
-                absmax = try comp("absmax", .f32, [blocks])
             }
-            return PackedFourBit(layout: .table(e.scheme == I2QSpec.Scheme.nf4 ? .nf4 : .fp4), rows: rows, cols: cols,
-                                 packed: packed.assumingMemoryBound(to: UInt8.self), unit: bs, absmax: absmax, nested: nested,
-                                 offset: offset, scales: nil, zeros: nil, owner: f.file)
-        case I2QSpec.Scheme.affineInt4:
-            guard e.shape.count == 2 else { throw bad("affine_int4 needs a 2-D [out, in] shape, got \(e.shape)") }
-            guard let g = try int("group_size") else { throw bad("parameter group_size is missing") }
-            guard g > 0, cols % g == 0, cols % 2 == 0 else { throw bad("group_size \(g) must divide the even input size \(cols)") }
-            if let o = param("pack_order"), o != .string("sequential") {
-                throw bad("pack_order \(o) is not supported (this reader knows \"sequential\")")
-            }
-            let zp = try int("zero_point") ?? 1
-            guard zp == 0 || zp == 1 else { throw bad("zero_point \(zp) must be 0 or 1") }
-            let packed = try comp("qweight", .u8, [rows, cols / 2])
-            let scales = try comp("scales", .f16, [rows, cols / g])
-            let zeros = zp == 1 ? try comp("zeros", .u8, [rows, cols / g]) : nil
+            return PackedFourBit(layout: .table(l.isNF4 ? .nf4 : .fp4), rows: rows, cols: cols,
+                                 packed: bytes(l.packed).assumingMemoryBound(to: UInt8.self), unit: l.blockSize, absmax: bytes(l.absmax),
+                                 nested: nested, offset: offset, scales: nil, zeros: nil, owner: f.file)
+        case let l as AffineInt4Layout:
+            let zeros = l.zeros.map(bytes)
             if let zeros {
-                let bad0 = (0..<(rows * cols / g)).first { zeros.load(fromByteOffset: $0, as: UInt8.self) > 15 }
+                let bad0 = (0..<(rows * l.groups)).first { zeros.load(fromByteOffset: $0, as: UInt8.self) > 15 }
                 if let i = bad0 { throw bad("zero point \(zeros.load(fromByteOffset: i, as: UInt8.self)) at \(i) is outside 0…15") }
             }
-            return PackedFourBit(layout: .affine, rows: rows, cols: cols, packed: packed.assumingMemoryBound(to: UInt8.self),
-                                 unit: g, absmax: nil, nested: nil, offset: 0,
-                                 scales: scales.assumingMemoryBound(to: Float16.self),
+            return PackedFourBit(layout: .affine, rows: rows, cols: cols, packed: bytes(l.qweight).assumingMemoryBound(to: UInt8.self),
+                                 unit: l.groupSize, absmax: nil, nested: nil, offset: 0,
+                                 scales: bytes(l.scales).assumingMemoryBound(to: Float16.self),
                                  zeros: zeros?.assumingMemoryBound(to: UInt8.self), owner: f.file)
         default:
             throw bad("scheme \(e.scheme) is not a 4-bit scheme")
