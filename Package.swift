@@ -27,7 +27,7 @@ let package = Package(
         // SIGBUS on a mapped input that shrinks mid-read: a message naming the file, cleanup, exit 1.
         .target(name: "CI2QFault"),
         // Formats: safetensors (and later the i2q file, GGUF), model directories and typed configs.
-        .target(name: "I2QFormats", dependencies: ["I2QCore", "CZstd"], swiftSettings: native),
+        .target(name: "I2QFormats", dependencies: ["I2QCore", "I2QQuant", "CZstd"], swiftSettings: native),
         // Quantization codecs: one per scheme (NF4/FP4 blockwise + double quant, affine int4), pure math.
         .target(name: "I2QQuant", dependencies: ["I2QCore"], swiftSettings: native),
         // Tokenizers from tokenizer.json (huggingface/tokenizers semantics): one file per stage.
@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "I2QFuzzTests", dependencies: ["I2QFuzzTargets", "I2QCore", "I2QTestSupport"], swiftSettings: native),
 
         .testTarget(name: "I2QCoreTests", dependencies: ["I2QCore", "I2QFormats", "I2QTestSupport"], swiftSettings: native),
-        .testTarget(name: "I2QFormatsTests", dependencies: ["I2QFormats", "I2QCore", "I2QTestSupport", "I2QTokenizer", "I2QPasses"], swiftSettings: native),
+        .testTarget(name: "I2QFormatsTests", dependencies: ["I2QFormats", "I2QQuant", "I2QCore", "I2QTestSupport", "I2QTokenizer", "I2QPasses"], swiftSettings: native),
         .testTarget(name: "I2QPassesTests", dependencies: ["I2QPasses", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
         // Runs the built `i2q` binary: exit codes and messages users see.
         .testTarget(name: "I2QCLITests", dependencies: ["i2q", "I2QCore", "I2QFormats", "I2QTestSupport"]),

@@ -62,7 +62,7 @@ public enum QuantizePass {
                 : quantizes(parts[0].name, shape: [parts[0].length] + t.shape.dropFirst(), skip: o.skip)
             if t.dtype.isCastableFloat && quantize {
                 var params = BnbFourBitLayout.params(blockSize: o.blockSize, doubleQuant: o.doubleQuant)
-                try w.beginTensor(name: t.name, scheme: o.type == .nf4 ? I2QSpec.Scheme.nf4 : I2QSpec.Scheme.fp4,
+                try w.beginTensor(name: t.name, scheme: BnbFourBitLayout.scheme(nf4: o.type == .nf4),
                                   dtype: o.computeDType, shape: t.shape, params: params, parts: parts)
                 let blocks = FourBitCodec.blockCount(count: n, blockSize: o.blockSize)
                 var absmax = [Float](repeating: 0, count: blocks)  // [blocks]

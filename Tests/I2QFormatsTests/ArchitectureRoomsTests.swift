@@ -55,11 +55,26 @@ final class ArchitectureRoomsTests: XCTestCase {
     func testPassesThatNeedNoForwardDoNotImportTheRuntime() throws {
         let noForward = ["I2QPasses/CastPass.swift", "I2QPasses/QuantizePass.swift", "I2QPasses/FusePass.swift",
                          "I2QPasses/Export/AWQExportPass.swift", "I2QPasses/Export/BnbExportPass.swift",
-                         "I2QPasses/Export/GGUFExportPass.swift", "I2QPasses/PassTypes.swift", "I2QPasses/Sinks.swift"]
+                         "I2QPasses/Export/GGUFExportPass.swift", "I2QPasses/PassTypes.swift", "I2QPasses/Sinks.swift",
+                         "I2QPasses/PassPipeline.swift", "I2QPasses/PassOutputs.swift"]
         let files = Dictionary(uniqueKeysWithValues: try swiftFiles().map { ($0.path, $0.code) })
         for f in noForward {
             let code = try XCTUnwrap(files[f], "\(f) moved: update this list")
             XCTAssertFalse(code.contains { $0.trimmingCharacters(in: .whitespaces) == "import I2QRuntime" }, "\(f) imports I2QRuntime")
         }
+    }
+
+    /// One room per scheme: an .i2q entry's component roles and scheme params are spelled only by its
+    /// layout (I2QFormats/Schemes); every writer and reader takes them from there.
+    func testOnlyASchemesLayoutSpellsItsRolesAndParams() throws {
+        let spelled = try NSRegularExpression(pattern: #"(role: |component\()"(data|packed|absmax|nested_absmax|nested_code|qweight|scales|zeros)"|\("(blocksize|nested_blocksize|nested_offset[^"]*|pack_order|zero_point)", \.(int|float|string)\(|I2QSpec\.Scheme\.(nf4|fp4|affineInt4)"#)
+        let allowed: (String) -> Bool = { $0.hasPrefix("I2QFormats/Schemes/") || $0 == "I2QFormats/I2QFile/I2QSpec.swift" }
+        var hits: [String] = []
+        for (path, code) in try swiftFiles() where !allowed(path) {
+            for (i, line) in code.enumerated() where spelled.firstMatch(in: line, range: NSRange(line.startIndex..., in: line)) != nil {
+                hits.append("\(path):\(i + 1): \(line)")
+            }
+        }
+        XCTAssertEqual(hits, [], "scheme layout spelled outside Formats/Schemes:\n" + hits.joined(separator: "\n"))
     }
 }

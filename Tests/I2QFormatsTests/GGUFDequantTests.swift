@@ -2,6 +2,7 @@ import XCTest
 import I2QCore
 import I2QTestSupport
 @testable import I2QFormats
+@testable import I2QQuant
 
 /// The dequantizers against gguf-py's `dequantize` (numpy float32), bit for bit, on
 /// Tests/Fixtures/gguf/types.gguf (every supported type, special scales, NaN payloads) — see

@@ -2,6 +2,7 @@ import XCTest
 import I2QCore
 import I2QTestSupport
 @testable import I2QFormats
+@testable import I2QQuant
 
 /// The Q8_0 / Q4_0 encoders against gguf-py 0.19's `gguf.quants.quantize` (numpy), byte for byte, on
 /// Tests/Fixtures/gguf-export/quants.safetensors (random rows at four scales and edge blocks: zeros,

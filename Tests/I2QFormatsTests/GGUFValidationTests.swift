@@ -2,6 +2,7 @@ import XCTest
 import I2QCore
 import I2QTestSupport
 @testable import I2QFormats
+@testable import I2QQuant
 
 /// Builds GGUF bytes field by field, so tests can write every kind of malformed file.
 struct GGUFBytes {

@@ -107,6 +107,7 @@ extension ModelConfig {
         switch self {
         case var .idefics2(c): c.dtype = d; c.text.dtype = c.text.dtype == nil ? nil : d; return .idefics2(c)
         case var .text(t): t.dtype = d; return .text(t)
+        case .family: return self  // no other family in these tests
         }
     }
 }

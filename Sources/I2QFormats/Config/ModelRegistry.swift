@@ -1,27 +1,61 @@
 import Foundation
 import I2QCore
 
+/// What every family's decoded config offers the families-agnostic code: its `model_type` and the
+/// text decoder's config. A new family's config conforms and is carried as `ModelConfig.family` —
+/// nothing here changes (the two cases below predate this and stay for their users' pattern matches).
+public protocol FamilyConfig: Sendable {
+    var modelType: String { get }
+    var textConfig: TextConfig { get }
+    /// Equality with a config of any family (the extension gives it to every Equatable config).
+    func isEqual(to other: any FamilyConfig) -> Bool
+}
+
+public extension FamilyConfig where Self: Equatable {
+    func isEqual(to other: any FamilyConfig) -> Bool { (other as? Self) == self }
+}
+
 /// A decoded model configuration, by architecture.
 public enum ModelConfig: Sendable, Equatable {
     case idefics2(Idefics2Config)
     case text(TextConfig)
+    /// Any other family's config (its `ModelArchitecture.decode` makes it).
+    case family(any FamilyConfig)
 
-    public var modelType: String {
+    /// The config as a family's type: `config.as(Idefics2Config.self)`.
+    public func `as`<C: FamilyConfig>(_ type: C.Type) -> C? {
         switch self {
-        case .idefics2: return "idefics2"
-        case let .text(t): return t.modelType
+        case let .idefics2(c): return c as? C
+        case let .text(t): return t as? C
+        case let .family(f): return f as? C
         }
     }
+
+    private var config: any FamilyConfig {
+        switch self {
+        case let .idefics2(c): return c
+        case let .text(t): return t
+        case let .family(f): return f
+        }
+    }
+
+    public var modelType: String { config.modelType }
 
     /// The family this config belongs to (`ModelRegistry`).
     public var architecture: ModelArchitecture { ModelRegistry.architecture(of: self) }
 
-    public var textConfig: TextConfig {
-        switch self {
-        case let .idefics2(c): return c.text
-        case let .text(t): return t
-        }
-    }
+    public var textConfig: TextConfig { config.textConfig }
+
+    public static func == (a: ModelConfig, b: ModelConfig) -> Bool { a.config.isEqual(to: b.config) }
+}
+
+extension TextConfig: FamilyConfig {
+    public var textConfig: TextConfig { self }
+}
+
+extension Idefics2Config: FamilyConfig {
+    public var modelType: String { "idefics2" }
+    public var textConfig: TextConfig { text }
 }
 
 /// Parameter groups that `inspect` reports.

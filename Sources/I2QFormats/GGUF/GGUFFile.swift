@@ -1,4 +1,5 @@
 import I2QCore
+import I2QQuant
 
 /// Why a GGUF file was rejected. Every message names the file, and the key or tensor concerned.
 public enum GGUFError: I2QError, Equatable {

@@ -1,4 +1,5 @@
 import I2QCore
+import I2QQuant
 
 /// Why a GGUF file could not be written. Messages name the file and the key or tensor concerned.
 public enum GGUFWriteError: I2QError, Equatable {

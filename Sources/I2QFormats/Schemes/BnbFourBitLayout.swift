@@ -15,6 +15,8 @@ import I2QCore
 /// `absmax` blocks [s·cols/bs, +len·cols/bs).
 public struct BnbFourBitLayout: SchemeLayout {
     public static let schemes: Set<String> = [I2QSpec.Scheme.nf4, I2QSpec.Scheme.fp4]
+    /// The directory string of NF4 (`nf4: true`) or FP4.
+    public static func scheme(nf4: Bool) -> String { nf4 ? I2QSpec.Scheme.nf4 : I2QSpec.Scheme.fp4 }
     public enum Role {
         public static let packed = "packed", absmax = "absmax", nestedAbsmax = "nested_absmax", nestedCode = "nested_code"
     }

@@ -231,7 +231,7 @@ public enum AffineQuantizePass {
             if input.quantize {
                 let rows = t.shape[0], groups = cols / gs
                 let entryDType = o.computeDType ?? t.dtype
-                try w.beginTensor(name: t.name, scheme: I2QSpec.Scheme.affineInt4, dtype: entryDType, shape: t.shape,
+                try w.beginTensor(name: t.name, scheme: AffineInt4Layout.scheme, dtype: entryDType, shape: t.shape,
                                   params: AffineInt4Layout.params(groupSize: gs),
                                   parts: input.parts)
                 var scales = [Float16](repeating: 0, count: rows * groups)  // [rows, groups]
@@ -323,7 +323,7 @@ public enum AffineQuantizePass {
     /// The provenance record (also the fingerprint of a resumable AWQ state).
     static func record(_ o: AffineQuantizeOptions) -> [(String, JSONValue)] {
         var p: [(String, JSONValue)] = [
-            ("type", .string("affine_int4")), ("method", .string(o.method.rawValue)), ("group_size", .int(o.groupSize)),
+            ("type", .string(AffineInt4Layout.scheme)), ("method", .string(o.method.rawValue)), ("group_size", .int(o.groupSize)),
             ("compute_dtype", o.computeDType.map { .string($0.rawValue) } ?? .null),
             ("skip", .array(o.skip.map { .string($0) })),
             ("dtype", o.dtype.map { .string($0.rawValue) } ?? .null),

@@ -59,7 +59,9 @@ public enum AWQExportPass {
         let entry: I2QTensorEntry
         /// The stored entry whose component checksums cover `entry`'s bytes (the fused one, for a part).
         let owner: I2QTensorEntry
-        let role: String  // "qweight", "qzeros", "scales" or "plain"
+        let output: Output
+        /// What the item writes: an AutoAWQ GEMM tensor made from the affine_int4 entry, or a plain tensor.
+        enum Output { case qweight, qzeros, scales, plain }
     }
 
     /// Fused entries (i2q fuse) are written as the tensors they hold (transformers' / AutoAWQ's
@@ -70,10 +72,10 @@ public enum AWQExportPass {
     /// the layout of vLLM's fused AWQ parameters.
     public static func run(source: any ModelSource, output: String, settings: OutputSettings, fusedNames: Bool = false) throws -> PassReport {
         guard let f = source as? I2QFile else { throw AWQExportError.notAffine(path: source.path) }
-        if let e = f.entries.first(where: { ![I2QSpec.Scheme.plain, I2QSpec.Scheme.affineInt4].contains($0.scheme) }) {
+        if let e = f.entries.first(where: { ![PlainLayout.scheme, AffineInt4Layout.scheme].contains($0.scheme) }) {
             throw AWQExportError.otherScheme(path: f.path, tensor: e.name, scheme: e.scheme)
         }
-        if !f.entries.contains(where: { $0.scheme == I2QSpec.Scheme.affineInt4 }) { throw AWQExportError.notAffine(path: f.path) }
+        if !f.entries.contains(where: { $0.scheme == AffineInt4Layout.scheme }) { throw AWQExportError.notAffine(path: f.path) }
         var items: [Item] = []
         var exported: [I2QTensorEntry] = []  // the entries as written (parts when un-fusing), for config.json
         var groupSize: Int?
@@ -84,7 +86,7 @@ public enum AWQExportPass {
             for e in entries {
                 if e.scheme == I2QSpec.Scheme.plain {
                     let dt: DType = e.dtype.isCastableFloat ? .f16 : e.dtype
-                    items.append(Item(plan: PlannedTensor(name: e.name, dtype: dt, shape: e.shape), entry: e, owner: fe, role: "plain"))
+                    items.append(Item(plan: PlannedTensor(name: e.name, dtype: dt, shape: e.shape), entry: e, owner: fe, output: .plain))
                     continue
                 }
                 let g = try check(e, file: f)
@@ -99,9 +101,9 @@ public enum AWQExportPass {
                 groupSize = g
                 let (out, inDim) = (e.shape[0], e.shape[1])
                 let module = e.name.hasSuffix(".weight") ? String(e.name.dropLast(7)) : e.name
-                items.append(Item(plan: PlannedTensor(name: module + ".qweight", dtype: .i32, shape: [inDim, out / 8]), entry: e, owner: fe, role: "qweight"))
-                items.append(Item(plan: PlannedTensor(name: module + ".qzeros", dtype: .i32, shape: [inDim / g, out / 8]), entry: e, owner: fe, role: "qzeros"))
-                items.append(Item(plan: PlannedTensor(name: module + ".scales", dtype: .f16, shape: [inDim / g, out]), entry: e, owner: fe, role: "scales"))
+                items.append(Item(plan: PlannedTensor(name: module + ".qweight", dtype: .i32, shape: [inDim, out / 8]), entry: e, owner: fe, output: .qweight))
+                items.append(Item(plan: PlannedTensor(name: module + ".qzeros", dtype: .i32, shape: [inDim / g, out / 8]), entry: e, owner: fe, output: .qzeros))
+                items.append(Item(plan: PlannedTensor(name: module + ".scales", dtype: .f16, shape: [inDim / g, out]), entry: e, owner: fe, output: .scales))
             }
         }
         let config = try awqConfig(f, entries: exported, groupSize: groupSize!)
@@ -116,7 +118,7 @@ public enum AWQExportPass {
             let it = items[i]
             var stats = CastStats()
             let e = it.entry
-            if it.role == "plain" {
+            if it.output == .plain {
                 guard let t = plainByName[e.name] else { throw AWQExportError.malformed(path: f.path, tensor: e.name, detail: "plain tensor not readable") }
                 stats = try copier.copy(t, count: t.elementCount, to: it.plan.dtype, append: { try writer.append($0) })
             } else {
@@ -125,8 +127,8 @@ public enum AWQExportPass {
                 let groups = l.groups
                 try f.ensureVerified(it.owner)  // a part's view: through the fused entry; once per entry
                 let base = f.header.dataOffset
-                switch it.role {
-                case "qweight":
+                switch it.output {
+                case .qweight:
                     let c = l.qweight
                     var codes = [UInt8](repeating: 0, count: rows * cols)      // [out, in] one code per byte
                     var words = [Int32](repeating: 0, count: cols * rows / 8)  // [in, out/8]
@@ -135,14 +137,14 @@ public enum AWQExportPass {
                     }
                     codes.withUnsafeBufferPointer { cp in words.withUnsafeMutableBufferPointer { packTransposed(cp.baseAddress!, rows: rows, cols: cols, into: $0.baseAddress!) } }
                     try words.withUnsafeBytes { try writer.append($0) }
-                case "qzeros":
+                case .qzeros:
                     let c = l.zeros!
                     var words = [Int32](repeating: 0, count: groups * rows / 8)  // [in/G, out/8]
                     f.file.withBytes(base + c.offset, c.size) { z in
                         words.withUnsafeMutableBufferPointer { packTransposed(z.bindMemory(to: UInt8.self).baseAddress!, rows: rows, cols: groups, into: $0.baseAddress!) }
                     }
                     try words.withUnsafeBytes { try writer.append($0) }
-                default:
+                case .scales, .plain:
                     let c = l.scales
                     var t = [UInt16](repeating: 0, count: groups * rows)  // [in/G, out] f16 bits
                     f.file.withBytes(base + c.offset, c.size) { sb in

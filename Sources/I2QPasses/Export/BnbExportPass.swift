@@ -48,9 +48,9 @@ public enum BnbExportPass {
     /// double quantization: a bitsandbytes QuantState holds one nested offset, a fused entry one per part.
     public static func run(source: any ModelSource, output: String, settings: OutputSettings, fusedNames: Bool = false) throws -> PassReport {
         guard let f = source as? I2QFile else { throw BnbExportError.notFourBit(path: source.path) }
-        let fourBit = f.entries.filter { $0.scheme == I2QSpec.Scheme.nf4 || $0.scheme == I2QSpec.Scheme.fp4 }
+        let fourBit = f.entries.filter { BnbFourBitLayout.schemes.contains($0.scheme) }
         if fourBit.isEmpty { throw BnbExportError.notFourBit(path: f.path) }
-        if let e = f.entries.first(where: { ![I2QSpec.Scheme.plain, I2QSpec.Scheme.nf4, I2QSpec.Scheme.fp4].contains($0.scheme) }) {
+        if let e = f.entries.first(where: { !BnbFourBitLayout.schemes.union(PlainLayout.schemes).contains($0.scheme) }) {
             throw BnbExportError.otherScheme(path: f.path, tensor: e.name, scheme: e.scheme)
         }
         // Resolve the whole plan before touching the disk.

@@ -1,5 +1,6 @@
 import I2QCore
 import I2QFormats
+import I2QQuant
 
 /// `--type` of `export --to gguf`: the encoding of the 2-D weights (norms always stay F32).
 public enum GGUFExportType: String, CaseIterable, Sendable {

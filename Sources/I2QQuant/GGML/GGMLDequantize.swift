@@ -61,7 +61,7 @@ public enum GGMLDequant {
         case .q5_K: q5_K(src, n, dst)
         case .q6_K: q6_K(src, n, dst)
         default:
-            throw GGUFError.unsupportedType(file: "", tensor: "", type: type.name)
+            throw GGMLCodecError.unsupported(type.name)  // callers check `isDequantizable` first and name the tensor
         }
     }
 
@@ -236,5 +236,13 @@ public enum GGMLDequant {
                 o[e] = ds[e / 16] * Float(q)
             }
         }
+    }
+}
+
+/// A block type this version has no codec for (`GGMLType.isDequantizable` is false).
+public enum GGMLCodecError: Error, CustomStringConvertible {
+    case unsupported(String)
+    public var description: String {
+        switch self { case let .unsupported(t): return "ggml type \(t) has no codec in this version of i2q" }
     }
 }
