@@ -21,7 +21,8 @@
 // 128 inputs; lane L of chunk c covers inputs 128c + 32·(L/4) + 8·(L%4) ... +7 (8 consecutive inputs
 // of block 4c + L/4). Per chunk and lane: i = Σ q·q8 − z·Σq8 (int32, exact), ds = d_b · s_g (one
 // float32 multiply), acc_L = fma(float(i), ds, acc_L). Finally the 16 lanes are added as a tree:
-// (L, L+8), then (L, L+4), (L, L+2), (L, L+1).
+// (L, L+8), then (L, L+4), (L, L+2), (L, L+1). Three implementations, chosen at run time
+// (i2q_q4a_impl): AVX-512 VNNI, AVX2+FMA+F16C, portable scalar — all bit-identical.
 //
 // Activation buffer, one 256-byte record per 128 inputs (the last one zero-padded):
 //   int8  lo[64]    lo[16j + i] = q8 of input 32j + 2i     (j: block in the chunk, i < 16)
@@ -33,24 +34,7 @@
 
 #pragma STDC FP_CONTRACT OFF
 
-#include "CI2QKernels.h"
-
-#include <math.h>
-#include <string.h>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define I2Q_X86 1
-#endif
-
-typedef struct {
-    int8_t lo[64];
-    int8_t hi[64];
-    int32_t xsum[16];
-    float d[16];
-} q8chunk;  // 256 bytes
-
-_Static_assert(sizeof(q8chunk) == 256, "q8chunk layout");
+#include "q8.h"
 
 int i2q_cpu_has_avx512vnni(void) {
 #if I2Q_X86
@@ -148,14 +132,6 @@ static inline float f16_to_f32(uint16_t h) {
     return f;
 }
 
-/// The fixed reduction tree of the 16 lanes (the vector path does the same adds).
-static inline float reduce16(const float a[16]) {
-    float b[8], c[4], d[2];
-    for (int i = 0; i < 8; i++) b[i] = a[i] + a[i + 8];
-    for (int i = 0; i < 4; i++) c[i] = b[i] + b[i + 4];
-    for (int i = 0; i < 2; i++) d[i] = c[i] + c[i + 2];
-    return d[0] + d[1];
-}
 
 /// Portable implementation: the lane arithmetic spelled out (bit-identical to the VNNI path).
 static void rows_scalar(const uint8_t *packed, const uint16_t *scales, const uint8_t *zeros, int64_t cols,
@@ -187,16 +163,7 @@ static void rows_scalar(const uint8_t *packed, const uint16_t *scales, const uin
 }
 
 #if I2Q_X86
-#define I2Q_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")))
 
-I2Q_VNNI_TARGET
-static inline float reduce16_avx512(__m512 a) {
-    const __m256 b = _mm256_add_ps(_mm512_castps512_ps256(a),
-                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
-    const __m128 c = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
-    const __m128 d = _mm_add_ps(c, _mm_movehl_ps(c, c));                 // d0 = c0+c2, d1 = c1+c3
-    return _mm_cvtss_f32(_mm_add_ss(d, _mm_movehdup_ps(d)));             // d0 + d1
-}
 
 /// Scale and zero point of every lane's block for a chunk, general group sizes (any multiple of 32).
 I2Q_VNNI_TARGET
@@ -318,20 +285,112 @@ static void rows_vnni(const uint8_t *packed, const uint16_t *scales, const uint8
         y[r] = accumulate ? y[r] + v : v;
     }
 }
+
+// MARK: AVX2 + FMA + F16C (no AVX-512): the same lane arithmetic in two 256-bit halves.
+//
+// Lanes 0-7 of a chunk are its weight bytes 0-31, lanes 8-15 bytes 32-63. `vpmaddubsw` multiplies
+// the u8 codes (≤ 15) by the s8 activations and adds byte pairs into int16 — exact, as
+// |2·15·127| = 3810 and the lo + hi sum ≤ 7620 < 32767 never saturate — and `vpmaddwd` by ones
+// adds the int16 pairs into the lane's int32: the same exact integer i as `vpdpbusd`. Then
+// ds = d·s (one multiply), fma(float(i), ds, acc), and the scalar path's reduction tree
+// ((L, L+8) is the sum of the two halves): bit-identical to rows_scalar.
+
+
+/// Lanes 8h..8h+7 of one chunk (h = 0, 1): int32 Σ q·q8 − z·Σq8, then acc = fma(float(i), d·s, acc).
+I2Q_AVX2_TARGET __attribute__((always_inline))
+static inline __m256 half_avx2(__m256 acc, __m256i wv, const q8chunk *ch, int h, __m256 sv, __m256i zv) {
+    const __m256i nib = _mm256_set1_epi8(15);
+    const __m256i lo = _mm256_and_si256(wv, nib);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), nib);
+    const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)(ch->lo + 32 * h))),
+                                         _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)(ch->hi + 32 * h))));
+    __m256i isum = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+    isum = _mm256_sub_epi32(isum, _mm256_mullo_epi32(zv, _mm256_load_si256((const __m256i *)(ch->xsum + 8 * h))));
+    const __m256 ds = _mm256_mul_ps(_mm256_load_ps(ch->d + 8 * h), sv);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), ds, acc);
+}
+
+I2Q_AVX2_TARGET
+static void rows_avx2(const uint8_t *packed, const uint16_t *scales, const uint8_t *zeros, int64_t cols,
+                      int64_t unit, int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
+    const int64_t nb = cols / 32, bpg = unit / 32, gpr = cols / unit;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *w = packed + r * (cols / 2);
+        const uint16_t *sc = scales + r * gpr;
+        const uint8_t *zs = zeros ? zeros + r * gpr : NULL;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        for (int64_t c = 0; c * 4 < nb; c++) {
+            const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
+            // Scale and zero point of the chunk's 4 blocks (padding blocks: 0, so d·s = 0 and i = 0).
+            float s4[4] = {0, 0, 0, 0};
+            int32_t z4[4] = {0, 0, 0, 0};
+            for (int i = 0; i < nblk; i++) {
+                const int64_t g = (4 * c + i) / bpg;
+                s4[i] = _cvtsh_ss(sc[g]);
+                z4[i] = zs ? zs[g] : 8;
+            }
+            // Lane L reads block L/4: half 0 = blocks 0, 1; half 1 = blocks 2, 3.
+            const __m256 sv0 = _mm256_set_m128(_mm_set1_ps(s4[1]), _mm_set1_ps(s4[0]));
+            const __m256 sv1 = _mm256_set_m128(_mm_set1_ps(s4[3]), _mm_set1_ps(s4[2]));
+            const __m256i zv0 = _mm256_set_m128i(_mm_set1_epi32(z4[1]), _mm_set1_epi32(z4[0]));
+            const __m256i zv1 = _mm256_set_m128i(_mm_set1_epi32(z4[3]), _mm_set1_epi32(z4[2]));
+            __m256i w0, w1;
+            if (nblk == 4) {
+                w0 = _mm256_loadu_si256((const __m256i *)(w + 64 * c));
+                w1 = _mm256_loadu_si256((const __m256i *)(w + 64 * c + 32));
+            } else {  // the partial last chunk: its 16·nblk bytes, zeros after (padding lanes add +0)
+                uint8_t tmp[64] = {0};
+                memcpy(tmp, w + 64 * c, (size_t)(16 * nblk));
+                w0 = _mm256_loadu_si256((const __m256i *)tmp);
+                w1 = _mm256_loadu_si256((const __m256i *)(tmp + 32));
+            }
+            acc0 = half_avx2(acc0, w0, xc + c, 0, sv0, zv0);
+            if (nblk > 2) acc1 = half_avx2(acc1, w1, xc + c, 1, sv1, zv1);
+        }
+        const float v = reduce16_avx2(acc0, acc1);
+        y[r] = accumulate ? y[r] + v : v;
+    }
+}
 #endif
+
+int i2q_cpu_has_avx2(void) {
+#if I2Q_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}
+
+int i2q_q4a_impl(int impl) {
+    static int best = -1;  // cached CPU check (a benign race: every thread stores the same value)
+    int b = __atomic_load_n(&best, __ATOMIC_RELAXED);
+    if (b < 0) {
+        b = i2q_cpu_has_avx512vnni() ? I2Q_IMPL_VNNI : (i2q_cpu_has_avx2() ? I2Q_IMPL_AVX2 : I2Q_IMPL_SCALAR);
+        // I2Q_CPU=avx2 or scalar caps the choice (to measure or test a slower CPU's path here).
+        const char *cap = getenv("I2Q_CPU");
+        if (cap && strcmp(cap, "scalar") == 0) b = I2Q_IMPL_SCALAR;
+        else if (cap && strcmp(cap, "avx2") == 0 && b == I2Q_IMPL_VNNI) b = I2Q_IMPL_AVX2;
+        __atomic_store_n(&best, b, __ATOMIC_RELAXED);
+    }
+    switch (impl) {
+    case I2Q_IMPL_AUTO: return b;
+    case I2Q_IMPL_VNNI: return i2q_cpu_has_avx512vnni() ? I2Q_IMPL_VNNI : -1;
+    case I2Q_IMPL_AVX2: return i2q_cpu_has_avx2() ? I2Q_IMPL_AVX2 : -1;
+    case I2Q_IMPL_SCALAR: return I2Q_IMPL_SCALAR;
+    default: return -1;
+    }
+}
 
 void i2q_q4a_gemv(const uint8_t *packed, const uint16_t *scales, const uint8_t *zeros,
                   int64_t cols, int64_t unit, int64_t r0, int64_t r1,
                   const void *xq, float *y, int accumulate, int impl) {
     const q8chunk *xc = (const q8chunk *)xq;
+    switch (i2q_q4a_impl(impl)) {
 #if I2Q_X86
-    static int vnni = -1;  // cached CPU check (a benign race: every thread stores the same value)
-    int v = __atomic_load_n(&vnni, __ATOMIC_RELAXED);
-    if (v < 0) { v = i2q_cpu_has_avx512vnni(); __atomic_store_n(&vnni, v, __ATOMIC_RELAXED); }
-    if (impl != I2Q_IMPL_SCALAR && v) {
-        rows_vnni(packed, scales, zeros, cols, unit, r0, r1, xc, y, accumulate);
-        return;
-    }
+    case I2Q_IMPL_VNNI: rows_vnni(packed, scales, zeros, cols, unit, r0, r1, xc, y, accumulate); return;
+    case I2Q_IMPL_AVX2: rows_avx2(packed, scales, zeros, cols, unit, r0, r1, xc, y, accumulate); return;
 #endif
-    rows_scalar(packed, scales, zeros, cols, unit, r0, r1, xc, y, accumulate);
+    default: rows_scalar(packed, scales, zeros, cols, unit, r0, r1, xc, y, accumulate); return;
+    }
 }

@@ -27,11 +27,11 @@ final class Int8GemvTests: XCTestCase {
         QuantKernelTests.affine(w, rows: rows, cols: cols, groupSize: g, zeroPoint: zeroPoint, store: store)
     }
 
-    /// y (int8 kernel) for all rows of `p`, scalar C or the dispatched (VNNI) implementation.
-    func int8Rows(_ p: PackedFourBit, _ x: [Float], y0: [Float]? = nil, scalar: Bool) -> [Float] {
+    /// y (int8 kernel) for all rows of `p` by implementation `impl` (nil: the dispatched one).
+    func int8Rows(_ p: PackedFourBit, _ x: [Float], y0: [Float]? = nil, impl: QuantGemv.Int8.Impl?) -> [Float] {
         let xq = x.withUnsafeBufferPointer { QuantGemv.Int8.Activations($0.baseAddress!, k: p.cols) }
         var y = y0 ?? [Float](repeating: .nan, count: p.rows)
-        y.withUnsafeMutableBufferPointer { QuantGemv.Int8.rows(p, 0..<p.rows, xq, $0.baseAddress!, accumulate: y0 != nil, scalar: scalar) }
+        y.withUnsafeMutableBufferPointer { QuantGemv.Int8.rows(p, 0..<p.rows, xq, $0.baseAddress!, accumulate: y0 != nil, impl: impl) }
         return y
     }
 
@@ -55,8 +55,8 @@ final class Int8GemvTests: XCTestCase {
                 for c in 32..<min(64, k) { x[c] = 0 }
                 let xq = x.withUnsafeBufferPointer { QuantGemv.Int8.Activations($0.baseAddress!, k: k) }
                 let xh = xq.dequantized()  // x̂
-                for impl in [true, false] where impl || QuantGemv.Int8.available {
-                    let y = int8Rows(p, x, scalar: impl)
+                for impl in QuantGemv.Int8.supported {
+                    let y = int8Rows(p, x, impl: impl)
                     for r in 0..<n {
                         var s = 0.0, sh = 0.0, bound = 0.0, absWX = 0.0, absWXh = 0.0
                         for c in 0..<k {
@@ -82,21 +82,25 @@ final class Int8GemvTests: XCTestCase {
         print("int8 GEMV: max |Δ| / (Σ|w|·max|x|/254) = \(worstRatio); max |Δ|/Σ|w·x| = \(worstRel); vs Σ w·x̂: max |Δ|/Σ|w·x̂| = \(worstExact)")
     }
 
-    /// The VNNI kernel and the portable scalar C code compute the same integer sums and the same
-    /// float32 operations in the same order: identical bits (also with accumulation).
-    func testScalarAndVNNIPathsAgreeBitForBit() throws {
-        try XCTSkipUnless(QuantGemv.Int8.available, "no AVX-512 VNNI on this CPU: only the scalar path runs")
+    /// The SIMD kernels (AVX-512 VNNI, AVX2) and the portable scalar C code compute the same integer
+    /// sums and the same float32 operations in the same order: identical bits (also with
+    /// accumulation). Every implementation the CPU supports runs (an AVX2-only CPU: avx2).
+    func testScalarAndSIMDPathsAgreeBitForBit() throws {
+        let simd = QuantGemv.Int8.supported.filter { $0 != .scalar }
+        try XCTSkipIf(simd.isEmpty, "this CPU has neither AVX2 nor AVX-512 VNNI: only the scalar path exists")
+        for impl in simd {
         let store = Store()
         for zp in [true, false] {
             for (n, k, g) in shapes {
                 let (p, _) = affine(randoms(n * k, scale: 0.1), rows: n, cols: k, groupSize: g, zeroPoint: zp, store: store)
                 let x = randoms(k, scale: 3)
                 let y0 = randoms(n)
-                XCTAssertEqual(int8Rows(p, x, scalar: true).map(\.bitPattern), int8Rows(p, x, scalar: false).map(\.bitPattern),
-                               "[\(n), \(k)] g\(g) zp \(zp)")
-                XCTAssertEqual(int8Rows(p, x, y0: y0, scalar: true).map(\.bitPattern),
-                               int8Rows(p, x, y0: y0, scalar: false).map(\.bitPattern), "[\(n), \(k)] g\(g) accumulate")
+                XCTAssertEqual(int8Rows(p, x, impl: .scalar).map(\.bitPattern), int8Rows(p, x, impl: impl).map(\.bitPattern),
+                               "\(impl) [\(n), \(k)] g\(g) zp \(zp)")
+                XCTAssertEqual(int8Rows(p, x, y0: y0, impl: .scalar).map(\.bitPattern),
+                               int8Rows(p, x, y0: y0, impl: impl).map(\.bitPattern), "\(impl) [\(n), \(k)] g\(g) accumulate")
             }
+        }
         }
     }
 
@@ -107,8 +111,8 @@ final class Int8GemvTests: XCTestCase {
         for bad in [Float.nan, .infinity] {
             var x = randoms(128)
             x[70] = bad
-            for impl in [true, false] where impl || QuantGemv.Int8.available {
-                XCTAssertTrue(int8Rows(p, x, scalar: impl).allSatisfy(\.isNaN), "\(bad)")
+            for impl in QuantGemv.Int8.supported {
+                XCTAssertTrue(int8Rows(p, x, impl: impl).allSatisfy(\.isNaN), "\(impl) \(bad)")
             }
         }
     }
@@ -116,7 +120,7 @@ final class Int8GemvTests: XCTestCase {
     /// `runMany` (what the decoder calls) takes the int8 kernel for eligible affine weights and the
     /// exact float path for the rest (odd groups, NF4) — and everywhere under `exactDecode`.
     func testRunManyChoosesInt8OrExactPath() throws {
-        try XCTSkipUnless(QuantGemv.Int8.available, "no AVX-512 VNNI on this CPU: decode uses the float path")
+        try XCTSkipUnless(QuantGemv.Int8.available, "neither AVX2 nor AVX-512 VNNI on this CPU: decode uses the float path")
         let saved = QuantGemv.exactDecode
         defer { QuantGemv.exactDecode = saved }
         let store = Store()
@@ -134,7 +138,7 @@ final class Int8GemvTests: XCTestCase {
         }
         QuantGemv.exactDecode = false
         let (fa, fc) = many()
-        XCTAssertEqual(fa.map(\.bitPattern), int8Rows(a, x, scalar: false).map(\.bitPattern))
+        XCTAssertEqual(fa.map(\.bitPattern), int8Rows(a, x, impl: nil).map(\.bitPattern))
         QuantGemv.exactDecode = true
         let (ea, ec) = many()
         XCTAssertEqual(fc.map(\.bitPattern), ec.map(\.bitPattern), "odd groups stay on the float path")
@@ -148,7 +152,7 @@ final class Int8GemvTests: XCTestCase {
     /// the float path's token at every step where the float path's top-2 margin exceeds what the
     /// int8 rounding can move (and the first tokens are identical).
     func testSmolLM2Int4GreedyTokensMatchFloatPath() throws {
-        try XCTSkipUnless(QuantGemv.Int8.available, "no AVX-512 VNNI on this CPU: decode uses the float path")
+        try XCTSkipUnless(QuantGemv.Int8.available, "neither AVX2 nor AVX-512 VNNI on this CPU: decode uses the float path")
         let root = URL(fileURLWithPath: fixturesDir).deletingLastPathComponent().deletingLastPathComponent().path
         let path = ProcessInfo.processInfo.environment["I2Q_SMOLLM2"] ?? root + "/.cache/smollm2/SmolLM2-135M-Instruct-f32"
         guard FileSystem.exists(path + "/model.safetensors") else {

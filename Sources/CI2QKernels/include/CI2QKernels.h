@@ -15,8 +15,15 @@ extern "C" {
 enum {
     I2Q_IMPL_AUTO = 0,    ///< the fastest this CPU supports
     I2Q_IMPL_SCALAR = 1,  ///< portable C, same arithmetic (bit-identical results)
-    I2Q_IMPL_VNNI = 2,    ///< AVX-512 VNNI (callers must check i2q_cpu_has_avx512vnni)
+    I2Q_IMPL_VNNI = 2,    ///< AVX-512 F/BW/VL/VNNI (`vpdpbusd`)
+    I2Q_IMPL_AVX2 = 3,    ///< AVX2 + FMA + F16C (`vpmaddubsw` + `vpmaddwd`)
 };
+
+/// The implementation a call with `impl` runs on this CPU: I2Q_IMPL_AUTO → the fastest supported;
+/// a specific one → itself when the CPU supports it, else -1 (the call would run the scalar code).
+int i2q_q4a_impl(int impl);
+/// 1 when the CPU supports AVX2, FMA and F16C.
+int i2q_cpu_has_avx2(void);
 
 /// 1 when the CPU (and OS) support AVX-512 F/BW/VL/VNNI (the int8 GEMV kernel).
 int i2q_cpu_has_avx512vnni(void);
@@ -46,6 +53,27 @@ void i2q_q8_dequantize(const void *xq, int64_t k, float *out);
 void i2q_q4a_gemv(const uint8_t *packed, const uint16_t *scales, const uint8_t *zeros,
                   int64_t cols, int64_t unit, int64_t r0, int64_t r1,
                   const void *xq, float *y, int accumulate, int impl);
+// (impl: I2Q_IMPL_*; one the CPU lacks runs the scalar code — check with i2q_q4a_impl first.)
+
+// MARK: 4-bit table (NF4 / FP4) × int8 GEMV (decode, m = 1)
+
+/// The absmax of a bitsandbytes 4-bit tensor: float32 [blocks] (`f32`), or double-quantized
+/// (`codes` u8 [blocks], `nested` f32 [ceil(blocks/256)], `offset`, `dynamic` the 256-entry map):
+/// absmax[b] = dynamic[codes[b]] · nested[b / 256] + offset (float32, no FMA).
+typedef struct {
+    const float *f32;
+    const uint8_t *codes;
+    const float *nested;
+    const float *dynamic;
+    float offset;
+} i2q_absmax;
+
+/// y[r] (+)= Σ_c (t[q[r,c]] / 127) · absmax · x̂[c] for rows r in [r0, r1) of a bitsandbytes 4-bit
+/// weight [rows, cols] (packed: the flattened tensor, FIRST element in the HIGH nibble; absmax blocks
+/// of bs flattened elements). table: int8 [16], t[q] = round(127 · code[q]). Requires cols % 32 == 0
+/// and bs % 32 == 0. xq: i2q_q8_quantize(x, cols). impl: as i2q_q4a_gemv.
+void i2q_table4_gemv(const uint8_t *packed, int64_t cols, int64_t bs, const i2q_absmax *absmax, const int8_t *table,
+                     int64_t r0, int64_t r1, const void *xq, float *y, int accumulate, int impl);
 
 // MARK: worker pool
 

@@ -108,6 +108,13 @@ struct PackedFourBit: @unchecked Sendable {
     /// Rows can use the fused SIMD kernels: every 64-element run of a row lies in one block/group.
     var fastRows: Bool { cols % 64 == 0 && unit % 64 == 0 }
 
+    /// Table (NF4/FP4) rows the int8-activation decode kernel (`QuantGemv.Int8.tableRows`) accepts:
+    /// blocks of 32 activations never straddle an absmax block.
+    var int8TableRows: Bool {
+        guard case .table = layout, absmax != nil else { return false }
+        return cols % 32 == 0 && unit % 32 == 0 && unit > 0
+    }
+
     /// Affine rows the int8-activation decode kernel (`QuantGemv.Int8`) accepts: blocks of 32
     /// activations never straddle a group.
     var int8Rows: Bool {
@@ -121,6 +128,15 @@ enum QuantTables {
     nonisolated(unsafe) static let nf4: UnsafePointer<Float> = table(FourBitType.nf4.code)
     nonisolated(unsafe) static let fp4: UnsafePointer<Float> = table(FourBitType.fp4.code)
     nonisolated(unsafe) static let dynamic: UnsafePointer<Float> = table(DynamicMap.code)
+    /// The int8 code tables of the int8 decode kernel: t[q] = round(127 · code[q]) (half away from zero).
+    nonisolated(unsafe) static let nf4Int8: UnsafePointer<Int8> = int8(FourBitType.nf4.code)
+    nonisolated(unsafe) static let fp4Int8: UnsafePointer<Int8> = int8(FourBitType.fp4.code)
+    static func int8Code(_ t: FourBitType) -> UnsafePointer<Int8> { t == .nf4 ? nf4Int8 : fp4Int8 }
+    private static func int8(_ v: [Float]) -> UnsafePointer<Int8> {
+        let p = UnsafeMutablePointer<Int8>.allocate(capacity: v.count)
+        for (i, c) in v.enumerated() { p[i] = Int8((127 * Double(c)).rounded()) }
+        return UnsafePointer(p)
+    }
     /// 16 splat vectors of each code table (the select tree of `QuantGemv.lookup`).
     nonisolated(unsafe) static let nf4Splat: UnsafePointer<SIMD16<Float>> = splat(FourBitType.nf4.code)
     nonisolated(unsafe) static let fp4Splat: UnsafePointer<SIMD16<Float>> = splat(FourBitType.fp4.code)
@@ -151,9 +167,9 @@ enum QuantTables {
 /// differs from the reference by float32 rounding of the sums only: |Δy| ≲ k · 2⁻²³ · Σ|w·x|
 /// (tests: ≤ 1e-5 relative to Σ|w||x|, QuantKernelTests).
 ///
-/// Affine int4 decode by default uses int8 activations instead (`Int8`, when the CPU has AVX-512
-/// VNNI): llama.cpp's Q4_1 × Q8_1 scheme, |Δy| ≤ Σ|w|·max|x_block|/254 per row plus float32
-/// rounding (Int8GemvTests). `exactDecode` (env `I2Q_EXACT_GEMV=1`) forces the float path above;
+/// 4-bit decode by default uses int8 activations instead (`Int8`, when the CPU has AVX2 or AVX-512
+/// VNNI): affine int4 as llama.cpp's Q4_1 × Q8_1, |Δy| ≤ Σ|w|·max|x_block|/254 per row plus float32
+/// rounding (Int8GemvTests); NF4/FP4 as IQ4_NL × Q8_0 (an int8 code table, Table4GemvTests). `exactDecode` (env `I2Q_EXACT_GEMV=1`) forces the float path above;
 /// prefill (m > 1) always uses the exact dequantized tiles.
 enum QuantGemv {
     static let threads = Gemv.threads
@@ -178,10 +194,11 @@ enum QuantGemv {
         // x permuted into the lane order of the fused kernels, once per call: [k] f32 per layout.
         let needTable = items.contains { if case .table = $0.w.layout { return $0.w.fastRows }; return false }
         let needAffine = items.contains { if case .affine = $0.w.layout { return $0.w.fastRows }; return false }
-        let int8 = int8Decode && items.contains { $0.w.int8Rows }
+        let int8 = int8Decode && items.contains { $0.w.int8Rows || $0.w.int8TableRows }
         let xq = int8 ? Int8.Activations(x, k: k) : nil  // x quantized once for every int8 item
         let needAffineFloat = items.contains { if case .affine = $0.w.layout { return $0.w.fastRows && !(int8 && $0.w.int8Rows) }; return false }
-        let xt = needTable ? permuted(x, k: k, highFirst: true) : nil
+        let needTableFloat = items.contains { if case .table = $0.w.layout { return $0.w.fastRows && !(int8 && $0.w.int8TableRows) }; return false }
+        let xt = needTable && needTableFloat ? permuted(x, k: k, highFirst: true) : nil
         let xa = needAffine && needAffineFloat ? permuted(x, k: k, highFirst: false) : nil
         defer { xt?.deallocate(); xa?.deallocate() }
         let total = items.reduce(0) { $0 + $1.w.rows }
@@ -202,6 +219,10 @@ enum QuantGemv {
                 let w = it.w, y = it.y
                 if let xq, w.int8Rows {
                     Int8.rows(w, r0..<r1, xq, y, accumulate: accumulate)
+                    continue
+                }
+                if let xq, w.int8TableRows {
+                    Int8.tableRows(w, r0..<r1, xq, y, accumulate: accumulate)
                     continue
                 }
                 for r in r0..<r1 {
@@ -376,15 +397,28 @@ extension QuantGemv {
     ///
     /// Model of the approximation: llama.cpp's Q4_1 × Q8_1 dot product — x quantized once per call
     /// to int8 in blocks of 32 (d = max|x_b|/127, round to nearest even), weight codes × int8 summed
-    /// exactly in int32 (AVX-512 VNNI `vpdpbusd`), the zero point applied in integers, then scaled
+    /// exactly in int32 (AVX-512 VNNI `vpdpbusd`, or AVX2 `vpmaddubsw` + `vpmaddwd`), the zero point applied in integers, then scaled
     /// by d·s in float32. Exact reference: AutoAWQ's float dequantization `(q − z)·s` times the
     /// float32 x (`PackedFourBit.dequantize`; the float path of `runMany`). The result is the exact
     /// product of the dequantized weights with the dequantized activations x̂ up to float32
     /// rounding, so per row |y − y_ref| ≤ Σ_c |w_c|·|x_c − x̂_c| ≤ Σ_c |w_c|·max|x_block(c)|/254
-    /// (+ float32 rounding). The portable scalar C path gives bit-identical results (Int8GemvTests).
+    /// (+ float32 rounding). The AVX-512 VNNI, AVX2 and portable scalar C implementations give
+    /// bit-identical results (Int8GemvTests runs every one the CPU supports).
     enum Int8 {
-        /// The CPU has the VNNI kernel (the scalar C fallback is far slower than the float path).
-        static let available = i2q_cpu_has_avx512vnni() != 0
+        /// The kernel's implementations (C `I2Q_IMPL_*`), chosen at run time by the CPU's features.
+        enum Impl: Int32, CaseIterable, Sendable, CustomStringConvertible {
+            case scalar = 1, avx2 = 3, vnni = 2
+            public var description: String {
+                switch self { case .scalar: return "scalar"; case .avx2: return "avx2+fma+f16c"; case .vnni: return "avx512-vnni" }
+            }
+        }
+        /// The implementation decode uses on this CPU (the fastest it supports).
+        static let best = Impl(rawValue: i2q_q4a_impl(Int32(I2Q_IMPL_AUTO))) ?? .scalar
+        /// Every implementation this CPU can run (the scalar one always): what the tests compare.
+        static let supported: [Impl] = Impl.allCases.filter { i2q_q4a_impl($0.rawValue) == $0.rawValue }
+        /// The CPU has a SIMD kernel (AVX2 or AVX-512 VNNI); the scalar C code is far slower than the
+        /// float path, so without one decode keeps the float path.
+        static let available = best != .scalar
 
         /// x[k] quantized for the kernel (i2q_q8_quantize); 64-byte aligned, freed on deinit.
         final class Activations: @unchecked Sendable {
@@ -406,14 +440,30 @@ extension QuantGemv {
             }
         }
 
+        /// y[r] (+)= row r of the NF4/FP4 weight `w` · x̂ for r in `range` (`w.int8TableRows`,
+        /// `x.k == w.cols`), the code table replaced by its int8 version t/127 (C `i2q_table4_gemv`:
+        /// llama.cpp's IQ4_NL × Q8_0 idea). Per row |y − y_ref| ≤ Σ_c (|w̃_c|·|x_c − x̂_c| +
+        /// absmax_c/254·|x_c|) + float32 rounding (Table4GemvTests).
+        static func tableRows(_ w: PackedFourBit, _ range: Range<Int>, _ x: Activations, _ y: UnsafeMutablePointer<Float>,
+                              accumulate: Bool, impl: Impl? = nil) {
+            guard case .table(let type) = w.layout, w.int8TableRows, x.k == w.cols else {
+                preconditionFailure("QuantGemv.Int8.tableRows: weight not int8-eligible")
+            }
+            var a = i2q_absmax(f32: w.nested == nil ? w.absmax!.assumingMemoryBound(to: Float.self) : nil,
+                               codes: w.nested == nil ? nil : w.absmax!.assumingMemoryBound(to: UInt8.self),
+                               nested: w.nested?.assumingMemoryBound(to: Float.self), dynamic: QuantTables.dynamic, offset: w.offset)
+            i2q_table4_gemv(w.packed, Int64(w.cols), Int64(w.unit), &a, QuantTables.int8Code(type), Int64(range.lowerBound),
+                            Int64(range.upperBound), x.raw, y, accumulate ? 1 : 0, impl?.rawValue ?? Int32(I2Q_IMPL_AUTO))
+        }
+
         /// y[r] (+)= row r of `w` · x̂ for r in `range` (`w.int8Rows`, `x.k == w.cols`).
         static func rows(_ w: PackedFourBit, _ range: Range<Int>, _ x: Activations, _ y: UnsafeMutablePointer<Float>,
-                         accumulate: Bool, scalar: Bool = false) {
+                         accumulate: Bool, impl: Impl? = nil) {
             precondition(w.int8Rows && x.k == w.cols, "QuantGemv.Int8.rows: weight not int8-eligible")
             w.scales!.withMemoryRebound(to: UInt16.self, capacity: w.rows * (w.cols / w.unit)) { sc in  // f16 bits
                 i2q_q4a_gemv(w.packed, sc, w.zeros, Int64(w.cols), Int64(w.unit), Int64(range.lowerBound),
                              Int64(range.upperBound), x.raw, y, accumulate ? 1 : 0,
-                             Int32(scalar ? I2Q_IMPL_SCALAR : I2Q_IMPL_AUTO))
+                             impl?.rawValue ?? Int32(I2Q_IMPL_AUTO))
             }
         }
     }

@@ -1,0 +1,161 @@
+// 4-bit table weights (bitsandbytes NF4 / FP4) × int8 activations: the decode (m = 1) GEMV.
+//
+// Model of the approximation: llama.cpp's IQ4_NL × Q8_0 dot product (a 16-entry int8 code table
+// looked up with `vpshufb`). The weight value is code[q] · absmax (bitsandbytes `dequantize_4bit`);
+// here code[q] is replaced by t[q] / 127 with t[q] = round(127 · code[q]) (the int8 table the caller
+// passes), and x by x̂ = d_b · q8 (i2q_q8_quantize, blocks of 32). Per output row,
+//
+//     y = Σ_c code[q_c]·a_c·x_c  ≈  Σ_{q8 blocks b} (d_b · a_b / 127) · Σ_{c∈b} t[q_c]·q8_c
+//
+// where the inner sums are exact int32. Bound against the exact float reference (bnb's dequantized
+// weights w times the float32 x): |y − y_ref| ≤ Σ_c (|w̃_c|·|x_c − x̂_c| + a_c/254·|x_c|) + float32
+// rounding, with w̃ = t[q]·a/127, |x − x̂| ≤ max|x_b|/254 and |code − t/127| ≤ 1/254 (Table4GemvTests).
+// `I2Q_EXACT_GEMV=1` keeps the exact float kernel instead.
+//
+// Layout (bitsandbytes): `packed` is the row-major flattened tensor, two codes per byte, the FIRST
+// element in the HIGH nibble; absmax blocks of `bs` elements of the flattened tensor. Requires
+// cols % 32 == 0 and bs % 32 == 0, so each q8 block of 32 lies in one absmax block. The activation
+// record's lo[p] is the even input of weight byte p (here its high nibble), hi[p] the odd one.
+//
+// Integer sums, identical in the three implementations (so results are bit-identical):
+// - scalar: i_L = Σ t[w>>4]·lo + t[w&15]·hi over lane L's 4 bytes;
+// - AVX2: `vpshufb` gives t[q] as s8; `vpmaddubsw(|t|, sign(q8, t))` is t·q8 in exact int16 pairs
+//   (|t|, |q8| ≤ 127: ≤ 32258), `vpmaddwd` by 1 adds them into the lane's int32;
+// - AVX-512 VNNI: u = t + 127 ∈ [0, 254] as u8, `vpdpbusd(u, q8)` − 127·Σq8 = Σ t·q8 (exact int32).
+// Then, per lane, ds = d_b · a_blk (one float32 multiply, a_blk the block's absmax), acc_L =
+// fma(float(i_L), ds, acc_L), and the 16 lanes reduced by the fixed tree (reduce16). The 1/127 is
+// folded in once per row: y = v / 127 (float32 division).
+
+#include "q8.h"
+
+/// absmax of block b: float32 [blocks], or bnb double quantization dynamic[code[b]] · nested[b/256] + offset.
+static inline float table_absmax(const i2q_absmax *a, int64_t b) {
+    if (a->codes) return a->dynamic[a->codes[b]] * a->nested[b >> 8] + a->offset;
+    return a->f32[b];
+}
+
+/// The absmax of the absmax blocks holding the 4 q8 blocks of chunk c of the row starting at `flat`.
+static inline void chunk_absmax(const i2q_absmax *a, int64_t flat, int64_t bs, int64_t c, int nblk, float s4[4]) {
+    for (int i = 0; i < 4; i++) s4[i] = 0;
+    for (int i = 0; i < nblk; i++) s4[i] = table_absmax(a, (flat + 32 * (4 * c + i)) / bs);
+}
+
+static void rows_scalar(const uint8_t *packed, int64_t cols, int64_t bs, const i2q_absmax *a, const int8_t *t,
+                        int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
+    const int64_t nb = cols / 32, nchunks = (nb + 3) / 4;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t flat = r * cols;
+        const uint8_t *w = packed + flat / 2;
+        float acc[16] = {0};
+        for (int64_t c = 0; c < nchunks; c++) {
+            const q8chunk *ch = xc + c;
+            const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
+            float s4[4];
+            chunk_absmax(a, flat, bs, c, nblk, s4);
+            for (int L = 0; L < 4 * nblk; L++) {
+                const uint8_t *wb = w + 64 * c + 4 * L;
+                int32_t s = 0;
+                for (int k = 0; k < 4; k++) s += (int32_t)t[wb[k] >> 4] * ch->lo[4 * L + k] + (int32_t)t[wb[k] & 15] * ch->hi[4 * L + k];
+                const float ds = ch->d[L] * s4[L / 4];
+                acc[L] = fmaf((float)s, ds, acc[L]);
+            }
+        }
+        const float v = reduce16(acc) / 127.0f;
+        y[r] = accumulate ? y[r] + v : v;
+    }
+}
+
+#if I2Q_X86
+I2Q_AVX2_TARGET __attribute__((always_inline))
+static inline __m256 half_avx2(__m256 acc, __m256i wv, __m256i tbl, const q8chunk *ch, int h, __m256 sv) {
+    const __m256i nib = _mm256_set1_epi8(15);
+    const __m256i te = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(wv, 4), nib));  // even inputs
+    const __m256i to = _mm256_shuffle_epi8(tbl, _mm256_and_si256(wv, nib));                         // odd inputs
+    const __m256i xe = _mm256_load_si256((const __m256i *)(ch->lo + 32 * h));
+    const __m256i xo = _mm256_load_si256((const __m256i *)(ch->hi + 32 * h));
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i pe = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(te), _mm256_sign_epi8(xe, te)), ones);
+    const __m256i po = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(to), _mm256_sign_epi8(xo, to)), ones);
+    const __m256 ds = _mm256_mul_ps(_mm256_load_ps(ch->d + 8 * h), sv);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(pe, po)), ds, acc);
+}
+
+I2Q_AVX2_TARGET
+static void rows_avx2(const uint8_t *packed, int64_t cols, int64_t bs, const i2q_absmax *a, const int8_t *t,
+                      int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
+    const int64_t nb = cols / 32;
+    const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t flat = r * cols;
+        const uint8_t *w = packed + flat / 2;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        for (int64_t c = 0; c * 4 < nb; c++) {
+            const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
+            float s4[4];
+            chunk_absmax(a, flat, bs, c, nblk, s4);
+            const __m256 sv0 = _mm256_set_m128(_mm_set1_ps(s4[1]), _mm_set1_ps(s4[0]));
+            const __m256 sv1 = _mm256_set_m128(_mm_set1_ps(s4[3]), _mm_set1_ps(s4[2]));
+            __m256i w0, w1;
+            if (nblk == 4) {
+                w0 = _mm256_loadu_si256((const __m256i *)(w + 64 * c));
+                w1 = _mm256_loadu_si256((const __m256i *)(w + 64 * c + 32));
+            } else {  // partial last chunk: padding bytes 0 (t[0]·0 activations: i = 0, ds = 0)
+                uint8_t tmp[64] = {0};
+                memcpy(tmp, w + 64 * c, (size_t)(16 * nblk));
+                w0 = _mm256_loadu_si256((const __m256i *)tmp);
+                w1 = _mm256_loadu_si256((const __m256i *)(tmp + 32));
+            }
+            acc0 = half_avx2(acc0, w0, tbl, xc + c, 0, sv0);
+            if (nblk > 2) acc1 = half_avx2(acc1, w1, tbl, xc + c, 1, sv1);
+        }
+        const float v = reduce16_avx2(acc0, acc1) / 127.0f;
+        y[r] = accumulate ? y[r] + v : v;
+    }
+}
+
+I2Q_VNNI_TARGET
+static void rows_vnni(const uint8_t *packed, int64_t cols, int64_t bs, const i2q_absmax *a, const int8_t *t,
+                      int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
+    const int64_t nb = cols / 32;
+    uint8_t u[16];
+    for (int i = 0; i < 16; i++) u[i] = (uint8_t)(t[i] + 127);
+    const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)u));
+    const __m512i nib = _mm512_set1_epi8(15), k127 = _mm512_set1_epi32(127);
+    const __m512i quarter = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);  // lane / 4
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t flat = r * cols;
+        const uint8_t *w = packed + flat / 2;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t c = 0; c * 4 < nb; c++) {
+            const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
+            float s4[4];
+            chunk_absmax(a, flat, bs, c, nblk, s4);
+            const __m512 sv = _mm512_permutexvar_ps(quarter, _mm512_castps128_ps512(_mm_loadu_ps(s4)));
+            const __mmask16 lanes = (__mmask16)((1u << (4 * nblk)) - 1);
+            const __m512i wv = _mm512_maskz_loadu_epi8((__mmask64)(nblk == 4 ? ~0ull : (1ull << (16 * nblk)) - 1), w + 64 * c);
+            const q8chunk *ch = xc + c;
+            const __m512i ue = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib));
+            const __m512i uo = _mm512_shuffle_epi8(tbl, _mm512_and_si512(wv, nib));
+            __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ue, _mm512_load_si512(ch->lo));
+            isum = _mm512_dpbusd_epi32(isum, uo, _mm512_load_si512(ch->hi));
+            isum = _mm512_sub_epi32(isum, _mm512_mullo_epi32(k127, _mm512_load_si512(ch->xsum)));
+            const __m512 ds = _mm512_maskz_mul_ps(lanes, _mm512_load_ps(ch->d), sv);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), ds, acc);
+        }
+        const float v = reduce16_avx512(acc) / 127.0f;
+        y[r] = accumulate ? y[r] + v : v;
+    }
+}
+#endif
+
+void i2q_table4_gemv(const uint8_t *packed, int64_t cols, int64_t bs, const i2q_absmax *absmax, const int8_t *table,
+                     int64_t r0, int64_t r1, const void *xq, float *y, int accumulate, int impl) {
+    const q8chunk *xc = (const q8chunk *)xq;
+    switch (i2q_q4a_impl(impl)) {
+#if I2Q_X86
+    case I2Q_IMPL_VNNI: rows_vnni(packed, cols, bs, absmax, table, r0, r1, xc, y, accumulate); return;
+    case I2Q_IMPL_AVX2: rows_avx2(packed, cols, bs, absmax, table, r0, r1, xc, y, accumulate); return;
+#endif
+    default: rows_scalar(packed, cols, bs, absmax, table, r0, r1, xc, y, accumulate); return;
+    }
+}
