@@ -310,46 +310,104 @@ static inline __m256 half_avx2(__m256 acc, __m256i wv, const q8chunk *ch, int h,
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), ds, acc);
 }
 
+/// One row: mode 1 (bpg = 1: lane L reads group 4c + L/4), 2 (bpg = 2: half h reads group 2c + h),
+/// 4 (bpg a power of two ≥ 4: the chunk's one group c / (bpg/4), `shift` = log2(bpg/4)), or 0 (any
+/// bpg: per-block tables sb/zb). sf/zf: the row's scales (f32) and zero points (i32), [gpr].
+I2Q_AVX2_TARGET __attribute__((always_inline))
+static inline float row_avx2(const uint8_t *w, const float *sf, const int32_t *zf, const float *sb, const int32_t *zb,
+                             int64_t nb, int shift, const q8chunk *xc, const int mode) {
+    const __m256i first = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0), second = _mm256_set_epi32(3, 3, 3, 3, 2, 2, 2, 2);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t c = 0; c * 4 < nb; c++) {
+        const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
+        // Lane L reads block L/4: half 0 = blocks 0, 1; half 1 = blocks 2, 3 (padding blocks: s = z = 0).
+        __m256 sv0, sv1;
+        __m256i zv0, zv1;
+        if (mode == 2) {
+            sv0 = _mm256_broadcast_ss(sf + 2 * c);
+            zv0 = _mm256_set1_epi32(zf[2 * c]);
+            sv1 = nblk > 2 ? _mm256_broadcast_ss(sf + 2 * c + 1) : _mm256_setzero_ps();
+            zv1 = nblk > 2 ? _mm256_set1_epi32(zf[2 * c + 1]) : _mm256_setzero_si256();
+        } else if (mode == 4) {
+            sv0 = sv1 = _mm256_broadcast_ss(sf + (c >> shift));
+            zv0 = zv1 = _mm256_set1_epi32(zf[c >> shift]);
+        } else {
+            const float *s = mode == 1 ? sf : sb;
+            const int32_t *z = mode == 1 ? zf : zb;
+            const __m256 s4 = _mm256_castps128_ps256(_mm_loadu_ps(s + 4 * c));
+            const __m256i z4 = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(z + 4 * c)));
+            sv0 = _mm256_permutevar8x32_ps(s4, first); sv1 = _mm256_permutevar8x32_ps(s4, second);
+            zv0 = _mm256_permutevar8x32_epi32(z4, first); zv1 = _mm256_permutevar8x32_epi32(z4, second);
+        }
+        __m256i w0, w1;
+        if (nblk == 4) {
+            w0 = _mm256_loadu_si256((const __m256i *)(w + 64 * c));
+            w1 = _mm256_loadu_si256((const __m256i *)(w + 64 * c + 32));
+        } else {  // the partial last chunk: its 16·nblk bytes, zeros after (padding lanes add +0)
+            uint8_t tmp[64] = {0};
+            memcpy(tmp, w + 64 * c, (size_t)(16 * nblk));
+            w0 = _mm256_loadu_si256((const __m256i *)tmp);
+            w1 = _mm256_loadu_si256((const __m256i *)(tmp + 32));
+            // Padding blocks of a partial chunk get s = 0 (d = 0 there too), as the scalar path skips them.
+            if (mode != 0) {
+                const __m256i keep0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(4 * nblk), _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0));
+                const __m256i keep1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(4 * nblk), _mm256_set_epi32(15, 14, 13, 12, 11, 10, 9, 8));
+                sv0 = _mm256_and_ps(sv0, _mm256_castsi256_ps(keep0)); zv0 = _mm256_and_si256(zv0, keep0);
+                sv1 = _mm256_and_ps(sv1, _mm256_castsi256_ps(keep1)); zv1 = _mm256_and_si256(zv1, keep1);
+            }
+        }
+        acc0 = half_avx2(acc0, w0, xc + c, 0, sv0, zv0);
+        if (nblk > 2) acc1 = half_avx2(acc1, w1, xc + c, 1, sv1, zv1);
+    }
+    return reduce16_avx2(acc0, acc1);
+}
+
 I2Q_AVX2_TARGET
 static void rows_avx2(const uint8_t *packed, const uint16_t *scales, const uint8_t *zeros, int64_t cols,
                       int64_t unit, int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
-    const int64_t nb = cols / 32, bpg = unit / 32, gpr = cols / unit;
+    const int64_t nb = cols / 32, bpg = unit / 32, gpr = cols / unit, nbp = 4 * ((nb + 3) / 4);
+    const int pow2 = (bpg & (bpg - 1)) == 0;
+    const int mode = !pow2 ? 0 : (bpg == 1 ? 1 : (bpg == 2 ? 2 : 4));
+    int shift = 0;
+    while (mode == 4 && (4 << shift) < bpg) shift++;
+    // The row's scales and zero points as f32 / i32 ([gpr + 4], zero-padded: a partial last chunk
+    // of mode 1 reads up to 3 past the end), and for mode 0 per q8 block ([nbp]).
+    const int64_t ng = gpr + 4, nt = mode == 0 ? nbp : 4;
+    float sstack[512], bstack[512];
+    int32_t zstack[512], zbstack[512];
+    float *sf = ng <= 512 ? sstack : (float *)malloc((size_t)ng * sizeof(float));
+    int32_t *zf = ng <= 512 ? zstack : (int32_t *)malloc((size_t)ng * sizeof(int32_t));
+    float *sb = nt <= 512 ? bstack : (float *)malloc((size_t)nt * sizeof(float));
+    int32_t *zb = nt <= 512 ? zbstack : (int32_t *)malloc((size_t)nt * sizeof(int32_t));
+    for (int64_t g = gpr; g < ng; g++) { sf[g] = 0; zf[g] = 0; }
+    for (int64_t b = 0; b < nt; b++) { sb[b] = 0; zb[b] = 0; }
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *w = packed + r * (cols / 2);
         const uint16_t *sc = scales + r * gpr;
         const uint8_t *zs = zeros ? zeros + r * gpr : NULL;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-        for (int64_t c = 0; c * 4 < nb; c++) {
-            const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
-            // Scale and zero point of the chunk's 4 blocks (padding blocks: 0, so d·s = 0 and i = 0).
-            float s4[4] = {0, 0, 0, 0};
-            int32_t z4[4] = {0, 0, 0, 0};
-            for (int i = 0; i < nblk; i++) {
-                const int64_t g = (4 * c + i) / bpg;
-                s4[i] = _cvtsh_ss(sc[g]);
-                z4[i] = zs ? zs[g] : 8;
-            }
-            // Lane L reads block L/4: half 0 = blocks 0, 1; half 1 = blocks 2, 3.
-            const __m256 sv0 = _mm256_set_m128(_mm_set1_ps(s4[1]), _mm_set1_ps(s4[0]));
-            const __m256 sv1 = _mm256_set_m128(_mm_set1_ps(s4[3]), _mm_set1_ps(s4[2]));
-            const __m256i zv0 = _mm256_set_m128i(_mm_set1_epi32(z4[1]), _mm_set1_epi32(z4[0]));
-            const __m256i zv1 = _mm256_set_m128i(_mm_set1_epi32(z4[3]), _mm_set1_epi32(z4[2]));
-            __m256i w0, w1;
-            if (nblk == 4) {
-                w0 = _mm256_loadu_si256((const __m256i *)(w + 64 * c));
-                w1 = _mm256_loadu_si256((const __m256i *)(w + 64 * c + 32));
-            } else {  // the partial last chunk: its 16·nblk bytes, zeros after (padding lanes add +0)
-                uint8_t tmp[64] = {0};
-                memcpy(tmp, w + 64 * c, (size_t)(16 * nblk));
-                w0 = _mm256_loadu_si256((const __m256i *)tmp);
-                w1 = _mm256_loadu_si256((const __m256i *)(tmp + 32));
-            }
-            acc0 = half_avx2(acc0, w0, xc + c, 0, sv0, zv0);
-            if (nblk > 2) acc1 = half_avx2(acc1, w1, xc + c, 1, sv1, zv1);
+        int64_t g = 0;
+        for (; g + 8 <= gpr; g += 8) {  // f16 → f32 is exact
+            _mm256_storeu_ps(sf + g, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sc + g))));
+            _mm256_storeu_si256((__m256i *)(zf + g), zs ? _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(zs + g)))
+                                                       : _mm256_set1_epi32(8));
         }
-        const float v = reduce16_avx2(acc0, acc1);
+        for (; g < gpr; g++) { sf[g] = _cvtsh_ss(sc[g]); zf[g] = zs ? zs[g] : 8; }
+        if (mode == 0) {
+            for (int64_t b = 0; b < nb; b++) { sb[b] = sf[b / bpg]; zb[b] = zf[b / bpg]; }
+        }
+        const uint8_t *w = packed + r * (cols / 2);
+        float v;
+        switch (mode) {
+        case 1: v = row_avx2(w, sf, zf, sb, zb, nb, shift, xc, 1); break;
+        case 2: v = row_avx2(w, sf, zf, sb, zb, nb, shift, xc, 2); break;
+        case 4: v = row_avx2(w, sf, zf, sb, zb, nb, shift, xc, 4); break;
+        default: v = row_avx2(w, sf, zf, sb, zb, nb, shift, xc, 0); break;
+        }
         y[r] = accumulate ? y[r] + v : v;
     }
+    if (sf != sstack) free(sf);
+    if (zf != zstack) free(zf);
+    if (sb != bstack) free(sb);
+    if (zb != zbstack) free(zb);
 }
 #endif
 

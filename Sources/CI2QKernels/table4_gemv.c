@@ -34,24 +34,36 @@ static inline float table_absmax(const i2q_absmax *a, int64_t b) {
     return a->f32[b];
 }
 
-/// The absmax of the absmax blocks holding the 4 q8 blocks of chunk c of the row starting at `flat`.
-static inline void chunk_absmax(const i2q_absmax *a, int64_t flat, int64_t bs, int64_t c, int nblk, float s4[4]) {
-    for (int i = 0; i < 4; i++) s4[i] = 0;
-    for (int i = 0; i < nblk; i++) s4[i] = table_absmax(a, (flat + 32 * (4 * c + i)) / bs);
+/// The absmax of every q8 block (32 elements) of the row starting at flattened element `flat`:
+/// sb[0..<nb], then 0 up to nbp (a multiple of 4). One division per row, each absmax computed once.
+static inline void row_absmax(const i2q_absmax *a, int64_t flat, int64_t bs, int64_t nb, int64_t nbp, float *sb) {
+    int64_t blk = flat / bs, pos = flat % bs;
+    float v = table_absmax(a, blk);
+    for (int64_t i = 0; i < nb; i++) {
+        sb[i] = v;
+        pos += 32;
+        if (pos == bs && i + 1 < nb) { pos = 0; v = table_absmax(a, ++blk); }
+    }
+    for (int64_t i = nb; i < nbp; i++) sb[i] = 0;
 }
+
+/// A [nbp]-float scratch: on the stack when small.
+#define SCRATCH(name, n) float name##_stack[1024]; float *name = (n) <= 1024 ? name##_stack : (float *)malloc((size_t)(n) * sizeof(float))
+#define SCRATCH_FREE(name) if (name != name##_stack) free(name)
 
 static void rows_scalar(const uint8_t *packed, int64_t cols, int64_t bs, const i2q_absmax *a, const int8_t *t,
                         int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
-    const int64_t nb = cols / 32, nchunks = (nb + 3) / 4;
+    const int64_t nb = cols / 32, nchunks = (nb + 3) / 4, nbp = 4 * nchunks;
+    SCRATCH(sb, nbp);
     for (int64_t r = r0; r < r1; r++) {
         const int64_t flat = r * cols;
         const uint8_t *w = packed + flat / 2;
+        row_absmax(a, flat, bs, nb, nbp, sb);
         float acc[16] = {0};
         for (int64_t c = 0; c < nchunks; c++) {
             const q8chunk *ch = xc + c;
             const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
-            float s4[4];
-            chunk_absmax(a, flat, bs, c, nblk, s4);
+            const float *s4 = sb + 4 * c;
             for (int L = 0; L < 4 * nblk; L++) {
                 const uint8_t *wb = w + 64 * c + 4 * L;
                 int32_t s = 0;
@@ -63,6 +75,7 @@ static void rows_scalar(const uint8_t *packed, int64_t cols, int64_t bs, const i
         const float v = reduce16(acc) / 127.0f;
         y[r] = accumulate ? y[r] + v : v;
     }
+    SCRATCH_FREE(sb);
 }
 
 #if I2Q_X86
@@ -83,18 +96,19 @@ static inline __m256 half_avx2(__m256 acc, __m256i wv, __m256i tbl, const q8chun
 I2Q_AVX2_TARGET
 static void rows_avx2(const uint8_t *packed, int64_t cols, int64_t bs, const i2q_absmax *a, const int8_t *t,
                       int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
-    const int64_t nb = cols / 32;
+    const int64_t nb = cols / 32, nbp = 4 * ((nb + 3) / 4);
     const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
+    const __m256i first = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0), second = _mm256_set_epi32(3, 3, 3, 3, 2, 2, 2, 2);
+    SCRATCH(sb, nbp);
     for (int64_t r = r0; r < r1; r++) {
         const int64_t flat = r * cols;
         const uint8_t *w = packed + flat / 2;
+        row_absmax(a, flat, bs, nb, nbp, sb);
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
         for (int64_t c = 0; c * 4 < nb; c++) {
             const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
-            float s4[4];
-            chunk_absmax(a, flat, bs, c, nblk, s4);
-            const __m256 sv0 = _mm256_set_m128(_mm_set1_ps(s4[1]), _mm_set1_ps(s4[0]));
-            const __m256 sv1 = _mm256_set_m128(_mm_set1_ps(s4[3]), _mm_set1_ps(s4[2]));
+            const __m256 s4 = _mm256_castps128_ps256(_mm_loadu_ps(sb + 4 * c));
+            const __m256 sv0 = _mm256_permutevar8x32_ps(s4, first), sv1 = _mm256_permutevar8x32_ps(s4, second);
             __m256i w0, w1;
             if (nblk == 4) {
                 w0 = _mm256_loadu_si256((const __m256i *)(w + 64 * c));
@@ -111,12 +125,14 @@ static void rows_avx2(const uint8_t *packed, int64_t cols, int64_t bs, const i2q
         const float v = reduce16_avx2(acc0, acc1) / 127.0f;
         y[r] = accumulate ? y[r] + v : v;
     }
+    SCRATCH_FREE(sb);
 }
 
 I2Q_VNNI_TARGET
 static void rows_vnni(const uint8_t *packed, int64_t cols, int64_t bs, const i2q_absmax *a, const int8_t *t,
                       int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
-    const int64_t nb = cols / 32;
+    const int64_t nb = cols / 32, nbp = 4 * ((nb + 3) / 4);
+    SCRATCH(sb, nbp);
     uint8_t u[16];
     for (int i = 0; i < 16; i++) u[i] = (uint8_t)(t[i] + 127);
     const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)u));
@@ -125,12 +141,11 @@ static void rows_vnni(const uint8_t *packed, int64_t cols, int64_t bs, const i2q
     for (int64_t r = r0; r < r1; r++) {
         const int64_t flat = r * cols;
         const uint8_t *w = packed + flat / 2;
+        row_absmax(a, flat, bs, nb, nbp, sb);
         __m512 acc = _mm512_setzero_ps();
         for (int64_t c = 0; c * 4 < nb; c++) {
             const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
-            float s4[4];
-            chunk_absmax(a, flat, bs, c, nblk, s4);
-            const __m512 sv = _mm512_permutexvar_ps(quarter, _mm512_castps128_ps512(_mm_loadu_ps(s4)));
+            const __m512 sv = _mm512_permutexvar_ps(quarter, _mm512_castps128_ps512(_mm_loadu_ps(sb + 4 * c)));
             const __mmask16 lanes = (__mmask16)((1u << (4 * nblk)) - 1);
             const __m512i wv = _mm512_maskz_loadu_epi8((__mmask64)(nblk == 4 ? ~0ull : (1ull << (16 * nblk)) - 1), w + 64 * c);
             const q8chunk *ch = xc + c;
@@ -145,6 +160,7 @@ static void rows_vnni(const uint8_t *packed, int64_t cols, int64_t bs, const i2q
         const float v = reduce16_avx512(acc) / 127.0f;
         y[r] = accumulate ? y[r] + v : v;
     }
+    SCRATCH_FREE(sb);
 }
 #endif
 

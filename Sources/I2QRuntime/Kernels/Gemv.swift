@@ -1,3 +1,4 @@
+import Foundation
 import Dispatch
 import I2QCore
 
@@ -7,7 +8,11 @@ import I2QCore
 /// Reference: the same product as `Matmul.linear` with m = 1 (torch `F.linear`); the sum order
 /// differs (16 partial sums), which changes results by float32 rounding only (≤ ~k·2⁻²⁴ relative).
 public enum Gemv {
-    static let threads = 2
+    /// Threads of the GEMV/attention kernels: `I2Q_THREADS`, else the cores this process may use.
+    static let threads: Int = {
+        if let v = ProcessInfo.processInfo.environment["I2Q_THREADS"], let n = Int(v), n >= 1 { return min(n, 256) }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }()
 
     public static func run(w: UnsafePointer<Float>, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                            n: Int, k: Int, accumulate: Bool) {

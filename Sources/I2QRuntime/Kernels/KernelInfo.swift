@@ -1,0 +1,16 @@
+import CBLAS
+import Foundation
+
+/// What the runtime chose on this machine (printed by `i2q --version`, recorded in benchmark notes):
+/// the 4-bit decode kernels picked at run time from the CPU's features (C `i2q_q4a_impl`), the
+/// implementations the CPU could run, OpenBLAS's core, and the thread count.
+public enum KernelInfo {
+    public static var summary: String {
+        let supported = QuantGemv.Int8.supported.map(\.description).joined(separator: ", ")
+        let core = openblas_get_corename().map { String(cString: $0) } ?? "?"
+        return """
+            kernels: 4-bit decode (int4 × int8, nf4/fp4 × int8) \(QuantGemv.Int8.best)\(QuantGemv.exactDecode ? " (off: I2Q_EXACT_GEMV=1, float path)" : ""); \
+            this CPU supports \(supported); sgemm OpenBLAS (\(core)); \(Gemv.threads) threads
+            """
+    }
+}
