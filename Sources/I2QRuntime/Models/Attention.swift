@@ -46,26 +46,27 @@ struct Attention {
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
         if t == 1 {
-            let scores = ws.scores(s)     // [s]
-            // Decoding one token: dot products against the cache (no BLAS call overhead per head).
+            let scores = ws.scores(heads * s)  // [heads, s]
+            // Decoding one token: per head, q·k over the cache (16-lane SIMD dot, `QuantGemv.dot`),
+            // softmax, Σ p·v; heads split over the worker pool when the cache is large enough to pay.
             let pos = start
             let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-            for h in 0..<heads {
-                let g = h / group
-                let qh = qb + h * headDim
-                for j in lo..<s {
-                    let kj = keys + j * kw + g * headDim
-                    var d: Float = 0
-                    for c in 0..<headDim { d += qh[c] * kj[c] }
-                    scores[j] = d * scale
-                }
-                for j in 0..<lo { scores[j] = -.infinity }
-                Kernels.softmax(scores + lo, n: s - lo)
-                let oh = out + h * headDim
-                for c in 0..<headDim { oh[c] = 0 }
-                for j in lo..<s {
-                    let p = scores[j], vj = values + j * kw + g * headDim
-                    for c in 0..<headDim { oh[c] += p * vj[c] }
+            let hd = headDim
+            let box = UnsafeSendable((UnsafePointer(qb), UnsafePointer(keys), UnsafePointer(values), scores, out))
+            let parts = (s - lo) * heads * hd >= 1 << 15 ? min(Gemv.threads, heads) : 1
+            WorkerPool.run(parts) { part in
+                let (qb, keys, values, scores, out) = box.p
+                for h in stride(from: part, to: heads, by: parts) {
+                    let g = h / group
+                    let qh = qb + h * hd, sh = scores + h * s
+                    for j in lo..<s { sh[j] = QuantGemv.dot(qh, keys + j * kw + g * hd, hd) * scale }
+                    Kernels.softmax(sh + lo, n: s - lo)
+                    let oh = out + h * hd
+                    for c in 0..<hd { oh[c] = 0 }
+                    for j in lo..<s {
+                        let p = sh[j], vj = values + j * kw + g * hd
+                        for c in 0..<hd { oh[c] += p * vj[c] }
+                    }
                 }
             }
             try o.linear(x: out, y: residual, m: t, accumulate: true, scratch: ws.scratch)
