@@ -51,6 +51,28 @@ static inline void row_absmax(const i2q_absmax *a, int64_t flat, int64_t bs, int
 #define SCRATCH(name, n) float name##_stack[1024]; float *name = (n) <= 1024 ? name##_stack : (float *)malloc((size_t)(n) * sizeof(float))
 #define SCRATCH_FREE(name) if (name != name##_stack) free(name)
 
+/// How a chunk's 4 q8 blocks find their absmax (rows starting on a block boundary, bs/32 = q8
+/// blocks per absmax block a power of two): mode 1 (bs = 32: lanes read af[4c + L/4]), 2 (bs = 64:
+/// half h reads af[2c + h]), 4 (bs ≥ 128: one value af[c >> shift]); else 0 (per q8 block, sb).
+typedef struct { int mode, shift; } table_mode;
+
+static inline table_mode row_mode(int64_t flat, int64_t bs) {
+    const int64_t per = bs / 32;
+    table_mode m = {0, 0};
+    if (flat % bs != 0 || (per & (per - 1)) != 0) return m;
+    m.mode = per == 1 ? 1 : (per == 2 ? 2 : 4);
+    while (m.mode == 4 && ((int64_t)4 << m.shift) < per) m.shift++;
+    return m;
+}
+
+/// af[k] = absmax of block flat/bs + k for the ceil(cols/bs) blocks of a block-aligned row, then 0
+/// up to `cap` entries (a partial last chunk of mode 1 reads up to 3 past the end).
+static inline void row_block_absmax(const i2q_absmax *a, int64_t flat, int64_t bs, int64_t cols, int64_t cap, float *af) {
+    const int64_t b0 = flat / bs, n = (cols + bs - 1) / bs;
+    for (int64_t k = 0; k < n; k++) af[k] = table_absmax(a, b0 + k);
+    for (int64_t k = n; k < cap; k++) af[k] = 0;
+}
+
 static void rows_scalar(const uint8_t *packed, int64_t cols, int64_t bs, const i2q_absmax *a, const int8_t *t,
                         int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
     const int64_t nb = cols / 32, nchunks = (nb + 3) / 4, nbp = 4 * nchunks;
@@ -93,71 +115,114 @@ static inline __m256 half_avx2(__m256 acc, __m256i wv, __m256i tbl, const q8chun
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(pe, po)), ds, acc);
 }
 
+I2Q_AVX2_TARGET __attribute__((always_inline))
+static inline float row_avx2(const uint8_t *w, const float *s, int64_t nb, int shift, __m256i tbl, const q8chunk *xc, const int mode) {
+    const __m256i first = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0), second = _mm256_set_epi32(3, 3, 3, 3, 2, 2, 2, 2);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t c = 0; c * 4 < nb; c++) {
+        const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
+        __m256 sv0, sv1;
+        if (mode == 2) {
+            sv0 = _mm256_broadcast_ss(s + 2 * c);
+            sv1 = nblk > 2 ? _mm256_broadcast_ss(s + 2 * c + 1) : _mm256_setzero_ps();
+        } else if (mode == 4) {
+            sv0 = sv1 = _mm256_broadcast_ss(s + (c >> shift));
+        } else {  // 1: af per q8 block; 0: sb per q8 block — both [4c..4c+3]
+            const __m256 s4 = _mm256_castps128_ps256(_mm_loadu_ps(s + 4 * c));
+            sv0 = _mm256_permutevar8x32_ps(s4, first);
+            sv1 = _mm256_permutevar8x32_ps(s4, second);
+        }
+        __m256i w0, w1;
+        if (nblk == 4) {
+            w0 = _mm256_loadu_si256((const __m256i *)(w + 64 * c));
+            w1 = _mm256_loadu_si256((const __m256i *)(w + 64 * c + 32));
+        } else {  // partial last chunk: padding bytes 0, padding lanes' absmax 0 (their d is 0 too)
+            uint8_t tmp[64] = {0};
+            memcpy(tmp, w + 64 * c, (size_t)(16 * nblk));
+            w0 = _mm256_loadu_si256((const __m256i *)tmp);
+            w1 = _mm256_loadu_si256((const __m256i *)(tmp + 32));
+            const __m256i keep0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(4 * nblk), _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0));
+            const __m256i keep1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(4 * nblk), _mm256_set_epi32(15, 14, 13, 12, 11, 10, 9, 8));
+            sv0 = _mm256_and_ps(sv0, _mm256_castsi256_ps(keep0));
+            sv1 = _mm256_and_ps(sv1, _mm256_castsi256_ps(keep1));
+        }
+        acc0 = half_avx2(acc0, w0, tbl, xc + c, 0, sv0);
+        if (nblk > 2) acc1 = half_avx2(acc1, w1, tbl, xc + c, 1, sv1);
+    }
+    return reduce16_avx2(acc0, acc1);
+}
+
 I2Q_AVX2_TARGET
 static void rows_avx2(const uint8_t *packed, int64_t cols, int64_t bs, const i2q_absmax *a, const int8_t *t,
                       int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
     const int64_t nb = cols / 32, nbp = 4 * ((nb + 3) / 4);
     const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
-    const __m256i first = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0), second = _mm256_set_epi32(3, 3, 3, 3, 2, 2, 2, 2);
-    SCRATCH(sb, nbp);
+    SCRATCH(sb, nbp + 4);
     for (int64_t r = r0; r < r1; r++) {
         const int64_t flat = r * cols;
         const uint8_t *w = packed + flat / 2;
-        row_absmax(a, flat, bs, nb, nbp, sb);
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-        for (int64_t c = 0; c * 4 < nb; c++) {
-            const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
-            const __m256 s4 = _mm256_castps128_ps256(_mm_loadu_ps(sb + 4 * c));
-            const __m256 sv0 = _mm256_permutevar8x32_ps(s4, first), sv1 = _mm256_permutevar8x32_ps(s4, second);
-            __m256i w0, w1;
-            if (nblk == 4) {
-                w0 = _mm256_loadu_si256((const __m256i *)(w + 64 * c));
-                w1 = _mm256_loadu_si256((const __m256i *)(w + 64 * c + 32));
-            } else {  // partial last chunk: padding bytes 0 (t[0]·0 activations: i = 0, ds = 0)
-                uint8_t tmp[64] = {0};
-                memcpy(tmp, w + 64 * c, (size_t)(16 * nblk));
-                w0 = _mm256_loadu_si256((const __m256i *)tmp);
-                w1 = _mm256_loadu_si256((const __m256i *)(tmp + 32));
-            }
-            acc0 = half_avx2(acc0, w0, tbl, xc + c, 0, sv0);
-            if (nblk > 2) acc1 = half_avx2(acc1, w1, tbl, xc + c, 1, sv1);
+        const table_mode m = row_mode(flat, bs);
+        if (m.mode == 0) row_absmax(a, flat, bs, nb, nbp, sb); else row_block_absmax(a, flat, bs, cols, nbp + 4, sb);
+        float v;
+        switch (m.mode) {
+        case 1: v = row_avx2(w, sb, nb, m.shift, tbl, xc, 1); break;
+        case 2: v = row_avx2(w, sb, nb, m.shift, tbl, xc, 2); break;
+        case 4: v = row_avx2(w, sb, nb, m.shift, tbl, xc, 4); break;
+        default: v = row_avx2(w, sb, nb, m.shift, tbl, xc, 0); break;
         }
-        const float v = reduce16_avx2(acc0, acc1) / 127.0f;
+        v = v / 127.0f;
         y[r] = accumulate ? y[r] + v : v;
     }
     SCRATCH_FREE(sb);
+}
+
+I2Q_VNNI_TARGET __attribute__((always_inline))
+static inline float row_vnni(const uint8_t *w, const float *s, int64_t nb, int shift, __m512i tbl, const q8chunk *xc, const int mode) {
+    const __m512i nib = _mm512_set1_epi8(15), k127 = _mm512_set1_epi32(127);
+    const __m512i quarter = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);  // lane / 4
+    const __m512i eighth = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);   // lane / 8
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t c = 0; c * 4 < nb; c++) {
+        const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
+        __m512 sv;
+        if (mode == 2) sv = _mm512_permutexvar_ps(eighth, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd((const double *)(s + 2 * c)))));
+        else if (mode == 4) sv = _mm512_set1_ps(s[c >> shift]);
+        else sv = _mm512_permutexvar_ps(quarter, _mm512_castps128_ps512(_mm_loadu_ps(s + 4 * c)));
+        const __mmask16 lanes = (__mmask16)((1u << (4 * nblk)) - 1);
+        const __m512i wv = _mm512_maskz_loadu_epi8((__mmask64)(nblk == 4 ? ~0ull : (1ull << (16 * nblk)) - 1), w + 64 * c);
+        const q8chunk *ch = xc + c;
+        const __m512i ue = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib));
+        const __m512i uo = _mm512_shuffle_epi8(tbl, _mm512_and_si512(wv, nib));
+        __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ue, _mm512_load_si512(ch->lo));
+        isum = _mm512_dpbusd_epi32(isum, uo, _mm512_load_si512(ch->hi));
+        isum = _mm512_sub_epi32(isum, _mm512_mullo_epi32(k127, _mm512_load_si512(ch->xsum)));
+        const __m512 ds = _mm512_maskz_mul_ps(lanes, _mm512_load_ps(ch->d), sv);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), ds, acc);
+    }
+    return reduce16_avx512(acc);
 }
 
 I2Q_VNNI_TARGET
 static void rows_vnni(const uint8_t *packed, int64_t cols, int64_t bs, const i2q_absmax *a, const int8_t *t,
                       int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
     const int64_t nb = cols / 32, nbp = 4 * ((nb + 3) / 4);
-    SCRATCH(sb, nbp);
+    SCRATCH(sb, nbp + 4);
     uint8_t u[16];
     for (int i = 0; i < 16; i++) u[i] = (uint8_t)(t[i] + 127);
     const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)u));
-    const __m512i nib = _mm512_set1_epi8(15), k127 = _mm512_set1_epi32(127);
-    const __m512i quarter = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);  // lane / 4
     for (int64_t r = r0; r < r1; r++) {
         const int64_t flat = r * cols;
         const uint8_t *w = packed + flat / 2;
-        row_absmax(a, flat, bs, nb, nbp, sb);
-        __m512 acc = _mm512_setzero_ps();
-        for (int64_t c = 0; c * 4 < nb; c++) {
-            const int nblk = nb - 4 * c < 4 ? (int)(nb - 4 * c) : 4;
-            const __m512 sv = _mm512_permutexvar_ps(quarter, _mm512_castps128_ps512(_mm_loadu_ps(sb + 4 * c)));
-            const __mmask16 lanes = (__mmask16)((1u << (4 * nblk)) - 1);
-            const __m512i wv = _mm512_maskz_loadu_epi8((__mmask64)(nblk == 4 ? ~0ull : (1ull << (16 * nblk)) - 1), w + 64 * c);
-            const q8chunk *ch = xc + c;
-            const __m512i ue = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib));
-            const __m512i uo = _mm512_shuffle_epi8(tbl, _mm512_and_si512(wv, nib));
-            __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ue, _mm512_load_si512(ch->lo));
-            isum = _mm512_dpbusd_epi32(isum, uo, _mm512_load_si512(ch->hi));
-            isum = _mm512_sub_epi32(isum, _mm512_mullo_epi32(k127, _mm512_load_si512(ch->xsum)));
-            const __m512 ds = _mm512_maskz_mul_ps(lanes, _mm512_load_ps(ch->d), sv);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), ds, acc);
+        const table_mode m = row_mode(flat, bs);
+        if (m.mode == 0) row_absmax(a, flat, bs, nb, nbp, sb); else row_block_absmax(a, flat, bs, cols, nbp + 4, sb);
+        float v;
+        switch (m.mode) {
+        case 1: v = row_vnni(w, sb, nb, m.shift, tbl, xc, 1); break;
+        case 2: v = row_vnni(w, sb, nb, m.shift, tbl, xc, 2); break;
+        case 4: v = row_vnni(w, sb, nb, m.shift, tbl, xc, 4); break;
+        default: v = row_vnni(w, sb, nb, m.shift, tbl, xc, 0); break;
         }
-        const float v = reduce16_avx512(acc) / 127.0f;
+        v = v / 127.0f;
         y[r] = accumulate ? y[r] + v : v;
     }
     SCRATCH_FREE(sb);
