@@ -1,0 +1,54 @@
+// i2q-bench limits: the machine's own ceilings, measured the way the runtime uses the hardware, so
+// Benchmarks/README.md can state prefill GFLOP/s as a share of sgemm's and decode GB/s as a share of
+// the memory read bandwidth.
+//   sgemm: OpenBLAS (the library the runtime links), C[m, n] = A[m, k] · B[n, k]ᵀ in float32, the
+//          shapes of prefill (m = 512 tokens; k = 576 and 4096), all threads; best of 5.
+//   read:  Σ over a 1 GiB float32 buffer (16-lane SIMD, far larger than the caches), 1 thread and
+//          all threads (the worker pool's split); best of 5.
+import CBLAS
+import Dispatch
+import Foundation
+import I2QRuntime
+
+func runLimitsBench() {
+    func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+    let threads = ProcessInfo.processInfo.activeProcessorCount
+    print("machine: \(threads) threads; \(KernelInfo.summary)")
+    for (m, n, k) in [(512, 1536, 576), (512, 4096, 4096)] {
+        let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: n * k)
+        var c = [Float](repeating: 0, count: m * n)
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let t0 = now()
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, &c, Int32(n))
+            best = min(best, now() - t0)
+        }
+        print(String(format: "sgemm m=%d n=%d k=%d: %.1f GFLOP/s", m, n, k, 2.0 * Double(m * n * k) / best / 1e9))
+    }
+    let count = 1 << 28  // 1 GiB of floats
+    let buf = UnsafeMutablePointer<Float>.allocate(capacity: count)
+    defer { buf.deallocate() }
+    buf.initialize(repeating: 1, count: count)
+    for t in Set([1, threads]).sorted() {
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let per = count / t
+            let sums = UnsafeMutablePointer<Float>.allocate(capacity: t)
+            let box = UnsafeSendableBench((buf, sums))
+            let t0 = now()
+            DispatchQueue.concurrentPerform(iterations: t) { i in
+                let (buf, sums) = box.p
+                let raw = UnsafeRawPointer(buf + i * per)
+                var acc = SIMD16<Float>()
+                for v in 0..<(per / 16) { acc += raw.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self) }
+                sums[i] = acc.sum()
+            }
+            best = min(best, now() - t0)
+            if sums[0] < 0 { print("") }  // keep the sums alive
+            sums.deallocate()
+        }
+        print(String(format: "memory read, %d thread(s): %.1f GB/s", t, Double(count * 4) / best / 1e9))
+    }
+}
+
+struct UnsafeSendableBench<P>: @unchecked Sendable { let p: P; init(_ p: P) { self.p = p } }
