@@ -2,8 +2,11 @@
 import PackageDescription
 
 // Numeric targets are built for the host CPU: Float16 conversion compiles to F16C instructions
-// (≈26 GB/s) instead of a scalar library routine (≈2 GB/s). See docs/numerics.md.
-let native: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "native"])]
+// (≈26 GB/s) instead of a scalar library routine (≈2 GB/s). See docs/numerics.md. The C kernels
+// (CI2QKernels) choose their ISA at run time whatever this says. I2Q_TARGET_CPU=NAME builds the
+// Swift targets for that CPU instead (e.g. `x86-64` for a binary that runs on any x86-64 CPU).
+let targetCPU = Context.environment["I2Q_TARGET_CPU"] ?? "native"
+let native: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
 
 let package = Package(
     name: "i2q",

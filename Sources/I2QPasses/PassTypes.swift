@@ -35,7 +35,8 @@ public struct PassReport: Sendable {
     public let tensors: [TensorCastResult]
     public let bytesRead: Int
     public let bytesWritten: Int
-    public let seconds: Double
+    /// Wall time of the whole pass (for AWQ: calibration and search included).
+    public var seconds: Double
     /// Tensors in which finite values became ±inf — the user must see these.
     public var overflowing: [TensorCastResult] { tensors.filter { $0.stats.overflowed > 0 } }
 }

@@ -16,8 +16,8 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Affine int4 (zero point, fp16 scale per group), round to nearest: the decoder's linear layers only.") var rtn = false
     @Flag(help: "Affine int4 with AWQ (AutoAWQ semantics): scales and clipping searched on --calibration data, layer by layer.") var awq = false
 
-    @Option(help: "--rtn/--awq: elements per group along the input dimension (must divide it).")
-    var groupSize = 128
+    @Option(help: "--rtn/--awq: elements per group along the input dimension (must divide it; default: the largest of 128, 64, 32 that divides every quantized tensor).")
+    var groupSize: Int?
 
     @Option(help: "--awq: calibration data: a UTF-8 text file or a DocVQA-format directory (JSON with data[{questionId, question, image, answers}] beside the images).")
     var calibration: String?
@@ -64,7 +64,7 @@ struct Quantize: ParsableCommand {
     func validate() throws {
         try verification.validateVerify()
         if [nf4, fp4, rtn, awq].filter({ $0 }).count > 1 { throw ValidationError("choose one of --nf4, --fp4, --rtn and --awq") }
-        if rtn || awq {
+        if rtn || awq, let groupSize {
             guard groupSize >= 2, groupSize % 2 == 0 else { throw ValidationError("--group-size must be an even number ≥ 2 (got \(groupSize))") }
             try FlagLimits.check("--group-size", groupSize, 2...(1 << 20))
         }
@@ -122,8 +122,14 @@ struct Quantize: ParsableCommand {
         o.awq.searchTokens = searchTokens
         o.resume = resume
         o.log = { printError($0) }
-        let r = try AffineQuantizePass.run(source: try openModel(model), output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: model))
+        let source = try openModel(model)
+        if groupSize == nil {
+            let g = try AffineQuantizePass.defaultGroupSize(source: source, options: o)
+            o.groupSize = g
+            printError("group size \(g): the largest of \(AffineQuantizePass.defaultGroupSizes.map(String.init).joined(separator: ", ")) that divides every quantized tensor (--group-size to choose)")
+        }
+        let r = try AffineQuantizePass.run(source: source, output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: model))
         let q = r.tensors.filter { $0.to == .u8 }.count
-        printSummary("quantized \(q) of \(r.tensors.count) tensors to affine int4 (\(o.method.rawValue), group \(groupSize))", r)
+        printSummary("quantized \(q) of \(r.tensors.count) tensors to affine int4 (\(o.method.rawValue), group \(o.groupSize!))", r)
     }
 }

@@ -95,11 +95,11 @@ final class AWQState {
             let (out, feats) = fwd.layer(hidden, w, capture: true)
             var f = feats
             var st = o.awq
-            st.groupSize = o.groupSize
+            st.groupSize = o.groupSize!
             st.quantized = Set(AWQ.linearNames.filter { selected.contains(name(names, $0)) })
             let r = AWQ.layer(w, features: &f!, forward: fwd, settings: st, groups: source.config.architecture.awqScaleGroups)
             f = nil  // release the captured activations before writing
-            try writeLayer(li, names: names, result: r, quantized: st.quantized, config: c, groupSize: o.groupSize)
+            try writeLayer(li, names: names, result: r, quantized: st.quantized, config: c, groupSize: o.groupSize!)
             hidden = out
             let hf = hiddenFile(li)
             let file = try OutputFile(creating: hf + ".tmp")

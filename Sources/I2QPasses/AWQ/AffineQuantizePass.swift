@@ -7,7 +7,8 @@ import I2QRuntime
 public struct AffineQuantizeOptions: Sendable {
     public enum Method: String, Sendable { case rtn, awq }
     public var method: Method = .rtn
-    public var groupSize = 128
+    /// Elements per group along the input dimension; nil: `AffineQuantizePass.defaultGroupSize`.
+    public var groupSize: Int? = nil
     /// Dtype affine_int4 entries dequantize to (nil: the source tensor's float dtype).
     public var computeDType: DType?
     /// Substrings of tensor names to keep unquantized (in addition to the defaults).
@@ -120,6 +121,18 @@ public enum AffineQuantizePass {
         var logicalNames: [String] { parts.isEmpty ? [tensor.name] : parts.map(\.name) }
     }
 
+    /// The group sizes tried when none is given, in order: AutoAWQ's / llm-compressor's 128 first.
+    public static let defaultGroupSizes = [128, 64, 32]
+
+    /// The group size used when `--group-size` is not given: the largest of 128, 64, 32 that divides
+    /// the input width of every tensor the options quantize (SmolLM2's 576: 64), else 128 (whose
+    /// error then names the tensor and the sizes that would divide it).
+    public static func defaultGroupSize(source: any ModelSource, options o: AffineQuantizeOptions) throws -> Int {
+        let widths = try inputs(source, textPrefix: textPrefix(source), skip: o.skip, vision: o.vision)
+            .filter(\.quantize).map { $0.tensor.shape[1] }
+        return defaultGroupSizes.first { g in widths.allSatisfy { $0 % g == 0 } } ?? defaultGroupSizes[0]
+    }
+
     /// What the pass reads from `source`. A fused plain tensor (i2q fuse) whose parts are all
     /// quantized (or all kept) stays one tensor with its `parts`: groups are per row, so quantizing
     /// the fused rows gives the parts' codes, scales and zeros concatenated (the bytes quantize →
@@ -141,8 +154,11 @@ public enum AffineQuantizePass {
         }
     }
 
-    public static func run(source: any ModelSource, output: String, options o: AffineQuantizeOptions,
+    public static func run(source: any ModelSource, output: String, options: AffineQuantizeOptions,
                            settings: OutputSettings) throws -> PassReport {
+        let started = ProgressBar.now()
+        var o = options
+        if o.groupSize == nil { o.groupSize = try defaultGroupSize(source: source, options: o) }
         let q = source.quantizedTensorNames
         if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: "quantize") }
         let pipeline = try PassPipeline(source: source, output: output, settings: settings,
@@ -155,10 +171,10 @@ public enum AffineQuantizePass {
         guard !selected.isEmpty else { throw AffineQuantizeError.noDecoder(path: source.path) }
         for s in selected {
             let t = s.tensor, name = s.parts.first?.name ?? t.name
-            if t.shape[1] % o.groupSize != 0 {
-                throw AffineQuantizeError.groupSize(tensor: name, inDim: t.shape[1], groupSize: o.groupSize)
+            if t.shape[1] % o.groupSize! != 0 {
+                throw AffineQuantizeError.groupSize(tensor: name, inDim: t.shape[1], groupSize: o.groupSize!)
             }
-            try AffineInt4.check(tensor: name, shape: t.shape, groupSize: o.groupSize)
+            try AffineInt4.check(tensor: name, shape: t.shape, groupSize: o.groupSize!)
         }
         let names = Set(selected.flatMap(\.logicalNames))
         // Claim the output (lock, existence, --overwrite rules) before hours of calibration.
@@ -176,11 +192,12 @@ public enum AffineQuantizePass {
             try s.run(source: view, selected: names, options: o)
             state = s
         }
-        let report = try pipeline.run { temp in
+        var report = try pipeline.run { temp in
             try write(source: source, output: output, to: temp, pipeline: pipeline, inputs: inputs, options: o,
                       settings: settings, replacement: { name in try state?.replacement(name) })
         }
         if !o.keepState { state?.remove() }
+        report.seconds = ProgressBar.now() - started  // the whole run, not only the writing
         return report
     }
 
@@ -216,7 +233,7 @@ public enum AffineQuantizePass {
         let progress = ProgressBar(label: "quantize", totalBytes: source.tensorBytes, enabled: settings.showProgress)
         var results: [TensorCastResult] = []
         var written = 0
-        let gs = o.groupSize
+        let gs = o.groupSize!
         let copier = CastCopier()  // tensors (and parts) written unquantized
         func mismatch(_ name: String, _ what: String) -> AffineQuantizeError {
             .replacementMismatch(state: stateDirectory(output), tensor: name, detail: what)
@@ -323,7 +340,7 @@ public enum AffineQuantizePass {
     /// The provenance record (also the fingerprint of a resumable AWQ state).
     static func record(_ o: AffineQuantizeOptions) -> [(String, JSONValue)] {
         var p: [(String, JSONValue)] = [
-            ("type", .string(AffineInt4Layout.scheme)), ("method", .string(o.method.rawValue)), ("group_size", .int(o.groupSize)),
+            ("type", .string(AffineInt4Layout.scheme)), ("method", .string(o.method.rawValue)), ("group_size", .int(o.groupSize!)),
             ("compute_dtype", o.computeDType.map { .string($0.rawValue) } ?? .null),
             ("skip", .array(o.skip.map { .string($0) })),
             ("dtype", o.dtype.map { .string($0.rawValue) } ?? .null),
