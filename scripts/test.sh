@@ -19,9 +19,12 @@ set +e
 swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-# One plain summary line from XCTest's last "Executed N tests, with M failures".
-summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1)
+# One plain summary line from XCTest's final total, "Executed N tests, with M failures (…)" or
+# "Executed N tests, with S tests skipped and M failures (…)": N passed, M failed, S skipped.
+summary=$(grep -E "Executed [0-9]+ tests?, with ([0-9]+ tests? skipped and )?[0-9]+ failures?" "$log" | tail -1)
 n=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
-f=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
-if [ -n "$summary" ]; then echo "tests: $((n - f)) passed, $f failed"; else echo "tests: no summary found"; status=1; fi
+f=$(echo "$summary" | sed -E 's/.* ([0-9]+) failures?.*/\1/')
+k=0
+if echo "$summary" | grep -qE "[0-9]+ tests? skipped"; then k=$(echo "$summary" | sed -E 's/.*with ([0-9]+) tests? skipped.*/\1/'); fi
+if [ -n "$summary" ]; then p=$((n - f - k)); [ "$p" -lt 0 ] && p=0; echo "tests: $p passed, $f failed, $k skipped"; else echo "tests: no summary found"; status=1; fi
 exit "$status"

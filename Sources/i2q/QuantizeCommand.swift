@@ -40,6 +40,9 @@ struct Quantize: ParsableCommand {
     @Flag(help: "--awq: continue an interrupted run from its last finished layer (state in OUTPUT.awq-state).")
     var resume = false
 
+    @Flag(help: "--awq: discard the state of an earlier run for this output (OUTPUT.awq-state) and start over.")
+    var restart = false
+
     @Option(help: "Elements per absmax block (bitsandbytes: 64).")
     var blockSize = 64
 
@@ -76,9 +79,10 @@ struct Quantize: ParsableCommand {
             try FlagLimits.check("--samples", samples, 1...FlagLimits.samples)
             try FlagLimits.check("--seq-len", seqLen, 2...FlagLimits.positions)
             try FlagLimits.check("--search-tokens", searchTokens, 0...FlagLimits.positions * 64)
-        } else if calibration != nil || resume || searchTokens != 0 || imageSplitting != nil {
-            throw ValidationError("--calibration, --resume, --search-tokens and --[no-]image-splitting apply to --awq")
+        } else if calibration != nil || resume || restart || searchTokens != 0 || imageSplitting != nil {
+            throw ValidationError("--calibration, --resume, --restart, --search-tokens and --[no-]image-splitting apply to --awq")
         }
+        if resume && restart { throw ValidationError("choose one of --resume (continue the saved layers) and --restart (discard them)") }
         if visionInt4 && !rtn { throw ValidationError("--vision-int4 goes with --rtn (AWQ calibrates the decoder only; NF4/FP4 quantize the vision tower by default — keep it 16-bit with --skip vision_model)") }
         guard FourBitCodec.validBlockSizes.contains(blockSize) else {
             throw ValidationError("--block-size must be one of \(FourBitCodec.validBlockSizes.map(String.init).joined(separator: ", "))")
@@ -121,6 +125,7 @@ struct Quantize: ParsableCommand {
         }
         o.awq.searchTokens = searchTokens
         o.resume = resume
+        o.restart = restart
         o.log = { printError($0) }
         let source = try openModel(model)
         if groupSize == nil {

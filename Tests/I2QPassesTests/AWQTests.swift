@@ -126,9 +126,30 @@ final class AWQTests: XCTestCase {
         _ = try? AffineQuantizePass.run(source: src, output: dir + "/c.i2q", options: other, settings: settings)
         var mismatched = awqOptions(text)
         mismatched.resume = true
-        assertThrowsMentioning(["c.i2q.awq-state", "other settings"]) {
+        assertThrowsMentioning(["c.i2q.awq-state", "other settings", "differing: samples", "--restart"]) {
             _ = try AffineQuantizePass.run(source: src, output: dir + "/c.i2q", options: mismatched, settings: settings)
         }
+    }
+
+    /// A rerun without --resume does not silently discard finished layers (issue 20): it is refused
+    /// with both ways out; --restart discards them and gives the uninterrupted run's bytes.
+    func testRerunWithoutResumeIsRefusedAndRestartStartsOver() throws {
+        let text = try calibrationText()
+        let src = try openModel(fixturesDir + "/tiny-idefics2-a")
+        let a = dir + "/a.i2q", b = dir + "/b.i2q"
+        _ = try AffineQuantizePass.run(source: src, output: a, options: awqOptions(text), settings: settings)
+        var o = awqOptions(text)
+        o.stopAfterLayers = 1
+        _ = try? AffineQuantizePass.run(source: src, output: b, options: o, settings: settings)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: b + ".awq-state/layer-0000/model.safetensors"))
+        o.stopAfterLayers = nil
+        assertThrowsMentioning(["b.i2q.awq-state", "1 finished layer", "--resume", "--restart"]) {
+            _ = try AffineQuantizePass.run(source: src, output: b, options: o, settings: settings)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: b + ".awq-state/layer-0000/model.safetensors"), "state kept")
+        o.restart = true
+        _ = try AffineQuantizePass.run(source: src, output: b, options: o, settings: settings)
+        XCTAssertEqual(try FileSystem.readFile(a), try FileSystem.readFile(b))
     }
 
     /// Idefics2 calibrated on the shipped DocVQA-format set: prompts with page images go through

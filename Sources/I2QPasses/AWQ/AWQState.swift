@@ -31,14 +31,30 @@ final class AWQState {
         fp.append(("awq", .string("\(o.awq.clipGrid)/\(o.awq.maxShrink)/\(o.awq.clipTokens)/\(o.awq.searchTokens)")))
         fingerprint = JSONWriter.string(.object(fp), indent: 2) + "\n"
         let runFile = dir + "/run.json"
+        if FileSystem.exists(dir) && !o.resume && !o.restart {
+            // Never throw finished work away unasked; a state without a finished layer (a run that
+            // failed or was stopped before its first layer) holds nothing worth keeping.
+            let finished = (try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { $0.hasPrefix("layer-") }.count ?? 0
+            if finished > 0 { throw AffineQuantizeError.stateExists(path: dir, layers: finished) }
+        }
         if FileSystem.exists(dir) && o.resume {
             let stored = String(decoding: try FileSystem.readFile(runFile), as: UTF8.self)
-            guard stored == fingerprint else { throw AffineQuantizeError.stateMismatch(path: dir) }
+            guard stored == fingerprint else { throw AffineQuantizeError.stateMismatch(path: dir, differing: Self.differing(stored, fingerprint)) }
         } else {
             FileSystem.removeTree(dir)
             try FileSystem.makeDirectory(dir)
             try Self.atomicWrite(runFile, Array(fingerprint.utf8))
         }
+    }
+
+    /// The fingerprint keys whose values differ between two run.json texts (for the mismatch message).
+    static func differing(_ a: String, _ b: String) -> [String] {
+        guard let x = try? JSONParser.parse(Array(a.utf8), source: "run.json").objectEntries,
+              let y = try? JSONParser.parse(Array(b.utf8), source: "run.json").objectEntries else { return [] }
+        let ya = Dictionary(y.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+        let keys = Set(x.map(\.0)).union(ya.keys)
+        let xa = Dictionary(x.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+        return keys.filter { xa[$0] != ya[$0] }.sorted()
     }
 
     static func atomicWrite(_ path: String, _ bytes: [UInt8]) throws {
@@ -68,11 +84,11 @@ final class AWQState {
         var hidden: [Float]  // [tokens, hidden]: the input of the next layer
         if last >= 0 {
             guard let lengths = try JSONParser.parse(try FileSystem.readFile(dir + "/batch.json"), source: dir + "/batch.json")["lengths"]?.arrayValue?.compactMap(\.intValue) else {
-                throw AffineQuantizeError.stateMismatch(path: dir)
+                throw AffineQuantizeError.stateMismatch(path: dir, differing: [])
             }
             batch = CalibrationBatch(lengths: lengths)
             let m = try MappedFile(path: hiddenFile(last))
-            guard m.count == batch.tokens * c.hiddenSize * 4 else { throw AffineQuantizeError.stateMismatch(path: dir) }
+            guard m.count == batch.tokens * c.hiddenSize * 4 else { throw AffineQuantizeError.stateMismatch(path: dir, differing: []) }
             hidden = [Float](repeating: 0, count: batch.tokens * c.hiddenSize)
             try hidden.withUnsafeMutableBytes { try m.read(0, m.count, into: $0.baseAddress!) }
             o.log("awq: resuming after layer \(last + 1)/\(layers) (state \(dir))")

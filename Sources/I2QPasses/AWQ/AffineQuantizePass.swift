@@ -23,6 +23,9 @@ public struct AffineQuantizeOptions: Sendable {
     public var awq = AWQSettings()
     /// AWQ only: continue a previous run's state (next to the output) from its last finished layer.
     public var resume = false
+    /// AWQ only: discard a previous run's state and start over (without it, or --resume, a state
+    /// holding finished layers is refused rather than silently thrown away).
+    public var restart = false
     /// AWQ only: stop (throwing `AffineQuantizeError.stopped`) after this many layers were finished in
     /// this run, keeping the state (tests of --resume).
     public var stopAfterLayers: Int?
@@ -35,7 +38,8 @@ public struct AffineQuantizeOptions: Sendable {
 
 public enum AffineQuantizeError: I2QError {
     case noCalibration
-    case stateMismatch(path: String)
+    case stateMismatch(path: String, differing: [String])
+    case stateExists(path: String, layers: Int)
     case stopped(layers: Int, state: String)
     case noDecoder(path: String)
     case groupSize(tensor: String, inDim: Int, groupSize: Int)
@@ -49,8 +53,11 @@ public enum AffineQuantizeError: I2QError {
             return "--vision-int4 rounds the vision tower to nearest (RTN); AWQ calibrates the decoder only. Use --rtn --vision-int4, or --awq without it"
         case let .noVision(p, t): return "\(p): --vision-int4 needs an Idefics2 model (this is \(t), which has no vision tower)"
         case .noCalibration: return "--awq needs calibration data: --calibration FILE.txt or a DocVQA-format directory"
-        case let .stateMismatch(p):
-            return "\(p) holds the state of a run with other settings or another model; delete it or run without --resume"
+        case let .stateMismatch(p, d):
+            let what = d.isEmpty ? "" : " (differing: \(d.joined(separator: ", ")))"
+            return "\(p) holds the state of a run with other settings or another model\(what); run with the same settings, or --restart to discard it"
+        case let .stateExists(p, n):
+            return "\(p) holds \(n) finished layer(s) of an earlier AWQ run for this output: --resume to continue it, or --restart to discard it"
         case let .stopped(n, s): return "stopped after \(n) layer(s) as asked; state kept in \(s) (continue with --resume)"
         case let .noDecoder(p): return "\(p): no Llama/Mistral decoder layers found to quantize"
         case let .replacementMismatch(s, t, d):
