@@ -11,6 +11,9 @@ public struct ModelInspection: Sendable {
     public let architecture: [(String, String)]
     public let groups: [(ModuleGroup, GroupStats)]
     public let dtypes: [(DType, GroupStats)]
+    /// Storage per scheme as stored (plain tensors by dtype; nf4/fp4 with block size; int4 with group
+    /// size; GGUF by ggml type), bytes including scales / absmax / zeros: bits per weight = 8·bytes/params.
+    public let schemes: [(String, GroupStats)]
     public let shards: [ShardStats]
     public let totalParameters: Int
     public let totalBytes: Int
@@ -45,6 +48,30 @@ public struct ModelInspection: Sendable {
         if let f = m as? I2QFile {
             all = f.entries.map { e in (e.name, e.dtype, e.shape.reduce(1, *), e.components.reduce(0) { $0 + $1.size }) }
         }
+        // Scheme label of every tensor as stored.
+        var label: [String: String] = [:]
+        if let f = m as? I2QFile {
+            for e in f.entries { label[e.name] = Self.schemeLabel(e) }
+        } else if let gm = m as? GGUFModel {
+            // A GGUF tensor is read dequantized; count what the file stores.
+            for (hf, gname) in gm.sourceNames {
+                if let info = gm.gguf.tensor(gname) { label[hf] = info.type.name.lowercased() }
+            }
+            all = all.map { t in
+                guard let gname = gm.sourceNames[t.0], let info = gm.gguf.tensor(gname) else { return t }
+                return (t.0, t.1, t.2, info.elementCount / info.type.blockSize * info.type.typeSize)
+            }
+        }
+        var sc: [String: GroupStats] = [:]
+        var order: [String] = []
+        for (name, dt, params, bytes) in all {
+            let l = label[name] ?? dt.rawValue
+            if sc[l] == nil { order.append(l) }
+            sc[l, default: .init()].tensors += 1
+            sc[l, default: .init()].parameters += params
+            sc[l, default: .init()].bytes += bytes
+        }
+        schemes = order.map { ($0, sc[$0]!) }
         for (name, dt, params, bytes) in all {
             let grp = ModelRegistry.group(of: name, modelType: modelType)
             g[grp, default: .init()].tensors += 1
@@ -72,8 +99,28 @@ public struct ModelInspection: Sendable {
         self.problems = problems
     }
 
+    /// "nf4 b64 dq", "fp4 b64", "int4 g64", "int4 g128 sym"; a plain tensor: its dtype.
+    static func schemeLabel(_ e: I2QTensorEntry) -> String {
+        switch SchemeLayouts.type(of: e.scheme) {
+        case is BnbFourBitLayout.Type:
+            guard let l = try? BnbFourBitLayout(e) else { return e.scheme }
+            return "\(e.scheme) b\(l.blockSize)\(l.doubleQuant ? " dq" : "")"
+        case is AffineInt4Layout.Type:
+            guard let l = try? AffineInt4Layout(e) else { return e.scheme }
+            return "int4 g\(l.groupSize)\(l.zeros == nil ? " sym" : "")"
+        case is PlainLayout.Type: return e.dtype.rawValue
+        default: return e.scheme
+        }
+    }
+
+    /// Bits per weight of `s` (bytes stored · 8 / parameters).
+    static func bpw(_ s: GroupStats) -> Double { s.parameters > 0 ? Double(s.bytes) * 8 / Double(s.parameters) : 0 }
+
     public var json: JSONValue {
         func stats(_ s: GroupStats) -> JSONValue { .object([("tensors", .int(s.tensors)), ("parameters", .int(s.parameters)), ("bytes", .int(s.bytes))]) }
+        func schemeStats(_ s: GroupStats) -> JSONValue {
+            .object([("tensors", .int(s.tensors)), ("parameters", .int(s.parameters)), ("bytes", .int(s.bytes)), ("bits_per_weight", .number(formatFixed(Self.bpw(s), 3)))])
+        }
         return .object([
             ("path", .string(path)),
             ("model_type", .string(modelType)),
@@ -82,6 +129,8 @@ public struct ModelInspection: Sendable {
             ("bytes", .int(totalBytes)),
             ("groups", .object(groups.map { ($0.0.rawValue, stats($0.1)) })),
             ("dtypes", .object(dtypes.map { ($0.0.rawValue, stats($0.1)) })),
+            ("schemes", .object(schemes.map { ($0.0, schemeStats($0.1)) })),
+            ("bits_per_weight", .number(formatFixed(Self.bpw(GroupStats(tensors: 0, parameters: totalParameters, bytes: totalBytes)), 3))),
             ("shards", .array(shards.map { .object([("file", .string($0.file)), ("tensors", .int($0.tensors)), ("bytes", .int($0.bytes))]) })),
             ("problems", .array(problems.map { .string($0) })),
         ] + (provenance.map { [("provenance", $0.json)] } ?? [])
@@ -107,14 +156,14 @@ public struct ModelInspection: Sendable {
     public var text: String {
         var s = "\(path)\n  model_type: \(modelType)\n"
         for (k, v) in architecture { s += "  \(k): \(v)\n" }
-        s += "  parameters: \(formatCount(totalParameters)) (\(totalParameters)), \(formatBytes(totalBytes))\n"
+        s += "  parameters: \(formatCount(totalParameters)) (\(totalParameters)), \(formatBytes(totalBytes)), \(formatFixed(Self.bpw(GroupStats(tensors: 0, parameters: totalParameters, bytes: totalBytes)), 2)) bits/weight\n"
         s += "  by module:\n"
         for (k, v) in groups {
             s += "    \(pad(k.rawValue, 10)) \(pad(formatCount(v.parameters), 9)) params  \(pad(formatBytes(v.bytes), 9))  \(v.tensors) tensors\n"
         }
-        s += "  by dtype:\n"
-        for (k, v) in dtypes {
-            s += "    \(pad(k.rawValue, 10)) \(pad(formatCount(v.parameters), 9)) params  \(pad(formatBytes(v.bytes), 9))  \(v.tensors) tensors\n"
+        s += "  by scheme (as stored; bits/weight include scales, absmax, zeros):\n"
+        for (k, v) in schemes {
+            s += "    \(pad(k, 12)) \(pad(formatCount(v.parameters), 9)) params  \(pad(formatBytes(v.bytes), 9))  \(pad(formatFixed(Self.bpw(v), 2) + " bits/weight", 17))  \(v.tensors) tensors\n"
         }
         s += "  shards: \(shards.count)\n"
         for sh in shards { s += "    \(sh.file)  \(sh.tensors) tensors  \(formatBytes(sh.bytes))\n" }

@@ -39,4 +39,27 @@ final class QuantizeDefaultsCLITests: CLITestCase {
         XCTAssertTrue(r.err.contains("576"), r.err)
         XCTAssertFalse(FileSystem.exists(dir + "/x.i2q"))
     }
+
+    /// `inspect` counts what the file stores per scheme, scales included (issue 20). Expected bits per
+    /// weight from the formats' definitions: affine int4 g64 = (32 code bytes + 2 scale + 1 zero) / 64
+    /// weights = 4.375; llama.cpp's Q4_1 = 20 bytes / 32 = 5.0 and Q8_0 = 34 / 32 = 8.5.
+    func testInspectShowsBitsPerWeightPerScheme() throws {
+        let smol = try smolLM2()
+        let out = dir + "/rtn.i2q"
+        XCTAssertEqual(try run(["quantize", smol, "--rtn", "--group-size", "64", "-o", out, "--no-progress"]).code, 0)
+        func schemes(_ path: String) throws -> JSONValue {
+            let r = try run(["inspect", path, "--json"])
+            XCTAssertEqual(r.code, 0, r.err)
+            return try XCTUnwrap(try JSONParser.parse(Array(r.out.utf8), source: "inspect")["schemes"])
+        }
+        let i2q = try schemes(out)
+        XCTAssertEqual(i2q["int4 g64"]?["bits_per_weight"], .number("4.375"))
+        XCTAssertEqual(i2q["int4 g64"]?["tensors"], .int(210))
+        XCTAssertEqual(i2q["F32"]?["bits_per_weight"], .number("32.000"))
+        let gguf = try schemes(URL(fileURLWithPath: smol).deletingLastPathComponent().path + "/SmolLM2-135M-Instruct.Q4_1.gguf")
+        XCTAssertEqual(gguf["q4_1"]?["bits_per_weight"], .number("5.000"))
+        XCTAssertEqual(gguf["q8_0"]?["bits_per_weight"], .number("8.500"))
+        let text = try run(["inspect", out, "--brief"])
+        XCTAssertTrue(text.out.contains("int4 g64") && text.out.contains("4.38 bits/weight"), text.out)
+    }
 }
