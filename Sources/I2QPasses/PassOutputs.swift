@@ -30,7 +30,7 @@ enum HFDirectoryOutput {
         }
         progress.finish()
         return PassReport(output: output, files: writer.shards.map(\.fileName), tensors: results,
-                          bytesRead: f.tensorBytes, bytesWritten: written, seconds: progress.elapsed)
+                          bytesRead: f.storedBytes, bytesWritten: written, seconds: progress.elapsed)
         }
     }
 }

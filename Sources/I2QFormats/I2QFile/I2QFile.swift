@@ -164,6 +164,8 @@ public final class I2QFile: ModelSource, @unchecked Sendable {
 
     // MARK: ModelSource
 
+    /// Bytes of every entry's components (plain and quantized): what a verb reading the whole file reads.
+    public var storedBytes: Int { entries.reduce(0) { $0 + $1.components.reduce(0) { $0 + $1.size } } }
     public var quantizedTensorNames: [String] { entries.filter { $0.scheme != I2QSpec.Scheme.plain }.map(\.name) }
     public var provenance: Provenance? { metadata.provenance }
 

@@ -148,6 +148,13 @@ public struct GGUFExportPass {
         }
         names.append((GGUFNames.finalNorm.0, prefix + GGUFNames.finalNorm.1, nil))
         if !tied { names.append((GGUFNames.output.0, GGUFNames.output.1, nil)) }
+        // Modules outside the text decoder (Idefics2: the vision tower and the connector) have no
+        // place in a llama GGUF: say so instead of dropping them silently.
+        let others = arch.otherModules.map { m in (m.prefix, source.tensors.filter { $0.name.hasPrefix(m.prefix) }) }.filter { !$0.1.isEmpty }
+        if !others.isEmpty {
+            let what = others.map { "\($0.0)* (\($0.1.count) tensors, \(formatCount($0.1.reduce(0) { $0 + $1.elementCount })) params)" }.joined(separator: ", ")
+            notes.append("only the text decoder is written: \(what) are not in the GGUF — llama.cpp has no \(cfg.modelType) image projector, so the file runs text-only prompts.")
+        }
 
         var plan: [GGUFPlannedTensor] = []
         var fallbacks: [String] = []
