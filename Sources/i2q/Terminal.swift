@@ -12,6 +12,7 @@ func installInterruptCleanup() {
     let handler: @convention(c) (Int32) -> Void = { sig in
         StagedOutput.removeAllUncommitted()
         writeStderr("\ninterrupted: partial output removed\n")
+        InterruptHint.write()
         _exit(128 + sig)
     }
     signal(SIGINT, handler)

@@ -62,4 +62,32 @@ final class QuantizeDefaultsCLITests: CLITestCase {
         let text = try run(["inspect", out, "--brief"])
         XCTAssertTrue(text.out.contains("int4 g64") && text.out.contains("4.38 bits/weight"), text.out)
     }
+
+    /// Ctrl-C during AWQ (issue 20): the partial output is removed, the finished layers stay, and the
+    /// message says how to continue; rerunning without --resume is refused rather than redone.
+    func testInterruptedAWQSaysHowToResume() throws {
+        let out = dir + "/awq.i2q"
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = ["quantize", try smolLM2(), "--awq", "--calibration", fixturesDir + "/docvqa-mini", "--samples", "8",
+                       "--seq-len", "128", "-o", out, "--no-progress"]
+        let e = Pipe()
+        p.standardError = e
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(300)
+        while !FileSystem.exists(out + ".awq-state/layer-0000/model.safetensors") && p.isRunning && Date() < deadline { usleep(50_000) }
+        XCTAssertTrue(p.isRunning, "AWQ finished before the first layer was seen")
+        kill(p.processIdentifier, SIGINT)
+        let err = String(decoding: e.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 128 + SIGINT, err)
+        XCTAssertTrue(err.contains("interrupted") && err.contains("--resume") && err.contains("awq.i2q.awq-state"), err)
+        XCTAssertFalse(FileSystem.exists(out))
+        XCTAssertTrue(FileSystem.exists(out + ".awq-state/layer-0000/model.safetensors"))
+        let again = try run(["quantize", try smolLM2(), "--awq", "--calibration", fixturesDir + "/docvqa-mini", "--samples", "8",
+                             "--seq-len", "128", "-o", out, "--no-progress"])
+        XCTAssertNotEqual(again.code, 0)
+        XCTAssertTrue(again.err.contains("--resume") && again.err.contains("--restart"), again.err)
+    }
 }

@@ -75,6 +75,8 @@ final class AWQState {
     }
 
     func run(source: any ModelSource, selected: Set<String>, options o: AffineQuantizeOptions) throws {
+        InterruptHint.set("AWQ: finished layers are kept in \(dir); run the same command with --resume to continue from there\n")
+        defer { InterruptHint.set(nil) }
         let c = source.config.textConfig
         let prefix = AffineQuantizePass.textPrefix(source)
         let layers = c.numHiddenLayers
