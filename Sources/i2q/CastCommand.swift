@@ -5,7 +5,12 @@ import I2QPasses
 
 struct Cast: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Cast floating-point weights to f16, bf16 or f32 (rounding exactly as torch's .to(dtype)).")
+        abstract: "Cast floating-point weights to f16, bf16 or f32 (rounding exactly as torch's .to(dtype)).",
+        discussion: """
+            Examples:
+              i2q cast HuggingFaceM4/idefics2-8b-dir --dtype bf16 -o idefics2-bf16.i2q
+              i2q cast model-dir --dtype f16 --format safetensors -o model-f16/     (an HF directory transformers loads)
+            """)
 
     @Argument(help: "HF model directory (config.json + safetensors), .i2q file, or llama.cpp .gguf file.")
     var model: String

@@ -17,7 +17,13 @@ enum ExportTarget: String, CaseIterable, ExpressibleByArgument {
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a model in another runtime's layout: hf (transformers), hf-bnb (transformers + bitsandbytes 4-bit).")
+        abstract: "Write a model in another runtime's layout: hf (transformers), hf-bnb (transformers + bitsandbytes 4-bit), hf-awq (AutoAWQ GEMM int4: transformers, vLLM), gguf (llama.cpp).",
+        discussion: """
+            Examples:
+              i2q export model-nf4.i2q --to hf-bnb -o model-nf4-hf/
+              i2q export model-awq.i2q --to hf-awq -o model-awq-hf/
+              i2q export smollm2-dir --to gguf --type q8_0 -o smollm2-q8_0.gguf
+            """)
 
     @Argument(help: "An .i2q file, HF model directory, or .gguf file.")
     var model: String

@@ -7,7 +7,11 @@ extension FuseSelection: ExpressibleByArgument {}
 
 struct Fuse: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Fuse projections that read the same input into one tensor on disk: q,k,v → qkv_proj, gate,up → gate_up_proj (f32/f16/bf16, NF4/FP4, affine int4; exact, nothing re-quantized).")
+        abstract: "Fuse projections that read the same input into one tensor on disk: q,k,v → qkv_proj, gate,up → gate_up_proj (f32/f16/bf16, NF4/FP4, affine int4; exact, nothing re-quantized).",
+        discussion: """
+            Example:
+              i2q fuse model-awq.i2q -o model-awq-fused.i2q
+            """)
 
     @Argument(help: "An .i2q file, HF model directory, or .gguf file.")
     var model: String

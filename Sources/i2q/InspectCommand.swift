@@ -5,7 +5,13 @@ import I2QPasses
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show a model's architecture, parameters per module, dtypes, shards or i2q directory, provenance and problems.")
+        abstract: "Show a model's architecture, parameters per module, storage per scheme with bits per weight, shards or i2q directory, provenance and problems (HF directory, .i2q or .gguf).",
+        discussion: """
+            Examples:
+              i2q inspect model-nf4.i2q --brief
+              i2q inspect SmolLM2-135M-Instruct.Q4_1.gguf --json
+              i2q inspect model.i2q --verify-checksums
+            """)
 
     @Argument(help: "HF model directory (config.json + safetensors), .i2q file, or llama.cpp .gguf file.")
     var model: String

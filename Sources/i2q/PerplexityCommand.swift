@@ -8,9 +8,13 @@ import I2QRuntime
 struct PerplexityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "perplexity",
-        abstract: "Perplexity of a text model on a text file: consecutive windows of --ctx tokens, each scored on positions 1..ctx-1.")
+        abstract: "Perplexity of a text model on a text file: consecutive windows of --ctx tokens, each scored on positions 1..ctx-1.",
+        discussion: """
+            Example:
+              i2q perplexity smollm2-int4.i2q --text /usr/share/common-licenses/GPL-3 --ctx 512
+            """)
 
-    @Argument(help: "HF model directory or .i2q file (Llama/Mistral family).")
+    @Argument(help: "HF model directory, .i2q or .gguf file (Llama/Mistral family).")
     var model: String
 
     @Option(help: "UTF-8 text file.")

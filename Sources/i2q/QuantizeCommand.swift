@@ -6,7 +6,14 @@ import I2QQuant
 
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Quantize the linear layers to 4 bits into an .i2q file: bitsandbytes-style NF4/FP4 (blockwise, double quant), or affine int4 (AWQ-style groups) with --rtn (round to nearest) or --awq (activation-aware, calibrated).")
+        abstract: "Quantize the linear layers to 4 bits into an .i2q file: bitsandbytes-style NF4/FP4 (blockwise, double quant), or affine int4 (AWQ-style groups) with --rtn (round to nearest) or --awq (activation-aware, calibrated).",
+        discussion: """
+            Examples:
+              i2q quantize idefics2-dir --nf4 -o idefics2-nf4.i2q
+              i2q quantize smollm2-dir --rtn -o smollm2-int4.i2q                 (group size: the largest of 128/64/32 that divides)
+              i2q quantize idefics2-dir --awq --calibration docvqa-dir --samples 32 -o idefics2-awq.i2q
+              (interrupted? rerun the same command with --resume; --restart discards the saved layers)
+            """)
 
     @Argument(help: "HF model directory, .i2q file, or llama.cpp .gguf file.")
     var model: String

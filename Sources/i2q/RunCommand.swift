@@ -5,9 +5,15 @@ import I2QRuntime
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a model on a prompt (and images, for Idefics2) and generate greedily (CPU reference runtime).")
+        abstract: "Run a model on a prompt (and images, for Idefics2) and generate greedily (CPU reference runtime).",
+        discussion: """
+            Examples:
+              i2q run smollm2-int4.i2q --prompt 'The capital of France is' --max-new-tokens 16
+              i2q run idefics2-nf4.i2q --image page.png --prompt $'User:<image>What is the date?<end_of_utterance>\\nAssistant:'
+            (bash's $'…' turns \\n into a newline; inside "…" it stays a backslash and an n.)
+            """)
 
-    @Argument(help: "HF model directory or .i2q file (Idefics2, or a Llama/Mistral text model).")
+    @Argument(help: "HF model directory, .i2q or .gguf file (Idefics2, or a Llama/Mistral text model).")
     var model: String
 
     @Option(help: "The raw prompt string (BOS is added as the tokenizer config says).")
