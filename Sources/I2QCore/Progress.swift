@@ -17,6 +17,8 @@ public final class ProgressBar: @unchecked Sendable {
 
     /// When set, progress is counted in these units (e.g. "windows") instead of bytes.
     private let unit: String?
+    /// A running value shown after the ETA (perplexity: "ppl 12.345").
+    private var note = ""
 
     public init(label: String, totalBytes: Int, enabled: Bool = ProgressBar.stderrIsTerminal) {
         self.label = label
@@ -56,6 +58,16 @@ public final class ProgressBar: @unchecked Sendable {
         }
     }
 
+    /// Sets the running value shown after the ETA (drawn with the next update).
+    public func setNote(_ s: String) { lock.withLock { note = s } }
+
+    /// Columns of the terminal on stderr (80 when it cannot be asked).
+    static func terminalColumns() -> Int {
+        var w = winsize()
+        if ioctl(2, UInt(TIOCGWINSZ), &w) == 0, w.ws_col > 0 { return Int(w.ws_col) }
+        return 80
+    }
+
     public func finish() {
         guard enabled else { return }
         lock.withLock { draw(ProgressBar.now()); writeStderr("\n") }
@@ -63,16 +75,25 @@ public final class ProgressBar: @unchecked Sendable {
 
     private func draw(_ t: Double) {
         let frac = min(1.0, Double(done) / Double(total))
-        let width = 30
-        let filled = Int(frac * Double(width))
-        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         let dt = max(t - start, 1e-9)
         let rate = Double(done) / dt
         let eta = rate > 0 ? Double(total - done) / rate : 0
         let amounts = unit.map { "\(done)/\(total) \($0)  \(formatFixed(rate, 2))/s" }
             ?? "\(formatBytes(done))/\(formatBytes(total))  \(formatBytes(Int(rate)))/s"
-        let line = "\r\(label) [\(bar)] \(amounts)  ETA \(formatSeconds(eta))   "
-        writeStderr(line)
+        let tail = "] \(amounts)  ETA \(formatSeconds(eta))" + (note.isEmpty ? "" : "  \(note)")
+        let line = Self.render(label: label, fraction: frac, tail: tail, columns: Self.terminalColumns())
+        writeStderr("\r" + line + "\u{1B}[K")  // erase what a longer previous line left
+    }
+
+    /// One progress line for a terminal `columns` wide: the bar takes what the text leaves (at most 30,
+    /// at least 0 columns); a line still too wide is cut, so it never wraps (a wrapped line cannot be
+    /// redrawn with \r). At most columns − 1 characters.
+    static func render(label: String, fraction: Double, tail: String, columns cols: Int) -> String {
+        let width = max(0, min(30, cols - 1 - label.count - 2 - tail.count))
+        let filled = Int(min(1, max(0, fraction)) * Double(width))
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        let line = "\(label) [\(bar)\(tail)"
+        return line.count > cols - 1 ? String(line.prefix(max(1, cols - 1))) : line
     }
 }
 

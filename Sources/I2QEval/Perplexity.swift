@@ -70,6 +70,7 @@ public enum Perplexity {
                 }
                 r += n
             }
+            progress?.setNote("ppl \(formatFixed(Foundation.exp(nll / Double(max(scored, 1))), 3))")  // running value, as llama-perplexity prints per chunk
             progress?.advance(1)
         }
         let mean = nll / Double(scored)
