@@ -73,6 +73,13 @@ static inline void row_block_absmax(const i2q_absmax *a, int64_t flat, int64_t b
     for (int64_t k = n; k < cap; k++) af[k] = 0;
 }
 
+/// A row's mode and its absmax table in sb ([nbp + 4]): per absmax block for modes 1/2/4, per q8 block for 0.
+static inline table_mode row_setup(const i2q_absmax *a, int64_t flat, int64_t bs, int64_t cols, int64_t nb, int64_t nbp, float *sb) {
+    const table_mode m = row_mode(flat, bs);
+    if (m.mode == 0) row_absmax(a, flat, bs, nb, nbp, sb); else row_block_absmax(a, flat, bs, cols, nbp + 4, sb);
+    return m;
+}
+
 static void rows_scalar(const uint8_t *packed, int64_t cols, int64_t bs, const i2q_absmax *a, const int8_t *t,
                         int64_t r0, int64_t r1, const q8chunk *xc, float *y, int accumulate) {
     const int64_t nb = cols / 32, nchunks = (nb + 3) / 4, nbp = 4 * nchunks;
@@ -161,8 +168,7 @@ static void rows_avx2(const uint8_t *packed, int64_t cols, int64_t bs, const i2q
     for (int64_t r = r0; r < r1; r++) {
         const int64_t flat = r * cols;
         const uint8_t *w = packed + flat / 2;
-        const table_mode m = row_mode(flat, bs);
-        if (m.mode == 0) row_absmax(a, flat, bs, nb, nbp, sb); else row_block_absmax(a, flat, bs, cols, nbp + 4, sb);
+        const table_mode m = row_setup(a, flat, bs, cols, nb, nbp, sb);
         float v;
         switch (m.mode) {
         case 1: v = row_avx2(w, sb, nb, m.shift, tbl, xc, 1); break;
@@ -213,8 +219,7 @@ static void rows_vnni(const uint8_t *packed, int64_t cols, int64_t bs, const i2q
     for (int64_t r = r0; r < r1; r++) {
         const int64_t flat = r * cols;
         const uint8_t *w = packed + flat / 2;
-        const table_mode m = row_mode(flat, bs);
-        if (m.mode == 0) row_absmax(a, flat, bs, nb, nbp, sb); else row_block_absmax(a, flat, bs, cols, nbp + 4, sb);
+        const table_mode m = row_setup(a, flat, bs, cols, nb, nbp, sb);
         float v;
         switch (m.mode) {
         case 1: v = row_vnni(w, sb, nb, m.shift, tbl, xc, 1); break;

@@ -99,7 +99,9 @@ public struct ModelInspection: Sendable {
         self.problems = problems
     }
 
-    /// "nf4 b64 dq", "fp4 b64", "int4 g64", "int4 g128 sym"; a plain tensor: its dtype.
+    /// "nf4 b64 dq", "fp4 b64", "int4 g64", "int4 g128 sym"; a plain tensor: its dtype. A malformed
+    /// entry is deliberately shown under its bare scheme name here: inspect lists what the file holds,
+    /// and every verb that reads the entry (run, fuse, exports) names what is wrong with it.
     static func schemeLabel(_ e: I2QTensorEntry) -> String {
         switch SchemeLayouts.type(of: e.scheme) {
         case is BnbFourBitLayout.Type:

@@ -69,6 +69,15 @@ final class PassPipeline {
         return r
     }
 
+    /// Completes an .i2q output written through `w` (metadata: the source's config and files, and
+    /// `provenance`), stops `progress`, and reports the pass over the source's plain tensors.
+    func finishI2Q(_ w: I2QWriter, progress: ProgressBar, tensors: [TensorCastResult], bytesWritten: Int) throws -> PassReport {
+        try w.finish(metadata: try i2qMetadata())
+        progress.finish()
+        return PassReport(output: output, files: [FileSystem.basename(output)], tensors: tensors,
+                          bytesRead: source.tensorBytes, bytesWritten: bytesWritten, seconds: progress.elapsed)
+    }
+
     /// The .i2q metadata of an output: config.json (`config`, else the source's), the source's other
     /// small files, and `provenance`.
     func i2qMetadata(config: [UInt8]? = nil) throws -> I2QMetadata {

@@ -40,7 +40,7 @@ final class QuantKernelTests: XCTestCase {
 
     // MARK: builders
 
-    func table(_ w: [Float], rows: Int, cols: Int, type: FourBitType, blockSize: Int, doubleQuant: Bool,
+    static func table(_ w: [Float], rows: Int, cols: Int, type: FourBitType, blockSize: Int, doubleQuant: Bool,
                store: Store) -> (PackedFourBit, [Float]) {
         let q = FourBitCodec.quantize(w, type: type, blockSize: blockSize, doubleQuant: doubleQuant)
         let p: PackedFourBit
@@ -141,7 +141,7 @@ final class QuantKernelTests: XCTestCase {
                 for (n, k, bs) in shapes {
                     var w = randoms(n * k, scale: 0.05)
                     w[min(5, w.count - 1)] = 0.9  // an outlier
-                    let (p, ref) = table(w, rows: n, cols: k, type: type, blockSize: bs, doubleQuant: dq, store: store)
+                    let (p, ref) = Self.table(w, rows: n, cols: k, type: type, blockSize: bs, doubleQuant: dq, store: store)
                     XCTAssertEqual(p.fastRows, k % 64 == 0 && bs % 64 == 0)
                     check(p, ref, "\(type.rawValue)\(dq ? "+dq" : "") [\(n), \(k)] block \(bs)")
                 }
@@ -168,7 +168,7 @@ final class QuantKernelTests: XCTestCase {
         let store = Store()
         let k = 192
         let (a, ra) = Self.affine(randoms(11 * k, scale: 0.1), rows: 11, cols: k, groupSize: 64, zeroPoint: true, store: store)
-        let (b, rb) = table(randoms(3 * k, scale: 0.1), rows: 3, cols: k, type: .nf4, blockSize: 64, doubleQuant: true, store: store)
+        let (b, rb) = Self.table(randoms(3 * k, scale: 0.1), rows: 3, cols: k, type: .nf4, blockSize: 64, doubleQuant: true, store: store)
         let (c, rc) = Self.affine(randoms(5 * k, scale: 0.1), rows: 5, cols: k, groupSize: 6, zeroPoint: true, store: store)  // generic path
         let x = randoms(k)
         var ya = [Float](repeating: .nan, count: 11), yb = [Float](repeating: .nan, count: 3), yc = [Float](repeating: .nan, count: 5)

@@ -20,19 +20,9 @@ final class Table4GemvTests: XCTestCase {
     func uniform() -> Float { Float(Double(rng.next() >> 11) / Double(1 << 53)) * 2 - 1 }
     func randoms(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in uniform() * scale } }
 
-    /// A bnb 4-bit weight quantized from `w` and its reference dequantization.
+    /// A bnb 4-bit weight quantized from `w` and its reference dequantization (QuantKernelTests' builder).
     func table(_ w: [Float], rows: Int, cols: Int, type: FourBitType, blockSize: Int, doubleQuant: Bool, store: Store) -> (PackedFourBit, [Float]) {
-        let q = FourBitCodec.quantize(w, type: type, blockSize: blockSize, doubleQuant: doubleQuant)
-        let p: PackedFourBit
-        if let dq = q.doubleQuant {
-            p = PackedFourBit(layout: .table(type), rows: rows, cols: cols, packed: store.keep(q.packed), unit: blockSize,
-                              absmax: UnsafeRawPointer(store.keep(dq.codes)), nested: UnsafeRawPointer(store.keep(dq.nestedAbsmax)),
-                              offset: dq.offset, scales: nil, zeros: nil, owner: store)
-        } else {
-            p = PackedFourBit(layout: .table(type), rows: rows, cols: cols, packed: store.keep(q.packed), unit: blockSize,
-                              absmax: UnsafeRawPointer(store.keep(q.absmax)), nested: nil, offset: 0, scales: nil, zeros: nil, owner: store)
-        }
-        return (p, FourBitCodec.dequantize(q))
+        QuantKernelTests.table(w, rows: rows, cols: cols, type: type, blockSize: blockSize, doubleQuant: doubleQuant, store: store)
     }
 
     func rows(_ p: PackedFourBit, _ x: [Float], y0: [Float]? = nil, impl: QuantGemv.Int8.Impl?) -> [Float] {

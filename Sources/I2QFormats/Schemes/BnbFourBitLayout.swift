@@ -94,7 +94,7 @@ public struct BnbFourBitLayout: SchemeLayout {
                 comps.append(try I2QTensorEntry.slice(nested.absmax, nestedBase * 4, count * 4, [count]))
                 comps.append(nested.code)
                 nestedBase += count
-                guard let o = try? e.floatParam(Self.nestedOffsetKey(part: i)) else {
+                guard let o = try e.floatParam(Self.nestedOffsetKey(part: i)) else {
                     throw SchemeLayoutError("double quantization without a float param nested_offset.\(i) for part \(p.name)")
                 }
                 params.append((Self.nestedOffsetKey(), .float(o)))
@@ -107,7 +107,8 @@ public struct BnbFourBitLayout: SchemeLayout {
     public static func fuseConflict(_ es: [I2QTensorEntry]) -> String? {
         let a = es[0]
         guard es.allSatisfy({ $0.paramsEqual(a, except: nestedOffsetKey()) }) else { return "their quantization params differ" }
-        let bs = (try? a.intParam("blocksize")).flatMap { $0 } ?? defaultBlockSize
+        let bs: Int
+        do { bs = try a.intParam("blocksize") ?? defaultBlockSize } catch { return "\(a.name): \(error)" }
         for e in es where e.shape.reduce(1, *) % bs != 0 {
             return "\(e.name) holds \(e.shape.reduce(1, *)) values, not a multiple of the block size \(bs): a block would straddle two parts (re-quantizing would change values)"
         }

@@ -380,24 +380,15 @@ public enum AWQ {
         // [STEP 3] clipping (not q/k: "due to qk bmm, it is hard to clip precisely").
         var clips: [(linear: String, maxVal: [Float])] = []
         if st.clip {
-            for name in ["v", "o", "gate", "up", "down"] where quant.contains(name) {
-                switch name {
-                case "v":
-                    let m = searchClip(w.v, x: f.attnInput, cols: h, settings: st)
-                    applyClip(&w.v, maxVal: m, cols: h, groupSize: st.groupSize); clips.append((name, m))
-                case "o":
-                    let m = searchClip(w.o, x: f.oInput, cols: qw, settings: st)
-                    applyClip(&w.o, maxVal: m, cols: qw, groupSize: st.groupSize); clips.append((name, m))
-                case "gate":
-                    let m = searchClip(w.gate, x: f.mlpInput, cols: h, settings: st)
-                    applyClip(&w.gate, maxVal: m, cols: h, groupSize: st.groupSize); clips.append((name, m))
-                case "up":
-                    let m = searchClip(w.up, x: f.mlpInput, cols: h, settings: st)
-                    applyClip(&w.up, maxVal: m, cols: h, groupSize: st.groupSize); clips.append((name, m))
-                default:
-                    let m = searchClip(w.down, x: f.downInput, cols: im, settings: st)
-                    applyClip(&w.down, maxVal: m, cols: im, groupSize: st.groupSize); clips.append((name, m))
-                }
+            // (linear, its weight, the input it sees, its input width), in AutoAWQ's order.
+            let targets: [(String, WritableKeyPath<DecoderLayerWeights, [Float]>, [Float], Int)] = [
+                ("v", \.v, f.attnInput, h), ("o", \.o, f.oInput, qw), ("gate", \.gate, f.mlpInput, h),
+                ("up", \.up, f.mlpInput, h), ("down", \.down, f.downInput, im),
+            ]
+            for (name, weight, x, cols) in targets where quant.contains(name) {
+                let m = searchClip(w[keyPath: weight], x: x, cols: cols, settings: st)
+                applyClip(&w[keyPath: weight], maxVal: m, cols: cols, groupSize: st.groupSize)
+                clips.append((name, m))
             }
         }
         return AWQLayerResult(weights: w, scales: chosen, clips: clips, searchSeconds: t1 - t0, clipSeconds: ProgressBar.now() - t1)

@@ -34,7 +34,7 @@ final class AWQState {
         if FileSystem.exists(dir) && !o.resume && !o.restart {
             // Never throw finished work away unasked; a state without a finished layer (a run that
             // failed or was stopped before its first layer) holds nothing worth keeping.
-            let finished = (try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { $0.hasPrefix("layer-") }.count ?? 0
+            let finished = try FileSystem.listDirectory(dir).filter { $0.hasPrefix("layer-") }.count  // unreadable: an error, never a silent discard
             if finished > 0 { throw AffineQuantizeError.stateExists(path: dir, layers: finished) }
         }
         if FileSystem.exists(dir) && o.resume {
@@ -49,6 +49,8 @@ final class AWQState {
 
     /// The fingerprint keys whose values differ between two run.json texts (for the mismatch message).
     static func differing(_ a: String, _ b: String) -> [String] {
+        // Deliberately quiet: this only details the mismatch message; an unparsable stored run.json
+        // still fails the resume (the texts differ), just without the list.
         guard let x = try? JSONParser.parse(Array(a.utf8), source: "run.json").objectEntries,
               let y = try? JSONParser.parse(Array(b.utf8), source: "run.json").objectEntries else { return [] }
         let ya = Dictionary(y.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })

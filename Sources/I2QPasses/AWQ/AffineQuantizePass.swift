@@ -338,10 +338,7 @@ public enum AffineQuantizePass {
             written += n * to.size
             results.append(TensorCastResult(name: t.name, from: t.dtype, to: to, elements: n, stats: stats))
         }
-        try w.finish(metadata: try pipeline.i2qMetadata())
-        progress.finish()
-        return PassReport(output: output, files: [FileSystem.basename(output)], tensors: results,
-                          bytesRead: source.tensorBytes, bytesWritten: written, seconds: progress.elapsed)
+        return try pipeline.finishI2Q(w, progress: progress, tensors: results, bytesWritten: written)
     }
 
     /// The provenance record (also the fingerprint of a resumable AWQ state).

@@ -93,20 +93,11 @@ public enum BnbExportPass {
 
         var s = settings
         s.format = .safetensors
-        let chunk = 16 << 20
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 64)  // [16 MiB] bytes in flight
-        defer { buffer.deallocate() }
+        let copier = CastCopier()  // plain tensors, chunk by chunk
         return try HFDirectoryOutput.write(from: f, output: output, settings: s, plan: items.map(\.plan), config: config) { i, writer in
             let it = items[i]
             if let t = it.plain {
-                let per = max(1, chunk / max(1, t.dtype.size))
-                var k = 0
-                while k < t.elementCount {
-                    let m = min(per, t.elementCount - k)
-                    try t.read(elements: k, count: m, into: buffer)
-                    try writer.append(UnsafeRawBufferPointer(start: buffer, count: m * t.dtype.size))
-                    k += m
-                }
+                _ = try copier.copy(t, count: t.elementCount, to: t.dtype, append: { try writer.append($0) })  // unchanged bytes
             } else if let c = it.component {
                 if let o = it.owner { try f.ensureVerified(o) }  // once per stored entry (I2QFile's ledger)
                 try f.file.withBytes(f.header.dataOffset + c.offset, c.size) { try writer.append($0) }
