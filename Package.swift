@@ -1,11 +1,14 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Numeric targets are built for the host CPU: Float16 conversion compiles to F16C instructions
-// (≈26 GB/s) instead of a scalar library routine (≈2 GB/s). See docs/numerics.md. The C kernels
-// (CI2QKernels) choose their ISA at run time whatever this says. I2Q_TARGET_CPU=NAME builds the
-// Swift targets for that CPU instead (e.g. `x86-64` for a binary that runs on any x86-64 CPU).
-let targetCPU = Context.environment["I2Q_TARGET_CPU"] ?? "native"
+// The Swift targets are built for `haswell` (AVX2 + FMA + F16C + BMI2: every x86-64 CPU since 2013–15,
+// AMD Zen included): Float16 conversion compiles to F16C instructions (≈26 GB/s) instead of a scalar
+// library routine (≈2 GB/s), and SIMD multiply-adds to FMA instead of `fmaf` calls. See
+// docs/numerics.md. The C kernels (CI2QKernels) choose their ISA at run time (scalar, AVX2,
+// AVX-512 VNNI) whatever this says; a binary started on a CPU below its Swift target says so and
+// exits (CI2QBuildInfo) instead of dying with SIGILL. I2Q_TARGET_CPU=NAME builds for another CPU:
+// `native` (this machine only), `x86-64` (any x86-64 CPU; slower today: docs/numerics.md).
+let targetCPU = Context.environment["I2Q_TARGET_CPU"] ?? "haswell"
 let native: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
 
 let package = Package(
@@ -26,7 +29,9 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
 
         // Core: dtypes, half conversions, mapped files, errors, progress. No model knowledge.
-        .target(name: "I2QCore", dependencies: ["CXXHash", "CI2QFault"], swiftSettings: native),
+        .target(name: "I2QCore", dependencies: ["CXXHash", "CI2QFault", "CI2QBuildInfo"], swiftSettings: native),
+        // Build facts (commit, date, Swift target CPU) and the start-up check that the CPU can run them.
+        .target(name: "CI2QBuildInfo", cSettings: [.define("I2Q_SWIFT_TARGET_CPU", to: "\"\(targetCPU)\"")]),
         // SIGBUS on a mapped input that shrinks mid-read: a message naming the file, cleanup, exit 1.
         .target(name: "CI2QFault"),
         // Formats: safetensors (and later the i2q file, GGUF), model directories and typed configs.

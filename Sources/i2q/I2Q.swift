@@ -1,4 +1,5 @@
 import ArgumentParser
+import I2QCore
 import I2QFormats
 import I2QRuntime
 
@@ -7,6 +8,7 @@ struct I2Q: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "i2q",
         abstract: "Shrink Idefics2 (and Llama/Mistral) checkpoints on the CPU and prove the result still works.",
-        version: I2QVersion.string + "\n" + KernelInfo.summary,
+        version: "i2q \(I2QVersion.string) (commit \(I2QBuild.commit), built \(I2QBuild.date); Swift code for \(I2QBuild.targetCPU))\n"
+            + KernelInfo.summary,
         subcommands: [Inspect.self, Cast.self, Quantize.self, Fuse.self, Export.self, Run.self, PerplexityCommand.self, Verify.self])
 }
