@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages i2q builds against (idempotent; needs root or sudo).
 set -euo pipefail
-pkgs=(libopenblas-dev libzstd-dev libxxhash-dev libpng-dev libjpeg62-turbo-dev pkg-config)
+pkgs=(libopenblas-dev libzstd-dev libxxhash-dev libpng-dev libjpeg62-turbo-dev pkg-config make)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
