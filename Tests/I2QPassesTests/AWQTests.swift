@@ -152,6 +152,18 @@ final class AWQTests: XCTestCase {
         XCTAssertEqual(try FileSystem.readFile(a), try FileSystem.readFile(b))
     }
 
+    /// A run that fails before its first layer finishes (here: calibration text that yields no
+    /// sample) leaves no `OUT.awq-state/` behind — there is nothing for --resume to continue.
+    func testRunFailingBeforeTheFirstLayerLeavesNoState() throws {
+        let src = try openModel(fixturesDir + "/tiny-idefics2-a")
+        let empty = dir + "/empty.txt"
+        try FileSystem.writeFile(empty, [])
+        let out = dir + "/e.i2q"
+        XCTAssertThrowsError(try AffineQuantizePass.run(source: src, output: out, options: awqOptions(empty), settings: settings))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + ".awq-state"), "state of a run with no finished layer removed")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
     /// Idefics2 calibrated on the shipped DocVQA-format set: prompts with page images go through
     /// the vision tower and connector, so the decoder sees image tokens, and the chosen scales
     /// differ from a text-only calibration.

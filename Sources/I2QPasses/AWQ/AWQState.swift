@@ -68,6 +68,14 @@ final class AWQState {
     func layerDir(_ i: Int) -> String { dir + "/layer-" + Self.pad4(i) }
     func hiddenFile(_ i: Int) -> String { dir + "/hidden-" + Self.pad4(i) + ".f32" }
 
+    /// Removes the state when no layer has finished (a run that failed during calibration or its
+    /// first layer): there is nothing for --resume to continue.
+    func removeIfNoLayerFinished() {
+        // Deliberately quiet: an unreadable state is kept, never removed on a guess.
+        guard let names = try? FileSystem.listDirectory(dir), !names.contains(where: { $0.hasPrefix("layer-") }) else { return }
+        FileSystem.removeTree(dir)
+    }
+
     /// The last layer whose results and output activations are both on disk (−1: none).
     func lastFinished(layers: Int) -> Int {
         var i = -1

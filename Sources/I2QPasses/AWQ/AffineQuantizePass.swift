@@ -196,7 +196,10 @@ public enum AffineQuantizePass {
             let view: any ModelSource
             if let f = source as? I2QFile, UnfusedSource.hasFused(f) { view = try UnfusedSource(f) } else { view = source }
             let s = try AWQState(output: output, source: view, options: o)
-            try s.run(source: view, selected: names, options: o)
+            do { try s.run(source: view, selected: names, options: o) } catch {
+                s.removeIfNoLayerFinished()  // nothing worth --resume: leave no OUT.awq-state behind
+                throw error
+            }
             state = s
         }
         var report = try pipeline.run { temp in
