@@ -181,6 +181,11 @@ final class HostileInputTests: CLITestCase {
         let j = try run(["inspect", bad, "--json", "--verify-checksums"])
         XCTAssertEqual(j.code, 1)
         XCTAssertTrue(j.out.contains("fails its checksum"), j.out)
+        // run names the damaged tensor; --no-verify trusts the bytes and runs.
+        let r = try run(["run", bad, "--image", image, "--prompt", prompt, "--max-new-tokens", "2"])
+        XCTAssertTrue(r.err.contains("tensor \"") && r.err.contains("fails its checksum"), r.err)
+        let nv = try run(["run", bad, "--no-verify", "--image", image, "--prompt", prompt, "--max-new-tokens", "2"])
+        XCTAssertEqual(nv.code, 0, nv.err)
     }
 
     // MARK: leftovers and races

@@ -90,6 +90,10 @@ public final class I2QFile: ModelSource, @unchecked Sendable {
     /// tensor when the bytes are damaged, so no verb writes fresh checksums over damage.
     public func ensureVerified(_ e: I2QTensorEntry) throws { try ledger.ensure(e) }
 
+    /// Stops verifying tensors on first use (`i2q run --no-verify`): a reader then trusts the
+    /// bytes. Only for verbs that write nothing derived from them.
+    public func skipChecksumVerification() { ledger.disabled = true }
+
     static func readHeader(_ file: MappedFile) throws -> Header {
         let p = file.path
         guard file.count >= I2QSpec.headerSize else {
@@ -192,13 +196,19 @@ final class ChecksumLedger: @unchecked Sendable {
     let path: String
     private let lock = Lock()
     private var done: Set<String> = []
+    /// Set by `skipChecksumVerification`: `ensure` returns without hashing.
+    var disabled: Bool {
+        get { lock.withLock { off } }
+        set { lock.withLock { off = newValue } }
+    }
+    private var off = false
 
     init(file: MappedFile, dataOffset: Int, path: String) {
         self.file = file; self.dataOffset = dataOffset; self.path = path
     }
 
     func ensure(_ e: I2QTensorEntry) throws {
-        if lock.withLock({ done.contains(e.name) }) { return }
+        if lock.withLock({ off || done.contains(e.name) }) { return }
         for c in e.components { try verify(e, c) }
         lock.withLock { _ = done.insert(e.name) }
     }
