@@ -13,6 +13,7 @@ import Glibc
 ///     sink       `run`'s body writes the output there with the format's writer
 ///     provenance `provenance`: the source's passes + this pass's record (the .i2q metadata)
 ///     verify     settings.beforeCommit (`--verify`) sees the complete temporary output
+///     card       an HF directory output gets its README.md model card (ModelCard)
 ///     commit     rename into place; on any error before it nothing appears at the output path
 ///
 /// A pass that computes for a long time before writing (AWQ) calls `stage()` early, so a second
@@ -65,6 +66,11 @@ final class PassPipeline {
         let temp = try stage()
         let r = try write(temp)
         try settings.beforeCommit?(temp)
+        if directory {
+            // Every HF directory output carries its model card (after the verify hook: its numbers go in).
+            try ModelCard.write(into: temp, output: output, provenance: provenance, modelType: source.config.modelType,
+                                vision: source.config.architecture.visionLinear != nil)
+        }
         try staged!.commit()
         return r
     }
