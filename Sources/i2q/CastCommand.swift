@@ -12,8 +12,10 @@ struct Cast: ParsableCommand {
               i2q cast model-dir --dtype f16 --format safetensors -o model-f16/     (an HF directory transformers loads)
             """)
 
-    @Argument(help: "HF model directory (config.json + safetensors), .i2q file, or llama.cpp .gguf file.")
+    @Argument(help: modelHelp("HF model directory (config.json + safetensors), .i2q file, or llama.cpp .gguf file"))
     var model: String
+
+    @OptionGroup var input: ModelInputOptions
 
     @Option(help: "Target dtype: f16, bf16 or f32.")
     var dtype: String
@@ -33,7 +35,8 @@ struct Cast: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let target = DType(userSpelling: dtype)!
-            let pass = try CastPass.make(source: try openModel(model), output: out.output, dtype: target, settings: verification.apply(to: layout.apply(to: out.baseSettings), reference: model))
+            let path = try input.resolve(model)
+            let pass = try CastPass.make(source: try openModel(path), output: out.output, dtype: target, settings: verification.apply(to: layout.apply(to: out.baseSettings), reference: path))
             let r = try pass.run()
             for t in r.overflowing {
                 printError("warning: \(t.name): \(t.stats.overflowed) of \(t.elements) values are out of \(t.to.rawValue)'s range and became ±inf")

@@ -25,8 +25,10 @@ struct Export: ParsableCommand {
               i2q export smollm2-dir --to gguf --type q8_0 -o smollm2-q8_0.gguf
             """)
 
-    @Argument(help: "An .i2q file, HF model directory, or .gguf file.")
+    @Argument(help: modelHelp("An .i2q file, HF model directory, or .gguf file"))
     var model: String
+
+    @OptionGroup var input: ModelInputOptions
 
     @Option(help: "Target layout: \(ExportTarget.allCases.map(\.rawValue).joined(separator: ", ")).")
     var to: ExportTarget
@@ -55,7 +57,7 @@ struct Export: ParsableCommand {
         try runReportingErrors {
             var s = out.baseSettings
             s.maxShardSize = parseByteSize(maxShardSize)!
-            let source = try openModel(model)
+            let source = try openModel(try input.resolve(model))
             switch to {
             case .hf:
                 let r = try ExportPass.makeHF(source: source, output: out.output, settings: s, fusedNames: fusedNames).run()

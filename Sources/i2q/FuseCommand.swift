@@ -13,8 +13,10 @@ struct Fuse: ParsableCommand {
               i2q fuse model-awq.i2q -o model-awq-fused.i2q
             """)
 
-    @Argument(help: "An .i2q file, HF model directory, or .gguf file.")
+    @Argument(help: modelHelp("An .i2q file, HF model directory, or .gguf file"))
     var model: String
+
+    @OptionGroup var input: ModelInputOptions
 
     @Option(help: "Fuse only the attention projections (qkv) or only the MLP's gate/up (mlp); default: both.")
     var only: FuseSelection?
@@ -31,7 +33,8 @@ struct Fuse: ParsableCommand {
         try runReportingErrors {
             var o = FuseOptions()
             o.only = only ?? .all
-            let r = try FusePass.run(source: try openModel(model), output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: model))
+            let path = try input.resolve(model)
+            let r = try FusePass.run(source: try openModel(path), output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: path))
             for (g, why) in r.leftUnfused { printError("note: \(g.fused) left unfused: \(why)") }
             let kinds = ["qkv_proj", "kv_proj", "gate_up_proj"].map { k in (k, r.fused.filter { $0.fused.hasSuffix("." + k + ".weight") }.count) }
             let summary = kinds.filter { $0.1 > 0 }.map { "\($0.1) \($0.0)" }.joined(separator: ", ")

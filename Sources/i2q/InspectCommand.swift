@@ -13,8 +13,10 @@ struct Inspect: ParsableCommand {
               i2q inspect model.i2q --verify-checksums
             """)
 
-    @Argument(help: "HF model directory (config.json + safetensors), .i2q file, or llama.cpp .gguf file.")
+    @Argument(help: modelHelp("HF model directory (config.json + safetensors), .i2q file, or llama.cpp .gguf file"))
     var model: String
+
+    @OptionGroup var input: ModelInputOptions
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
@@ -30,8 +32,9 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
+            let path = try input.resolve(model)
             let start = ProgressBar.now()
-            let source = try openModel(model)
+            let source = try openModel(path)
             let opened = ProgressBar.now() - start
             if let name = tensor {
                 let p = try TensorPeek(source: source, name: name)
@@ -53,7 +56,7 @@ struct Inspect: ParsableCommand {
             print(json ? JSONWriter.string(info.json, indent: 2) : info.text, terminator: json ? "\n" : "")
             guard verifyChecksums else { return }
             guard let f = source as? I2QFile else {
-                printError("note: --verify-checksums applies to .i2q files; \(model) is an HF directory (safetensors has no checksums)")
+                printError("note: --verify-checksums applies to .i2q files; \(path) is an HF directory (safetensors has no checksums)")
                 return
             }
             for e in bad { printError("error: \(e.description)") }

@@ -4,6 +4,28 @@ import I2QEval
 import I2QFormats
 import I2QPasses
 
+/// `--revision` of every verb that takes a model: a model may be named by its Hugging Face repo id
+/// (`org/name`) and is then read from the local hub cache (I2QFormats' `ModelInput`; never downloaded).
+struct ModelInputOptions: ParsableArguments {
+    @Option(help: "With a Hugging Face repo id (org/name) for the model: the branch, tag or 40-hex commit to read from the local hub cache (default main). Nothing is downloaded.")
+    var revision: String?
+
+    /// The paths to open for `inputs`: each input itself, or the cached snapshot folder of a repo id
+    /// (a note on stderr says which revision and commit).
+    func resolve(_ inputs: [String]) throws -> [String] {
+        let r = try ModelInput.resolve(inputs, revision: revision, cache: HubCache())
+        for s in r.compactMap(\.snapshot) { printError("note: " + s.note) }
+        return r.map(\.path)
+    }
+
+    func resolve(_ input: String) throws -> String { try resolve([input])[0] }
+}
+
+/// Help of a verb's model argument, after what it accepts locally.
+func modelHelp(_ local: String) -> ArgumentHelp {
+    ArgumentHelp("\(local); or a Hugging Face repo id (org/name) from the local hub cache (see --revision).")
+}
+
 /// Flags shared by every verb that writes a model.
 struct OutputOptions: ParsableArguments {
     @Option(name: [.short, .customLong("output")], help: "Output path (created; must not exist unless --overwrite).")

@@ -14,8 +14,10 @@ struct PerplexityCommand: ParsableCommand {
               i2q perplexity smollm2-int4.i2q --text /usr/share/common-licenses/GPL-3 --ctx 512
             """)
 
-    @Argument(help: "HF model directory, .i2q or .gguf file (Llama/Mistral family).")
+    @Argument(help: modelHelp("HF model directory, .i2q or .gguf file (Llama/Mistral family)"))
     var model: String
+
+    @OptionGroup var input: ModelInputOptions
 
     @Option(help: "UTF-8 text file.")
     var text: String
@@ -37,7 +39,7 @@ struct PerplexityCommand: ParsableCommand {
             guard let s = String(validating: bytes, as: UTF8.self) else {
                 throw ConfigError.invalid(path: text, detail: "is not valid UTF-8 text")
             }
-            let session = try TextSession(source: try openModel(model))
+            let session = try TextSession(source: try openModel(try input.resolve(model)))
             let ids = session.tokenizer.encode(s)
             let bar = ProgressBar(label: "perplexity", total: ids.count / ctx, unit: "windows")
             let r = try Perplexity.evaluate(session: session, ids: ids, ctx: ctx, progress: bar)

@@ -15,8 +15,10 @@ struct Quantize: ParsableCommand {
               (interrupted? rerun the same command with --resume; --restart discards the saved layers)
             """)
 
-    @Argument(help: "HF model directory, .i2q file, or llama.cpp .gguf file.")
+    @Argument(help: modelHelp("HF model directory, .i2q file, or llama.cpp .gguf file"))
     var model: String
+
+    @OptionGroup var input: ModelInputOptions
 
     @Flag(help: "NF4 (the default).") var nf4 = false
     @Flag(help: "FP4.") var fp4 = false
@@ -108,7 +110,8 @@ struct Quantize: ParsableCommand {
             o.computeDType = DType(userSpelling: computeDtype ?? "bf16")!
             o.skip = skip
             o.dtype = dtype.flatMap { DType(userSpelling: $0) }
-            let r = try QuantizePass.run(source: try openModel(model), output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: model))
+            let path = try input.resolve(model)
+            let r = try QuantizePass.run(source: try openModel(path), output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: path))
             let q = r.tensors.filter { $0.to == .u8 }.count
             printSummary("quantized \(q) of \(r.tensors.count) tensors to \(o.type.rawValue)", r)
         }
@@ -134,13 +137,14 @@ struct Quantize: ParsableCommand {
         o.resume = resume
         o.restart = restart
         o.log = { printError($0) }
-        let source = try openModel(model)
+        let path = try input.resolve(model)
+        let source = try openModel(path)
         if groupSize == nil {
             let g = try AffineQuantizePass.defaultGroupSize(source: source, options: o)
             o.groupSize = g
             printError("group size \(g): the largest of \(AffineQuantizePass.defaultGroupSizes.map(String.init).joined(separator: ", ")) that divides every quantized tensor (--group-size to choose)")
         }
-        let r = try AffineQuantizePass.run(source: source, output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: model))
+        let r = try AffineQuantizePass.run(source: source, output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: path))
         let q = r.tensors.filter { $0.to == .u8 }.count
         printSummary("quantized \(q) of \(r.tensors.count) tensors to affine int4 (\(o.method.rawValue), group \(o.groupSize!))", r)
     }

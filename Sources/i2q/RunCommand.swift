@@ -13,8 +13,10 @@ struct Run: ParsableCommand {
             (bash's $'…' turns \\n into a newline; inside "…" it stays a backslash and an n.)
             """)
 
-    @Argument(help: "HF model directory, .i2q or .gguf file (Idefics2, or a Llama/Mistral text model).")
+    @Argument(help: modelHelp("HF model directory, .i2q or .gguf file (Idefics2, or a Llama/Mistral text model)"))
     var model: String
+
+    @OptionGroup var input: ModelInputOptions
 
     @Option(help: "The raw prompt string (BOS is added as the tokenizer config says).")
     var prompt: String
@@ -52,13 +54,14 @@ struct Run: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let source = try openModel(model)
+            let path = try input.resolve(model)
+            let source = try openModel(path)
             if noVerify { (source as? I2QFile)?.skipChecksumVerification() }
-            let claimed = try logitsOut.map { try StagedOutput(finalPath: $0, directory: false, overwrite: true, inputs: [model]) }
+            let claimed = try logitsOut.map { try StagedOutput(finalPath: $0, directory: false, overwrite: true, inputs: [path]) }
             let r: TextSession.RunResult
             let vocab: Int
             guard images.isEmpty || RuntimeRegistry.takesImages(source.config) else {
-                throw ConfigError.invalid(path: model, detail: "is a \(source.config.modelType) text model; --image needs a vision-language model (Idefics2)")
+                throw ConfigError.invalid(path: path, detail: "is a \(source.config.modelType) text model; --image needs a vision-language model (Idefics2)")
             }
             switch try RuntimeRegistry.open(source) {
             case let .visionLanguage(session):

@@ -11,11 +11,13 @@ struct Verify: ParsableCommand {
             Report keys: docs/verify.md.
             """)
 
-    @Argument(help: "The model to check (HF directory, .i2q or .gguf).")
+    @Argument(help: modelHelp("The model to check (HF directory, .i2q or .gguf)"))
     var candidate: String
 
-    @Option(help: "The model it was made from (HF directory, .i2q or .gguf); same tokenizer.")
+    @Option(help: modelHelp("The model it was made from (HF directory, .i2q or .gguf); same tokenizer"))
     var reference: String
+
+    @OptionGroup var input: ModelInputOptions
 
     @Option(help: "UTF-8 text for perplexity, KL divergence, Δp, same-top and per-layer error.")
     var text: String?
@@ -85,8 +87,9 @@ struct Verify: ParsableCommand {
             o.minANLS = minAnls
             o.showProgress = !noProgress && ProgressBar.stderrIsTerminal
             o.log = { printError($0) }
-            let claimed = try report.map { try VerifyReportFiles.claim($0, inputs: [candidate, reference]) }
-            let r = try Verifier.run(candidate: candidate, reference: reference, options: o)
+            let paths = try input.resolve([candidate, reference])
+            let claimed = try report.map { try VerifyReportFiles.claim($0, inputs: paths) }
+            let r = try Verifier.run(candidate: paths[0], reference: paths[1], options: o)
             if let dir = report, let claimed {
                 try VerifyReportFiles.write(r, into: claimed)
                 printError("verify: report written to \(dir) (summary.md, report.json, plots)")
