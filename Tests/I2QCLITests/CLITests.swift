@@ -49,7 +49,7 @@ final class CLITests: CLITestCase {
         XCTAssertEqual(try run(["cast", model, "--dtype", "f16", "-o", dir + "/a.i2q"]).code, 0)
         XCTAssertEqual(try run(["export", dir + "/a.i2q", "--to", "hf", "-o", dir + "/hf"]).code, 0)
         XCTAssertEqual(try run(["cast", model, "--dtype", "f16", "--format", "safetensors", "-o", dir + "/direct"]).code, 0)
-        for name in try FileSystem.listDirectory(dir + "/direct") {
+        for name in try FileSystem.listDirectory(dir + "/direct") where name != "README.md" {  // README.md (the model card) names its own route: not model data
             XCTAssertEqual(try FileSystem.readFile(dir + "/hf/" + name), try FileSystem.readFile(dir + "/direct/" + name), name)
         }
         let again = try run(["export", dir + "/a.i2q", "--to", "hf", "-o", dir + "/hf"])
