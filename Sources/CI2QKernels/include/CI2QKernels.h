@@ -75,6 +75,17 @@ typedef struct {
 void i2q_table4_gemv(const uint8_t *packed, int64_t cols, int64_t bs, const i2q_absmax *absmax, const int8_t *table,
                      int64_t r0, int64_t r1, const void *xq, float *y, int accumulate, int impl);
 
+// MARK: float weights × float32 GEMV (decode, m = 1)
+
+/// Weight element types of i2q_gemv.
+enum { I2Q_W_F32 = 0, I2Q_W_BF16 = 1, I2Q_W_F16 = 2 };
+
+/// y[r] (+)= Σ_c W[r,c] · x[c] for rows r in [r0, r1) of W [rows, k] stored as f32, bf16 or f16
+/// (I2Q_W_*; widened exactly). Fixed summation order, bit-identical in every implementation (see
+/// gemv16.c). impl: as i2q_q4a_gemv (I2Q_IMPL_VNNI selects the AVX-512 F code).
+void i2q_gemv(const void *w, int dtype, const float *x, float *y, int64_t k, int64_t r0, int64_t r1,
+              int accumulate, int impl);
+
 // MARK: worker pool
 
 typedef void (*i2q_task_fn)(void *ctx, int64_t part);

@@ -1,9 +1,11 @@
 import Foundation
 import Dispatch
 import I2QCore
+import CI2QKernels
 
-/// y[n] = W[n,k] · x[k] (+ y) for one row of activations (decoding), float32, 2 threads over the
-/// output rows, 16-lane SIMD accumulation.
+/// y[n] = W[n,k] · x[k] (+ y) for one row of activations (decoding), float32, the cores over the
+/// output rows; the rows themselves are the C kernel `i2q_gemv` (gemv16.c: AVX-512 / AVX2+FMA /
+/// scalar chosen at run time, all bit-identical).
 ///
 /// Reference: the same product as `Matmul.linear` with m = 1 (torch `F.linear`); the sum order
 /// differs (16 partial sums), which changes results by float32 rounding only (≤ ~k·2⁻²⁴ relative).
@@ -45,22 +47,11 @@ public enum Gemv {
         }
     }
 
+    /// Rows [lo, hi) of y = W·x: the C kernel (gemv16.c), AVX-512 / AVX2+FMA / scalar chosen at run time.
     @inline(__always)
     static func rows(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                      _ lo: Int, _ hi: Int, _ k: Int, _ accumulate: Bool) {
-        let vk = k / 16
-        let xr = UnsafeRawPointer(x)
-        for r in lo..<hi {
-            let wr = UnsafeRawPointer(w + r * k)
-            var acc = SIMD16<Float>()
-            for v in 0..<vk {
-                acc.addProduct(wr.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self),
-                               xr.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self))
-            }
-            var s = acc.sum()
-            for c in (vk * 16)..<k { s += w[r * k + c] * x[c] }
-            y[r] = accumulate ? y[r] + s : s
-        }
+        i2q_gemv(w, Int32(I2Q_W_F32), x, y, Int64(k), Int64(lo), Int64(hi), accumulate ? 1 : 0, Int32(I2Q_IMPL_AUTO))
     }
 }
 
@@ -68,40 +59,18 @@ public enum Gemv {
 struct UnsafeSendable<P>: @unchecked Sendable { let p: P; init(_ p: P) { self.p = p } }
 
 extension Gemv {
-    /// y[n] (+)= W[n,k] · x[k] with W stored as bf16 or f16 (read in place; each row is widened into
-    /// a small per-thread buffer, then a 16-lane float32 dot product). Same reference and tolerance
-    /// as `run` with the widened weights: float32 rounding of the k-term sum.
+    /// y[n] (+)= W[n,k] · x[k] with W stored as bf16 or f16 (read in place and widened exactly in
+    /// registers by `i2q_gemv`). Same reference, order and tolerance as `run` with the widened
+    /// weights: float32 rounding of the k-term sum.
     public static func run16(w: UnsafeRawPointer, dtype: DType, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                              n: Int, k: Int, accumulate: Bool) {
         let wp = UnsafeSendable(w), xp = UnsafeSendable(x), yp = UnsafeSendable(y)
         let rowsPer = (n + threads - 1) / threads
-        let isBF16 = dtype == .bf16
+        let kind = Int32(dtype == .bf16 ? I2Q_W_BF16 : I2Q_W_F16)
         WorkerPool.run(threads) { part in
             let lo = part * rowsPer, hi = min(n, lo + rowsPer)
             guard lo < hi else { return }
-            let row = UnsafeMutablePointer<Float>.allocate(capacity: k)  // [k] widened weight row
-            defer { row.deallocate() }
-            let vk = k / 16
-            let xr = UnsafeRawPointer(xp.p)
-            for r in lo..<hi {
-                let src = wp.p + r * k * 2
-                if isBF16 {
-                    let s = src.assumingMemoryBound(to: UInt16.self)
-                    for c in 0..<k { row[c] = Float(bitPattern: UInt32(s[c]) << 16) }
-                } else {
-                    let s = src.assumingMemoryBound(to: Float16.self)
-                    for c in 0..<k { row[c] = Float(s[c]) }
-                }
-                let rr = UnsafeRawPointer(row)
-                var acc = SIMD16<Float>()
-                for v in 0..<vk {
-                    acc.addProduct(rr.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self),
-                                   xr.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self))
-                }
-                var s = acc.sum()
-                for c in (vk * 16)..<k { s += row[c] * xp.p[c] }
-                yp.p[r] = accumulate ? yp.p[r] + s : s
-            }
+            i2q_gemv(wp.p, kind, xp.p, yp.p, Int64(k), Int64(lo), Int64(hi), accumulate ? 1 : 0, Int32(I2Q_IMPL_AUTO))
         }
     }
 }
