@@ -377,17 +377,12 @@ enum QuantGemv {
         return (h[0] + h[2]) + (h[1] + h[3])
     }
 
+    /// Σ a·b over k floats (decode attention's q·k): a one-row `i2q_gemv` (gemv16.c, dispatched;
+    /// the same 16-lane order and tree as `hsum`).
     static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ k: Int) -> Float {
-        let ar = UnsafeRawPointer(a), br = UnsafeRawPointer(b)
-        var acc = SIMD16<Float>()
-        let vk = k / 16
-        for v in 0..<vk {
-            acc.addProduct(ar.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self),
-                           br.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self))
-        }
-        var s = hsum(acc)
-        for c in (vk * 16)..<k { s += a[c] * b[c] }
-        return s
+        var y: Float = 0
+        i2q_gemv(a, Int32(I2Q_W_F32), b, &y, Int64(k), 0, 1, 0, Int32(I2Q_IMPL_AUTO))
+        return y
     }
 }
 
