@@ -340,7 +340,7 @@ public enum Verifier {
                         candFeatures = try cs.imageFeatures(paths: [item.imagePath])
                         featureImage = item.imagePath
                     }
-                    let prompt = bs.chatPrompt(question: item.question, image: true, answer: nil)
+                    let prompt = try bs.chatPrompt(question: item.question, image: true, answer: nil)
                     let rb = try bs.run(prompt: prompt, features: baseFeatures, maxNewTokens: o.maxNewTokens)
                     let rc = try cs.run(prompt: prompt, features: candFeatures, maxNewTokens: o.maxNewTokens)
                     b = rb.text.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -9,6 +9,8 @@ struct Run: ParsableCommand {
         discussion: """
             Examples:
               i2q run smollm2-int4.i2q --prompt 'The capital of France is' --max-new-tokens 16
+              i2q run smollm2-int4.i2q --chat --prompt 'What is the capital of France?'
+              i2q run idefics2-nf4.i2q --chat --image page.png --prompt 'What is the date?'   (the model's own template)
               i2q run idefics2-nf4.i2q --image page.png --prompt $'User:<image>What is the date?<end_of_utterance>\\nAssistant:'
             (bash's $'…' turns \\n into a newline; inside "…" it stays a backslash and an n.)
             """)
@@ -18,8 +20,14 @@ struct Run: ParsableCommand {
 
     @OptionGroup var input: ModelInputOptions
 
-    @Option(help: "The raw prompt string (BOS is added as the tokenizer config says).")
+    @Option(help: "The raw prompt string (BOS is added as the tokenizer config says); with --chat, the user's message.")
     var prompt: String
+
+    @Flag(help: "Apply the model's own chat template (chat_template.jinja / .json / tokenizer_config.json, as transformers' apply_chat_template): --prompt is the user's message, the images go before it, and the assistant's turn is opened.")
+    var chat = false
+
+    @Option(help: "With --chat: a system message before the user's.")
+    var system: String?
 
     @Option(help: "Tokens to generate at most (stops early at an end token).")
     var maxNewTokens: Int = 64
@@ -45,6 +53,8 @@ struct Run: ParsableCommand {
     func validate() throws {
         guard maxNewTokens >= 0 else { throw ValidationError("--max-new-tokens must be ≥ 0") }
         try FlagLimits.check("--max-new-tokens", maxNewTokens, 0...FlagLimits.positions)
+        if system != nil && !chat { throw ValidationError("--system needs --chat") }
+        if chat && prompt.contains("<image>") { throw ValidationError("with --chat, --prompt is the user's message: leave out <image> (each --image goes before the text)") }
         if let l = longestEdge, l < 14 { throw ValidationError("--longest-edge must be at least one patch (14 pixels)") }
         if let l = longestEdge { try FlagLimits.check("--longest-edge", l, 14...FlagLimits.edge) }
     }
@@ -67,10 +77,13 @@ struct Run: ParsableCommand {
             case let .visionLanguage(session):
                 if noImageSplitting { session.imageSplitting = false }
                 if let l = longestEdge { session.limitLongestEdge(l) }
-                r = try session.run(prompt: prompt, images: images, maxNewTokens: maxNewTokens, wantLogits: logitsOut != nil, ignoreStopTokens: ignoreEos)
+                let p = chat ? try (session.chat ?? { throw NoChatTemplateError(path: path) }()).userTurn(prompt, images: images.count, system: system, forProcessor: true) : prompt
+                r = try session.run(prompt: p, images: images, maxNewTokens: maxNewTokens, wantLogits: logitsOut != nil, ignoreStopTokens: ignoreEos)
                 vocab = session.text.decoder.config.vocabSize
             case let .text(session):
-                r = try session.run(prompt: prompt, maxNewTokens: maxNewTokens, wantLogits: logitsOut != nil, ignoreStopTokens: ignoreEos)
+                // A tokenizer's apply_chat_template adds no special tokens: the template writes them.
+                let p = chat ? try (try ChatPrompt.load(source, tokenizer: session.tokenizer) ?? { throw NoChatTemplateError(path: path) }()).userTurn(prompt, images: 0, system: system) : prompt
+                r = try session.run(prompt: p, maxNewTokens: maxNewTokens, wantLogits: logitsOut != nil, ignoreStopTokens: ignoreEos, addSpecialTokens: !chat)
                 vocab = session.decoder.config.vocabSize
             }
             if let claimed, let l = r.promptLogits {

@@ -51,7 +51,7 @@ final class EasyVQATests: XCTestCase {
         var right = 0, goldenRight = 0
         for item in items {
             if item.imagePath != image { features = try session.imageFeatures(paths: [item.imagePath]); image = item.imagePath }
-            let r = try session.run(prompt: session.chatPrompt(question: item.question, image: true, answer: nil), features: features, maxNewTokens: 8)
+            let r = try session.run(prompt: try session.chatPrompt(question: item.question, image: true, answer: nil), features: features, maxNewTokens: 8)
             let ids = r.generatedIds.filter { !session.stopTokens.contains($0) }
             let g = try XCTUnwrap(golden[item.questionId])
             if ids != g.ids { differ.append("\(item.questionId) \(item.question): i2q \(ids) \(r.text), transformers \(g.ids) \(g.text)") }

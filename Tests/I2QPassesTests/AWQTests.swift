@@ -219,7 +219,7 @@ final class AWQTests: XCTestCase {
         let set = try DocVQASet.load(directory: fixturesDir + "/docvqa-mini")
         let item = set.items.last!
         let s = try Idefics2Session(source: try openModel(path))
-        let r = try s.run(prompt: s.chatPrompt(question: item.question, image: true, answer: item.answers.first ?? ""), images: [item.imagePath], maxNewTokens: 0, wantLogits: true)
+        let r = try s.run(prompt: try s.chatPrompt(question: item.question, image: true, answer: item.answers.first ?? ""), images: [item.imagePath], maxNewTokens: 0, wantLogits: true)
         return (r.inputIds, r.promptLogits!)
     }
 

@@ -114,7 +114,7 @@ public enum CalibrationData {
             let h = s.text.decoder.config.hiddenSize
             let start = ProgressBar.now()
             for (i, item) in items.enumerated() {
-                let prompt = s.chatPrompt(question: item.question, image: true, answer: item.answers.first ?? "")
+                let prompt = try s.chatPrompt(question: item.question, image: true, answer: item.answers.first ?? "")
                 var (ids, emb) = try s.promptEmbeddings(prompt: prompt, imagePaths: [item.imagePath])
                 if ids.count > o.seqLen { ids = Array(ids.prefix(o.seqLen)); emb = Array(emb.prefix(o.seqLen * h)) }
                 imageTokens += ids.filter(s.isImageToken).count

@@ -9,6 +9,8 @@ public final class Idefics2Session: @unchecked Sendable {
     public let model: Idefics2Model
     public let text: TextSession
     public var processorConfig: ProcessorConfig
+    /// The model's chat template (chat_template.jinja / .json / tokenizer_config.json), if any.
+    public let chat: ChatPrompt?
 
     public enum SessionError: I2QError {
         case imageCount(placeholders: Int, images: Int)
@@ -25,6 +27,7 @@ public final class Idefics2Session: @unchecked Sendable {
         text = try TextSession(source: source, decoder: model.text)
         let files = try source.auxiliaryFiles()
         processorConfig = try ProcessorConfig.load(source: source.path) { n in files.first { $0.name == n }?.bytes } ?? ProcessorConfig()
+        chat = try ChatPrompt.load(source, tokenizer: text.tokenizer)
         let latents = model.config.perceiver.resamplerNLatents
         guard processorConfig.imageSeqLen == latents else {
             throw ConfigError.invalid(path: source.path + "/processor_config.json",
@@ -130,11 +133,13 @@ extension Idefics2Session: VisionLanguageSession {
         processorConfig.shortestEdge = min(processorConfig.shortestEdge, pixels)
     }
 
-    /// Idefics2's chat template for one user turn: `User:<image>QUESTION<end_of_utterance>\nAssistant:`
-    /// (with the answer after a space when given).
-    public func chatPrompt(question: String, image: Bool, answer: String?) -> String {
-        "User:" + (image ? Idefics2Prompt.image : "") + question + Idefics2Prompt.endOfUtterance + "\nAssistant:"
-            + (answer.map { " " + $0 } ?? "")
+    /// One user turn through the model's chat template (Idefics2-8b's renders
+    /// `User:<image>QUESTION<end_of_utterance>\nAssistant:`), or that built-in format when the model
+    /// has no template; with the answer after a space when given.
+    public func chatPrompt(question: String, image: Bool, answer: String?) throws -> String {
+        let turn = try chat?.userTurn(question, images: image ? 1 : 0, forProcessor: true)
+            ?? "User:" + (image ? Idefics2Prompt.image : "") + question + Idefics2Prompt.endOfUtterance + "\nAssistant:"
+        return turn + (answer.map { " " + $0 } ?? "")
     }
 
     public func promptEmbeddings(prompt: String, imagePaths: [String]) throws -> (ids: [Int], embeddings: [Float]) {

@@ -43,10 +43,11 @@ public final class TextSession: @unchecked Sendable {
         public let decodeSeconds: Double
     }
 
-    /// Tokenizes `prompt` (BOS as the tokenizer config says), runs it, and generates greedily.
+    /// Tokenizes `prompt` (BOS as the tokenizer config says; none with `addSpecialTokens` false, as
+    /// for a rendered chat template: `ChatPrompt`), runs it, and generates greedily.
     public func run(prompt: String, maxNewTokens: Int, wantLogits: Bool, ignoreStopTokens: Bool = false,
-                    onToken: (Int) -> Void = { _ in }) throws -> RunResult {
-        let ids = tokenizer.encode(prompt)
+                    addSpecialTokens: Bool = true, onToken: (Int) -> Void = { _ in }) throws -> RunResult {
+        let ids = tokenizer.encode(prompt, addSpecialTokens: addSpecialTokens)
         try decoder.checkContext(ids.count + maxNewTokens + 1)
         return try complete(ids: ids, embeddings: try decoder.embed(ids), maxNewTokens: maxNewTokens, wantLogits: wantLogits,
                             stopTokens: ignoreStopTokens ? [] : stopTokens, bannedTokens: bannedTokens, onToken: onToken)

@@ -22,9 +22,12 @@ public protocol VisionLanguageSession: AnyObject, Sendable {
     var imageSplitting: Bool { get set }
     /// Resize images so their longest edge is at most `pixels`.
     func limitLongestEdge(_ pixels: Int)
-    /// The family's chat prompt for one question (about one image when `image`), ending where the
-    /// assistant's answer starts, or followed by `answer` (calibration).
-    func chatPrompt(question: String, image: Bool, answer: String?) -> String
+    /// The model's chat prompt for one question (about one image when `image`), ending where the
+    /// assistant's answer starts, or followed by " " + `answer` (calibration): its own chat template
+    /// when it has one (`ChatPrompt`), else the family's built-in turn format.
+    func chatPrompt(question: String, image: Bool, answer: String?) throws -> String
+    /// The model's chat template (nil: none).
+    var chat: ChatPrompt? { get }
     /// What the decoder sees at the image positions of image files, decoded and processed as `run` does.
     func imageFeatures(paths: [String]) throws -> [Float]
     /// Greedy answer to `prompt` given precomputed `imageFeatures` (the same as `run(prompt:images:)`).

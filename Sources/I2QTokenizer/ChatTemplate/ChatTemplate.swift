@@ -95,21 +95,37 @@ public struct ChatTemplate: Sendable {
     /// nil when the directory has none.
     public static func load(modelDirectory: String) throws -> ChatTemplate? {
         let dir = URL(fileURLWithPath: modelDirectory)
-        let jinja = dir.appendingPathComponent("chat_template.jinja").path
-        if FileManager.default.fileExists(atPath: jinja) { return try parse(try readText(jinja), from: jinja) }
-
-        let legacy = dir.appendingPathComponent("chat_template.json").path
-        if FileManager.default.fileExists(atPath: legacy) {
-            let json = try readJSON(legacy)
-            guard case let .string(s)? = json["chat_template"] else {
-                throw ChatTemplateError.file(path: legacy, reason: "expected {\"chat_template\": \"...\"} with a string")
-            }
-            return try parse(s, from: legacy)
+        return try load(origin: modelDirectory) { name in
+            let path = dir.appendingPathComponent(name).path
+            guard FileManager.default.fileExists(atPath: path) else { return nil }
+            guard let data = FileManager.default.contents(atPath: path) else { throw ChatTemplateError.file(path: path, reason: "cannot read the file") }
+            return [UInt8](data)
         }
+    }
 
-        let config = dir.appendingPathComponent("tokenizer_config.json").path
-        guard FileManager.default.fileExists(atPath: config) else { return nil }
-        switch try readJSON(config)["chat_template"] {
+    /// The same lookup over a model's small files by name (an .i2q's embedded files, a GGUF's
+    /// synthesized ones): `file(name)` returns the bytes or nil. `origin` prefixes the names in errors.
+    public static func load(origin: String, file: (String) throws -> [UInt8]?) throws -> ChatTemplate? {
+        func path(_ n: String) -> String { origin + "/" + n }
+        func text(_ n: String, _ b: [UInt8]) throws -> String {
+            guard let s = String(validatingUTF8: b.map { CChar(bitPattern: $0) } + [0]) else { throw ChatTemplateError.file(path: path(n), reason: "not valid UTF-8") }
+            return s
+        }
+        func json(_ n: String, _ b: [UInt8]) throws -> JSONValue {
+            do { return try JSONParser.parse(b, source: path(n)) } catch let e as JSONError {
+                throw ChatTemplateError.file(path: path(n), reason: "not valid JSON: \(e.message) at byte \(e.offset)")
+            }
+        }
+        if let b = try file("chat_template.jinja") { return try parse(try text("chat_template.jinja", b), from: path("chat_template.jinja")) }
+        if let b = try file("chat_template.json") {
+            guard case let .string(s)? = try json("chat_template.json", b)["chat_template"] else {
+                throw ChatTemplateError.file(path: path("chat_template.json"), reason: "expected {\"chat_template\": \"...\"} with a string")
+            }
+            return try parse(s, from: path("chat_template.json"))
+        }
+        guard let b = try file("tokenizer_config.json") else { return nil }
+        let config = path("tokenizer_config.json")
+        switch try json("tokenizer_config.json", b)["chat_template"] {
         case nil, .null?: return nil
         case let .string(s)?: return try parse(s, from: config)
         case let .array(list)?:
@@ -130,19 +146,6 @@ public struct ChatTemplate: Sendable {
     private static func parse(_ text: String, from path: String) throws -> ChatTemplate {
         do { return try ChatTemplate(source: text) } catch let e as ChatTemplateError {
             throw ChatTemplateError.file(path: path, reason: e.description)
-        }
-    }
-
-    private static func readText(_ path: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path) else { throw ChatTemplateError.file(path: path, reason: "cannot read the file") }
-        guard let s = String(data: data, encoding: .utf8) else { throw ChatTemplateError.file(path: path, reason: "not valid UTF-8") }
-        return s
-    }
-
-    private static func readJSON(_ path: String) throws -> JSONValue {
-        guard let data = FileManager.default.contents(atPath: path) else { throw ChatTemplateError.file(path: path, reason: "cannot read the file") }
-        do { return try JSONParser.parse([UInt8](data), source: path) } catch let e as JSONError {
-            throw ChatTemplateError.file(path: path, reason: "not valid JSON: \(e.message) at byte \(e.offset)")
         }
     }
 }
