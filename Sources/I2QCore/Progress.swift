@@ -107,6 +107,15 @@ public func formatBytes(_ n: Int) -> String {
     return formatFixed(v, v >= 100 ? 0 : (v >= 10 ? 1 : 2)) + " " + units[u]
 }
 
+/// "8.40B", "135M", "12.3K".
+public func formatCount(_ n: Int) -> String {
+    let v = Double(n)
+    if v >= 1e9 { return formatFixed(v / 1e9, 2) + "B" }
+    if v >= 1e6 { return formatFixed(v / 1e6, 1) + "M" }
+    if v >= 1e3 { return formatFixed(v / 1e3, 1) + "K" }
+    return String(n)
+}
+
 public func formatSeconds(_ s: Double) -> String {
     if !s.isFinite { return "?" }
     if s < 60 { return "\(Int(s.rounded()))s" }

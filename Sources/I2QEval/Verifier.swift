@@ -88,6 +88,18 @@ public struct DocVQAItemResult: Sendable {
     }
 }
 
+/// 95% normal-approximation interval of a mean over `xs`: mean ± z·s/√n with s the sample standard
+/// deviation (n − 1), clipped to [lo, hi]; (mean, mean) for n < 2. Deterministic (no resampling).
+public func normalInterval(_ xs: [Double], z: Double = 1.959963984540054, clip: ClosedRange<Double> = 0...1) -> (Double, Double) {
+    let n = xs.count
+    guard n > 0 else { return (0, 0) }
+    let m = xs.reduce(0, +) / Double(n)
+    guard n > 1 else { return (m, m) }
+    let v = xs.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(n - 1)
+    let half = z * (v / Double(n)).squareRoot()
+    return (min(max(m - half, clip.lowerBound), clip.upperBound), min(max(m + half, clip.lowerBound), clip.upperBound))
+}
+
 /// Wilson score interval for a proportion (Wilson 1927), z = 1.96 for 95%: the interval statsmodels'
 /// `proportion_confint(method="wilson")` gives. (0, 0) for n = 0.
 public func wilsonInterval(successes k: Int, trials n: Int, z: Double = 1.959963984540054) -> (Double, Double) {
@@ -121,6 +133,14 @@ public struct DocVQAComparison: Sendable {
     /// 95% Wilson intervals of the exact-match accuracies.
     public var exactMatchCandidateCI: (Double, Double) { wilsonInterval(successes: items.filter(\.exactCandidate).count, trials: items.count) }
     public var exactMatchBaseCI: (Double, Double) { wilsonInterval(successes: items.filter(\.exactBase).count, trials: items.count) }
+    /// 95% intervals of the mean ANLS scores over the questions (normal approximation, `normalInterval`).
+    public var anlsCandidateCI: (Double, Double) { normalInterval(items.map(\.anlsCandidate)) }
+    public var anlsBaseCI: (Double, Double) { normalInterval(items.map(\.anlsBase)) }
+    public var anlsAgreementCI: (Double, Double) { normalInterval(items.map(\.agreement)) }
+    /// 95% Wilson interval of the same-answer share.
+    public var sameAnswerShareCI: (Double, Double) {
+        wilsonInterval(successes: items.filter { ANLS.normalize($0.candidate) == ANLS.normalize($0.base) }.count, trials: items.count)
+    }
     /// Questions whose exact-match verdict differs between the models (right → wrong first), in set order.
     public var flipped: [DocVQAItemResult] {
         items.filter { $0.exactBase && !$0.exactCandidate } + items.filter { !$0.exactBase && $0.exactCandidate }
@@ -153,6 +173,10 @@ public struct DocVQAComparison: Sendable {
                  ("same_answer_share", jsonNumber(sameAnswerShare)),
                  ("exact_match_candidate_ci95", .array([jsonNumber(exactMatchCandidateCI.0), jsonNumber(exactMatchCandidateCI.1)])),
                  ("exact_match_base_ci95", .array([jsonNumber(exactMatchBaseCI.0), jsonNumber(exactMatchBaseCI.1)])),
+                 ("anls_candidate_ci95", .array([jsonNumber(anlsCandidateCI.0), jsonNumber(anlsCandidateCI.1)])),
+                 ("anls_base_ci95", .array([jsonNumber(anlsBaseCI.0), jsonNumber(anlsBaseCI.1)])),
+                 ("anls_agreement_ci95", .array([jsonNumber(anlsAgreementCI.0), jsonNumber(anlsAgreementCI.1)])),
+                 ("same_answer_share_ci95", .array([jsonNumber(sameAnswerShareCI.0), jsonNumber(sameAnswerShareCI.1)])),
                  ("kld_answer_mean", kldAnswerMean.map { jsonNumber($0) } ?? .null), ("answer_tokens", .int(answerTokens)),
                  ("flipped_to_wrong", .int(items.filter { $0.exactBase && !$0.exactCandidate }.count)),
                  ("flipped_to_right", .int(items.filter { !$0.exactBase && $0.exactCandidate }.count)),
@@ -194,7 +218,8 @@ public struct TextComparison: Sendable {
 
 /// The result of one verification; `json` is the documented, stable report (docs/verify.md).
 public struct VerifyReport: Sendable {
-    public static let formatVersion = 1
+    /// 2: "candidate" and "reference" are objects (`ModelStorage.json`; the path is their "path").
+    public static let formatVersion = 2
     public let candidate: String
     public let reference: String
     public let modelType: String
@@ -212,6 +237,16 @@ public struct VerifyReport: Sendable {
     public var visionLayers: [LayerErrorAccumulator.Layer]? = nil
     public var visionImages = 0
     public var visionPatches = 0
+    /// Width of the vision encoder's layer outputs and of the decoder's (its hidden size).
+    public var visionWidth = 0
+    public var decoderWidth = 0
+    /// The connector's output (Idefics2: the image features the decoder reads), over the same images
+    /// as the vision layers: `connectorTokens` rows of width `decoderWidth`.
+    public var connector: LayerErrorAccumulator.Layer? = nil
+    public var connectorTokens = 0
+    /// Storage of both models (file size, schemes, bits per weight).
+    public var candidateModel: ModelStorage? = nil
+    public var referenceModel: ModelStorage? = nil
     public var passed: Bool { failures.isEmpty }
 
     public var json: JSONValue {
@@ -225,17 +260,28 @@ public struct VerifyReport: Sendable {
         }
         var layerEntries: [(String, JSONValue)] = []
         if let ls = layers {
-            layerEntries += [("inputs", .string("text")), ("positions", .int(layerPositions)), ("decoder", layerArray(ls))]
+            layerEntries += [("inputs", .string("text")), ("positions", .int(layerPositions)), ("width", .int(decoderWidth)),
+                             ("decoder", layerArray(ls))]
         }
         if let v = visionLayers {
             layerEntries.append(("vision", .object([("inputs", .string("docvqa images")), ("images", .int(visionImages)),
-                                                    ("patches", .int(visionPatches)), ("layers", layerArray(v))])))
+                                                    ("patches", .int(visionPatches)), ("width", .int(visionWidth)),
+                                                    ("layers", layerArray(v))])))
+        }
+        if let c = connector {
+            layerEntries.append(("connector", .object([("inputs", .string("docvqa images")), ("images", .int(visionImages)),
+                                                       ("tokens", .int(connectorTokens)), ("width", .int(decoderWidth)),
+                                                       ("rel_error", jsonNumber(c.relError)),
+                                                       ("mean_token_rel_error", jsonNumber(c.meanTokenRelError)),
+                                                       ("max_token_rel_error", jsonNumber(c.maxTokenRelError))])))
         }
         let layerJSON: JSONValue = layerEntries.isEmpty ? .null : .object(layerEntries)
         return .object([
             ("format", .string("i2q-verify")), ("format_version", .int(Self.formatVersion)),
             ("i2q_version", .string(I2QVersion.string)),
-            ("candidate", .string(candidate)), ("reference", .string(reference)), ("model_type", .string(modelType)),
+            ("candidate", candidateModel?.json ?? .object([("path", .string(candidate))])),
+            ("reference", referenceModel?.json ?? .object([("path", .string(reference))])),
+            ("model_type", .string(modelType)),
             ("text", text?.json ?? .null),
             ("layers", layerJSON),
             ("docvqa", docvqa?.json ?? .null),
@@ -315,7 +361,9 @@ public enum Verifier {
         }
         var docvqa: DocVQAComparison?
         var vision: LayerErrorAccumulator?
-        var visionImages = 0, visionPatches = 0
+        var connector: LayerErrorAccumulator?
+        var connectorSeen = Set<String>()
+        var visionImages = 0, visionPatches = 0, connectorTokens = 0
         if let set {
             let items = set.select(samples: o.samples ?? 0, seed: o.seed)
             o.log?("verify: DocVQA \(set.file): \(items.count) of \(set.items.count) questions")
@@ -325,7 +373,10 @@ public enum Verifier {
             var seenImages = Set<String>()
             var featureImage: String? = nil
             var baseFeatures: [Float] = [], candFeatures: [Float] = []
-            if o.layerwise, let bs = base.visionLanguage { vision = LayerErrorAccumulator(layers: bs.visionLayers) }
+            if o.layerwise, let bs = base.visionLanguage {
+                vision = LayerErrorAccumulator(layers: bs.visionLayers)
+                connector = LayerErrorAccumulator(layers: 1)
+            }
             for item in items {
                 if var acc = vision, let bs = base.visionLanguage, let cs = cand.visionLanguage, seenImages.insert(item.imagePath).inserted {
                     visionPatches += try compareVision(base: bs, candidate: cs, imagePath: item.imagePath, into: &acc)
@@ -339,6 +390,18 @@ public enum Verifier {
                         baseFeatures = try bs.imageFeatures(paths: [item.imagePath])
                         candFeatures = try cs.imageFeatures(paths: [item.imagePath])
                         featureImage = item.imagePath
+                        // The connector's output, once per distinct page (as the vision layers).
+                        let w = base.text.decoder.config.hiddenSize
+                        if var acc = connector, baseFeatures.count == candFeatures.count, !baseFeatures.isEmpty,
+                           baseFeatures.count % w == 0, connectorSeen.insert(item.imagePath).inserted {
+                            baseFeatures.withUnsafeBufferPointer { bp in
+                                candFeatures.withUnsafeBufferPointer { cp in
+                                    acc.add(layer: 0, base: bp.baseAddress!, candidate: cp.baseAddress!, rows: baseFeatures.count / w, width: w)
+                                }
+                            }
+                            connectorTokens += baseFeatures.count / w
+                            connector = acc
+                        }
                     }
                     let prompt = try bs.chatPrompt(question: item.question, image: true, answer: nil)
                     let rb = try bs.run(prompt: prompt, features: baseFeatures, maxNewTokens: o.maxNewTokens)
@@ -388,7 +451,15 @@ public enum Verifier {
             report.visionLayers = vision.result
             report.visionImages = visionImages
             report.visionPatches = visionPatches
+            report.visionWidth = base.visionLanguage?.visionWidth ?? 0
         }
+        if let connector, connectorTokens > 0 {
+            report.connector = connector.result.first
+            report.connectorTokens = connectorTokens
+        }
+        report.decoderWidth = base.text.decoder.config.hiddenSize
+        report.candidateModel = ModelStorage(path: cand.path, source: cand.source)
+        report.referenceModel = ModelStorage(path: base.path, source: base.source)
         return report
     }
 

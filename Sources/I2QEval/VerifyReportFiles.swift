@@ -12,7 +12,8 @@ public enum VerifyReportError: I2QError {
 }
 
 /// `--report DIR`: summary.md, report.json and hand-written SVG plots (kld_histogram.svg,
-/// kld_cdf.svg, layer_error.svg, docvqa.svg — those with data). The directory is built under a
+/// kld_cdf.svg, layer_error.svg, vision_layer_error.svg, docvqa.svg — those with data; SVG in
+/// VerifyReportPlots.swift). The directory is built under a
 /// temporary name and renamed when complete; an existing report directory is replaced.
 public enum VerifyReportFiles {
     public static func write(_ r: VerifyReport, to dir: String) throws {
@@ -30,26 +31,58 @@ public enum VerifyReportFiles {
     }
 
     public static func write(_ r: VerifyReport, into out: StagedOutput) throws {
-        var plots: [String] = []
+        var names: [String] = []
         func put(_ name: String, _ text: String) throws {
             try FileSystem.writeFile(out.tempPath + "/" + name, Array(text.utf8))
         }
-        if let t = r.text {
-            try put("kld_histogram.svg", SVG.kldHistogram(t.stats.sortedKLD)); plots.append("kld_histogram.svg")
-            try put("kld_cdf.svg", SVG.kldCDF(t.stats.sortedKLD, mean: t.stats.kldMean)); plots.append("kld_cdf.svg")
-        }
-        if let l = r.layers, !l.isEmpty {
-            try put("layer_error.svg", SVG.layerError(l)); plots.append("layer_error.svg")
-        }
-        if let v = r.visionLayers, !v.isEmpty {
-            try put("vision_layer_error.svg", SVG.layerError(v, part: "vision encoder")); plots.append("vision_layer_error.svg")
-        }
-        if let d = r.docvqa {
-            try put("docvqa.svg", SVG.docvqaBars(d)); plots.append("docvqa.svg")
+        for (name, svg) in plots(r) {
+            try put(name, svg); names.append(name)
         }
         try put("report.json", r.jsonString() + "\n")
-        try put("summary.md", summary(r, plots: plots))
+        try put("summary.md", summary(r, plots: names))
         try out.commit()
+    }
+
+    /// The report's plots, (file name, SVG text), in the order summary.md shows them:
+    /// kld_histogram.svg and kld_cdf.svg (with text), layer_error.svg (every module measured, in model
+    /// order: vision encoder → connector → decoder), vision_layer_error.svg (the vision encoder alone),
+    /// docvqa.svg.
+    static func plots(_ r: VerifyReport) -> [(String, String)] {
+        let m = PlotModels(r)
+        var out: [(String, String)] = []
+        if let t = r.text {
+            out.append(("kld_histogram.svg", SVG.kldHistogram(t.stats.sortedKLD, models: m)))
+            out.append(("kld_cdf.svg", SVG.kldCDF(t.stats.sortedKLD, mean: t.stats.kldMean, models: m)))
+        }
+        let segments = layerSegments(r)
+        if !segments.isEmpty { out.append(("layer_error.svg", SVG.layerError(segments, models: m))) }
+        if let v = segments.first, v.module == "vision encoder" {
+            out.append(("vision_layer_error.svg", SVG.layerError([v], models: m)))
+        }
+        if let d = r.docvqa { out.append(("docvqa.svg", SVG.docvqaBars(d, models: m))) }
+        return out
+    }
+
+    /// The measured modules in model order, each a run of layers comparable with each other.
+    static func layerSegments(_ r: VerifyReport) -> [SVG.LayerSegment] {
+        var segs: [SVG.LayerSegment] = []
+        if let v = r.visionLayers, !v.isEmpty {
+            segs.append(.init(module: "vision encoder", width: r.visionWidth, inputs: "\(r.visionImages) images", layers: v, unit: "patches"))
+        }
+        if let c = r.connector {
+            segs.append(.init(module: "connector", width: r.decoderWidth, inputs: "\(r.visionImages) images", layers: [c], unit: "image tokens", tick: { _ in "out" }))
+        }
+        if let l = r.layers, !l.isEmpty {
+            segs.append(.init(module: "decoder", width: r.decoderWidth, inputs: "text, \(r.layerPositions) positions", layers: l))
+        }
+        return segs
+    }
+
+    /// "`nf4.i2q`" row of the Models table.
+    static func modelRow(_ role: String, _ path: String, _ m: ModelStorage?) -> String {
+        guard let m else { return "| \(role) | `\(md(path))` | | | | |\n" }
+        let schemes = m.schemesBySize.map { "\(md($0.scheme)): \(f($0.bitsPerWeight, 2)) bits/weight, \(formatCount($0.parameters)) params, \(formatBytes($0.bytes))" }
+        return "| \(role) | `\(md(m.name))` | \(formatBytes(m.bytes)) (\(m.bytes) B) | \(schemes.joined(separator: "; ")) | \(formatCount(m.schemes.totalParameters)) | \(f(m.schemes.bitsPerWeight, 3)) |\n"
     }
 
     static func f(_ d: Double, _ digits: Int) -> String { d.isFinite ? formatFixed(d, digits) : "n/a" }
@@ -71,6 +104,12 @@ public enum VerifyReportFiles {
         s += "- result: **\(r.passed ? "passed" : "FAILED")**"
         s += r.failures.isEmpty ? "\n" : "\n" + r.failures.map { "  - \($0)\n" }.joined()
         s += "- time: \(f(r.seconds, 1)) s\n\n"
+        if r.candidateModel != nil || r.referenceModel != nil {
+            s += "## Models\n\n"
+            s += "Bits per weight: stored bytes × 8 / parameters, scales, zeros, absmax and code tables included (as `i2q inspect`'s \"by scheme\").\n\n"
+            s += "| | file | size on disk | schemes (as stored) | parameters | bits/weight overall |\n|---|---|---|---|---|---|\n"
+            s += modelRow("candidate", r.candidate, r.candidateModel) + modelRow("reference", r.reference, r.referenceModel) + "\n"
+        }
         if let t = r.text {
             let st = t.stats
             s += "## Text: `\(t.file)`\n\n"
@@ -100,6 +139,9 @@ public enum VerifyReportFiles {
             s += "Both vision towers on the same processed images, each on its own previous layers; real patches only.\n\n"
             s += "| layer | rel. error (all patches) | mean per patch | max per patch |\n|---|---|---|---|\n"
             for x in v { s += "| \(x.layer) | \(sci(x.relError)) | \(sci(x.meanTokenRelError)) | \(sci(x.maxTokenRelError)) |\n" }
+            if let c = r.connector {
+                s += "| connector output (\(r.connectorTokens) image tokens, width \(r.decoderWidth)) | \(sci(c.relError)) | \(sci(c.meanTokenRelError)) | \(sci(c.maxTokenRelError)) |\n"
+            }
             s += "\n"
         }
         if let d = r.docvqa {
@@ -108,10 +150,11 @@ public enum VerifyReportFiles {
             s += "| | candidate | base |\n|---|---|---|\n"
             s += "| ANLS | \(f(d.anlsCandidate, 4)) | \(f(d.anlsBase, 4)) |\n"
             s += "| exact match | \(pct(d.exactMatchCandidate, 2)) | \(pct(d.exactMatchBase, 2)) |\n"
+            s += "| ANLS, 95% interval (normal approximation) | \(f(d.anlsCandidateCI.0, 4)) – \(f(d.anlsCandidateCI.1, 4)) | \(f(d.anlsBaseCI.0, 4)) – \(f(d.anlsBaseCI.1, 4)) |\n"
             s += "| exact match, 95% interval (Wilson) | \(pct(d.exactMatchCandidateCI.0, 2)) – \(pct(d.exactMatchCandidateCI.1, 2)) | \(pct(d.exactMatchBaseCI.0, 2)) – \(pct(d.exactMatchBaseCI.1, 2)) |\n"
             if let k = d.kldAnswerMean { s += "| mean KLD on the base's answer tokens (\(d.answerTokens) tokens) | \(sci(k)) | |\n" }
-            s += "| ANLS candidate vs base answers (agreement) | \(f(d.anlsAgreement, 4)) | |\n"
-            s += "| same answer | \(pct(d.sameAnswerShare, 1)) | |\n\n"
+            s += "| ANLS candidate vs base answers (agreement) | \(f(d.anlsAgreement, 4)) (\(f(d.anlsAgreementCI.0, 4)) – \(f(d.anlsAgreementCI.1, 4))) | |\n"
+            s += "| same answer | \(pct(d.sameAnswerShare, 1)) (\(pct(d.sameAnswerShareCI.0, 1)) – \(pct(d.sameAnswerShareCI.1, 1))) | |\n\n"
             let fl = d.flipped
             if !fl.isEmpty {
                 s += "### Flipped questions (exact match differs): \(fl.filter(\.exactBase).count) right → wrong, \(fl.filter { !$0.exactBase }.count) wrong → right\n\n"
@@ -129,7 +172,11 @@ public enum VerifyReportFiles {
             s += "\n"
         }
         if !plots.isEmpty {
-            s += "## Plots\n\n" + plots.map { "![\($0)](\($0))\n" }.joined(separator: "\n") + "\n"
+            s += "## Plots\n\n"
+            s += "Each plot's title names both models and the candidate's schemes, bits per weight and size. "
+            s += "docvqa.svg: whiskers are 95% intervals over the questions (ANLS: normal approximation, mean ± 1.96·s/√n; shares: Wilson score). "
+            s += "layer_error.svg: dashed vertical lines separate modules (or widths, or inputs) whose errors are not comparable.\n\n"
+            s += plots.map { "![\($0)](\($0))\n" }.joined(separator: "\n") + "\n"
         }
         s += "Keys of report.json: docs/verify.md.\n"
         return s
@@ -142,173 +189,5 @@ public enum VerifyReportFiles {
         case "median": return "median"
         default: return k.dropFirst().replacingOccurrences(of: "_", with: ".") + " %"
         }
-    }
-}
-
-/// Hand-written SVG plots (no dependencies; open in any browser).
-enum SVG {
-    static let width = 640.0, height = 400.0
-    static let left = 72.0, right = 24.0, top = 44.0, bottom = 58.0
-    static var plotW: Double { width - left - right }
-    static var plotH: Double { height - top - bottom }
-
-    static func esc(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-    }
-    static func n(_ d: Double) -> String { formatFixed(d, 1) }
-
-    /// Frame, title, axis labels and ticks. x/yTicks: (position in plot pixels from the left/bottom, label).
-    static func frame(title: String, xLabel: String, yLabel: String, xTicks: [(Double, String)], yTicks: [(Double, String)], body: String) -> String {
-        var s = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        s += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"12\">\n"
-        s += "<rect x=\"0\" y=\"0\" width=\"\(Int(width))\" height=\"\(Int(height))\" fill=\"white\"/>\n"
-        s += "<text x=\"\(n(width / 2))\" y=\"24\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">\(esc(title))</text>\n"
-        for (x, l) in xTicks {
-            let px = left + x
-            s += "<line x1=\"\(n(px))\" y1=\"\(n(top))\" x2=\"\(n(px))\" y2=\"\(n(top + plotH))\" stroke=\"#e4e4e4\"/>\n"
-            s += "<text x=\"\(n(px))\" y=\"\(n(top + plotH + 18))\" text-anchor=\"middle\">\(esc(l))</text>\n"
-        }
-        for (y, l) in yTicks {
-            let py = top + plotH - y
-            s += "<line x1=\"\(n(left))\" y1=\"\(n(py))\" x2=\"\(n(left + plotW))\" y2=\"\(n(py))\" stroke=\"#e4e4e4\"/>\n"
-            s += "<text x=\"\(n(left - 8))\" y=\"\(n(py + 4))\" text-anchor=\"end\">\(esc(l))</text>\n"
-        }
-        s += body
-        s += "<rect x=\"\(n(left))\" y=\"\(n(top))\" width=\"\(n(plotW))\" height=\"\(n(plotH))\" fill=\"none\" stroke=\"#333\"/>\n"
-        s += "<text x=\"\(n(left + plotW / 2))\" y=\"\(n(height - 14))\" text-anchor=\"middle\">\(esc(xLabel))</text>\n"
-        s += "<text x=\"18\" y=\"\(n(top + plotH / 2))\" text-anchor=\"middle\" transform=\"rotate(-90 18 \(n(top + plotH / 2)))\">\(esc(yLabel))</text>\n"
-        s += "</svg>\n"
-        return s
-    }
-
-    static func powLabel(_ e: Int) -> String { e == 0 ? "1" : "1e\(e)" }
-
-    /// log10 range of the positive values (KLD ≤ 1e-9 is drawn at the left edge).
-    static func logRange(_ v: [Double]) -> (Int, Int) {
-        let pos = v.filter { $0 > 1e-9 }
-        guard let lo = pos.first, let hi = pos.last else { return (-9, 0) }
-        var a = Int(Foundation.log10(lo).rounded(.down)), b = Int(Foundation.log10(hi).rounded(.up))
-        a = max(a, -9)
-        if b <= a { b = a + 1 }
-        return (a, b)
-    }
-
-    /// Histogram of log10(KLD), 10 bins per decade.
-    static func kldHistogram(_ sorted: [Double]) -> String {
-        let (a, b) = logRange(sorted)
-        let binsPerDecade = 10
-        let bins = (b - a) * binsPerDecade
-        var counts = [Int](repeating: 0, count: bins)
-        for k in sorted {
-            let x = k > 1e-9 ? Foundation.log10(k) : Double(a)
-            let i = min(max(Int(((x - Double(a)) * Double(binsPerDecade)).rounded(.down)), 0), bins - 1)
-            counts[i] += 1
-        }
-        let maxC = max(counts.max() ?? 1, 1)
-        let bw = plotW / Double(bins)
-        var body = ""
-        for (i, c) in counts.enumerated() where c > 0 {
-            let h = plotH * Double(c) / Double(maxC)
-            body += "<rect x=\"\(n(left + Double(i) * bw + 0.5))\" y=\"\(n(top + plotH - h))\" width=\"\(n(max(bw - 1, 0.5)))\" height=\"\(n(h))\" fill=\"#4878a8\"/>\n"
-        }
-        let xt = (a...b).map { (plotW * Double($0 - a) / Double(b - a), powLabel($0)) }
-        let step = niceStep(Double(maxC) / 5)
-        let yt = stride(from: 0.0, through: Double(maxC), by: step).map { (plotH * $0 / Double(maxC), String(Int($0))) }
-        return frame(title: "KL divergence per token (\(sorted.count) tokens)", xLabel: "KLD(base ‖ candidate), nats (log scale)",
-                     yLabel: "tokens", xTicks: xt, yTicks: yt, body: body)
-    }
-
-    /// Empirical CDF of KLD on a log x axis, with the mean and median marked.
-    static func kldCDF(_ sorted: [Double], mean: Double) -> String {
-        let (a, b) = logRange(sorted)
-        func px(_ k: Double) -> Double {
-            let x = k > 1e-9 ? Foundation.log10(k) : Double(a)
-            return plotW * min(max((x - Double(a)) / Double(b - a), 0), 1)
-        }
-        var pts: [String] = []
-        let nT = sorted.count
-        let stepI = max(1, nT / 600)  // at most ~600 points
-        var i = 0
-        while i < nT {
-            pts.append("\(n(left + px(sorted[i]))),\(n(top + plotH - plotH * Double(i + 1) / Double(nT)))")
-            i += stepI
-        }
-        pts.append("\(n(left + px(sorted[nT - 1]))),\(n(top))")
-        var body = "<polyline fill=\"none\" stroke=\"#4878a8\" stroke-width=\"2\" points=\"\(pts.joined(separator: " "))\"/>\n"
-        let median = interpolatedPercentile(sorted: sorted, 0.5), p99 = interpolatedPercentile(sorted: sorted, 0.99)
-        for (v, name, color) in [(mean, "mean", "#c03030"), (median, "median", "#30a030"), (p99, "99 %", "#a06000")] {
-            let x = left + px(v)
-            body += "<line x1=\"\(n(x))\" y1=\"\(n(top))\" x2=\"\(n(x))\" y2=\"\(n(top + plotH))\" stroke=\"\(color)\" stroke-dasharray=\"4 3\"/>\n"
-            body += "<text x=\"\(n(x + 4))\" y=\"\(n(top + 14 + (name == "mean" ? 0 : name == "median" ? 14 : 28)))\" fill=\"\(color)\">\(esc(name)) \(esc(String(format: "%.2e", v)))</text>\n"
-        }
-        let xt = (a...b).map { (plotW * Double($0 - a) / Double(b - a), powLabel($0)) }
-        let yt = stride(from: 0.0, through: 1.0, by: 0.2).map { (plotH * $0, formatFixed($0, 1)) }
-        return frame(title: "KL divergence, cumulative distribution", xLabel: "KLD(base ‖ candidate), nats (log scale)",
-                     yLabel: "share of tokens ≤ x", xTicks: xt, yTicks: yt, body: body)
-    }
-
-    /// Per-layer relative error: all positions (line) and mean per position (dashed).
-    static func layerError(_ layers: [LayerErrorAccumulator.Layer], part: String = "decoder") -> String {
-        let vals = layers.flatMap { [$0.relError, $0.meanTokenRelError] }.filter(\.isFinite)
-        let maxV = max(vals.max() ?? 1, 1e-12) * 1.1
-        let step = niceStep(maxV / 5)
-        let top_ = (maxV / step).rounded(.up) * step
-        let nL = layers.count
-        func px(_ i: Int) -> Double { nL > 1 ? plotW * (Double(i) + 0.5) / Double(nL) : plotW / 2 }
-        func py(_ v: Double) -> Double { plotH * min(v, top_) / top_ }
-        var body = ""
-        for (key, color, dash) in [("rel", "#4878a8", ""), ("mean", "#c06020", " stroke-dasharray=\"5 3\"")] {
-            let pts = layers.enumerated().map { i, l in
-                "\(n(left + px(i))),\(n(top + plotH - py(key == "rel" ? l.relError : l.meanTokenRelError)))"
-            }
-            body += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dash) points=\"\(pts.joined(separator: " "))\"/>\n"
-            for (i, l) in layers.enumerated() {
-                let v = key == "rel" ? l.relError : l.meanTokenRelError
-                body += "<circle cx=\"\(n(left + px(i)))\" cy=\"\(n(top + plotH - py(v)))\" r=\"3\" fill=\"\(color)\"><title>layer \(l.layer): \(String(format: "%.4e", v))</title></circle>\n"
-            }
-        }
-        body += "<text x=\"\(n(left + 10))\" y=\"\(n(top + 16))\" fill=\"#4878a8\">— ‖ΔH‖/‖H‖ over all positions</text>\n"
-        body += "<text x=\"\(n(left + 10))\" y=\"\(n(top + 32))\" fill=\"#c06020\">- - mean over positions of ‖Δh‖/‖h‖</text>\n"
-        let every = max(1, nL / 16)
-        let xt = layers.indices.filter { $0 % every == 0 }.map { (px($0), String(layers[$0].layer)) }
-        let yt = stride(from: 0.0, through: top_ + step / 2, by: step).map { (py($0), tick($0, step)) }
-        return frame(title: "Relative error of each \(part) layer's output", xLabel: "\(part) layer",
-                     yLabel: "relative error vs base", xTicks: xt, yTicks: yt, body: body)
-    }
-
-    /// DocVQA bars: ANLS and exact match of both models, and their agreement.
-    static func docvqaBars(_ d: DocVQAComparison) -> String {
-        let bars: [(String, Double, String)] = [
-            ("ANLS cand.", d.anlsCandidate, "#4878a8"), ("ANLS base", d.anlsBase, "#9ab"),
-            ("exact cand.", d.exactMatchCandidate, "#4878a8"), ("exact base", d.exactMatchBase, "#9ab"),
-            ("agreement", d.anlsAgreement, "#c06020"), ("same answer", d.sameAnswerShare, "#c06020"),
-        ]
-        let bw = plotW / Double(bars.count)
-        var body = ""
-        var xt: [(Double, String)] = []
-        for (i, (name, v, color)) in bars.enumerated() {
-            let h = plotH * (v.isFinite ? min(max(v, 0), 1) : 0)
-            body += "<rect x=\"\(n(left + Double(i) * bw + bw * 0.2))\" y=\"\(n(top + plotH - h))\" width=\"\(n(bw * 0.6))\" height=\"\(n(h))\" fill=\"\(color)\"/>\n"
-            body += "<text x=\"\(n(left + (Double(i) + 0.5) * bw))\" y=\"\(n(top + plotH - h - 5))\" text-anchor=\"middle\">\(v.isFinite ? formatFixed(v, 3) : "n/a")</text>\n"
-            xt.append(((Double(i) + 0.5) * bw, name))
-        }
-        let yt = stride(from: 0.0, through: 1.0, by: 0.2).map { (plotH * $0, formatFixed($0, 1)) }
-        return frame(title: "DocVQA (\(d.items.count) questions)", xLabel: "", yLabel: "score", xTicks: xt, yTicks: yt, body: body)
-    }
-
-    /// 1, 2 or 5 × 10^k, at least `raw`.
-    static func niceStep(_ raw: Double) -> Double {
-        guard raw > 0, raw.isFinite else { return 1 }
-        let e = Foundation.pow(10, Foundation.floor(Foundation.log10(raw)))
-        for m in [1.0, 2.0, 5.0, 10.0] where m * e >= raw { return m * e }
-        return 10 * e
-    }
-
-    static func tick(_ v: Double, _ step: Double) -> String {
-        if v == 0 { return "0" }
-        if step >= 1 { return String(Int(v.rounded())) }
-        if step >= 1e-3 { return formatFixed(v, max(0, Int(-Foundation.floor(Foundation.log10(step))))) }
-        return String(format: "%.1e", v)
     }
 }

@@ -43,35 +43,10 @@ public struct ModelInspection: Sendable {
 
         var g: [ModuleGroup: GroupStats] = [:]
         var d: [DType: GroupStats] = [:]
-        // (name, dtype or scheme key, parameters, stored bytes) of every tensor.
-        var all: [(String, DType, Int, Int)] = m.tensors.map { ($0.name, $0.dtype, $0.elementCount, $0.byteCount) }
-        if let f = m as? I2QFile {
-            all = f.entries.map { e in (e.name, e.dtype, e.shape.reduce(1, *), e.components.reduce(0) { $0 + $1.size }) }
-        }
-        // Scheme label of every tensor as stored.
-        var label: [String: String] = [:]
-        if let f = m as? I2QFile {
-            for e in f.entries { label[e.name] = Self.schemeLabel(e) }
-        } else if let gm = m as? GGUFModel {
-            // A GGUF tensor is read dequantized; count what the file stores.
-            for (hf, gname) in gm.sourceNames {
-                if let info = gm.gguf.tensor(gname) { label[hf] = info.type.name.lowercased() }
-            }
-            all = all.map { t in
-                guard let gname = gm.sourceNames[t.0], let info = gm.gguf.tensor(gname) else { return t }
-                return (t.0, t.1, t.2, info.elementCount / info.type.blockSize * info.type.typeSize)
-            }
-        }
-        var sc: [String: GroupStats] = [:]
-        var order: [String] = []
-        for (name, dt, params, bytes) in all {
-            let l = label[name] ?? dt.rawValue
-            if sc[l] == nil { order.append(l) }
-            sc[l, default: .init()].tensors += 1
-            sc[l, default: .init()].parameters += params
-            sc[l, default: .init()].bytes += bytes
-        }
-        schemes = order.map { ($0, sc[$0]!) }
+        let summary = SchemeSummary(m)
+        // (name, dtype, parameters, stored bytes) of every tensor.
+        let all = summary.tensors.map { ($0.name, $0.dtype, $0.parameters, $0.bytes) }
+        schemes = summary.schemes.map { ($0.scheme, GroupStats(tensors: $0.tensors, parameters: $0.parameters, bytes: $0.bytes)) }
         for (name, dt, params, bytes) in all {
             let grp = ModelRegistry.group(of: name, modelType: modelType)
             g[grp, default: .init()].tensors += 1
@@ -99,24 +74,8 @@ public struct ModelInspection: Sendable {
         self.problems = problems
     }
 
-    /// "nf4 b64 dq", "fp4 b64", "int4 g64", "int4 g128 sym"; a plain tensor: its dtype. A malformed
-    /// entry is deliberately shown under its bare scheme name here: inspect lists what the file holds,
-    /// and every verb that reads the entry (run, fuse, exports) names what is wrong with it.
-    static func schemeLabel(_ e: I2QTensorEntry) -> String {
-        switch SchemeLayouts.type(of: e.scheme) {
-        case is BnbFourBitLayout.Type:
-            guard let l = try? BnbFourBitLayout(e) else { return e.scheme }
-            return "\(e.scheme) b\(l.blockSize)\(l.doubleQuant ? " dq" : "")"
-        case is AffineInt4Layout.Type:
-            guard let l = try? AffineInt4Layout(e) else { return e.scheme }
-            return "int4 g\(l.groupSize)\(l.zeros == nil ? " sym" : "")"
-        case is PlainLayout.Type: return e.dtype.rawValue
-        default: return e.scheme
-        }
-    }
-
     /// Bits per weight of `s` (bytes stored · 8 / parameters).
-    static func bpw(_ s: GroupStats) -> Double { s.parameters > 0 ? Double(s.bytes) * 8 / Double(s.parameters) : 0 }
+    static func bpw(_ s: GroupStats) -> Double { SchemeSummary.bitsPerWeight(bytes: s.bytes, parameters: s.parameters) }
 
     public var json: JSONValue {
         func stats(_ s: GroupStats) -> JSONValue { .object([("tensors", .int(s.tensors)), ("parameters", .int(s.parameters)), ("bytes", .int(s.bytes))]) }
@@ -196,15 +155,6 @@ public struct ModelInspection: Sendable {
 }
 
 func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
-
-/// "8.40B", "135M", "12.3K".
-public func formatCount(_ n: Int) -> String {
-    let v = Double(n)
-    if v >= 1e9 { return formatFixed(v / 1e9, 2) + "B" }
-    if v >= 1e6 { return formatFixed(v / 1e6, 1) + "M" }
-    if v >= 1e3 { return formatFixed(v / 1e3, 1) + "K" }
-    return String(n)
-}
 
 /// The first values of one plain tensor, read in place from the mapping (no copy of the tensor).
 public struct TensorPeek: Sendable {
