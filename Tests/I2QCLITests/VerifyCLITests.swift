@@ -42,4 +42,19 @@ final class VerifyCLITests: CLITestCase {
         XCTAssertEqual(m.code, 1)
         XCTAssertTrue(m.err.contains("error: ") && m.err.contains("/nope"), m.err)
     }
+
+    /// A --report directory that is not a report is refused before any computing (issue 20): the
+    /// refusal names it and is all it prints.
+    func testReportDirectoryRefusedUpFront() throws {
+        let model = fixturesDir + "/easy-vqa-idefics2", busy = dir + "/not-a-report"
+        try FileSystem.makeDirectory(busy)
+        try FileSystem.writeFile(busy + "/notes.txt", Array("mine".utf8))
+        let r = try run(["verify", model, "--reference", model, "--text", "/usr/share/common-licenses/GPL-3", "--ctx", "512",
+                         "--docvqa", fixturesDir + "/docvqa-mini", "--report", busy])
+        XCTAssertEqual(r.code, 1, r.err)
+        XCTAssertTrue(r.err.contains(busy) && r.err.contains("is not an i2q verify report"), r.err)
+        // Nothing was computed: the refusal is all it says (a run logs its steps on stderr).
+        XCTAssertEqual(r.err.split(separator: "\n").filter { !$0.isEmpty }.count, 1, r.err)
+        XCTAssertEqual(try FileSystem.listDirectory(busy), ["notes.txt"], "the directory is left as it was")
+    }
 }

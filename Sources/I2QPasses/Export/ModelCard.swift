@@ -113,7 +113,7 @@ enum ModelCard {
         }
         if let r = try? JSONParser.parse(try FileSystem.readFile(dir + "/i2q_verify.json"), source: "i2q_verify.json") {
             let t = r["text"], d = r["docvqa"]
-            out.append(headline(reference: r["reference"]?.stringValue, text: t?["file"]?.stringValue,
+            out.append(headline(reference: r["reference"]?["path"]?.stringValue ?? r["reference"]?.stringValue, text: t?["file"]?.stringValue,
                                 ppl: t?["ppl_candidate"]?.doubleValue, pplRef: t?["ppl_base"]?.doubleValue,
                                 kld: t?["kld"]?["mean"]?.doubleValue, sameTop: t?["same_top"]?["share"]?.doubleValue,
                                 docvqa: d?["directory"]?.stringValue, anls: d?["anls_candidate"]?.doubleValue,
