@@ -61,6 +61,10 @@ final class QuantizeDefaultsCLITests: CLITestCase {
         XCTAssertEqual(gguf["q8_0"]?["bits_per_weight"], .number("8.500"))
         let text = try run(["inspect", out, "--brief"])
         XCTAssertTrue(text.out.contains("int4 g64") && text.out.contains("4.38 bits/weight"), text.out)
+        // bitsandbytes NF4, block 64, float32 absmax: (32 code bytes + 4 absmax bytes) / 64 = 4.5 bits.
+        let nf4 = dir + "/nf4.i2q"
+        XCTAssertEqual(try run(["quantize", fixturesDir + "/easy-vqa-idefics2", "--nf4", "--no-double-quant", "-o", nf4, "--no-progress"]).code, 0)
+        XCTAssertEqual(try schemes(nf4)["nf4 b64"]?["bits_per_weight"], .number("4.500"))
     }
 
     /// Ctrl-C during AWQ (issue 20): the partial output is removed, the finished layers stay, and the
