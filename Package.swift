@@ -29,7 +29,7 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
 
         // Core: dtypes, half conversions, mapped files, errors, progress. No model knowledge.
-        .target(name: "I2QCore", dependencies: ["CXXHash", "CI2QFault", "CI2QBuildInfo"], swiftSettings: native),
+        .target(name: "I2QCore", dependencies: ["CXXHash", "CI2QFault", "CI2QBuildInfo", "CI2QKernels"], swiftSettings: native),
         // Build facts (commit, date, Swift target CPU) and the start-up check that the CPU can run them.
         .target(name: "CI2QBuildInfo", cSettings: [.define("I2Q_SWIFT_TARGET_CPU", to: "\"\(targetCPU)\"")]),
         // SIGBUS on a mapped input that shrinks mid-read: a message naming the file, cleanup, exit 1.
@@ -72,7 +72,7 @@ let package = Package(
         .executableTarget(name: "i2q-fuzz", dependencies: ["I2QFuzzTargets", "I2QCore"], path: "Fuzz/Driver", swiftSettings: native),
         .testTarget(name: "I2QFuzzTests", dependencies: ["I2QFuzzTargets", "I2QCore", "I2QTestSupport"], swiftSettings: native),
 
-        .testTarget(name: "I2QCoreTests", dependencies: ["I2QCore", "I2QFormats", "I2QTestSupport"], swiftSettings: native),
+        .testTarget(name: "I2QCoreTests", dependencies: ["I2QCore", "I2QFormats", "I2QTestSupport", "CI2QKernels"], swiftSettings: native),
         .testTarget(name: "I2QFormatsTests", dependencies: ["I2QFormats", "I2QQuant", "I2QCore", "I2QTestSupport", "I2QTokenizer", "I2QPasses"], swiftSettings: native),
         .testTarget(name: "I2QPassesTests", dependencies: ["I2QPasses", "I2QFormats", "I2QCore", "I2QTestSupport"], swiftSettings: native),
         // Runs the built `i2q` binary: exit codes and messages users see.

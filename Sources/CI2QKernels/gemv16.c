@@ -14,29 +14,13 @@
 #pragma STDC FP_CONTRACT OFF
 
 #include "q8.h"
+#include "half.h"
 #include <math.h>
-
-static inline float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;
-    if (e == 0) {
-        if (m == 0) bits = sign;
-        else {  // subnormal: normalize
-            int s = 0;
-            while (!(m & 0x400)) { m <<= 1; s++; }
-            m &= 0x3ff;
-            bits = sign | ((uint32_t)(127 - 15 + 1 - s) << 23) | (m << 13);
-        }
-    } else if (e == 31) bits = sign | 0x7f800000u | (m << 13);
-    else bits = sign | ((e + 127 - 15) << 23) | (m << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
 
 static inline float widen(const void *w, int dtype, int64_t i) {
     switch (dtype) {
     case I2Q_W_BF16: { uint32_t b = (uint32_t)((const uint16_t *)w)[i] << 16; float f; memcpy(&f, &b, 4); return f; }
-    case I2Q_W_F16: return f16_to_f32(((const uint16_t *)w)[i]);
+    case I2Q_W_F16: return i2q_half_to_float(((const uint16_t *)w)[i]);
     default: return ((const float *)w)[i];
     }
 }

@@ -1,3 +1,4 @@
+import CI2QKernels
 /// Floating-point conversions that reproduce torch's CPU `Tensor.to(dtype)` bit for bit.
 ///
 /// Reference: PyTorch 2.15 on x86-64 (c10/util/Half.h, c10/util/BFloat16.h and the vectorised copy
@@ -186,7 +187,7 @@ extension FloatConversion {
         var i = 0
         while i < n {
             let m = min(block, n - i)
-            for k in i..<(i + m) { d[k] = Float16(s[k]).bitPattern }
+            i2q_f32_to_f16(s + i, d + i, Int64(m), Int32(I2Q_IMPL_AUTO))  // F16C or portable, bit-identical (half.c)
             let (mx, mn) = magnitudeRange(UnsafeRawPointer(s + i).assumingMemoryBound(to: UInt32.self), m)
             // |x| ≥ 65520 (0x477FF000) overflows or is inf/NaN; 0 < |x| ≤ 2^-25 (0x33000000) flushes.
             if mx >= 0x477F_F000 || mn < 0x3300_0000 { st += f32ToF16Scalar(m, s + i, d + i) }
@@ -251,7 +252,7 @@ extension FloatConversion {
         var i = 0
         while i < n {
             let m = min(block, n - i)
-            for k in i..<(i + m) { d[k] = Float16(Float(bitPattern: UInt32(s[k]) << 16)).bitPattern }
+            i2q_bf16_to_f16(s + i, d + i, Int64(m), Int32(I2Q_IMPL_AUTO))  // widen exactly, round (half.c)
             let (mx, mn) = magnitudeRange(s + i, m)
             // The f32 thresholds 0x477FF000 and 0x33000000, on bf16 bits (the low 16 bits are 0).
             if mx >= 0x4780 || mn < 0x3300 { st += bf16ToF16Scalar(m, s + i, d + i) }
@@ -303,6 +304,14 @@ extension FloatConversion {
 
     static func f16ToF32(_ n: Int, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer) -> CastStats {
         var nan = 0
+        if aligned(src, 2), aligned(dst, 4) {
+            let s = src.assumingMemoryBound(to: UInt16.self)
+            i2q_f16_to_f32(s, dst.assumingMemoryBound(to: Float.self), Int64(n), Int32(I2Q_IMPL_AUTO))  // half.c
+            for i in 0..<n { nan &+= (s[i] & 0x7FFF) > 0x7C00 ? 1 : 0 }
+            var st = CastStats()
+            st.nans = nan
+            return st
+        }
         for i in 0..<n {
             let h = src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)
             dst.storeBytes(of: Float(Float16(bitPattern: h)), toByteOffset: i * 4, as: Float.self)

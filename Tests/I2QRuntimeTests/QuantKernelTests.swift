@@ -193,7 +193,7 @@ final class QuantKernelTests: XCTestCase {
             let y0 = randoms(n)
             var y = y0
             bits.withUnsafeBytes { wb in
-                Gemv.runBF16(w: wb.baseAddress!, x: x, y: &y, n: n, k: k, accumulate: true)
+                Gemv.run16(w: wb.baseAddress!, dtype: .bf16, x: x, y: &y, n: n, k: k, accumulate: true)
             }
             assertProduct(y, x: x, ref: ref, y0: y0, m: 1, n: n, k: k, "bf16 [\(n), \(k)]")
         }

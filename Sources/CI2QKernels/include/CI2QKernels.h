@@ -86,6 +86,14 @@ enum { I2Q_W_F32 = 0, I2Q_W_BF16 = 1, I2Q_W_F16 = 2 };
 void i2q_gemv(const void *w, int dtype, const float *x, float *y, int64_t k, int64_t r0, int64_t r1,
               int accumulate, int impl);
 
+// MARK: half-precision conversions (half.c)
+
+/// IEEE round-to-nearest-even conversions, F16C when the CPU has it, else portable C (bit-identical,
+/// NaNs included). impl: I2Q_IMPL_AUTO, or I2Q_IMPL_SCALAR to force the portable code (tests).
+void i2q_f32_to_f16(const float *s, uint16_t *d, int64_t n, int impl);
+void i2q_bf16_to_f16(const uint16_t *s, uint16_t *d, int64_t n, int impl);
+void i2q_f16_to_f32(const uint16_t *s, float *d, int64_t n, int impl);
+
 // MARK: worker pool
 
 typedef void (*i2q_task_fn)(void *ctx, int64_t part);

@@ -73,7 +73,7 @@ struct ProjectionGroup {
     /// y[m, Σ rows] = x · W_fusedᵀ.
     ///
     /// Decoding (m = 1): one GEMV over all rows of the fused weight, one dispatch (f32: `Gemv.run`,
-    /// 16-bit: `Gemv.runBF16`/`run16` in place, 4-bit: `QuantGemv.runMany` over the parts' packed
+    /// 16-bit: `Gemv.run16` in place, 4-bit: `QuantGemv.runMany` over the parts' packed
     /// views). Each output row is computed exactly as unfused decoding computes it: identical bits.
     ///
     /// Prefill (m > 1): the fused weight is read once (16-bit: widened once into scratch; 4-bit:

@@ -86,11 +86,7 @@ public final class Weight: @unchecked Sendable {
         }
         if m == 1, tensor.dtype == .bf16 || tensor.dtype == .f16, let f = tensor.file {
             f.withBytes(tensor.offset, tensor.byteCount) { b in
-                if tensor.dtype == .bf16 {
-                    Gemv.runBF16(w: b.baseAddress!, x: x, y: y, n: out, k: inDim, accumulate: accumulate)
-                } else {
-                    Gemv.run16(w: b.baseAddress!, dtype: tensor.dtype, x: x, y: y, n: out, k: inDim, accumulate: accumulate)
-                }
+                Gemv.run16(w: b.baseAddress!, dtype: tensor.dtype, x: x, y: y, n: out, k: inDim, accumulate: accumulate)
             }
             return
         }

@@ -108,7 +108,7 @@ public struct ChatTemplate: Sendable {
     public static func load(origin: String, file: (String) throws -> [UInt8]?) throws -> ChatTemplate? {
         func path(_ n: String) -> String { origin + "/" + n }
         func text(_ n: String, _ b: [UInt8]) throws -> String {
-            guard let s = String(validatingUTF8: b.map { CChar(bitPattern: $0) } + [0]) else { throw ChatTemplateError.file(path: path(n), reason: "not valid UTF-8") }
+            guard let s = String(validating: b, as: UTF8.self) else { throw ChatTemplateError.file(path: path(n), reason: "not valid UTF-8") }
             return s
         }
         func json(_ n: String, _ b: [UInt8]) throws -> JSONValue {
