@@ -1,12 +1,12 @@
 # Install i2q: `make install PREFIX=~/.local` (default /usr/local). Builds a relocatable release
 # binary in .build-install/ — the Swift runtime and Foundation linked statically (no toolchain
-# library on the loader path needed), Swift code for I2Q_TARGET_CPU (default haswell: any AVX2 CPU;
-# x86-64 for older ones; the C kernels pick scalar/AVX2/AVX-512 at run time either way) — records the
+# library on the loader path needed), Swift code for I2Q_TARGET_CPU (default x86-64: any x86-64 CPU;
+# the C kernels pick scalar/AVX2/AVX-512 at run time) — records the
 # git commit and build date for `i2q --version`, and installs bash/zsh/fish completions.
 # Run-time needs: the Debian libraries libopenblas0, libzstd1, libxxhash0, libpng16-16, libjpeg62-turbo
 # (scripts/setup.sh installs their -dev packages, which pull them in).
 PREFIX ?= /usr/local
-I2Q_TARGET_CPU ?= haswell
+I2Q_TARGET_CPU ?= x86-64
 BUILD := .build-install
 COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
 DATE := $(shell date -u +%Y-%m-%d)

@@ -1,14 +1,14 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// The Swift targets are built for `haswell` (AVX2 + FMA + F16C + BMI2: every x86-64 CPU since 2013–15,
-// AMD Zen included): Float16 conversion compiles to F16C instructions (≈26 GB/s) instead of a scalar
-// library routine (≈2 GB/s), and SIMD multiply-adds to FMA instead of `fmaf` calls. See
-// docs/numerics.md. The C kernels (CI2QKernels) choose their ISA at run time (scalar, AVX2,
-// AVX-512 VNNI) whatever this says; a binary started on a CPU below its Swift target says so and
-// exits (CI2QBuildInfo) instead of dying with SIGILL. I2Q_TARGET_CPU=NAME builds for another CPU:
-// `native` (this machine only), `x86-64` (any x86-64 CPU; slower today: docs/numerics.md).
-let targetCPU = Context.environment["I2Q_TARGET_CPU"] ?? "haswell"
+// The Swift targets are built for the x86-64 baseline: the binary runs on any x86-64 CPU. The hot
+// loops live in C kernels that choose their instruction set at run time (CI2QKernels: scalar,
+// AVX2+FMA+F16C, AVX-512 VNNI — GEMVs, attention dots, half conversions) and in OpenBLAS (which
+// dispatches too), so this costs nothing measurable (Benchmarks/README.md, 2026-12-07). See
+// docs/numerics.md. I2Q_TARGET_CPU=NAME builds the Swift code for another CPU (`haswell`, `native`);
+// such a binary started on a CPU below its target says so and exits (CI2QBuildInfo) instead of
+// dying with SIGILL.
+let targetCPU = Context.environment["I2Q_TARGET_CPU"] ?? "x86-64"
 let native: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
 
 let package = Package(
