@@ -529,14 +529,14 @@ public enum Verifier {
     static let examples: [(question: String, answer: String)] = [("What is the order number?", "5521"), ("What is the total?", "$41.20")]
     static let answerInstruction = "Answer with words from the document only."
 
-    /// The prompt for a text model: two worked examples, then the page text and the question. ChatML
-    /// (`<|im_start|>`) when the tokenizer has it — one user/assistant turn per example, preceded by the
-    /// default system turn of the model's chat template when it has one (SmolLM2's); otherwise plain
-    /// "Document/Question/Answer" blocks. docs/verify.md shows both.
+    /// The prompt for a text model: two worked examples, then the page text and the question — as
+    /// chat turns through the model's own chat template when it has one (`ChatPrompt`: one
+    /// user/assistant turn per example, then the question's user turn and the generation prompt;
+    /// SmolLM2's template adds its default system turn), otherwise plain "Document/Question/Answer"
+    /// blocks. docs/verify.md shows both.
     public static func documentTextPrompt(question: String, documentText: String, session: TextSession) throws -> String {
-        let files = try session.source.auxiliaryFiles()
-        let template = files.first { $0.name == "chat_template.jinja" }.map { String(decoding: $0.bytes, as: UTF8.self) }
-        return documentTextPrompt(question: question, documentText: documentText, tokenizer: session.tokenizer, chatTemplate: template)
+        let chat = try ChatPrompt.load(session.source, tokenizer: session.tokenizer)
+        return try documentTextPrompt(question: question, documentText: documentText, tokenizer: session.tokenizer, chat: chat)
     }
 
     /// `documentTextPrompt`, with the document text cut at the end (whole characters) when the prompt
@@ -563,21 +563,21 @@ public enum Verifier {
         return prompt
     }
 
-    /// The same from a tokenizer and the model's chat template (chat_template.jinja), if any.
-    public static func documentTextPrompt(question: String, documentText: String, tokenizer: Tokenizer, chatTemplate: String?) -> String {
+    /// The same from a tokenizer and the model's chat template, if any. The result is tokenized with
+    /// the tokenizer's special tokens (as every verify prompt is), so a template that writes BOS
+    /// itself (Llama 3's) has it dropped here when the tokenizer adds one.
+    public static func documentTextPrompt(question: String, documentText: String, tokenizer: Tokenizer, chat: ChatPrompt?) throws -> String {
         func user(_ doc: String, _ q: String) -> String { "Document:\n\(doc)\n\nQuestion: \(q)\n\(answerInstruction)" }
-        guard tokenizer.tokenToId("<|im_start|>") != nil else {
+        guard let chat else {
             let shots = examples.map { "Document:\n\(exampleDocument)\n\nQuestion: \($0.question)\nAnswer: \($0.answer)\n\n" }.joined()
             return shots + "Document:\n\(documentText)\n\nQuestion: \(question)\nAnswer:"
         }
-        var system = ""
-        if let t = chatTemplate, let r = t.range(of: "<|im_start|>system\n"), let e = t[r.upperBound...].range(of: "<|im_end|>") {
-            system = "<|im_start|>system\n" + t[r.upperBound..<e.lowerBound] + "<|im_end|>\n"
+        let turns = examples.flatMap { [ChatMessage.user(user(exampleDocument, $0.question)), .assistant($0.answer)] }
+        var s = try chat.render(turns + [.user(user(documentText, question))])
+        if let b = chat.bosToken, !b.isEmpty, s.hasPrefix(b), let id = tokenizer.bosTokenId, tokenizer.encode("").first == id {
+            s.removeFirst(b.count)
         }
-        let shots = examples.map {
-            "<|im_start|>user\n\(user(exampleDocument, $0.question))<|im_end|>\n<|im_start|>assistant\n\($0.answer)<|im_end|>\n"
-        }.joined()
-        return system + shots + "<|im_start|>user\n\(user(documentText, question))<|im_end|>\n<|im_start|>assistant\n"
+        return s
     }
 
     /// Per vision-encoder layer error on one image: both towers on the same processed image(s) (the

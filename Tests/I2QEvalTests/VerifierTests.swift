@@ -204,16 +204,18 @@ final class VerifierTests: XCTestCase {
                        + "Document:\nDOC\n\nQuestion: Q?\nAnswer:")
     }
 
-    /// The ChatML prompt for text models is what transformers' apply_chat_template gives with
-    /// SmolLM2's chat template (default system turn, two example turns, the question).
+    /// The chat prompt for text models is what transformers' apply_chat_template gives with
+    /// SmolLM2's chat template (default system turn, two example turns, the question), rendered by
+    /// the model's template through the Jinja subset.
     func testChatMLPromptEqualsTransformersChatTemplate() throws {
         let g = try JSONParser.parse(FileSystem.readFile(fixturesDir + "/verify/chatml_prompt.json"), source: "chatml_prompt.json")
         let dir = fixturesDir + "/tokenizer/smollm2"
         let tok = try Tokenizer(tokenizerJSON: try FileSystem.readFile(dir + "/tokenizer.json"),
                                 tokenizerConfigJSON: try FileSystem.readFile(dir + "/tokenizer_config.json"), source: dir)
-        let template = String(decoding: try FileSystem.readFile(dir + "/chat_template.jinja"), as: UTF8.self)
-        let p = Verifier.documentTextPrompt(question: try XCTUnwrap(g["question"]?.stringValue),
-                                            documentText: try XCTUnwrap(g["document_text"]?.stringValue), tokenizer: tok, chatTemplate: template)
+        let template = try ChatTemplate(source: String(decoding: try FileSystem.readFile(dir + "/chat_template.jinja"), as: UTF8.self))
+        let chat = ChatPrompt(template: template, bosToken: tok.bosTokenId.flatMap(tok.idToToken), eosToken: tok.eosTokenId.flatMap(tok.idToToken))
+        let p = try Verifier.documentTextPrompt(question: try XCTUnwrap(g["question"]?.stringValue),
+                                                documentText: try XCTUnwrap(g["document_text"]?.stringValue), tokenizer: tok, chat: chat)
         XCTAssertEqual(p, g["prompt"]?.stringValue)
     }
 

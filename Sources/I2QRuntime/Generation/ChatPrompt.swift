@@ -16,6 +16,10 @@ public struct ChatPrompt: Sendable {
     public let bosToken: String?
     public let eosToken: String?
 
+    public init(template: ChatTemplate, bosToken: String?, eosToken: String?) {
+        self.template = template; self.bosToken = bosToken; self.eosToken = eosToken
+    }
+
     /// The model's template, or nil when it has none.
     public static func load(_ source: any ModelSource, tokenizer: Tokenizer) throws -> ChatPrompt? {
         let files = try source.auxiliaryFiles()
