@@ -312,7 +312,9 @@ public enum JSONWriter {
         out += String(repeating: " ", count: indent * level)
     }
 
-    private static func writeString(_ s: String, into out: inout String, ascii: Bool) {
+    /// `s` as a JSON string literal (Python's `json.dumps` escapes: \" \\ \n \r \t \b \f, other
+    /// controls — and with `ascii` everything above 0x7E — as \uXXXX, astral code points as pairs).
+    public static func writeString(_ s: String, into out: inout String, ascii: Bool) {
         out += "\""
         for u in s.unicodeScalars {
             switch u {

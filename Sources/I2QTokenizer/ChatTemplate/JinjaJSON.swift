@@ -1,3 +1,5 @@
+import I2QCore
+
 /// transformers' `tojson` filter: Python's `json.dumps` with `ensure_ascii=False` by default, no HTML
 /// escaping (unlike Jinja's own tojson), `indent`, `separators` and `sort_keys` passed through.
 extension Py {
@@ -6,29 +8,7 @@ extension Py {
                           sortKeys: Bool) throws -> String {
         let seps = separators ?? (indent == nil ? (", ", ": ") : (",", ": "))
         var out = ""
-        func string(_ s: String) {
-            out += "\""
-            for u in s.unicodeScalars {
-                switch u {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                case "\t": out += "\\t"
-                case "\u{08}": out += "\\b"
-                case "\u{0C}": out += "\\f"
-                default:
-                    if u.value < 0x20 || (ensureASCII && u.value > 0x7E) {
-                        func hex4(_ v: UInt32) -> String { let h = String(v, radix: 16); return "\\u" + String(repeating: "0", count: 4 - h.count) + h }
-                        if u.value > 0xFFFF {
-                            let v = u.value - 0x10000
-                            out += hex4(0xD800 + (v >> 10)) + hex4(0xDC00 + (v & 0x3FF))
-                        } else { out += hex4(u.value) }
-                    } else { out.unicodeScalars.append(u) }
-                }
-            }
-            out += "\""
-        }
+        func string(_ s: String) { JSONWriter.writeString(s, into: &out, ascii: ensureASCII) }
         func value(_ v: JinjaValue, _ level: Int) throws {
             func newline(_ l: Int) { if let indent { out += "\n" + String(repeating: indent, count: l) } }
             switch v {
