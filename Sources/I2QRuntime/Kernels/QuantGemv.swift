@@ -307,12 +307,10 @@ enum QuantGemv {
             for j in stride(from: 0, to: 8, by: 2) {
                 let q0 = ((wv &>> UInt32(4 * j)) & mask) | magic
                 let q1 = ((wv &>> UInt32(4 * j + 4)) & mask) | magic
-                a0.addProduct(unsafeBitCast(q0, to: SIMD16<Float>.self) - zv,
-                              xb.loadUnaligned(fromByteOffset: j * 64, as: SIMD16<Float>.self))
-                a1.addProduct(unsafeBitCast(q1, to: SIMD16<Float>.self) - zv,
-                              xb.loadUnaligned(fromByteOffset: j * 64 + 64, as: SIMD16<Float>.self))
+                a0 += (unsafeBitCast(q0, to: SIMD16<Float>.self) - zv) * xb.loadUnaligned(fromByteOffset: j * 64, as: SIMD16<Float>.self)
+                a1 += (unsafeBitCast(q1, to: SIMD16<Float>.self) - zv) * xb.loadUnaligned(fromByteOffset: j * 64 + 64, as: SIMD16<Float>.self)
             }
-            total.addProduct(a0 + a1, sv)
+            total += (a0 + a1) * sv  // multiply, then add: no FMA, so the portable build needs no fmaf call
             c += 128
         }
         return hsum(total)
@@ -340,12 +338,12 @@ enum QuantGemv {
             for j in 0..<8 {
                 let v = lookup((wv &>> UInt32(4 * j)) & mask, t)
                 if j & 1 == 0 {
-                    a0.addProduct(v, xb.loadUnaligned(fromByteOffset: j * 64, as: SIMD16<Float>.self))
+                    a0 += v * xb.loadUnaligned(fromByteOffset: j * 64, as: SIMD16<Float>.self)
                 } else {
-                    a1.addProduct(v, xb.loadUnaligned(fromByteOffset: j * 64, as: SIMD16<Float>.self))
+                    a1 += v * xb.loadUnaligned(fromByteOffset: j * 64, as: SIMD16<Float>.self)
                 }
             }
-            total.addProduct(a0 + a1, sv)
+            total += (a0 + a1) * sv  // multiply, then add: no FMA, so the portable build needs no fmaf call
             c += 128
         }
         return hsum(total)
