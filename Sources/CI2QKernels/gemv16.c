@@ -91,10 +91,15 @@ static float row_avx512(const void *w, int dtype, const float *x, int64_t k) {
 
 void i2q_gemv(const void *w, int dtype, const float *x, float *y, int64_t k, int64_t r0, int64_t r1,
               int accumulate, int impl) {
+    i2q_gemv_ld(w, dtype, k, x, y, k, r0, r1, accumulate, impl);
+}
+
+void i2q_gemv_ld(const void *w, int dtype, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1,
+                 int accumulate, int impl) {
     size_t esize = dtype == I2Q_W_F32 ? 4 : 2;
     int chosen = i2q_q4a_impl(impl);
     for (int64_t r = r0; r < r1; r++) {
-        const void *wr = (const char *)w + (size_t)r * (size_t)k * esize;
+        const void *wr = (const char *)w + (size_t)r * (size_t)ldw * esize;
         float v;
         switch (chosen) {
 #if I2Q_X86
@@ -104,5 +109,67 @@ void i2q_gemv(const void *w, int dtype, const float *x, float *y, int64_t k, int
         default: v = row_scalar(wr, dtype, x, k); break;
         }
         y[r] = accumulate ? y[r] + v : v;
+    }
+}
+
+// Decode attention's Σ_j p_j · v_j: out[c] = Σ_{j<n} p[j] · v[j·ldv + c] for c < d, each element
+// summed in order j = 0, 1, … as out = out + p·v (multiply, then add; no FMA). Every output element
+// is its own sum, so the vector paths (which work across c) give the scalar path's bits exactly.
+static void wsum_scalar(const float *p, const float *v, int64_t ldv, int64_t n, int64_t d, float *out) {
+    for (int64_t c = 0; c < d; c++) out[c] = 0;
+    for (int64_t j = 0; j < n; j++) {
+        const float *vj = v + j * ldv;
+        float pj = p[j];
+        for (int64_t c = 0; c < d; c++) { float t = pj * vj[c]; out[c] = out[c] + t; }
+    }
+}
+
+#if I2Q_X86
+__attribute__((target("avx2,fma,f16c")))
+static void wsum_avx2(const float *p, const float *v, int64_t ldv, int64_t n, int64_t d, float *out) {
+    int64_t c = 0;
+    for (; c + 32 <= d; c += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t j = 0; j < n; j++) {
+            const float *vj = v + j * ldv + c;
+            __m256 pj = _mm256_set1_ps(p[j]);
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(pj, _mm256_loadu_ps(vj)));
+            a1 = _mm256_add_ps(a1, _mm256_mul_ps(pj, _mm256_loadu_ps(vj + 8)));
+            a2 = _mm256_add_ps(a2, _mm256_mul_ps(pj, _mm256_loadu_ps(vj + 16)));
+            a3 = _mm256_add_ps(a3, _mm256_mul_ps(pj, _mm256_loadu_ps(vj + 24)));
+        }
+        _mm256_storeu_ps(out + c, a0); _mm256_storeu_ps(out + c + 8, a1);
+        _mm256_storeu_ps(out + c + 16, a2); _mm256_storeu_ps(out + c + 24, a3);
+    }
+    if (c < d) wsum_scalar(p, v + c, ldv, n, d - c, out + c);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+static void wsum_avx512(const float *p, const float *v, int64_t ldv, int64_t n, int64_t d, float *out) {
+    int64_t c = 0;
+    for (; c + 64 <= d; c += 64) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t j = 0; j < n; j++) {
+            const float *vj = v + j * ldv + c;
+            __m512 pj = _mm512_set1_ps(p[j]);
+            a0 = _mm512_add_ps(a0, _mm512_mul_ps(pj, _mm512_loadu_ps(vj)));
+            a1 = _mm512_add_ps(a1, _mm512_mul_ps(pj, _mm512_loadu_ps(vj + 16)));
+            a2 = _mm512_add_ps(a2, _mm512_mul_ps(pj, _mm512_loadu_ps(vj + 32)));
+            a3 = _mm512_add_ps(a3, _mm512_mul_ps(pj, _mm512_loadu_ps(vj + 48)));
+        }
+        _mm512_storeu_ps(out + c, a0); _mm512_storeu_ps(out + c + 16, a1);
+        _mm512_storeu_ps(out + c + 32, a2); _mm512_storeu_ps(out + c + 48, a3);
+    }
+    if (c < d) wsum_avx2(p, v + c, ldv, n, d - c, out + c);
+}
+#endif
+
+void i2q_weighted_sum(const float *p, const float *v, int64_t ldv, int64_t n, int64_t d, float *out, int impl) {
+    switch (i2q_q4a_impl(impl)) {
+#if I2Q_X86
+    case I2Q_IMPL_VNNI: wsum_avx512(p, v, ldv, n, d, out); return;
+    case I2Q_IMPL_AVX2: wsum_avx2(p, v, ldv, n, d, out); return;
+#endif
+    default: wsum_scalar(p, v, ldv, n, d, out); return;
     }
 }

@@ -76,6 +76,38 @@ final class GemvKernelTests: XCTestCase {
         }
     }
 
+    /// Strided rows (`i2q_gemv_ld`, decode attention's keys inside the cache) give the bits of the
+    /// same rows stored contiguously, on every path; rows outside [r0, r1) are not touched.
+    func testStridedRowsEqualContiguousRows() {
+        let (n, k, ld) = (9, 64, 3 * 64 + 5)
+        let big = (0..<(n * ld)).map { _ in uniform() }, x = (0..<k).map { _ in uniform() }
+        let packed = (0..<n).flatMap { r in big[(r * ld + 5)..<(r * ld + 5 + k)] }  // rows start 5 floats in
+        for impl in QuantGemv.Int8.supported {
+            var a = [Float](repeating: -7, count: n), b = a
+            big.withUnsafeBufferPointer { bp in
+                i2q_gemv_ld(bp.baseAddress! + 5, Int32(I2Q_W_F32), Int64(ld), x, &a, Int64(k), 2, Int64(n), 0, impl.rawValue)
+            }
+            i2q_gemv(packed, Int32(I2Q_W_F32), x, &b, Int64(k), 2, Int64(n), 0, impl.rawValue)
+            XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "\(impl)")
+            XCTAssertEqual(Array(a[0..<2]), [-7, -7], "rows before r0 untouched")
+        }
+    }
+
+    /// Decode attention's Σ p·v (`i2q_weighted_sum`): every path gives the bits of the plain loop
+    /// out[c] = out[c] + p[j]·v[j][c] in order j (transformers' `attn_weights @ value` up to order).
+    func testWeightedSumEveryPathEqualsThePlainLoop() {
+        for (n, d, ld) in [(517, 64, 3 * 64), (3, 128, 128), (40, 72, 80), (1, 5, 5)] {
+            let p = (0..<n).map { _ in abs(uniform()) }, v = (0..<(n * ld)).map { _ in uniform() }
+            var want = [Float](repeating: 0, count: d)
+            for j in 0..<n { for c in 0..<d { let t = p[j] * v[j * ld + c]; want[c] = want[c] + t } }
+            for impl in QuantGemv.Int8.supported {
+                var got = [Float](repeating: .nan, count: d)
+                i2q_weighted_sum(p, v, Int64(ld), Int64(n), Int64(d), &got, impl.rawValue)
+                XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), "\(impl) n=\(n) d=\(d)")
+            }
+        }
+    }
+
     /// The dispatched paths this machine tests (printed into the log: CI says which ran).
     func testReportsThePathsTested() {
         let paths = QuantGemv.Int8.supported.map(\.description)

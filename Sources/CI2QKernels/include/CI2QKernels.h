@@ -85,6 +85,14 @@ enum { I2Q_W_F32 = 0, I2Q_W_BF16 = 1, I2Q_W_F16 = 2 };
 /// gemv16.c). impl: as i2q_q4a_gemv (I2Q_IMPL_VNNI selects the AVX-512 F code).
 void i2q_gemv(const void *w, int dtype, const float *x, float *y, int64_t k, int64_t r0, int64_t r1,
               int accumulate, int impl);
+/// The same with rows `ldw` elements apart (row r starts at w + r·ldw; k ≤ ldw): e.g. one kv head's
+/// keys inside a [positions, kvHeads·headDim] cache, all scores of a head in one call.
+void i2q_gemv_ld(const void *w, int dtype, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1,
+                 int accumulate, int impl);
+
+/// out[c] = Σ_{j<n} p[j] · v[j·ldv + c] for c < d (decode attention's probability-weighted values),
+/// summed in order j as out + p·v (no FMA): bit-identical on every path (gemv16.c).
+void i2q_weighted_sum(const float *p, const float *v, int64_t ldv, int64_t n, int64_t d, float *out, int impl);
 
 // MARK: half-precision conversions (half.c)
 

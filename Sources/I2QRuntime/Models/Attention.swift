@@ -1,3 +1,4 @@
+import CI2QKernels
 import I2QCore
 import I2QFormats
 
@@ -47,7 +48,7 @@ struct Attention {
         let group = heads / kvHeads
         if t == 1 {
             let scores = ws.scores(heads * s)  // [heads, s]
-            // Decoding one token: per head, q·k over the cache (16-lane SIMD dot, `QuantGemv.dot`),
+            // Decoding one token: per head, q·k over the cache (`i2q_gemv_ld`, dispatched C),
             // softmax, Σ p·v; heads split over the worker pool when the cache is large enough to pay.
             let pos = start
             let lo = window.map { max(0, pos - $0 + 1) } ?? 0
@@ -59,14 +60,13 @@ struct Attention {
                 for h in stride(from: part, to: heads, by: parts) {
                     let g = h / group
                     let qh = qb + h * hd, sh = scores + h * s
-                    for j in lo..<s { sh[j] = QuantGemv.dot(qh, keys + j * kw + g * hd, hd) * scale }
+                    // q·k for every cached key of kv head g in one strided GEMV (rows kw floats apart),
+                    // the same kernel and order as `QuantGemv.dot` per key; then the scale.
+                    i2q_gemv_ld(keys + g * hd, Int32(I2Q_W_F32), Int64(kw), qh, sh, Int64(hd), Int64(lo), Int64(s), 0, Int32(I2Q_IMPL_AUTO))
+                    for j in lo..<s { sh[j] *= scale }
                     Kernels.softmax(sh + lo, n: s - lo)
-                    let oh = out + h * hd
-                    for c in 0..<hd { oh[c] = 0 }
-                    for j in lo..<s {
-                        let p = sh[j], vj = values + j * kw + g * hd
-                        for c in 0..<hd { oh[c] += p * vj[c] }
-                    }
+                    // Σ p·v over the cache (dispatched C; the same per-element order as a plain loop).
+                    i2q_weighted_sum(sh + lo, values + lo * kw + g * hd, Int64(kw), Int64(s - lo), Int64(hd), out + h * hd, Int32(I2Q_IMPL_AUTO))
                 }
             }
             try o.linear(x: out, y: residual, m: t, accumulate: true, scratch: ws.scratch)
