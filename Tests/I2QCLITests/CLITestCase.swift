@@ -18,12 +18,18 @@ class CLITestCase: XCTestCase {
         return u.appendingPathComponent("i2q")
     }
 
-    /// `env`: variables added to this process's environment for the run.
-    func run(_ args: [String], env: [String: String] = [:]) throws -> (code: Int32, out: String, err: String) {
+    /// `env`: variables added to this process's environment for the run; `unset`: variables removed
+    /// from it; `cwd`: the working directory (default: this process's).
+    func run(_ args: [String], env: [String: String] = [:], unset: [String] = [], cwd: String? = nil) throws -> (code: Int32, out: String, err: String) {
         let p = Process()
         p.executableURL = binary
         p.arguments = args
-        if !env.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 } }
+        if !env.isEmpty || !unset.isEmpty {
+            var e = ProcessInfo.processInfo.environment
+            for k in unset { e[k] = nil }
+            p.environment = e.merging(env) { $1 }
+        }
+        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
         let o = Pipe(), e = Pipe()
         p.standardOutput = o
         p.standardError = e

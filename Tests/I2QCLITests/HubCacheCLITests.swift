@@ -32,21 +32,7 @@ final class HubCacheCLITests: CLITestCase {
 
     /// Runs i2q with the HF cache variables of this process removed, `env` added, in `cwd`.
     func runHub(_ args: [String], env: [String: String]? = nil, cwd: String? = nil) throws -> (code: Int32, out: String, err: String) {
-        var e = ProcessInfo.processInfo.environment
-        for k in ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"] { e[k] = nil }
-        e.merge(env ?? ["HF_HUB_CACHE": hub]) { $1 }
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        p.environment = e
-        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        let o = Pipe(), er = Pipe()
-        p.standardOutput = o
-        p.standardError = er
-        try p.run()
-        let od = o.fileHandleForReading.readDataToEndOfFile(), ed = er.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
+        try run(args, env: env ?? ["HF_HUB_CACHE": hub], unset: ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"], cwd: cwd)
     }
 
     func testInspectRepoIDPrintsWhatTheDirectoryPrints() throws {

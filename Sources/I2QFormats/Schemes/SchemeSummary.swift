@@ -84,10 +84,11 @@ public struct SchemeSummary: Sendable {
     public static func label(_ e: I2QTensorEntry) -> String {
         switch SchemeLayouts.type(of: e.scheme) {
         case is BnbFourBitLayout.Type:
+            // Deliberately quiet: a malformed entry is named by the reader's problems list; here it is only labelled by its scheme.
             guard let l = try? BnbFourBitLayout(e) else { return e.scheme }
             return "\(e.scheme) b\(l.blockSize)\(l.doubleQuant ? " dq" : "")"
         case is AffineInt4Layout.Type:
-            guard let l = try? AffineInt4Layout(e) else { return e.scheme }
+            guard let l = try? AffineInt4Layout(e) else { return e.scheme }  // as above
             return "int4 g\(l.groupSize)\(l.zeros == nil ? " sym" : "")"
         case is PlainLayout.Type: return e.dtype.rawValue
         default: return e.scheme

@@ -14,8 +14,9 @@ enum ModelCard {
     static let fileName = "README.md"
 
     static func write(into dir: String, output: String, provenance: Provenance, modelType: String, vision: Bool) throws {
-        let config = try? JSONParser.parse(try FileSystem.readFile(dir + "/config.json"), source: "config.json")
-        let q = config?["quantization_config"]
+        // config.json is the one this output just wrote: unreadable would be a bug, so it throws.
+        let config = try JSONParser.parse(try FileSystem.readFile(dir + "/config.json"), source: dir + "/config.json")
+        let q = config["quantization_config"]
         let scheme = describe(q, config: config)
         var files = try FileSystem.listDirectory(dir).filter { $0 != fileName }.sorted()
         files.removeAll { $0.hasPrefix(".") }
@@ -44,7 +45,7 @@ enum ModelCard {
             md += "| \(p.name) | \(cell(p.params.map { "\($0.0)=\(JSONWriter.string($0.1))" }.joined(separator: " "))) |\n"
         }
         md += "\n## What it cost\n\n"
-        let measured = verifyLines(provenance: provenance, dir: dir)
+        let measured = try verifyLines(provenance: provenance, dir: dir)
         if measured.isEmpty {
             md += "Not measured when this was written. `i2q verify \(output) \(sourcePath) --text FILE` (perplexity, KL "
             md += "divergence, same-top) and `--docvqa DIR` (answer accuracy, ANLS) say what the transform cost.\n"
@@ -102,7 +103,7 @@ enum ModelCard {
 
     /// Verify results: records in the provenance (a `--verify` that ran when an .i2q in the chain was
     /// made) and this output's own `i2q_verify.json`.
-    static func verifyLines(provenance: Provenance, dir: String) -> [String] {
+    static func verifyLines(provenance: Provenance, dir: String) throws -> [String] {
         var out: [String] = []
         for p in provenance.passes where p.name == "verify" {
             let v = Dictionary(p.params.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
@@ -111,7 +112,8 @@ enum ModelCard {
                                 sameTop: v["same_top"]?.doubleValue, docvqa: v["docvqa"]?.stringValue,
                                 anls: v["anls"]?.doubleValue, anlsRef: v["anls_reference"]?.doubleValue, questions: v["questions"]?.intValue))
         }
-        if let r = try? JSONParser.parse(try FileSystem.readFile(dir + "/i2q_verify.json"), source: "i2q_verify.json") {
+        if FileSystem.exists(dir + "/i2q_verify.json") {  // written by --verify's hook just before; absent without --verify
+            let r = try JSONParser.parse(try FileSystem.readFile(dir + "/i2q_verify.json"), source: dir + "/i2q_verify.json")
             let t = r["text"], d = r["docvqa"]
             out.append(headline(reference: r["reference"]?["path"]?.stringValue ?? r["reference"]?.stringValue, text: t?["file"]?.stringValue,
                                 ppl: t?["ppl_candidate"]?.doubleValue, pplRef: t?["ppl_base"]?.doubleValue,

@@ -44,7 +44,7 @@ enum JinjaFilters {
         case "reverse":
             _ = try args.bind(name, [])
             if case let .string(s) = value { return .string(Py.string(s.unicodeScalars.reversed())) }
-            guard let items = try? JinjaOps.iterate(value) else { throw JinjaFailure("argument must be iterable") }
+            guard let items = try? JinjaOps.iterate(value) else { throw JinjaFailure("argument must be iterable") }  // rethrown as Jinja's own message
             return .array(items.reversed())
         case "items":
             _ = try args.bind(name, [])
