@@ -3,6 +3,7 @@ import I2QCore
 import I2QEval
 import I2QFormats
 import I2QPasses
+import I2QRuntime
 
 /// `--revision` of every verb that takes a model: a model may be named by its Hugging Face repo id
 /// (`org/name`) and is then read from the local hub cache (I2QFormats' `ModelInput`; never downloaded).
@@ -27,6 +28,17 @@ func modelHelp(_ local: String) -> ArgumentHelp {
 }
 
 /// Flags shared by every verb that writes a model.
+/// How the runtime computes, for the verbs that run a model.
+struct RuntimeOptions: ParsableArguments {
+    @Flag(help: "Round the inputs of bf16 weights to bf16 at prefill, as torch, llama.cpp and vLLM do with a bf16 model (faster on CPUs with AVX-512 BF16; results change by bf16 rounding). Default: float32 activations, transformers' float32 results.")
+    var bf16Activations = false
+
+    /// Sets the runtime's switches; call before the model runs.
+    func apply() {
+        if bf16Activations { BF16Gemm.enabled = true }
+    }
+}
+
 struct OutputOptions: ParsableArguments {
     @Option(name: [.short, .customLong("output")], help: "Output path (created; must not exist unless --overwrite).")
     var output: String

@@ -18,6 +18,7 @@ struct PerplexityCommand: ParsableCommand {
     var model: String
 
     @OptionGroup var input: ModelInputOptions
+    @OptionGroup var runtime: RuntimeOptions
 
     @Option(help: "UTF-8 text file.")
     var text: String
@@ -34,6 +35,7 @@ struct PerplexityCommand: ParsableCommand {
     }
 
     func run() throws {
+        runtime.apply()
         try runReportingErrors {
             let bytes = try FileSystem.readFile(text)
             guard let s = String(validating: bytes, as: UTF8.self) else {

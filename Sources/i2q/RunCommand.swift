@@ -19,6 +19,7 @@ struct Run: ParsableCommand {
     var model: String
 
     @OptionGroup var input: ModelInputOptions
+    @OptionGroup var runtime: RuntimeOptions
 
     @Option(help: "The raw prompt string (BOS is added as the tokenizer config says); with --chat, the user's message.")
     var prompt: String
@@ -63,6 +64,7 @@ struct Run: ParsableCommand {
     var noVerify = false
 
     func run() throws {
+        runtime.apply()
         try runReportingErrors {
             let path = try input.resolve(model)
             let source = try openModel(path)

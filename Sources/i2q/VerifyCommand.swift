@@ -18,6 +18,7 @@ struct Verify: ParsableCommand {
     var reference: String
 
     @OptionGroup var input: ModelInputOptions
+    @OptionGroup var runtime: RuntimeOptions
 
     @Option(help: "UTF-8 text for perplexity, KL divergence, Δp, same-top and per-layer error.")
     var text: String?
@@ -72,6 +73,7 @@ struct Verify: ParsableCommand {
     }
 
     func run() throws {
+        runtime.apply()
         var failed = false
         try runReportingErrors {
             var o = VerifyOptions()

@@ -102,6 +102,31 @@ void i2q_f32_to_f16(const float *s, uint16_t *d, int64_t n, int impl);
 void i2q_bf16_to_f16(const uint16_t *s, uint16_t *d, int64_t n, int impl);
 void i2q_f16_to_f32(const uint16_t *s, float *d, int64_t n, int impl);
 
+// MARK: bf16 GEMM (prefill with bf16 weights; bgemm.c)
+
+/// d[i] = s[i] rounded to bf16 as torch's CPU `.to(torch.bfloat16)`: nearest, ties to even; every
+/// NaN becomes 0xFFFF. Bit-identical on every path. impl: as i2q_q4a_gemv.
+void i2q_f32_to_bf16(const float *s, uint16_t *d, int64_t n, int impl);
+
+/// Bytes of the `pack` scratch of an i2q_bgemm call over n columns with inner size k.
+size_t i2q_bgemm_pack_bytes(int64_t k, int64_t n);
+
+/// C[m, n0:n1] (+)= A[m, k] · W[n0:n1, k]ᵀ with A and W bf16 (row-major, lda / ldw elements per row)
+/// and C float32 (ldc): exact products, float32 sums (`vdpbf16ps`). Returns 1 when it ran, 0 when this
+/// CPU (or the I2Q_CPU cap) has no AVX-512 BF16 — then the caller multiplies the widened operands.
+/// pack: 64-byte-aligned scratch of i2q_bgemm_pack_bytes(k, n1 − n0) bytes.
+int i2q_bgemm(const uint16_t *a, int64_t lda, const uint16_t *w, int64_t ldw, float *c, int64_t ldc,
+              int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, void *pack);
+
+// MARK: softmax (softmax.c)
+
+/// row[j] = exp(row[j] − max) / Σ for j in [lo, hi), max and Σ over that range; row[j] = 0 outside it
+/// (n: the row length). −inf entries give 0. Bit-identical on every path; see softmax.c for the
+/// exp's accuracy. impl: as i2q_q4a_gemv.
+void i2q_softmax(float *row, int64_t n, int64_t lo, int64_t hi, int impl);
+/// y[i] = exp(x[i]) with the softmax's exp (scalar code; for tests).
+void i2q_exp(const float *x, float *y, int64_t n);
+
 // MARK: worker pool
 
 typedef void (*i2q_task_fn)(void *ctx, int64_t part);

@@ -1,3 +1,4 @@
+import CI2QKernels
 import Dispatch
 import Foundation
 
@@ -55,14 +56,10 @@ public enum Kernels {
         for i in 0..<n { y[i] += x[i] }
     }
 
-    /// In-place softmax over `n` values (max-subtracted, float32, as torch.softmax).
+    /// In-place softmax over `n` values (max-subtracted, float32, as torch.softmax; C `i2q_softmax`,
+    /// softmax.c: −inf entries give 0).
     public static func softmax(_ x: UnsafeMutablePointer<Float>, n: Int) {
-        var m = -Float.infinity
-        for i in 0..<n { m = max(m, x[i]) }
-        var s: Float = 0
-        for i in 0..<n { let e = expf(x[i] - m); x[i] = e; s += e }
-        let inv = 1 / s
-        for i in 0..<n { x[i] *= inv }
+        i2q_softmax(x, Int64(n), 0, Int64(n), Int32(I2Q_IMPL_AUTO))
     }
 }
 

@@ -98,39 +98,38 @@ enum CausalAttention {
         let group = heads / kvHeads
         // Prefill: the `group` query heads that share a kv head are stacked into one [group·n, headDim]
         // matrix (row r = head-in-group r / n, position r % n), so each kv head costs two GEMMs. The
-        // queries go in blocks of n positions so that the scores never exceed `maxScores` floats:
-        // memory stays linear in the context length (one block — the whole prompt — up to 64 MB of
-        // scores, which covers every test and the 8.4B model's prompts; each row's softmax is
-        // independent of the blocking).
-        let block = min(t, max(1, maxScores / (group * s)))
+        // queries go in blocks of at most 128 positions, each multiplied only with the keys it may
+        // see (the first start + i0 + n: causal, so about half the products of a full [t, s] score
+        // matrix), and so that the scores never exceed `maxScores` floats (memory linear in the
+        // context length). Each row's softmax covers its visible keys [lo, pos] (i2q_softmax; the rest
+        // of the row is 0) and does not depend on the blocking.
+        let block = min(t, 128, max(1, maxScores / (group * s)))
         let qg = ws.stackedQ(group * block * headDim)   // [group·n, headDim]
         let og = ws.stackedOut(group * block * headDim) // [group·n, headDim]
-        let scores = ws.scores(group * block * s)       // [group·n, s]
+        let scores = ws.scores(group * block * s)       // [group·n, sv] (sv ≤ s)
         var i0 = 0
         while i0 < t {
             let n = min(block, t - i0), rows = group * n
+            let sv = start + i0 + n  // keys visible to this block
             for g in 0..<kvHeads {
                 for hi in 0..<group {
                     let h = g * group + hi
                     for i in 0..<n { (qg + (hi * n + i) * headDim).update(from: qb + (i0 + i) * qw + h * headDim, count: headDim) }
                 }
-                // scores = Q_g · K_gᵀ · scale
-                Matmul.gemm(transB: true, m: rows, n: s, k: headDim, alpha: scale,
-                            a: qg, lda: headDim, b: keys + g * headDim, ldb: kw, c: scores, ldc: s)
+                // scores = Q_g · K_g[0..<sv]ᵀ · scale
+                Matmul.gemm(transB: true, m: rows, n: sv, k: headDim, alpha: scale,
+                            a: qg, lda: headDim, b: keys + g * headDim, ldb: kw, c: scores, ldc: sv)
                 let sc = UnsafeSendable(scores), win = window, first = start + i0
-                Kernels.parallelRows(rows, cost: rows * s) { range in
+                Kernels.parallelRows(rows, cost: rows * sv) { range in
                     for r in range {
-                        let row = sc.p + r * s
                         let pos = first + r % n
                         let lo = win.map { max(0, pos - $0 + 1) } ?? 0
-                        for j in 0..<lo { row[j] = -.infinity }
-                        if pos + 1 < s { for j in (pos + 1)..<s { row[j] = -.infinity } }
-                        Kernels.softmax(row, n: s)
+                        i2q_softmax(sc.p + r * sv, Int64(sv), Int64(lo), Int64(pos + 1), Int32(I2Q_IMPL_AUTO))
                     }
                 }
-                // out = P · V_g
-                Matmul.gemm(transB: false, m: rows, n: headDim, k: s, alpha: 1,
-                            a: scores, lda: s, b: values + g * headDim, ldb: kw, c: og, ldc: headDim)
+                // out = P · V_g[0..<sv]
+                Matmul.gemm(transB: false, m: rows, n: headDim, k: sv, alpha: 1,
+                            a: scores, lda: sv, b: values + g * headDim, ldb: kw, c: og, ldc: headDim)
                 for hi in 0..<group {
                     let h = g * group + hi
                     for i in 0..<n { (out + (i0 + i) * qw + h * headDim).update(from: og + (hi * n + i) * headDim, count: headDim) }

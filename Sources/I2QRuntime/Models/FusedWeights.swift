@@ -89,6 +89,19 @@ struct ProjectionGroup {
                 try fused.linear(x: x, y: y, m: m, scratch: ws.scratch)
                 return
             }
+            if fused.tensor.dtype == .bf16, BF16Gemm.enabled, let f = fused.tensor.file {
+                // bf16 activations × the fused bf16 weight in place, part by part (as unfused).
+                try f.withBytes(fused.tensor.offset, fused.tensor.byteCount) { b in
+                    var off = 0
+                    for width in widths {
+                        let o = off
+                        try BF16Gemm.linear(x: x, w: b.baseAddress! + 2 * off * k, y: y + off, m: m, k: k, n: width, ldy: n,
+                                            accumulate: false, scratch: ws.scratch) { try fused.rows(o, width, into: $0) }
+                        off += width
+                    }
+                }
+                return
+            }
             try fused.withF32(ws.scratch) { w in  // [Σ rows, in] f32
                 var off = 0
                 for width in widths {

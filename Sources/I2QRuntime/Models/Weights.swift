@@ -67,7 +67,8 @@ public final class Weight: @unchecked Sendable {
 
     /// y[m, out] (+)= x[m, in] · Wᵀ for this [out, in] weight. Float32 weights are used in place;
     /// a single row (decoding) against mapped 16-bit weights reads them directly (`Gemv.run16`, half
-    /// the memory traffic); otherwise 16-bit weights are widened into `scratch` first.
+    /// the memory traffic); several rows (prefill) against a mapped bf16 weight round x to bf16 and
+    /// multiply in place (`BF16Gemm`); otherwise 16-bit weights are widened into `scratch` first.
     func linear(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int, accumulate: Bool = false, scratch: Scratch) throws {
         let out = shape[0], inDim = shape.count >= 2 ? shape.dropFirst().reduce(1, *) : 1
         if let packed {
@@ -87,6 +88,14 @@ public final class Weight: @unchecked Sendable {
         if m == 1, tensor.dtype == .bf16 || tensor.dtype == .f16, let f = tensor.file {
             f.withBytes(tensor.offset, tensor.byteCount) { b in
                 Gemv.run16(w: b.baseAddress!, dtype: tensor.dtype, x: x, y: y, n: out, k: inDim, accumulate: accumulate)
+            }
+            return
+        }
+        if m > 1, tensor.dtype == .bf16, BF16Gemm.enabled, let f = tensor.file {
+            // Prefill with a mapped bf16 weight: bf16 activations × the weight in place (BF16Gemm).
+            try f.withBytes(tensor.offset, tensor.byteCount) { b in
+                try BF16Gemm.linear(x: x, w: b.baseAddress!, y: y, m: m, k: inDim, n: out, accumulate: accumulate,
+                                    scratch: scratch) { try rows(0, out, into: $0) }
             }
             return
         }

@@ -1,0 +1,204 @@
+// bf16 × bf16 → f32 matrix product for prefill with bf16 weights: C[m, n0:n1] (+)= A[m, k] · W[n0:n1, k]ᵀ,
+// A the layer input rounded to bf16 (i2q_f32_to_bf16), W the bf16 weight as stored ([n, k], in place).
+//
+// Reference: torch `F.linear` on the bf16-rounded input and bf16 weight, computed in float32
+// (`x.bfloat16().float() @ w.float().T`): every product of two bf16 values is exact in float32, so
+// the only difference from that reference (or from sgemm of the widened operands, the non-BF16
+// path) is the order of the float32 additions: ≤ ~k·2⁻²⁴ relative to Σ|a·w| (BgemmKernelTests).
+// The AVX-512 BF16 instruction `vdpbf16ps` treats denormal inputs as zero and flushes denormal
+// results (Intel SDM); bf16 activations below 2⁻¹²⁶ ≈ 1.2e-38 do not occur in these models.
+//
+// Blocking (GotoBLAS-style, sized for a 1 MiB L2): k in blocks of ≤ 1024 (pairs of k are the unit of
+// `vdpbf16ps`), m in blocks of 192 rows (A block ≤ 384 KiB), n in panels of 32 columns packed as
+// [k/2][32][2] so one 64-byte load gives 16 columns' pairs; the micro-kernel keeps a 12 × 32 tile
+// of C in 24 registers and broadcasts each A pair from memory.
+
+#pragma STDC FP_CONTRACT OFF
+
+#include "q8.h"
+
+enum { MR = 12, NR = 32, MC = 192, KC = 1024 };
+
+// MARK: f32 → bf16 as torch's CPU `.to(torch.bfloat16)`: round to nearest even, every NaN → 0xFFFF
+// (what torch 2.15 writes; Tests/Fixtures/cast/special.safetensors). Bit-identical on every path.
+
+static inline uint16_t bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0xffff;  // NaN
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+#if I2Q_X86
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void round_avx512(const float *s, uint16_t *d, int64_t n) {
+    int64_t i = 0;
+    const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
+                  absm = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000),
+                  nanbits = _mm512_set1_epi32((int)0xffff0000u);
+    for (; i + 16 <= n; i += 16) {
+        const __m512i u = _mm512_loadu_si512(s + i);
+        __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+        const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, absm), inf);
+        r = _mm512_mask_mov_epi32(r, nan, nanbits);
+        _mm256_storeu_si256((__m256i *)(d + i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+    }
+    for (; i < n; i++) d[i] = bf16_round(s[i]);
+}
+
+__attribute__((target("avx2")))
+static void round_avx2(const float *s, uint16_t *d, int64_t n) {
+    int64_t i = 0;
+    const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1),
+                  absm = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000),
+                  nanbits = _mm256_set1_epi32((int)0xffff0000u);
+    for (; i + 16 <= n; i += 16) {
+        __m256i h[2];
+        for (int j = 0; j < 2; j++) {
+            const __m256i u = _mm256_loadu_si256((const __m256i *)(s + i + 8 * j));
+            __m256i r = _mm256_add_epi32(_mm256_add_epi32(u, bias), _mm256_and_si256(_mm256_srli_epi32(u, 16), one));
+            const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absm), inf);
+            r = _mm256_blendv_epi8(r, nanbits, nan);
+            h[j] = _mm256_srli_epi32(r, 16);
+        }
+        // packus works per 128-bit lane: [h0 lo4, h1 lo4, h0 hi4, h1 hi4] → fix with a permute.
+        const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(h[0], h[1]), 0xd8);
+        _mm256_storeu_si256((__m256i *)(d + i), p);
+    }
+    for (; i < n; i++) d[i] = bf16_round(s[i]);
+}
+#endif
+
+void i2q_f32_to_bf16(const float *s, uint16_t *d, int64_t n, int impl) {
+    switch (i2q_q4a_impl(impl)) {
+#if I2Q_X86
+    case I2Q_IMPL_VNNI: round_avx512(s, d, n); return;
+    case I2Q_IMPL_AVX2: round_avx2(s, d, n); return;
+#endif
+    default:
+        for (int64_t i = 0; i < n; i++) d[i] = bf16_round(s[i]);
+        return;
+    }
+}
+
+// MARK: the product (AVX-512 BF16 only; other CPUs multiply the widened operands with sgemm)
+
+size_t i2q_bgemm_pack_bytes(int64_t k, int64_t n) {
+    const int64_t kc = k < KC ? k : KC;
+    return (size_t)((n + NR - 1) / NR) * (size_t)((kc + 1) / 2) * NR * 4;
+}
+
+#if I2Q_X86
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+/// Packs W rows [n0, n0 + cols) (cols ≤ 32), k range [k0, k0 + kc) into panel[kc/2][32][2] (zero-padded:
+/// missing columns, and the second half of the last pair when kc is odd).
+static void pack_panel(const uint16_t *w, int64_t ldw, int64_t n0, int cols, int64_t k0, int64_t kc, uint16_t *panel) {
+    const int64_t kp = (kc + 1) / 2;
+    for (int j = 0; j < NR; j++) {
+        if (j >= cols) {
+            for (int64_t p = 0; p < kp; p++) { panel[p * 64 + 2 * j] = 0; panel[p * 64 + 2 * j + 1] = 0; }
+            continue;
+        }
+        const uint16_t *row = w + (n0 + j) * ldw + k0;
+        for (int64_t p = 0; p < kc / 2; p++) {
+            uint32_t v;
+            memcpy(&v, row + 2 * p, 4);
+            memcpy(panel + p * 64 + 2 * j, &v, 4);
+        }
+        if (kc & 1) { panel[(kp - 1) * 64 + 2 * j] = row[kc - 1]; panel[(kp - 1) * 64 + 2 * j + 1] = 0; }
+    }
+}
+
+/// C tile [rows ≤ 12, cols ≤ 32] (+)= A[rows, kc] · panel. `add`: add to C, else store.
+BF16_TARGET
+static void micro(const uint16_t *a, int64_t lda, const uint16_t *panel, int64_t kc, float *c, int64_t ldc,
+                  int rows, int cols, int add) {
+    __m512 acc[MR][2];
+    for (int r = 0; r < MR; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
+    const int64_t kp = kc / 2;  // whole pairs; an odd last element is handled after the loop
+    if (rows == MR) {
+        for (int64_t p = 0; p < kp; p++) {
+            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + p * 64);
+            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + p * 64 + 32);
+#define STEP(r) { uint32_t v; memcpy(&v, a + (r) * lda + 2 * p, 4); const __m512bh x = (__m512bh)_mm512_set1_epi32((int)v); \
+                  acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0); acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1); }
+            STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7) STEP(8) STEP(9) STEP(10) STEP(11)
+#undef STEP
+        }
+    } else {
+        for (int64_t p = 0; p < kp; p++) {
+            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + p * 64);
+            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + p * 64 + 32);
+            for (int r = 0; r < rows; r++) {
+                uint32_t v;
+                memcpy(&v, a + r * lda + 2 * p, 4);
+                const __m512bh x = (__m512bh)_mm512_set1_epi32((int)v);
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+            }
+        }
+    }
+    if (kc & 1) {  // the odd last element, paired with a zero
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + kp * 64);
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + kp * 64 + 32);
+        for (int r = 0; r < rows; r++) {
+            const __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[r * lda + kc - 1]);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+        }
+    }
+    const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+    const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+    for (int r = 0; r < rows; r++) {
+        float *cr = c + r * ldc;
+        __m512 v0 = acc[r][0], v1 = acc[r][1];
+        if (add) {
+            v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), v0);
+            v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr + 16), v1);
+        }
+        _mm512_mask_storeu_ps(cr, m0, v0);
+        _mm512_mask_storeu_ps(cr + 16, m1, v1);
+    }
+}
+
+BF16_TARGET
+static void bgemm_avx512(const uint16_t *a, int64_t lda, const uint16_t *w, int64_t ldw, float *c, int64_t ldc,
+                         int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, uint16_t *pack) {
+    const int64_t panels = (n1 - n0 + NR - 1) / NR;
+    for (int64_t k0 = 0; k0 < k; k0 += KC) {
+        const int64_t kc = k - k0 < KC ? k - k0 : KC, kp = (kc + 1) / 2;
+        for (int64_t q = 0; q < panels; q++) {
+            const int64_t c0 = n0 + q * NR;
+            pack_panel(w, ldw, c0, (int)(n1 - c0 < NR ? n1 - c0 : NR), k0, kc, pack + q * kp * 64);
+        }
+        const int add = accumulate || k0 > 0;
+        for (int64_t m0 = 0; m0 < m; m0 += MC) {
+            const int64_t mc = m - m0 < MC ? m - m0 : MC;
+            for (int64_t q = 0; q < panels; q++) {
+                const int64_t c0 = n0 + q * NR;
+                const int cols = (int)(n1 - c0 < NR ? n1 - c0 : NR);
+                for (int64_t r = 0; r < mc; r += MR) {
+                    const int rows = (int)(mc - r < MR ? mc - r : MR);
+                    micro(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, rows, cols, add);
+                }
+            }
+        }
+    }
+}
+#endif
+
+int i2q_bgemm(const uint16_t *a, int64_t lda, const uint16_t *w, int64_t ldw, float *c, int64_t ldc,
+              int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, void *pack) {
+#if I2Q_X86
+    static int has = -1;  // cached CPU check (a benign race: every thread stores the same value)
+    int h = __atomic_load_n(&has, __ATOMIC_RELAXED);
+    if (h < 0) { h = i2q_cpu_has_avx512bf16(); __atomic_store_n(&has, h, __ATOMIC_RELAXED); }
+    if (!h || i2q_q4a_impl(I2Q_IMPL_AUTO) != I2Q_IMPL_VNNI) return 0;
+    bgemm_avx512(a, lda, w, ldw, c, ldc, m, k, n0, n1, accumulate, (uint16_t *)pack);
+    return 1;
+#else
+    (void)a; (void)lda; (void)w; (void)ldw; (void)c; (void)ldc; (void)m; (void)k; (void)n0; (void)n1; (void)accumulate; (void)pack;
+    return 0;
+#endif
+}

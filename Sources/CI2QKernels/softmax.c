@@ -1,0 +1,156 @@
+// Softmax of one attention row over the keys [lo, hi) (the rest of the row becomes 0): the causal
+// and sliding-window masks without writing −inf, and the bidirectional attention's key mask (−inf
+// entries give 0).
+//
+// Reference: torch.softmax in float32 (eager attention). exp is a Cephes-style polynomial (range
+// reduction by ln 2 in two parts, degree-6 polynomial, exponent by integer add): ≤ 2 ulp from the
+// correctly rounded exp for x ≥ −86.5; below that (and for −inf) it returns 0, where the true value
+// is < 2.7e-38 — nothing next to the row's sum, which is ≥ 1. The row maximum is exact, the sum is
+// taken in 16 lanes (element j in lane (j − lo) % 16, in order) added as a fixed tree, so the AVX-512,
+// AVX2 and scalar paths are bit-identical (fmaf in the scalar code = the vector FMAs).
+// Tests: SoftmaxKernelTests.
+
+#pragma STDC FP_CONTRACT OFF
+
+#include "q8.h"
+
+#define EXP_LO (-86.5f)  // below: 0 (keeps 2^n normal: n ≥ −125)
+
+static const float C_LOG2E = 1.44269504088896341f, C_LN2_HI = 0.693359375f, C_LN2_LO = -2.12194440e-4f;
+static const float P0 = 1.9875691500e-4f, P1 = 1.3981999507e-3f, P2 = 8.3334519073e-3f, P3 = 4.1665795894e-2f,
+                   P4 = 1.6666665459e-1f, P5 = 5.0000001201e-1f;
+
+static inline float exp_scalar(float x) {
+    if (!(x >= EXP_LO)) return 0.0f;  // (NaN is handled by exp_nan)
+    const float n = (x * C_LOG2E + 12582912.0f) - 12582912.0f;  // round to nearest (|n| ≤ 128)
+    float r = fmaf(-n, C_LN2_HI, x);
+    r = fmaf(-n, C_LN2_LO, r);
+    float p = P0;
+    p = fmaf(p, r, P1); p = fmaf(p, r, P2); p = fmaf(p, r, P3); p = fmaf(p, r, P4); p = fmaf(p, r, P5);
+    const float r2 = r * r;
+    float e = fmaf(p, r2, r) + 1.0f;
+    int32_t bits;
+    memcpy(&bits, &e, 4);
+    bits += (int32_t)n << 23;
+    memcpy(&e, &bits, 4);
+    return e;
+}
+
+static float exp_nan(float x) { return x != x ? x : exp_scalar(x); }
+
+static void softmax_scalar(float *row, int64_t n, int64_t lo, int64_t hi) {
+    float m = -INFINITY;
+    for (int64_t j = lo; j < hi; j++) m = row[j] > m ? row[j] : m;
+    float acc[16] = {0};
+    for (int64_t j = lo; j < hi; j++) {
+        const float e = exp_nan(row[j] - m);
+        row[j] = e;
+        acc[(j - lo) % 16] += e;
+    }
+    const float inv = 1.0f / reduce16(acc);
+    for (int64_t j = 0; j < lo; j++) row[j] = 0;
+    for (int64_t j = lo; j < hi; j++) row[j] = row[j] * inv;
+    for (int64_t j = hi; j < n; j++) row[j] = 0;
+}
+
+#if I2Q_X86
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static inline __m512 exp16(__m512 x) {
+    const __mmask16 ok = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_LO), _CMP_GE_OQ);
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    const __m512 big = _mm512_set1_ps(12582912.0f);
+    const __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(C_LOG2E)), big), big);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(C_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(C_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P1)); p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P3)); p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P5));
+    const __m512 e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    const __m512i bits = _mm512_add_epi32(_mm512_castps_si512(e), _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23));
+    __m512 out = _mm512_maskz_mov_ps(ok, _mm512_castsi512_ps(bits));
+    return _mm512_mask_mov_ps(out, nan, x);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void softmax_avx512(float *row, int64_t n, int64_t lo, int64_t hi) {
+    float m = -INFINITY;
+    for (int64_t j = lo; j < hi; j++) m = row[j] > m ? row[j] : m;
+    const __m512 mv = _mm512_set1_ps(m);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t j = lo; j < hi; j += 16) {
+        const int64_t left = hi - j;
+        const __mmask16 k = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+        const __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), mv)));
+        _mm512_mask_storeu_ps(row + j, k, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / reduce16_avx512(acc));
+    for (int64_t j = 0; j < lo; j++) row[j] = 0;
+    for (int64_t j = lo; j < hi; j += 16) {
+        const int64_t left = hi - j;
+        const __mmask16 k = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+        _mm512_mask_storeu_ps(row + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row + j), inv));
+    }
+    for (int64_t j = hi; j < n; j++) row[j] = 0;
+}
+
+__attribute__((target("avx2,fma")))
+static inline __m256 exp8(__m256 x) {
+    const __m256 ok = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LO), _CMP_GE_OQ);
+    const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    const __m256 big = _mm256_set1_ps(12582912.0f);
+    const __m256 n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(C_LOG2E)), big), big);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(C_LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(C_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P1)); p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P3)); p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P5));
+    const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+    const __m256i bits = _mm256_add_epi32(_mm256_castps_si256(e), _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23));
+    const __m256 out = _mm256_and_ps(_mm256_castsi256_ps(bits), ok);
+    return _mm256_blendv_ps(out, x, nan);
+}
+
+__attribute__((target("avx2,fma")))
+static void softmax_avx2(float *row, int64_t n, int64_t lo, int64_t hi) {
+    float m = -INFINITY;
+    for (int64_t j = lo; j < hi; j++) m = row[j] > m ? row[j] : m;
+    const __m256 mv = _mm256_set1_ps(m);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();  // lanes 0-7, 8-15
+    int64_t j = lo;
+    for (; j + 16 <= hi; j += 16) {
+        const __m256 e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), mv));
+        const __m256 e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j + 8), mv));
+        _mm256_storeu_ps(row + j, e0); _mm256_storeu_ps(row + j + 8, e1);
+        a0 = _mm256_add_ps(a0, e0); a1 = _mm256_add_ps(a1, e1);
+    }
+    float acc[16];
+    _mm256_storeu_ps(acc, a0); _mm256_storeu_ps(acc + 8, a1);
+    for (int64_t t = j; t < hi; t++) { const float e = exp_nan(row[t] - m); row[t] = e; acc[t - j] += e; }
+    const float inv = 1.0f / reduce16(acc);
+    const __m256 iv = _mm256_set1_ps(inv);
+    for (int64_t t = 0; t < lo; t++) row[t] = 0;
+    int64_t t = lo;
+    for (; t + 8 <= hi; t += 8) _mm256_storeu_ps(row + t, _mm256_mul_ps(_mm256_loadu_ps(row + t), iv));
+    for (; t < hi; t++) row[t] = row[t] * inv;
+    for (t = hi; t < n; t++) row[t] = 0;
+}
+#endif
+
+void i2q_softmax(float *row, int64_t n, int64_t lo, int64_t hi, int impl) {
+    if (lo < 0) lo = 0;
+    if (hi > n) hi = n;
+    switch (i2q_q4a_impl(impl)) {
+#if I2Q_X86
+    case I2Q_IMPL_VNNI: softmax_avx512(row, n, lo, hi); return;
+    case I2Q_IMPL_AVX2: softmax_avx2(row, n, lo, hi); return;
+#endif
+    default: softmax_scalar(row, n, lo, hi); return;
+    }
+}
+
+void i2q_exp(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = exp_nan(x[i]);
+}

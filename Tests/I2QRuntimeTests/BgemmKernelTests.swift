@@ -1,0 +1,165 @@
+import Foundation
+import XCTest
+import CI2QKernels
+import I2QCore
+import I2QFormats
+import I2QTestSupport
+@testable import I2QRuntime
+
+/// The bf16 prefill product (`--bf16-activations`: bgemm.c, BF16Gemm) and the softmax kernel
+/// (softmax.c), on every path this CPU runs:
+/// - f32 → bf16 rounding equals torch's `.to(torch.bfloat16)` bit for bit (Tests/Fixtures/cast/special.safetensors);
+/// - the product equals Σ a·w computed in double from the same bf16 values within k·2⁻²⁴·Σ|a·w|
+///   (exact products, float32 sums) — the `vdpbf16ps` kernel where the CPU has AVX-512 BF16, and the
+///   sgemm fallback every CPU runs;
+/// - a whole model: tiny-mistral's prompt logits with bf16 activations equal transformers' with every
+///   nn.Linear input rounded to bf16 (scripts/fixtures/make_bf16_activation_golden.py);
+/// - softmax: every SIMD path gives the scalar code's bits; the scalar code is within 4·2⁻²⁴ relative
+///   of the softmax computed in double.
+final class BgemmKernelTests: XCTestCase {
+    var rng = SplitMix64(seed: 23)
+    func uniform() -> Float { Float(Double(rng.next() >> 11) / Double(1 << 53)) * 2 - 1 }
+
+    func testRoundingToBF16MatchesTorchOnEveryPath() throws {
+        let f = try SafetensorsFile(path: fixturesDir + "/cast/special.safetensors")
+        var checked = 0
+        for src in f.tensors where !src.name.contains(".") && src.dtype == .f32 {
+            guard let exp = f.info(src.name + ".bf16") else { continue }
+            let x: [Float] = f.withData(src) { b in (0..<src.elementCount).map { b.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) } }
+            let want: [UInt16] = f.withData(exp) { b in (0..<src.elementCount).map { b.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self) } }
+            for impl in QuantGemv.Int8.supported {
+                var got = [UInt16](repeating: 0, count: x.count)
+                i2q_f32_to_bf16(x, &got, Int64(x.count), impl.rawValue)
+                let bad = (0..<x.count).filter { got[$0] != want[$0] }.prefix(3)
+                    .map { "[\($0)] \(String(x[$0].bitPattern, radix: 16)) torch \(String(want[$0], radix: 16)) i2q \(String(got[$0], radix: 16))" }
+                XCTAssertTrue(bad.isEmpty, "\(src.name) \(impl): \(bad)")
+            }
+            checked += 1
+        }
+        XCTAssertGreaterThanOrEqual(checked, 2, "special.safetensors holds float32 sources with torch's bf16 results")
+    }
+
+    /// bf16 [count] values (as bits) from uniform floats·scale, rounded by the scalar path.
+    func bf16s(_ count: Int, scale: Float) -> [UInt16] {
+        let x = (0..<count).map { _ in uniform() * scale }
+        var b = [UInt16](repeating: 0, count: count)
+        i2q_f32_to_bf16(x, &b, Int64(count), Int32(I2Q_IMPL_SCALAR))
+        return b
+    }
+
+    func widen(_ b: UInt16) -> Double { Double(Float(bitPattern: UInt32(b) << 16)) }
+
+    /// m, k, n: small and tail shapes, odd k, k beyond one 1024 block, n not a multiple of 32.
+    let shapes: [(m: Int, k: Int, n: Int)] = [(2, 64, 32), (13, 577, 100), (37, 1152, 33), (30, 2050, 70), (12, 5, 1)]
+
+    func testProductEqualsTheExactSumOnEveryPath() throws {
+        for (m, k, n) in shapes {
+            let a = bf16s(m * k, scale: 3), w = bf16s(n * k, scale: 0.5)
+            let xf = a.map { Float(bitPattern: UInt32($0) << 16) }  // the bf16 values as f32 (rounding them is exact)
+            func check(_ y: [Float], start: Float, _ what: String) {
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s = Double(start), mag = abs(Double(start))
+                        for c in 0..<k { let p = widen(a[i * k + c]) * widen(w[j * k + c]); s += p; mag += abs(p) }
+                        let d = abs(Double(y[i * n + j]) - s)
+                        if d > Double(k + 1) * 0x1p-24 * mag + 1e-30 {
+                            XCTFail("\(what) m=\(m) k=\(k) n=\(n) [\(i),\(j)]: \(y[i * n + j]) vs \(s)")
+                            return
+                        }
+                    }
+                }
+            }
+            // The C kernel (AVX-512 BF16 only), over two column ranges as two threads would split them.
+            if BF16Gemm.native {
+                for start: Float in [0, 0.25] {
+                    var y = [Float](repeating: start, count: m * n)
+                    let split = n > 32 ? 32 : n
+                    for (n0, n1) in [(0, split), (split, n)] where n0 < n1 {
+                        let pack = UnsafeMutableRawPointer.allocate(byteCount: max(64, i2q_bgemm_pack_bytes(Int64(k), Int64(n1 - n0))), alignment: 64)
+                        defer { pack.deallocate() }
+                        let ran = a.withUnsafeBufferPointer { ap in w.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
+                            i2q_bgemm(ap.baseAddress!, Int64(k), wp.baseAddress!, Int64(k), yp.baseAddress!, Int64(n), Int64(m), Int64(k),
+                                      Int64(n0), Int64(n1), start != 0 ? 1 : 0, pack)
+                        } } }
+                        XCTAssertEqual(ran, 1)
+                    }
+                    check(y, start: start, "vdpbf16ps")
+                }
+            }
+            // BF16Gemm.linear: the kernel where present, else the fallback; and the fallback itself.
+            let saved = BF16Gemm.forceFallback
+            defer { BF16Gemm.forceFallback = saved }
+            for fallback in [false, true] {
+                BF16Gemm.forceFallback = fallback
+                var y = [Float](repeating: 0, count: m * n)
+                let scratch = Scratch()
+                xf.withUnsafeBufferPointer { xp in w.withUnsafeBytes { wp in y.withUnsafeMutableBufferPointer { yp in
+                    BF16Gemm.linear(x: xp.baseAddress!, w: wp.baseAddress!, y: yp.baseAddress!, m: m, k: k, n: n, accumulate: false,
+                                    scratch: scratch) { dst in for i in 0..<(n * k) { dst[i] = Float(bitPattern: UInt32(w[i]) << 16) } }
+                } } }
+                check(y, start: 0, fallback ? "fallback (sgemm)" : "BF16Gemm.linear")
+            }
+        }
+    }
+
+    func testTinyMistralWithBF16ActivationsEqualsTransformers() throws {
+        let g = try SafetensorsFile(path: fixturesDir + "/tiny-mistral/golden-bf16-activations.safetensors")
+        let ids: [Int] = g.withData(g.info("ids")!) { b in (0..<(b.count / 8)).map { Int(b.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) } }
+        let want: [Float] = g.withData(g.info("logits")!) { b in (0..<(b.count / 4)).map { b.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) } }
+        let f32 = try loadTextGolden(fixturesDir + "/tiny-mistral/golden.safetensors").logits
+        let saved = (BF16Gemm.enabled, BF16Gemm.forceFallback)
+        defer { (BF16Gemm.enabled, BF16Gemm.forceFallback) = saved }
+        BF16Gemm.enabled = true
+        for fallback in [false, true] {
+            BF16Gemm.forceFallback = fallback
+            let dec = try TextDecoder(source: try openModel(fixturesDir + "/tiny-mistral"))
+            let cache = try dec.makeCache(capacity: ids.count)
+            let got = try dec.logits(try dec.forward(embeddings: try dec.embed(ids), cache: cache), rows: 0..<ids.count)
+            let std = standardDeviation(want)
+            XCTAssertLessThanOrEqual(maxDiff(got, want), 1e-4 * std, "fallback \(fallback)")
+            // The rounding is visible: the float32-activation golden is further away than the tolerance.
+            XCTAssertGreaterThan(maxDiff(got, f32), 1e-3 * std)
+        }
+    }
+
+    func testSoftmaxEveryPathEqualsScalarAndDouble() {
+        for n in [1, 5, 16, 17, 100, 513] {
+            for (lo, hi) in [(0, n), (n / 3, n), (0, max(1, n / 2)), (n / 4, max(n / 4 + 1, 3 * n / 4))] where lo < hi && hi <= n {
+                var row = (0..<n).map { _ in uniform() * 20 }
+                if n > 4 { row[lo] = -.infinity }  // a masked key gives 0
+                if n > 8 { row[hi - 1] = 80 }      // one dominant key: most others underflow to 0
+                var ref = row
+                i2q_softmax(&ref, Int64(n), Int64(lo), Int64(hi), Int32(I2Q_IMPL_SCALAR))
+                let m = row[lo..<hi].max()!
+                let sum = row[lo..<hi].reduce(0.0) { $0 + Foundation.exp(Double($1 - m)) }
+                for j in 0..<n {
+                    let exact = j >= lo && j < hi ? Foundation.exp(Double(row[j] - m)) / sum : 0
+                    XCTAssertLessThanOrEqual(abs(Double(ref[j]) - exact), 4 * 0x1p-24 * exact + 3e-38, "n=\(n) [\(lo),\(hi)) j=\(j)")
+                }
+                for impl in QuantGemv.Int8.supported where impl != .scalar {
+                    var got = row
+                    i2q_softmax(&got, Int64(n), Int64(lo), Int64(hi), impl.rawValue)
+                    XCTAssertEqual(got.map(\.bitPattern), ref.map(\.bitPattern), "\(impl) n=\(n) [\(lo),\(hi))")
+                }
+            }
+        }
+    }
+
+    func testExpIsWithinTwoUlpOfTheCorrectlyRoundedValue() {
+        var x: [Float] = []
+        var v: Float = -86.5
+        while v <= 0 { x.append(v); v += 0.00731 }
+        x += [0, -1e-30, -1e-7, -0.5, -86.49]
+        var y = [Float](repeating: 0, count: x.count)
+        i2q_exp(x, &y, Int64(x.count))
+        for (xi, yi) in zip(x, y) {
+            let want = Float(Foundation.exp(Double(xi)))
+            XCTAssertLessThanOrEqual(abs(yi - want), 2 * want.ulp, "exp(\(xi))")
+        }
+        let edge: [Float] = [-86.6, -100, -.infinity, .nan]
+        var z = [Float](repeating: 1, count: 4)
+        i2q_exp(edge, &z, 4)
+        XCTAssertEqual(Array(z[0..<3]), [0, 0, 0])
+        XCTAssertTrue(z[3].isNaN)
+    }
+}
