@@ -37,8 +37,12 @@ public enum ImatrixPassError: I2QError {
     case tooShort(path: String, tokens: Int, ctx: Int)
     case noText(path: String)
     case empty(path: String)
+    case missingCalibration(path: String)
     public var description: String {
         switch self {
+        case let .missingCalibration(p):
+            return "\(p): no such file or directory; --calibration takes a UTF-8 text file or a DocVQA-format directory"
+
         case let .tooShort(p, t, c):
             return "\(p): the text has \(t) tokens; llama-imatrix's rule needs at least 2 × --ctx = \(2 * c). Use a longer text or a smaller --ctx"
         case let .noText(p):
@@ -53,6 +57,9 @@ public enum ImatrixPass {
     /// missing), computes, writes `format` under the temporary name and renames it into place.
     public static func run(model path: String, settings: ImatrixSettings, output: String, format: ImatrixFormat,
                            overwrite: Bool, log: @Sendable (String) -> Void = { _ in }) throws -> ImatrixReport {
+        guard FileSystem.exists(settings.calibration) else {
+            throw ImatrixPassError.missingCalibration(path: settings.calibration)
+        }
         let staged = try StagedOutput(finalPath: output, directory: false, overwrite: overwrite, inputs: [path, settings.calibration])
         let (m, report) = try compute(source: try openModel(path), settings: settings, log: log)
         try m.write(to: staged.tempPath, format: format)
