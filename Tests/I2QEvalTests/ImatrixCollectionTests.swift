@@ -11,44 +11,52 @@ final class ImatrixCollectionTests: XCTestCase {
     static var root: String { URL(fileURLWithPath: fixturesDir).deletingLastPathComponent().deletingLastPathComponent().path }
 
     /// SmolLM2-135M-Instruct (f32) on Tests/Fixtures/imatrix/calibration.txt, ctx 64: every decoder
-    /// linear's Σx²/rows per column equals transformers' (forward hooks on nn.Linear inputs, float64
-    /// sums; scripts/fixtures/make_imatrix_reference.py → smollm2_reference.json). The two forwards
-    /// agree to float32 rounding, so the means agree to ~1e-5 relative; tolerance 2e-4 relative
-    /// (+1e-6 · the tensor's largest value for columns near zero).
-    func testSmolLM2MatchesTransformersHooks() throws {
+    /// linear's Σx²/rows per column equals two references made without i2q —
+    /// - transformers 5.24: forward hooks on nn.Linear inputs, float64 sums
+    ///   (scripts/fixtures/make_imatrix_reference.py → smollm2_reference.json);
+    /// - llama.cpp as bundled in llama-cpp-python 0.3.36: llama-imatrix's collection rule run in its
+    ///   cb_eval callback on the f32 GGUF of the same weights (scripts/fixtures/
+    ///   make_imatrix_llamacpp_reference.py → smollm2_llamacpp.json; same entries, counts, tokens).
+    /// The forwards agree to float32 rounding (measured worst ~6e-6 relative); tolerance 2e-4
+    /// relative (+1e-6 · the tensor's largest value for columns near zero).
+    func testSmolLM2MatchesTransformersAndLlamaCpp() throws {
         let path = ProcessInfo.processInfo.environment["I2Q_SMOLLM2"] ?? Self.root + "/.cache/smollm2/SmolLM2-135M-Instruct-f32"
         guard FileSystem.exists(path + "/config.json") else {
             XCTFail("SmolLM2 is not at \(path): run `bash scripts/get_smollm2.sh` or set I2Q_SMOLLM2"); return
         }
-        let ref = try JSONParser.parse(FileSystem.readFile(fixturesDir + "/imatrix/smollm2_reference.json"), source: "smollm2_reference.json")
-        let ctx = try XCTUnwrap(ref["ctx"]?.intValue)
         var s = ImatrixSettings(calibration: fixturesDir + "/imatrix/calibration.txt")
-        s.ctx = ctx
+        s.ctx = 64
         let (m, report) = try ImatrixPass.compute(source: try openModel(path), settings: s)
-        XCTAssertEqual(report.sequences, ref["chunks"]?.intValue)
-        XCTAssertEqual(m.chunkSize, ctx)
-        let entries = try XCTUnwrap(ref["entries"]?.objectEntries)
-        XCTAssertEqual(Set(m.entries.keys), Set(entries.map(\.0)), "one entry per decoder linear (210), no lm_head")
-        var worst = 0.0
-        for (name, e) in entries {
-            let v = try XCTUnwrap(m.values(for: name), name)
-            XCTAssertEqual(m.entries[name]?.counts, [Float(try XCTUnwrap(e["count"]?.intValue))], name)
-            let sum = v.reduce(0.0) { $0 + Double($1) }, want = try XCTUnwrap(e["sum"]?.doubleValue)
-            worst = max(worst, abs(sum - want) / want)
-            XCTAssertEqual(sum, want, accuracy: want * 2e-4, name)
-            XCTAssertEqual(Double(v.max()!), try XCTUnwrap(e["max"]?.doubleValue), accuracy: try XCTUnwrap(e["max"]?.doubleValue) * 2e-4, name)
-            XCTAssertEqual(v.indices.max { v[$0] < v[$1] }, e["argmax"]?.intValue, name)
-        }
-        for (name, want) in try XCTUnwrap(ref["full"]?.objectEntries) {
-            let v = try XCTUnwrap(m.values(for: name)), w = try XCTUnwrap(want.arrayValue).compactMap(\.doubleValue)
-            XCTAssertEqual(v.count, w.count, name)
-            let top = w.max()!
-            for (a, b) in zip(v, w) {
-                worst = max(worst, abs(Double(a) - b) / (b + 1e-6 * top))
-                XCTAssertEqual(Double(a), b, accuracy: b * 2e-4 + 1e-6 * top, name)
+        XCTAssertEqual(m.chunkSize, 64)
+        XCTAssertEqual(report.tokens, 5 * 64)
+        for file in ["smollm2_reference.json", "smollm2_llamacpp.json"] {
+            let ref = try JSONParser.parse(FileSystem.readFile(fixturesDir + "/imatrix/" + file), source: file)
+            XCTAssertEqual(ref["ctx"]?.intValue, 64, file)
+            XCTAssertEqual(report.sequences, ref["chunks"]?.intValue, file)
+            let entries = try XCTUnwrap(ref["entries"]?.objectEntries)
+            XCTAssertEqual(Set(m.entries.keys), Set(entries.map(\.0)), "\(file): one entry per decoder linear (210), no output.weight")
+            var worst = 0.0
+            for (name, e) in entries {
+                let v = try XCTUnwrap(m.values(for: name), name)
+                XCTAssertEqual(m.entries[name]?.counts, [Float(try XCTUnwrap(e["count"]?.intValue))], name)
+                let sum = v.reduce(0.0) { $0 + Double($1) }, want = try XCTUnwrap(e["sum"]?.doubleValue)
+                worst = max(worst, abs(sum - want) / want)
+                XCTAssertEqual(sum, want, accuracy: want * 2e-4, "\(file) \(name)")
+                let mx = try XCTUnwrap(e["max"]?.doubleValue)
+                XCTAssertEqual(Double(v.max()!), mx, accuracy: mx * 2e-4, "\(file) \(name)")
+                XCTAssertEqual(v.indices.max { v[$0] < v[$1] }, e["argmax"]?.intValue, "\(file) \(name)")
             }
+            for (name, want) in try XCTUnwrap(ref["full"]?.objectEntries) {
+                let v = try XCTUnwrap(m.values(for: name)), w = try XCTUnwrap(want.arrayValue).compactMap(\.doubleValue)
+                XCTAssertEqual(v.count, w.count, name)
+                let top = w.max()!
+                for (a, b) in zip(v, w) {
+                    worst = max(worst, abs(Double(a) - b) / (b + 1e-6 * top))
+                    XCTAssertEqual(Double(a), b, accuracy: b * 2e-4 + 1e-6 * top, "\(file) \(name)")
+                }
+            }
+            print("imatrix SmolLM2 vs \(file): worst relative difference \(worst) over \(entries.count) entries")
         }
-        print("imatrix SmolLM2 vs transformers: worst relative difference \(worst) over \(entries.count) entries")
     }
 
     /// The trained easy-VQA Idefics2 on 3 train questions (DocVQA format): the decoder rows are the
