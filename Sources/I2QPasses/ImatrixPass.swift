@@ -129,10 +129,9 @@ public enum ImatrixPass {
                 log("imatrix: chunk \(c + 1)/\(n)")
             }
         }
-        let prefix = source.config.architecture.textPrefix
         var entries: [String: ImportanceMatrix.Entry] = [:]
         for (name, st) in collector.collected {
-            entries[ImatrixNames.name(checkpoint: name, textPrefix: prefix)] =
+            entries[ImatrixNames.name(checkpoint: name, architecture: source.config.architecture)] =
                 ImportanceMatrix.Entry(sums: st.sums.map { Float($0) }, counts: [Float(st.rows)])
         }
         let m = ImportanceMatrix(entries: entries, datasets: [o.calibration], chunkCount: sequences, chunkSize: o.ctx)

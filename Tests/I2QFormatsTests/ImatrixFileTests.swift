@@ -131,15 +131,17 @@ final class ImatrixFileTests: XCTestCase {
     }
 
     func testEntryNamesFollowLlamaCppAndMmproj() {
-        let t = "model.text_model."
-        XCTAssertEqual(ImatrixNames.name(checkpoint: "model.layers.3.self_attn.o_proj.weight", textPrefix: "model."), "blk.3.attn_output.weight")
-        XCTAssertEqual(ImatrixNames.name(checkpoint: t + "layers.0.mlp.gate_proj.weight", textPrefix: t), "blk.0.ffn_gate.weight")
-        XCTAssertEqual(ImatrixNames.name(checkpoint: "lm_head.weight", textPrefix: t), "output.weight")
-        XCTAssertEqual(ImatrixNames.name(checkpoint: "model.vision_model.encoder.layers.2.mlp.fc1.weight", textPrefix: t), "v.blk.2.ffn_up.weight")
-        XCTAssertEqual(ImatrixNames.name(checkpoint: "model.vision_model.encoder.layers.2.self_attn.out_proj.weight", textPrefix: t), "v.blk.2.attn_out.weight")
-        XCTAssertEqual(ImatrixNames.name(checkpoint: "model.vision_model.embeddings.patch_embedding.weight", textPrefix: t), "v.patch_embd.weight")
-        XCTAssertEqual(ImatrixNames.name(checkpoint: "model.connector.modality_projection.down_proj.weight", textPrefix: t), "mm.ffn_down.weight")
-        XCTAssertEqual(ImatrixNames.name(checkpoint: "model.connector.perceiver_resampler.layers.1.self_attn.k_proj.weight", textPrefix: t),
-                       "resampler.blk.1.attn_k.weight")
+        let l = ModelArchitecture.llama, i = ModelArchitecture.idefics2
+        func n(_ c: String, _ a: ModelArchitecture) -> String { ImatrixNames.name(checkpoint: c, architecture: a) }
+        XCTAssertEqual(n(l.textPrefix + "layers.3.self_attn.o_proj.weight", l), "blk.3.attn_output.weight")
+        XCTAssertEqual(n(i.textPrefix + "layers.0.mlp.gate_proj.weight", i), "blk.0.ffn_gate.weight")
+        XCTAssertEqual(n("lm_head.weight", i), "output.weight")
+        let vision = i.otherModules[0].prefix, connector = i.otherModules[1].prefix
+        XCTAssertEqual(n(vision + "encoder.layers.2.mlp.fc1.weight", i), "v.blk.2.ffn_up.weight")
+        XCTAssertEqual(n(vision + "encoder.layers.2.self_attn.out_proj.weight", i), "v.blk.2.attn_out.weight")
+        XCTAssertEqual(n(vision + "embeddings.patch_embedding.weight", i), "v.patch_embd.weight")
+        XCTAssertEqual(n(connector + "modality_projection.down_proj.weight", i), "mm.ffn_down.weight")
+        XCTAssertEqual(n(connector + "perceiver_resampler.layers.1.self_attn.k_proj.weight", i), "resampler.blk.1.attn_k.weight")
+        XCTAssertEqual(n(vision + "encoder.layers.2.mlp.fc1.weight", l), vision + "encoder.layers.2.mlp.fc1.weight", "unknown: kept")
     }
 }
