@@ -25,16 +25,20 @@ public struct ModelArchitecture: Sendable {
     public let topLevelDType: @Sendable (_ config: ModelConfig) -> String?
     /// AWQ's scale groups of one decoder layer, in application order.
     public let awqScaleGroups: [AWQScaleGroup]
+    /// The GGUF-style name of a linear weight outside the text decoder (a vision tower's, a
+    /// connector's), for importance-matrix entries (`ImatrixNames`); nil: none.
+    public let otherGGUFName: @Sendable (_ name: String) -> String?
 
     public init(modelTypes: [String], decode: @escaping @Sendable (Data, String) throws -> ModelConfig,
                 textPrefixes: [String], otherModules: [(prefix: String, group: ModuleGroup)] = [],
                 visionLinear: (@Sendable (String) -> Bool)? = nil,
                 describe: @escaping @Sendable (ModelConfig) -> [(String, String)] = { _ in [] },
                 topLevelDType: @escaping @Sendable (ModelConfig) -> String? = { _ in nil },
-                awqScaleGroups: [AWQScaleGroup] = AWQScaleGroup.llamaDecoder) {
+                awqScaleGroups: [AWQScaleGroup] = AWQScaleGroup.llamaDecoder,
+                otherGGUFName: @escaping @Sendable (String) -> String? = { _ in nil }) {
         self.modelTypes = modelTypes; self.decode = decode; self.textPrefixes = textPrefixes
         self.otherModules = otherModules; self.visionLinear = visionLinear; self.describe = describe
-        self.topLevelDType = topLevelDType; self.awqScaleGroups = awqScaleGroups
+        self.topLevelDType = topLevelDType; self.awqScaleGroups = awqScaleGroups; self.otherGGUFName = otherGGUFName
     }
 
     /// The canonical text-decoder prefix ("model." / "model.text_model.").

@@ -33,6 +33,7 @@ struct ProjectionGroup {
     /// y_p[m, widths[p]] = x[m, in] · W_pᵀ (+ b_p) for every part p.
     func callAsFunction(_ x: UnsafePointer<Float>, m: Int, outputs: [UnsafeMutablePointer<Float>], ws: Workspace) throws {
         precondition(outputs.count == parts.count, "ProjectionGroup: one output per part")
+        if let o = LinearInputTap.observer { o.observe(weights: parts.map(\.name), x: x, rows: m, columns: inDim) }
         if isFused {
             let n = total
             let y = ws.fused(m * n)  // [m, Σ rows]
@@ -59,7 +60,7 @@ struct ProjectionGroup {
                 return try addPartBiases(m: m, outputs: outputs, ws: ws)
             }
         }
-        for (w, y) in zip(parts, outputs) { try w.linear(x: x, y: y, m: m, scratch: ws.scratch) }
+        for (w, y) in zip(parts, outputs) { try w.linear(x: x, y: y, m: m, scratch: ws.scratch, observe: false) }
         try addPartBiases(m: m, outputs: outputs, ws: ws)
     }
 
@@ -86,7 +87,7 @@ struct ProjectionGroup {
         let n = total, k = inDim
         if let fused {
             if m == 1 || FusedExecution.singleGemm {
-                try fused.linear(x: x, y: y, m: m, scratch: ws.scratch)
+                try fused.linear(x: x, y: y, m: m, scratch: ws.scratch, observe: false)
                 return
             }
             if fused.tensor.dtype == .bf16, BF16Gemm.enabled, let f = fused.tensor.file {

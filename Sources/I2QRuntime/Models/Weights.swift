@@ -68,9 +68,12 @@ public final class Weight: @unchecked Sendable {
     /// y[m, out] (+)= x[m, in] · Wᵀ for this [out, in] weight. Float32 weights are used in place;
     /// a single row (decoding) against mapped 16-bit weights reads them directly (`Gemv.run16`, half
     /// the memory traffic); several rows (prefill) against a mapped bf16 weight round x to bf16 and
-    /// multiply in place (`BF16Gemm`); otherwise 16-bit weights are widened into `scratch` first.
-    func linear(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int, accumulate: Bool = false, scratch: Scratch) throws {
+    /// multiply in place when asked (`BF16Gemm`); otherwise 16-bit weights are widened into `scratch` first.
+    /// `observe`: report x to `LinearInputTap.observer` (false when a `ProjectionGroup` already did).
+    func linear(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int, accumulate: Bool = false, scratch: Scratch,
+                observe: Bool = true) throws {
         let out = shape[0], inDim = shape.count >= 2 ? shape.dropFirst().reduce(1, *) : 1
+        if observe, let o = LinearInputTap.observer { o.observe(weights: [name], x: x, rows: m, columns: inDim) }
         if let packed {
             if m == 1 {
                 QuantGemv.run(packed, x: x, y: y, accumulate: accumulate)
