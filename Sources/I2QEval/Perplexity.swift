@@ -43,6 +43,8 @@ public enum Perplexity {
         guard windows > 0, ctx >= 2 else { throw PerplexityError.tooShort(tokens: ids.count, ctx: ctx) }
         let cache = try dec.makeCache(capacity: ctx)
         let vocab = dec.config.vocabSize
+        let lse = UnsafeMutablePointer<Double>.allocate(capacity: 64)  // [block] log Σ exp of each row
+        defer { lse.deallocate() }
         var nll = 0.0
         var scored = 0
         let start = ProgressBar.now()
@@ -57,14 +59,9 @@ public enum Perplexity {
                 let n = min(block, ctx - 1 - r)
                 let logits = try dec.logits(hidden, rows: r..<(r + n))
                 logits.withUnsafeBufferPointer { lp in
-                    for i in 0..<n {
-                        let row = lp.baseAddress! + i * vocab
-                        var m = -Float.infinity
-                        for j in 0..<vocab { m = max(m, row[j]) }
-                        var s = 0.0
-                        for j in 0..<vocab { s += Foundation.exp(Double(row[j] - m)) }
-                        let target = win[r + i + 1]
-                        nll += (Foundation.log(s) + Double(m)) - Double(row[target])
+                    Kernels.logSumExp(lp.baseAddress!, rows: n, n: vocab, into: lse)  // [n], rows on the cores
+                    for i in 0..<n {  // summed in order: the same total for any thread count
+                        nll += lse[i] - Double(lp[i * vocab + win[r + i + 1]])
                         scored += 1
                     }
                 }

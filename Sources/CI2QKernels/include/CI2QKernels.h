@@ -124,6 +124,9 @@ int i2q_bgemm(const uint16_t *a, int64_t lda, const uint16_t *w, int64_t ldw, fl
 /// (n: the row length). −inf entries give 0. Bit-identical on every path; see softmax.c for the
 /// exp's accuracy. impl: as i2q_q4a_gemv.
 void i2q_softmax(float *row, int64_t n, int64_t lo, int64_t hi, int impl);
+/// Σ_j exp(x[j] − max) in double (the softmax's exp, each term widened), max written to *max_out:
+/// log-softmax of logits (perplexity). Bit-identical on every path. impl: as i2q_q4a_gemv.
+double i2q_sumexp(const float *x, int64_t n, float *max_out, int impl);
 /// y[i] = exp(x[i]) with the softmax's exp (scalar code; for tests).
 void i2q_exp(const float *x, float *y, int64_t n);
 

@@ -7,15 +7,28 @@ public enum Kernels {
     /// Below this many elements a kernel runs on the calling thread (dispatch costs more than it saves).
     static let parallelThreshold = 1 << 16
 
-    /// Splits rows [0, rows) between the 2 cores when there is enough work (`cost` ≈ elements).
+    /// Splits rows [0, rows) between the cores (`Gemv.threads`) when there is enough work (`cost` ≈ elements).
     @inline(__always)
     static func parallelRows(_ rows: Int, cost: Int, _ body: (Range<Int>) -> Void) {
-        if rows < 2 || cost < parallelThreshold { body(0..<rows); return }
-        let half = (rows + 1) / 2
+        if rows < 2 || cost < parallelThreshold || Gemv.threads < 2 { body(0..<rows); return }
+        let parts = min(Gemv.threads, rows)
         withoutActuallyEscaping(body) { b in
             let box = UnsafeSendable(b)
-            WorkerPool.run(2) { part in
-                box.p(part == 0 ? 0..<half : half..<rows)
+            WorkerPool.run(parts) { part in
+                box.p((rows * part / parts)..<(rows * (part + 1) / parts))
+            }
+        }
+    }
+
+    /// out[r] = log Σ_j exp(x[r, j]) for rows r of x [rows, n] (log-softmax's normaliser: max plus the
+    /// C `i2q_sumexp` in double; see softmax.c for the tolerance), rows split over the cores.
+    public static func logSumExp(_ x: UnsafePointer<Float>, rows: Int, n: Int, into out: UnsafeMutablePointer<Double>) {
+        let xs = UnsafeSendable(x), os = UnsafeSendable(out)
+        parallelRows(rows, cost: rows * n * 8) { range in
+            for r in range {
+                var m: Float = 0
+                let s = i2q_sumexp(xs.p + r * n, Int64(n), &m, Int32(I2Q_IMPL_AUTO))
+                os.p[r] = Foundation.log(s) + Double(m)
             }
         }
     }

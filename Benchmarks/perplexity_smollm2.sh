@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Perplexity (prefill-bound) of SmolLM2-135M-Instruct on GPL-3 (14 windows of 512), i2q against
+# transformers on the same machine, same threads, one run: transformers float32 and bfloat16;
+# i2q on the f32 model, on its bf16 cast (float32 activations, transformers' float32 results), and
+# on the bf16 cast with --bf16-activations (linear inputs rounded to bf16, the vdpbf16ps GEMM on
+# CPUs with AVX-512 BF16). Prints each time, PPL, and the ratio transformers f32 time / i2q time.
+# Usage: Benchmarks/perplexity_smollm2.sh [MODEL_DIR]  (PYTHON, I2Q, THREADS, REPEAT as in the other scripts)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=${1:-.cache/smollm2/SmolLM2-135M-Instruct-f32}
+I2Q=${I2Q:-.build/release/i2q}
+PY=${PYTHON:-/work/venv/bin/python}
+THREADS=${THREADS:-2}
+REPEAT=${REPEAT:-2}
+TEXT=/usr/share/common-licenses/GPL-3
+TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+"$I2Q" cast "$MODEL" --dtype bf16 -o "$TMP/bf16.i2q" >/dev/null 2>&1
+"$I2Q" --version | tail -1
+best() { sort -n | head -1; }
+declare -A T P
+for dt in float32 bfloat16; do
+  for r in $(seq "$REPEAT"); do
+    line=$(OMP_NUM_THREADS=$THREADS "$PY" Benchmarks/transformers_perplexity.py "$MODEL" "$TEXT" --threads "$THREADS" --dtype $dt 2>/dev/null | tail -1)
+    echo "transformers $dt: $line" >&2
+    T[tf-$dt]="${T[tf-$dt]:-} $(echo "$line" | python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')"
+    P[tf-$dt]=$(echo "$line" | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["ppl"])')
+  done
+done
+run_i2q() {  # name, model, flags...
+  local name=$1 m=$2; shift 2
+  for r in $(seq "$REPEAT"); do
+    local s e out
+    s=$(date +%s.%N)
+    out=$(I2Q_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS "$I2Q" perplexity "$m" --text "$TEXT" "$@" 2>&1 | grep '^perplexity')
+    e=$(date +%s.%N)
+    echo "i2q $name: $out ($(python3 -c "print('%.2f' % ($e - $s))") s wall)" >&2
+    T[$name]="${T[$name]:-} $(python3 -c "print($e - $s)")"
+    P[$name]=$(echo "$out" | sed -E 's/perplexity ([0-9.]+).*/\1/')
+  done
+}
+run_i2q f32 "$MODEL"
+run_i2q bf16 "$TMP/bf16.i2q"
+run_i2q bf16-act "$TMP/bf16.i2q" --bf16-activations
+ref=$(echo ${T[tf-float32]} | tr ' ' '\n' | best)
+printf '%-28s %9s %9s %8s\n' "SmolLM2-135M, $THREADS threads" "best s" "PPL" "vs tf f32"
+for k in tf-float32 tf-bfloat16 f32 bf16 bf16-act; do
+  b=$(echo ${T[$k]} | tr ' ' '\n' | best)
+  printf '%-28s %9.2f %9s %7.2fx\n' "$k" "$b" "${P[$k]}" "$(python3 -c "print($ref / $b)")"
+done
