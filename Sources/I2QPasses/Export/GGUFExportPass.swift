@@ -319,7 +319,9 @@ public struct GGUFExportPass {
     /// llama.cpp ignores (llama-imatrix cannot measure it). nil when the tensor is not quantized with
     /// importance.
     private func importanceVector(_ p: GGUFPlannedTensor, columns: Int) throws -> [Float]? {
-        guard let importance, type.llama != nil, GGMLQuantize.blockTypes.contains(p.type), p.type != .q8_0,
+        // llama-quantize looks the vector up (and checks its length) for every tensor it converts,
+        // whether or not the target type uses it (Q8_0 and F16 do not).
+        guard let importance, type.llama != nil, p.shape.count == 2, p.type != intermediate.ggml,
               let v = importance.values(for: p.name) else { return nil }
         guard v.count == columns else {
             if p.name == "token_embd.weight" { return nil }
@@ -328,7 +330,7 @@ public struct GGUFExportPass {
         if let i = v.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
             throw GGUFExportError.importance(tensor: p.name, detail: "value \(i) is \(v[i]); importance values are finite and ≥ 0. Recompute the importance matrix.")
         }
-        return v
+        return GGMLQuantize.blockTypes.contains(p.type) && p.type != .q8_0 ? v : nil
     }
 
     /// Rounds f32[0..<n] to the default export's type (f16 or bf16) and back in place: the values
