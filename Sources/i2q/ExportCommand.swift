@@ -2,6 +2,7 @@ import ArgumentParser
 import I2QCore
 import I2QFormats
 import I2QPasses
+import I2QQuant
 
 /// The layouts `export --to` writes. One case per target; each case's pass lives in I2QPasses.
 enum ExportTarget: String, CaseIterable, ExpressibleByArgument {
@@ -23,6 +24,12 @@ struct Export: ParsableCommand {
               i2q export model-nf4.i2q --to hf-bnb -o model-nf4-hf/
               i2q export model-awq.i2q --to hf-awq -o model-awq-hf/
               i2q export smollm2-dir --to gguf --type q8_0 -o smollm2-q8_0.gguf
+              i2q export smollm2-dir --to gguf --type q4_k_m -o smollm2-q4_k_m.gguf
+              i2q export smollm2-dir --to gguf --type q4_k_m --tensor-type 'attn_v=q8_0' -o smollm2-q4_k_m-v8.gguf
+
+            --type q4_0 … q6_k, q4_k_m … are llama-quantize's file types: each tensor's type as
+            llama-quantize chooses it, and the same bytes llama-quantize writes from i2q's default
+            (f16/bf16) GGUF export.
             """)
 
     @Argument(help: modelHelp("An .i2q file, HF model directory, or .gguf file"))
@@ -39,6 +46,12 @@ struct Export: ParsableCommand {
     @Option(help: "GGUF tensor type (--to gguf): \(GGUFExportType.allCases.map(\.rawValue).joined(separator: ", ")); default bf16 for bf16 models, else f16.")
     var type: String?
 
+    @Option(name: .customLong("tensor-type"), help: ArgumentHelp("Per-tensor type (--to gguf, llama-quantize types), as llama-quantize's --tensor-type: the first REGEX found in a tensor's GGUF name (e.g. 'attn_v=q8_0', 'blk\\.[0-3]\\.ffn_down=q6_k') gives it TYPE. Repeatable.", valueName: "REGEX=TYPE"))
+    var tensorTypes: [String] = []
+
+    @Option(help: ArgumentHelp("Importance matrix for the imatrix-weighted quantizers (--to gguf, llama-quantize types).", valueName: "FILE"))
+    var imatrix: String?
+
     @Flag(help: "Keep fused tensors (i2q fuse) under their fused names, vLLM-style (qkv_proj, gate_up_proj), instead of transformers' q/k/v and gate/up.")
     var fusedNames = false
 
@@ -50,6 +63,12 @@ struct Export: ParsableCommand {
         }
         if let type, GGUFExportType(rawValue: type) == nil || to != .gguf {
             throw ValidationError("--type takes \(GGUFExportType.allCases.map(\.rawValue).joined(separator: ", ")) and only with --to gguf (got \"\(type)\")")
+        }
+        if to != .gguf, !tensorTypes.isEmpty || imatrix != nil {
+            throw ValidationError("--tensor-type and --imatrix apply to --to gguf only")
+        }
+        for t in tensorTypes {
+            do { _ = try TensorTypeOverride(parsing: t) } catch { throw ValidationError("\(error)") }
         }
     }
 
@@ -66,11 +85,21 @@ struct Export: ParsableCommand {
                 let r = try BnbExportPass.run(source: source, output: out.output, settings: s, fusedNames: fusedNames)
                 printSummary("exported \(r.tensors.count) tensors to hf-bnb", r)
             case .gguf:
-                print(try GGUFExportPass(source: source, output: out.output, type: type.flatMap(GGUFExportType.init(rawValue:)), settings: s).run().summary)
+                let overrides = try tensorTypes.map(TensorTypeOverride.init(parsing:))
+                let importance = try imatrix.map(loadImportance)
+                print(try GGUFExportPass(source: source, output: out.output, type: type.flatMap(GGUFExportType.init(rawValue:)), settings: s,
+                                         overrides: overrides, importance: importance).run().summary)
             case .hfAwq:
                 let r = try AWQExportPass.run(source: source, output: out.output, settings: s, fusedNames: fusedNames)
                 printSummary("exported \(r.tensors.count) tensors to hf-awq", r)
             }
         }
     }
+}
+
+/// The importance matrix of `--imatrix FILE`. Reading llama.cpp's imatrix files (and `i2q imatrix`'s)
+/// comes with the imatrix reader of issue 21 (a type conforming to ImportanceSource); until it is
+/// merged, the option says so instead of silently quantizing without it.
+func loadImportance(_ path: String) throws -> any ImportanceSource {
+    throw ValidationError("--imatrix \(path): this build cannot read importance-matrix files yet (the reader arrives with `i2q imatrix`, issue 21). Export without --imatrix, or use llama-quantize --imatrix on i2q's f16 export.")
 }

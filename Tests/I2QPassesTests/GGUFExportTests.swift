@@ -76,7 +76,7 @@ final class GGUFExportTests: XCTestCase {
     /// the source cast with torch's rounding; Q8_0 within d/2 and Q4_0 within |d| of every source value.
     func testReadBackEqualsSource() throws {
         let src = try openModel(mistral)
-        for type in GGUFExportType.allCases {
+        for type in [GGUFExportType.f32, .f16, .bf16, .q8_0, .q4_0] {  // the others: GGUFKQuantExportTests (bytes equal llama-quantize's)
             let (r, out) = try export(mistral, type, "m.\(type.rawValue).gguf")
             let back = try GGUFModel(path: out)
             XCTAssertEqual(back.tensors.count, r.tensors.count, type.rawValue)

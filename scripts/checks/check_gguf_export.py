@@ -12,6 +12,10 @@
     python3 scripts/checks/check_gguf_export.py compare MODEL FILE.gguf --prompt "..." [--max-new-tokens 16]
           [--i2q .build/release/i2q] [--py /work/venv/bin/python] [--llama-py /work/venv-llama/bin/python]
 
+    # every --type: export MODEL, load it in llama.cpp, and compare its greedy tokens with i2q's own
+    # runtime on the same GGUF (i2q reads .gguf models, dequantizing the blocks), on a prompt set
+    python3 scripts/checks/check_gguf_export.py sweep MODEL --types q4_0,q4_k_m,… [--prompts FILE.json] [--out DIR]
+
 `compare` prints the prompt ids of both tokenizers, both greedy continuations (llama.cpp's from its own
 tokenization and from i2q's prompt ids) and SAME / DIFFERENT. The prompt is used raw (apply the chat
 template yourself, e.g. "<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n"); special tokens in it
@@ -78,6 +82,54 @@ def cmd_run(a):
     print(json.dumps(res, ensure_ascii=False))
 
 
+def compare_tokens(a, model, file, prompt):
+    """i2q's greedy ids on MODEL and llama.cpp's on FILE from i2q's prompt ids: (agree, n, i2q ids, llama ids)."""
+    i2q = subprocess.run([a.i2q, "run", model, "--prompt", prompt, "--max-new-tokens", str(a.max_new_tokens), "--json"],
+                         capture_output=True, text=True)
+    if i2q.returncode != 0:
+        raise RuntimeError("i2q run failed: " + i2q.stderr[-2000:])
+    mine = json.loads(i2q.stdout)
+    llama = subprocess.run([a.llama_py, __file__, "run", file, "--prompt", prompt, "--max-new-tokens", str(a.max_new_tokens),
+                            "--input-ids", json.dumps(mine["input_ids"])], capture_output=True, text=True)
+    if llama.returncode != 0:
+        raise RuntimeError("llama.cpp could not load or run the file: " + llama.stderr[-2000:])
+    lc = json.loads(llama.stdout)
+    g, h = mine["generated_ids"], lc["generated_ids_from_given"]
+    n = min(len(g), len(h))
+    agree = next((i for i in range(n) if g[i] != h[i]), n)
+    return agree, n, g, h
+
+
+def cmd_sweep(a):
+    import os
+    os.makedirs(a.out, exist_ok=True)
+    prompts = json.load(open(a.prompts)) if a.prompts else [
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+        "<|im_start|>user\nWrite a haiku about the sea.<|im_end|>\n<|im_start|>assistant\n",
+        "The quick brown fox",
+        "def fibonacci(n):",
+    ]
+    rows = []
+    for t in a.types.split(","):
+        f = os.path.join(a.out, f"{t}.gguf")
+        e = subprocess.run([a.i2q, "export", a.model, "--to", "gguf", "--type", t, "-o", f, "--no-progress", "--overwrite"],
+                           capture_output=True, text=True)
+        if e.returncode != 0:
+            rows.append((t, 0, "EXPORT FAILED: " + e.stderr.strip()[-300:])); continue
+        res = []
+        try:
+            for p in prompts:
+                agree, n, _, _ = compare_tokens(a, f, f, p)
+                res.append(f"{agree}/{n}")
+            same = all(r.split("/")[0] == r.split("/")[1] for r in res)
+            rows.append((t, os.path.getsize(f), ("SAME " if same else "DIFFERENT ") + " ".join(res)))
+        except RuntimeError as err:
+            rows.append((t, os.path.getsize(f), "LOAD/RUN FAILED: " + str(err)[-300:]))
+        print(f"{rows[-1][0]:8s} {rows[-1][1] / 1e6:8.1f} MB  {rows[-1][2]}", flush=True)
+    print(json.dumps({"model": a.model, "max_new_tokens": a.max_new_tokens, "prompts": len(prompts),
+                      "results": [{"type": t, "bytes": b, "greedy": r} for t, b, r in rows]}, indent=1))
+
+
 def cmd_compare(a):
     meta = subprocess.run([a.py, __file__, "meta", a.file], capture_output=True, text=True)
     if meta.returncode != 0:
@@ -120,8 +172,11 @@ def main():
     p = sub.add_parser("compare"); p.add_argument("model"); p.add_argument("file"); p.add_argument("--prompt", required=True)
     p.add_argument("--max-new-tokens", type=int, default=16); p.add_argument("--i2q", default=".build/release/i2q")
     p.add_argument("--py", default="/work/venv/bin/python"); p.add_argument("--llama-py", default="/work/venv-llama/bin/python")
+    p = sub.add_parser("sweep"); p.add_argument("model"); p.add_argument("--types", default="q8_0,q4_0,q4_1,q5_0,q5_1,q4_k_s,q4_k_m,q5_k_s,q5_k_m,q6_k")
+    p.add_argument("--prompts"); p.add_argument("--out", default="out/gguf-sweep"); p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--i2q", default=".build/release/i2q"); p.add_argument("--llama-py", default="/work/venv-llama/bin/python")
     a = ap.parse_args()
-    {"meta": cmd_meta, "run": cmd_run, "compare": cmd_compare}[a.cmd](a)
+    {"meta": cmd_meta, "run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep}[a.cmd](a)
 
 
 if __name__ == "__main__":

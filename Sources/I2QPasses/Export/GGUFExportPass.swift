@@ -2,45 +2,24 @@ import I2QCore
 import I2QFormats
 import I2QQuant
 
-/// `--type` of `export --to gguf`: the encoding of the 2-D weights (norms always stay F32).
-public enum GGUFExportType: String, CaseIterable, Sendable {
-    case f32, f16, bf16, q8_0, q4_0
-
-    /// `general.file_type` (llama.cpp `enum llama_ftype`, gguf-py `LlamaFileType`).
-    public var fileType: UInt32 {
-        switch self {
-        case .f32: return 0
-        case .f16: return 1
-        case .q4_0: return 2
-        case .q8_0: return 7
-        case .bf16: return 32
-        }
-    }
-
-    public var ggml: GGMLType {
-        switch self {
-        case .f32: return .f32
-        case .f16: return .f16
-        case .bf16: return .bf16
-        case .q8_0: return .q8_0
-        case .q4_0: return .q4_0
-        }
-    }
-
-    /// convert_hf_to_gguf's `--outtype auto`: bf16 when the first ≥2-D tensor is bf16, else f16.
-    public static func auto(for source: any ModelSource) -> GGUFExportType {
-        source.tensors.first(where: { $0.shape.count >= 2 })?.dtype == .bf16 ? .bf16 : .f16
-    }
-}
-
 public enum GGUFExportError: I2QError {
     case unsupportedModel(path: String, detail: String)
     case tokenizer(path: String, detail: String)
+    /// An .i2q holding 4-bit (AWQ int4 / NF4 / FP4) tensors: GGUF cannot take them as they are.
+    case quantizedInput(path: String, schemes: [String], first: String, source: String?)
+    case importance(tensor: String, detail: String)
 
     public var description: String {
         switch self {
         case let .unsupportedModel(p, d): return "\(p): cannot export to GGUF: \(d)"
         case let .tokenizer(p, d): return "\(p): cannot build the GGUF vocabulary: \(d)"
+        case let .quantizedInput(p, schemes, first, src):
+            let from = src.map { "the unquantized model it was made from (\($0))" } ?? "the unquantized (f32/f16/bf16) model it was made from"
+            var alt: [String] = []
+            if schemes.contains(where: { $0.contains("affine") || $0.contains("int4") }) { alt.append("--to hf-awq (AutoAWQ GEMM: transformers, vLLM)") }
+            if schemes.contains(where: { $0.contains("nf4") || $0.contains("fp4") }) { alt.append("--to hf-bnb (transformers + bitsandbytes)") }
+            return "\(p): its weights are stored as \(schemes.joined(separator: ", ")) (first: \(first)), which no GGUF block type holds, and i2q does not re-quantize 4-bit weights (a second rounding on top of the first). Instead, export \(from) with `i2q export MODEL --to gguf --type q4_k_m` (or q4_0, q5_k_m, q6_k, q8_0)" + (alt.isEmpty ? "." : ", or export this file with " + alt.joined(separator: " or ") + ".")
+        case let .importance(t, d): return "importance matrix for \(t): \(d)"
         }
     }
 }
@@ -79,12 +58,15 @@ public struct GGUFExportReport: Sendable {
 /// llama-architecture GGUF v3 file that llama.cpp runs, matching llama.cpp's
 /// `convert_hf_to_gguf.py` (LlamaModel, gguf-py 0.19) in names, q/k permutation, tensor types and
 /// metadata, with these documented differences:
-/// - `--type q4_0` (convert_hf_to_gguf has no q4_0; llama-quantize makes it): every 2-D weight Q4_0
-///   except `output` — and `token_embd` when it is tied to the output — which is Q8_0.
-///   llama-quantize gives that tensor Q6_K, or Q8_0 when ne0 % 256 ≠ 0 (SmolLM2: 576); i2q has no
-///   Q6_K encoder, so it is always Q8_0.
-/// - A weight whose rows are not a multiple of 32 falls back to F16 under q8_0/q4_0 (convert's
-///   QuantError fallback and llama-quantize's "unusual shape" fallback do the same).
+/// - llama-quantize's types (`--type q4_0 q4_1 q5_0 q5_1 q4_k_s q4_k_m q5_k_s q5_k_m q6_k`; convert_hf_to_gguf
+///   has none of them): the file llama-quantize makes from i2q's default export (f16, or bf16 for
+///   bf16 models) — per-tensor types by its recipe (LlamaQuantRecipe, `--tensor-type` overrides),
+///   values rounded to that export's type first, then ggml's quantizers (GGMLQuantize), with an
+///   importance matrix when given. Tensor data is byte-identical to llama-quantize's; the tensor
+///   order is i2q's (llama-quantize sorts by layer, then name).
+/// - A weight whose rows are not a multiple of 32 falls back to F16 under q8_0 (convert's
+///   QuantError fallback); under llama-quantize's types the recipe decides (K-quants fall back to
+///   Q5_0/Q5_1/Q8_0, then F16; the 32-element types stop with an error, as llama.cpp does).
 /// - "llama" (SentencePiece-style) vocabularies built from tokenizer.json get scores from the merge
 ///   ranks (token made by merge r: −r) instead of gguf-py LlamaHfVocab's −1000 for every token:
 ///   llama.cpp's SPM tokenizer merges by score, and with equal scores it tokenizes differently from
@@ -102,10 +84,19 @@ public struct GGUFExportPass {
     public let plan: [GGUFPlannedTensor]
     public let metadata: [(key: String, value: GGUFValue)]
     public let notes: [String]
+    /// llama-quantize types: the default export (f16 or bf16) whose values are quantized.
+    let intermediate: GGUFExportType
+    let importance: (any ImportanceSource)?
 
-    public init(source: any ModelSource, output: String, type: GGUFExportType? = nil, settings: OutputSettings) throws {
+    /// overrides: `--tensor-type REGEX=TYPE` (llama-quantize types only); importance: per-tensor
+    /// importance vectors for the imatrix-weighted quantizers (llama-quantize types only).
+    public init(source: any ModelSource, output: String, type: GGUFExportType? = nil, settings: OutputSettings,
+                overrides: [TensorTypeOverride] = [], importance: (any ImportanceSource)? = nil) throws {
         let q = source.quantizedTensorNames
-        if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: "export --to gguf") }
+        if !q.isEmpty {
+            let schemes = (source as? I2QFile).map { f in Array(Set(f.entries.filter { q.contains($0.name) }.map(\.scheme))).sorted() } ?? ["a quantized layout"]
+            throw GGUFExportError.quantizedInput(path: source.path, schemes: schemes, first: q[0], source: source.provenance?.source["path"]?.stringValue)
+        }
         // A fused .i2q (i2q fuse) is read as the tensors its fused entries hold (zero-copy row
         // views): llama.cpp's llama architecture has separate attn_q/k/v and ffn_gate/up tensors.
         let source: any ModelSource = try (source as? I2QFile).flatMap { UnfusedSource.hasFused($0) ? try UnfusedSource($0) : nil } ?? source
@@ -114,6 +105,11 @@ public struct GGUFExportPass {
         self.settings = settings
         let type = type ?? GGUFExportType.auto(for: source)
         self.type = type
+        intermediate = GGUFExportType.auto(for: source)
+        self.importance = importance
+        if importance != nil && type.llama == nil {
+            throw GGUFExportError.importance(tensor: "(all)", detail: "an importance matrix is used by llama-quantize's types (q4_0 … q6_k, q4_k_m …), not by --type \(type.rawValue).")
+        }
         var notes: [String] = []
 
         let cfg = source.config
@@ -156,8 +152,7 @@ public struct GGUFExportPass {
             notes.append("only the text decoder is written: \(what) are not in the GGUF — llama.cpp has no \(cfg.modelType) image projector, so the file runs text-only prompts.")
         }
 
-        var plan: [GGUFPlannedTensor] = []
-        var fallbacks: [String] = []
+        var checked: [(g: String, hf: String, heads: Int?, shape: [Int])] = []
         for (g, hf, heads) in names {
             guard let st = source.tensor(hf) else { throw ModelError.missingTensor(model: path, tensor: hf) }
             guard st.dtype.isCastableFloat else {
@@ -169,22 +164,12 @@ public struct GGUFExportPass {
             if let h = heads, st.shape[0] % (2 * h) != 0 {
                 throw ModelError.shapeMismatch(model: path, tensor: hf, expected: [h * t.headDim, t.hiddenSize], actual: st.shape)
             }
-            // convert_hf_to_gguf: 1-D tensors and *_norm.weight are F32; every other .weight gets the
-            // file type (Q8_0 falls back to F16 when the rows do not split into 32-blocks).
-            var ty: GGMLType = st.shape.count <= 1 || g.hasSuffix("_norm.weight") ? .f32 : type.ggml
-            if type == .q4_0 && ty == .q4_0 && (g == "output.weight" || (tied && g == "token_embd.weight")) { ty = .q8_0 }
-            if st.shape.last! % ty.blockSize != 0 {
-                fallbacks.append(g)
-                ty = .f16
-            }
-            plan.append(GGUFPlannedTensor(name: g, source: hf, shape: st.shape, type: ty, permuteHeads: heads))
+            checked.append((g, hf, heads, st.shape))
         }
-        if !fallbacks.isEmpty {
-            notes.append("\(fallbacks.count) tensor(s) have rows that are not a multiple of 32 and are stored as F16 (first: \(fallbacks[0])), as llama.cpp's converter does.")
-        }
-        if type == .q4_0 {
-            notes.append("q4_0: \(tied ? "token_embd (tied output)" : "output") is stored as Q8_0 (llama-quantize would use Q6_K where the row length is a multiple of 256; i2q has no Q6_K encoder).")
-        }
+        let choice = try GGUFTypeChoice(type, tensors: checked.map { ($0.g, $0.shape) }, intermediate: intermediate, text: t,
+                                        overrides: overrides, hasImatrix: importance != nil)
+        notes += choice.notes
+        let plan = checked.map { GGUFPlannedTensor(name: $0.g, source: $0.hf, shape: $0.shape, type: choice.types[$0.g]!, permuteHeads: $0.heads) }
         self.plan = plan
 
         // Metadata, in convert_hf_to_gguf's order.
@@ -231,8 +216,16 @@ public struct GGUFExportPass {
     static let chunkElements = 1 << 20
 
     public func run() throws -> GGUFExportReport {
-        let (bytesIn, overflowed, seconds) = try pipeline.run { temp in try write(to: temp) }
+        var unweighted: [String] = []
+        let (bytesIn, overflowed, seconds) = try pipeline.run { temp in
+            let r = try write(to: temp)
+            unweighted = r.3
+            return (r.0, r.1, r.2)
+        }
         var notes = self.notes
+        if !unweighted.isEmpty {
+            notes.append("the importance matrix has no entry for \(unweighted.count) tensor(s), quantized without it as llama-quantize does (first: \(unweighted[0])).")
+        }
         if !overflowed.isEmpty {
             notes.append("finite values became ±inf in \(type.rawValue): \(overflowed.joined(separator: "; ")). Export with --type bf16 or f32 instead.")
         }
@@ -240,8 +233,9 @@ public struct GGUFExportPass {
                                 bytesWritten: FileSystem.fileSize(outputPath) ?? 0, seconds: seconds, notes: notes)
     }
 
-    /// Writes the GGUF under `temp`; returns (source bytes read, tensors with overflows, seconds).
-    private func write(to temp: String) throws -> (Int, [String], Double) {
+    /// Writes the GGUF under `temp`; returns (source bytes read, tensors with overflows, seconds,
+    /// tensors quantized without importance although an importance source was given).
+    private func write(to temp: String) throws -> (Int, [String], Double, [String]) {
         let w = try GGUFWriter(path: temp)
         for (k, v) in metadata { try w.add(k, v) }
         for p in plan { try w.declare(GGUFTensorDecl(name: p.name, shape: p.shape, type: p.type)) }
@@ -255,8 +249,11 @@ public struct GGUFExportPass {
         let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity * 8, alignment: 64)
         let f32 = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
         let out = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity * 4, alignment: 64)
-        defer { raw.deallocate(); f32.deallocate(); out.deallocate() }
+        // mid: [capacity] f16/bf16 — the default export's values, for llama-quantize's types.
+        let mid = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity * 2, alignment: 64)
+        defer { raw.deallocate(); f32.deallocate(); out.deallocate(); mid.deallocate() }
         var overflowed: [String] = []
+        var unweighted: [String] = []
 
         for p in plan {
             guard let st = source.tensor(p.source) else { throw ModelError.missingTensor(model: source.path, tensor: p.source) }
@@ -265,6 +262,8 @@ public struct GGUFExportPass {
             let rows = p.shape.count == 2 ? p.shape[0] : 1
             let rowsPerChunk = max(1, capacity / max(cols, 1))
             var stats = CastStats()
+            let weights = try importanceVector(p, columns: cols)
+            if importance != nil, weights == nil, GGMLQuantize.blockTypes.contains(p.type), p.type != .q8_0 { unweighted.append(p.name) }
             var r = 0
             while r < rows {
                 let m = min(rowsPerChunk, rows - r)
@@ -290,7 +289,14 @@ public struct GGUFExportPass {
                 } else {
                     _ = try FloatConversion.convert(from: st.dtype, to: .f32, count: n, src: raw.baseAddress!, dst: f32)
                     do {
-                        stats += try GGMLQuantize.encode(p.type, f32, count: n, out.baseAddress!, first: r * cols, total: rows * cols)
+                        if type.llama != nil && GGMLQuantize.blockTypes.contains(p.type) {
+                            try roundThroughIntermediate(f32, n, mid.baseAddress!, tensor: p, rows: r..<(r + m))
+                            try weights.withUnsafeBufferPointerIfAny { w in
+                                try GGMLQuantize.encode(p.type, f32, rows: m, rowLength: cols, out.baseAddress!, importance: w)
+                            }
+                        } else {
+                            stats += try GGMLQuantize.encode(p.type, f32, count: n, out.baseAddress!, first: r * cols, total: rows * cols)
+                        }
                     } catch let e as GGUFQuantizeError {
                         throw GGUFWriteError.tensor(file: outputPath, tensor: "\(p.source) (GGUF \(p.name))", detail: "rows \(r)..<\(r + m): \(e.description)")
                     }
@@ -305,7 +311,39 @@ public struct GGUFExportPass {
         }
         try w.finish()
         progress.finish()
-        return (bytesIn, overflowed, progress.elapsed)
+        return (bytesIn, overflowed, progress.elapsed, unweighted)
+    }
+
+    /// The importance vector llama-quantize would use for a tensor: the source's vector when its
+    /// length is the row length; a wrong length is an error except for token_embd, whose vector
+    /// llama.cpp ignores (llama-imatrix cannot measure it). nil when the tensor is not quantized with
+    /// importance.
+    private func importanceVector(_ p: GGUFPlannedTensor, columns: Int) throws -> [Float]? {
+        // llama-quantize looks the vector up (and checks its length) for every tensor it converts,
+        // whether or not the target type uses it (Q8_0 and F16 do not).
+        guard let importance, type.llama != nil, p.shape.count == 2, p.type != intermediate.ggml,
+              let v = importance.values(for: p.name) else { return nil }
+        guard v.count == columns else {
+            if p.name == "token_embd.weight" { return nil }
+            throw GGUFExportError.importance(tensor: p.name, detail: "it has \(v.count) values but the tensor's rows have \(columns); it was computed for another model.")
+        }
+        if let i = v.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
+            throw GGUFExportError.importance(tensor: p.name, detail: "value \(i) is \(v[i]); importance values are finite and ≥ 0. Recompute the importance matrix.")
+        }
+        return GGMLQuantize.blockTypes.contains(p.type) && p.type != .q8_0 ? v : nil
+    }
+
+    /// Rounds f32[0..<n] to the default export's type (f16 or bf16) and back in place: the values
+    /// llama-quantize reads from that export. Finite values that overflow f16 are an error.
+    private func roundThroughIntermediate(_ f32: UnsafeMutablePointer<Float>, _ n: Int, _ mid: UnsafeMutableRawPointer,
+                                          tensor p: GGUFPlannedTensor, rows: Range<Int>) throws {
+        let dt: DType = intermediate == .bf16 ? .bf16 : .f16
+        let st = try FloatConversion.convert(from: .f32, to: dt, count: n, src: f32, dst: mid)
+        if st.overflowed > 0 {
+            throw GGUFWriteError.tensor(file: outputPath, tensor: "\(p.source) (GGUF \(p.name))",
+                                        detail: "rows \(rows): \(st.overflowed) value(s) exceed f16's range (±65504): the f16 export that \(type.rawValue) starts from (as llama-quantize does) would hold infinities. Convert the model to bf16 first (i2q cast --dtype bf16), or export with --type bf16.")
+        }
+        _ = try FloatConversion.convert(from: dt, to: .f32, count: n, src: mid, dst: f32)
     }
 }
 
@@ -506,5 +544,13 @@ struct GGUFVocabulary {
         guard u.count == 6, u[0] == 0x3C, u[1] == 0x30, u[2] == 0x78, u[5] == 0x3E else { return false }
         func hex(_ c: UInt8) -> Bool { (0x30...0x39).contains(c) || (0x41...0x46).contains(c) || (0x61...0x66).contains(c) }
         return hex(u[3]) && hex(u[4])
+    }
+}
+
+extension Optional where Wrapped == [Float] {
+    /// `body` gets the array's storage, or nil when there is no array.
+    func withUnsafeBufferPointerIfAny<R>(_ body: (UnsafePointer<Float>?) throws -> R) rethrows -> R {
+        guard let a = self else { return try body(nil) }
+        return try a.withUnsafeBufferPointer { try body($0.baseAddress) }
     }
 }
