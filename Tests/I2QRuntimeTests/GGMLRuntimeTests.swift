@@ -130,6 +130,41 @@ final class GGMLRuntimeTests: XCTestCase {
         }
     }
 
+    /// Tiny Idefics2 with every 2-D weight of width 32 in a 32-block type (vision tower, position
+    /// embedding, perceiver, connector, text, lm_head): the golden prompt + image against transformers
+    /// on the dequantized weights; the last 4 positions decoded one at a time against the same logits.
+    func testTinyIdefics2() throws {
+        let model = fixturesDir + "/tiny-idefics2-v5"
+        let (path, fx) = try write(model, "tiny-idefics2")
+        XCTAssertEqual(fx.types.count, 38)
+        XCTAssertTrue(fx.types.keys.contains("model.vision_model.encoder.layers.1.mlp.fc2.weight"))
+        XCTAssertTrue(fx.types.keys.contains("model.connector.perceiver_resampler.layers.0.self_attn.k_proj.weight"))
+        let m = try Idefics2Model(source: try I2QFile(path: path))
+        let g = try SafetensorsFile(path: fixturesDir + "/golden/tiny-idefics2.safetensors")
+        let shape = g.info("pixel_values")!.shape  // [1, 1, 3, H, W]
+        let pixels = floats(g, "pixel_values"), mask = ints(g, "pixel_attention_mask").map { $0 != 0 }
+        let ids = ints(g, "input_ids")
+        let emb = try m.embeddings(ids: ids, images: [.init(pixels: pixels, mask: mask, height: shape[3], width: shape[4])])
+        let logits = try m.text.logits(try m.text.forward(embeddings: emb, cache: try m.text.makeCache(capacity: 64)), rows: 0..<ids.count)
+        let x = try SafetensorsFile(path: fixturesDir + "/ggml-blocks/tiny-idefics2.expected.safetensors")
+        let want = floats(x, "logits_last4"), v = m.text.config.vocabSize, t = ids.count
+        let last4 = Array(logits[((t - 4) * v)...])
+        let argmax = (0..<t).map { r in (0..<v).max { logits[r * v + $0] < logits[r * v + $1] }! }
+        XCTAssertEqual(argmax, ints(x, "logits_argmax"))
+        let std = standardDeviation(want)
+        // Decode: the prompt but its last 4 positions prefilled, then those 4 one at a time (m = 1).
+        let h = m.text.config.hiddenSize
+        let cache = try m.text.makeCache(capacity: 64)
+        _ = try m.text.forward(embeddings: Array(emb[..<((t - 4) * h)]), cache: cache)
+        var dec: [Float] = []
+        for r in (t - 4)..<t {
+            dec += try m.text.logits(try m.text.forward(embeddings: Array(emb[(r * h)..<((r + 1) * h)]), cache: cache), rows: 0..<1)
+        }
+        print("tiny-idefics2 ggml: prefill vs transformers max|Δ|/std \(maxDiff(last4, want) / std), decode vs prefill \(maxDiff(dec, last4) / std)")
+        XCTAssertLessThanOrEqual(maxDiff(last4, want), 1e-4 * std)
+        XCTAssertLessThanOrEqual(maxDiff(dec, last4), 1e-5 * std)
+    }
+
     /// SmolLM2 with two whole layers and three more down_proj weights in ggml types (K-quants where
     /// 256 divides the width, llama.cpp's fallbacks elsewhere); the rest float32.
     func testSmolLM2Logits() throws {
