@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 import I2QCore
 import I2QQuant
@@ -87,6 +88,58 @@ final class GGMLBlockLayoutTests: XCTestCase {
             XCTAssertEqual(SchemeSummary.label(e), "ggml " + name.lowercased())
             let bytes = e.components.reduce(0) { $0 + $1.size }
             XCTAssertEqual(SchemeSummary.bitsPerWeight(bytes: bytes, parameters: 3 * 512), expected[name]!, name)
+        }
+    }
+
+    /// The streaming writer hands the encoder every row once, in order, widened to float32, in chunks
+    /// of at most ~1 Mi elements, and stores exactly the bytes it returns. The "encoder" here is a
+    /// probe, not a quantizer: per row one 34-byte (Q8_0-sized) block of the row index (bytes 0–1)
+    /// and the row's 32 values as int8.
+    func testStreamingWriterFeedsRowsInOrder() throws {
+        let dir = try makeTempDir("ggmlw")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let rows = 40_000, cols = 32  // 1.28 Mi elements: two chunks
+        // bf16 source: value(r, c) = (r + c) % 100, exact in bf16.
+        let t = SourceTensor(name: "w", dtype: .bf16, shape: [rows, cols]) { first, count, dst in
+            for i in 0..<count {
+                let v = Float(((first + i) / cols + (first + i) % cols) % 100)
+                dst.storeBytes(of: UInt16(v.bitPattern >> 16), toByteOffset: 2 * i, as: UInt16.self)
+            }
+        }
+        var calls: [Int] = [], nextRow = 0
+        let w = try I2QWriter(path: dir + "/w.i2q")
+        try w.writeGGML(t, type: .q8_0) { src, n, k, dst in
+            XCTAssertEqual(k, cols)
+            calls.append(n)
+            for r in 0..<n {
+                let row = nextRow + r, o = dst + r * 34
+                o.storeBytes(of: UInt16(row & 0xFFFF), as: UInt16.self)
+                for c in 0..<32 { o.storeBytes(of: Int8(src[r * k + c]), toByteOffset: 2 + c, as: Int8.self) }
+            }
+            nextRow += n
+        }
+        let config = try Array(Data(contentsOf: URL(fileURLWithPath: fixturesDir + "/tiny-llama/config.json")))
+        try w.finish(metadata: I2QMetadata(files: [("config.json", config)], provenance: Provenance(source: .null, passes: [])))
+        XCTAssertEqual(calls, [32768, rows - 32768])
+        let f = try I2QFile(path: dir + "/w.i2q")
+        let e = try XCTUnwrap(f.entries.first)
+        XCTAssertEqual(e.scheme, "ggml")
+        XCTAssertEqual(try GGMLBlockLayout(e).type, .q8_0)
+        let c = e.components[0]
+        XCTAssertEqual(c.shape, [rows, 34])
+        let b = f.file.copyBytes(f.header.dataOffset + c.offset, c.size)
+        for r in [0, 1, 32767, 32768, rows - 1] {
+            XCTAssertEqual(Int(b[r * 34]) | Int(b[r * 34 + 1]) << 8, r & 0xFFFF)
+            XCTAssertEqual((0..<32).map { Int(Int8(bitPattern: b[r * 34 + 2 + $0])) }, (0..<32).map { (r + $0) % 100 })
+        }
+        // Widths the type's block does not divide are refused, naming the tensor.
+        let odd = SourceTensor(name: "model.vision.fc1.weight", dtype: .f32, shape: [2, 4304]) { _, _, _ in }
+        let w2 = try I2QWriter(path: dir + "/w2.i2q")
+        assertThrowsMentioning(["model.vision.fc1.weight", "4304", "Q4_K", "256"]) {
+            try w2.writeGGML(odd, type: .q4_K) { _, _, _, _ in }
+        }
+        assertThrowsMentioning(["w3", "F16"]) {
+            try [UInt8](repeating: 0, count: 64).withUnsafeBytes { try w2.writeGGML(name: "w3", rows: 1, cols: 32, type: .f16, blocks: $0) }
         }
     }
 }
