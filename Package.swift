@@ -61,7 +61,7 @@ let package = Package(
             swiftSettings: native),
 
         // Fixture paths and file-crafting helpers shared by the test targets.
-        .target(name: "I2QTestSupport", dependencies: ["I2QCore", "I2QFormats"], path: "Tests/I2QTestSupport"),
+        .target(name: "I2QTestSupport", dependencies: ["I2QCore", "I2QFormats", "I2QQuant"], path: "Tests/I2QTestSupport"),
         // Benchmark tool (not installed): runtime speed and memory at real shapes.
         .executableTarget(name: "i2q-bench", dependencies: ["I2QCore", "I2QFormats", "I2QQuant", "I2QRuntime", "CBLAS"],
                           path: "Benchmarks/I2QBench", swiftSettings: native),

@@ -67,7 +67,7 @@ final class ArchitectureRoomsTests: XCTestCase {
     /// One room per scheme: an .i2q entry's component roles and scheme params are spelled only by its
     /// layout (I2QFormats/Schemes); every writer and reader takes them from there.
     func testOnlyASchemesLayoutSpellsItsRolesAndParams() throws {
-        let spelled = try NSRegularExpression(pattern: #"(role: |component\()"(data|packed|absmax|nested_absmax|nested_code|qweight|scales|zeros)"|\("(blocksize|nested_blocksize|nested_offset[^"]*|pack_order|zero_point)", \.(int|float|string)\(|I2QSpec\.Scheme\.(nf4|fp4|affineInt4)"#)
+        let spelled = try NSRegularExpression(pattern: #"(role: |component\()"(data|packed|absmax|nested_absmax|nested_code|qweight|scales|zeros|blocks)"|\("(blocksize|nested_blocksize|nested_offset[^"]*|pack_order|zero_point|ggml_type)", \.(int|float|string)\(|I2QSpec\.Scheme\.(nf4|fp4|affineInt4|ggml)"#)
         let allowed: (String) -> Bool = { $0.hasPrefix("I2QFormats/Schemes/") || $0 == "I2QFormats/I2QFile/I2QSpec.swift" }
         var hits: [String] = []
         for (path, code) in try swiftFiles() where !allowed(path) {

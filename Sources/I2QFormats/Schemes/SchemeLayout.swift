@@ -37,7 +37,8 @@ public struct SchemeLayoutError: Error, Sendable, CustomStringConvertible {
 
 /// The schemes this version reads, by directory string.
 public enum SchemeLayouts {
-    public static let all: [any SchemeLayout.Type] = [PlainLayout.self, BnbFourBitLayout.self, AffineInt4Layout.self]
+    public static let all: [any SchemeLayout.Type] = [PlainLayout.self, BnbFourBitLayout.self, AffineInt4Layout.self,
+                                                        GGMLBlockLayout.self]
 
     /// The layout type of `scheme`, or nil for a scheme this version does not know.
     public static func type(of scheme: String) -> (any SchemeLayout.Type)? { all.first { $0.schemes.contains(scheme) } }

@@ -1,7 +1,8 @@
 import I2QCore
 
 /// A model's tensors by storage scheme, as stored: plain tensors by dtype, nf4/fp4 with block size
-/// ("nf4 b64 dq"), int4 with group size ("int4 g128"), GGUF tensors by ggml type ("q4_1"). Bytes
+/// ("nf4 b64 dq"), int4 with group size ("int4 g128"), .i2q ggml entries by type ("ggml q4_k"),
+/// GGUF tensors by ggml type ("q4_1"). Bytes
 /// count everything a quantized tensor stores (packed codes, scales, absmax, zeros, code tables), so
 /// bits per weight = 8·bytes/parameters. Built from headers only (no tensor data is read); what
 /// `i2q inspect` lists under "by scheme" and `i2q verify` reports for its two models.
@@ -78,7 +79,7 @@ public struct SchemeSummary: Sendable {
         totalBytes = tensors.reduce(0) { $0 + $1.bytes }
     }
 
-    /// "nf4 b64 dq", "fp4 b64", "int4 g64", "int4 g128 sym"; a plain tensor: its dtype. A malformed
+    /// "nf4 b64 dq", "fp4 b64", "int4 g64", "int4 g128 sym", "ggml q4_k"; a plain tensor: its dtype. A malformed
     /// entry is deliberately shown under its bare scheme name here: inspect lists what the file holds,
     /// and every verb that reads the entry (run, fuse, exports) names what is wrong with it.
     public static func label(_ e: I2QTensorEntry) -> String {
@@ -90,6 +91,9 @@ public struct SchemeSummary: Sendable {
         case is AffineInt4Layout.Type:
             guard let l = try? AffineInt4Layout(e) else { return e.scheme }  // as above
             return "int4 g\(l.groupSize)\(l.zeros == nil ? " sym" : "")"
+        case is GGMLBlockLayout.Type:
+            guard let l = try? GGMLBlockLayout(e) else { return e.scheme }  // as above
+            return "ggml \(l.type.name.lowercased())"
         case is PlainLayout.Type: return e.dtype.rawValue
         default: return e.scheme
         }

@@ -8,7 +8,9 @@ import I2QFormats
 /// all rows) for 16/32-bit weights; for 4-bit ones one `QuantGemv.runMany` dispatch over every
 /// part when decoding and dequantized row tiles × sgemm when prefilling — and the [m, Σ rows]
 /// output is split into the parts' outputs. Unfused, each part is its own product (decoding with
-/// float32 or 4-bit weights: still one dispatch for the group).
+/// float32 or 4-bit weights: still one dispatch for the group). A fused ggml-block entry is read
+/// as its parts (row-range views of the fused blocks) and multiplied part by part, exactly as the
+/// unfused entries would be (identical bits).
 ///
 /// `parts` are always available as ordinary weights (for a fused file: zero-copy views of the
 /// fused one), for code that reads a projection's values (calibration).
@@ -174,7 +176,11 @@ extension WeightLoader {
         let partEntries = try checkedParts(fe, names: names, widths: widths, inDim: inDim, file: f)
         var parts: [Weight] = []
         var fused: Weight?
-        if fe.scheme == I2QSpec.Scheme.plain {
+        let ggml = GGMLWeight.schemes.contains(fe.scheme)
+        if ggml {
+            try f.ensureVerified(fe)
+            parts = try partEntries.map { pe in try Weight(GGMLWeight.sourceTensor(pe, file: f), ggml: GGMLWeight.rows(pe, file: f)) }
+        } else if fe.scheme == I2QSpec.Scheme.plain {
             fused = try weight(fusedName, [widths.reduce(0, +), inDim])
             parts = try partEntries.map { try Weight(FusedTensors.plainView($0.components[0], $0, owner: fe, file: f)) }
         } else {
@@ -195,7 +201,7 @@ extension WeightLoader {
         } else if bias {
             biases = try zip(biasNames, widths).map { try optional($0, [$1]) }
         }
-        return ProjectionGroup(parts: parts, biases: biases, fused: fused, fused4: fused == nil, fusedBias: fusedBias,
+        return ProjectionGroup(parts: parts, biases: biases, fused: fused, fused4: fused == nil && !ggml, fusedBias: fusedBias,
                                widths: widths, inDim: inDim)
     }
 

@@ -28,7 +28,7 @@ public enum RuntimeError: I2QError {
 /// widened to float32 on use (16-bit weights: per use, into a shared scratch buffer — no whole-model
 /// float32 copy is ever held). 4-bit weights (nf4/fp4/affine_int4) stay packed in the mapping:
 /// decoding runs fused dequant-dot kernels over the packed bytes, prefill dequantizes bounded tiles
-/// of rows (`QuantGemv`).
+/// of rows (`QuantGemv`). ggml-block weights (scheme `ggml`) likewise stay in the mapping (`GGMLGemv`).
 public final class Weight: @unchecked Sendable {
     public let name: String
     public let shape: [Int]
@@ -37,13 +37,16 @@ public final class Weight: @unchecked Sendable {
     let direct: UnsafePointer<Float>?
     /// Set for 4-bit weights: the packed codes and scales, in place.
     let packed: PackedFourBit?
+    /// Set for ggml-block weights: the rows' blocks, in place.
+    let ggml: GGMLRows?
     public var count: Int { tensor.elementCount }
 
-    init(_ t: SourceTensor, packed p: PackedFourBit? = nil) throws {
+    init(_ t: SourceTensor, packed p: PackedFourBit? = nil, ggml g: GGMLRows? = nil) throws {
         name = t.name
         shape = t.shape
         tensor = t
         packed = p
+        ggml = g
         guard [.f32, .f16, .bf16].contains(t.dtype) else {
             throw RuntimeError.unsupportedDType(model: "", name: t.name, dtype: t.dtype)
         }
@@ -84,6 +87,16 @@ public final class Weight: @unchecked Sendable {
             }
             return
         }
+        if let ggml {
+            if m == 1 {
+                GGMLGemv.run(ggml, x: x, y: y, accumulate: accumulate)
+            } else {
+                let tile = QuantGemv.tileRows(rows: out, cols: inDim)
+                GGMLGemv.linear(ggml, x: x, y: y, m: m, accumulate: accumulate,
+                                scratch: scratch.buffer(tile * inDim), tileRows: tile)  // [tile, in] f32
+            }
+            return
+        }
         if let direct {
             Matmul.linear(x: x, w: direct, y: y, m: m, k: inDim, n: out, accumulate: accumulate)
             return
@@ -114,6 +127,10 @@ public final class Weight: @unchecked Sendable {
         }
         if let packed {
             packed.dequantizeRows(first, n, into: dst)
+            return
+        }
+        if let ggml {
+            ggml.dequantizeRows(first, n, into: dst)
             return
         }
         let count = n * width
@@ -150,7 +167,7 @@ final class Scratch: @unchecked Sendable {
 struct WeightLoader {
     let source: any ModelSource
     let byName: [String: SourceTensor]
-    /// 4-bit entries of an .i2q source (nf4, fp4, affine_int4), read packed in place.
+    /// 4-bit (nf4, fp4, affine_int4) and ggml-block entries of an .i2q source, read in place.
     let quantized: [String: I2QTensorEntry]
 
     init(_ source: any ModelSource) throws {
@@ -167,6 +184,14 @@ struct WeightLoader {
                     m[e.name] = t  // fused groups are read part by part (FusedWeights); the whole view is optional
                 }
             }
+            for e in f.entries where GGMLWeight.schemes.contains(e.scheme) {
+                q[e.name] = e
+                if e.parts.isEmpty {
+                    m[e.name] = try GGMLWeight.sourceTensor(e, file: f)  // a malformed entry is an error naming it
+                } else if let t = try? GGMLWeight.sourceTensor(e, file: f) {
+                    m[e.name] = t
+                }
+            }
         }
         byName = m
         quantized = q
@@ -176,6 +201,8 @@ struct WeightLoader {
         if let e = quantized[name], let f = source as? I2QFile {
             guard e.shape == shape else { throw RuntimeError.wrongShape(model: source.path, name: name, expected: shape, actual: e.shape) }
             try f.ensureVerified(e)
+            guard let t0 = byName[name] else { throw RuntimeError.badQuantized(model: source.path, name: name, detail: "unreadable components") }
+            if GGMLWeight.schemes.contains(e.scheme) { return try Weight(t0, ggml: try GGMLWeight.rows(e, file: f)) }
             let p = try FourBitWeight.packed(e, file: f)
             guard let t = byName[name] else { throw RuntimeError.badQuantized(model: source.path, name: name, detail: "unreadable components") }
             return try Weight(t, packed: p)

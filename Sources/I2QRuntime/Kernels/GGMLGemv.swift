@@ -1,0 +1,114 @@
+import CBLAS
+import CI2QKernels
+import I2QCore
+import I2QQuant
+
+/// A ggml-block weight [rows, cols] read in place from a mapped `.i2q` file (scheme `ggml`,
+/// `GGMLBlockLayout`): row r is `rowBytes` bytes of blocks at `blocks + r · rowBytes`. No widened
+/// copy is kept; values are produced by `GGMLDequant`, bit-exact to gguf-py's `quants.dequantize`.
+struct GGMLRows: @unchecked Sendable {
+    let type: GGMLType
+    let rows: Int, cols: Int
+    let rowBytes: Int
+    let blocks: UnsafeRawPointer
+    /// Keeps the mapping of `blocks` alive.
+    let owner: AnyObject
+
+    /// Rows [first, first + n) as float32 [n, cols] into `dst`, on the calling thread.
+    func dequantize(rows first: Int, _ n: Int, into dst: UnsafeMutablePointer<Float>) {
+        do {
+            try GGMLDequant.blocks(type, blocks + first * rowBytes, n * (cols / type.blockSize), dst)
+        } catch {
+            preconditionFailure("GGMLRows: \(type.name) passed GGMLBlockLayout but has no dequantizer")  // layout admits dequantizable types only
+        }
+    }
+
+    /// Rows [first, first + n) as float32 [n, cols] into `dst`, split over the cores when large.
+    func dequantizeRows(_ first: Int, _ n: Int, into dst: UnsafeMutablePointer<Float>) {
+        let me = self, d = UnsafeSendable(dst), k = cols
+        Kernels.parallelRows(n, cost: n * k) { range in
+            me.dequantize(rows: first + range.lowerBound, range.count, into: d.p + range.lowerBound * k)
+        }
+    }
+
+    /// Elements [first, first + count) of the row-major tensor as float32 (any range: partial rows
+    /// go through a one-row buffer).
+    func dequantize(first: Int, count: Int, into out: UnsafeMutablePointer<Float>) {
+        var i = first, o = out
+        let end = first + count
+        var row: UnsafeMutablePointer<Float>?  // [cols] f32, only for partial rows
+        defer { row?.deallocate() }
+        while i < end {
+            let r = i / cols, c = i - r * cols
+            if c == 0 && end - i >= cols {
+                let n = (end - i) / cols
+                dequantize(rows: r, n, into: o)
+                i += n * cols; o += n * cols
+            } else {
+                let buf = row ?? UnsafeMutablePointer<Float>.allocate(capacity: cols)
+                row = buf
+                dequantize(rows: r, 1, into: buf)
+                let m = min(cols - c, end - i)
+                o.update(from: buf + c, count: m)
+                i += m; o += m
+            }
+        }
+    }
+}
+
+/// Matrix products with ggml-block weights.
+///
+/// Reference: transformers `F.linear` in float32 on the weight dequantized by gguf-py
+/// (`quants.dequantize`), i.e. `Matmul.linear` on `GGMLRows.dequantize`'s output (bit-exact values).
+/// - Prefill (m > 1, `linear`): bounded row tiles (~4 MiB of float32, `QuantGemv.tileRows`) are
+///   dequantized and multiplied with sgemm — the same products as `Matmul.linear` on the whole
+///   dequantized weight (float32 rounding of the sums only, as any sgemm).
+/// - Decode (m = 1, `run`): each thread dequantizes a few rows at a time into a small buffer and
+///   runs the float GEMV kernel (`i2q_gemv`, the one `Gemv.run` uses) on them: every output is
+///   bit-identical to `Gemv.run` on the dequantized weight, i.e. to decoding the float32 model that
+///   holds the dequantized weights. Decode vs prefill therefore differ exactly as they do for float32
+///   weights: by float32 summation order, |Δy| ≲ k · 2⁻²⁴ · Σ|w·x| per product (tests, GGMLRuntimeTests:
+///   decode vs prefill logits within 1e-5 · std on the 2-layer tiny models, measured ≤ 2.3e-6; within
+///   5e-5 · std on 30-layer SmolLM2, measured 1.0e-5, as for its float32 weights). Against transformers
+///   on the gguf-py-dequantized weights, prefill logits are within 1e-4 · std (measured ≤ 1.7e-5).
+enum GGMLGemv {
+    /// Float32 elements of one decode thread's row buffer (16 KiB: stays in L1 next to x).
+    static let bufferElements = 4096
+
+    /// y[rows] (+)= W[rows, cols] · x[cols] (decode), rows split over `Gemv.threads` like `Gemv.run`.
+    static func run(_ w: GGMLRows, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        let n = w.rows, k = w.cols
+        let xp = UnsafeSendable(x), yp = UnsafeSendable(y)
+        let threads = Gemv.threads
+        let rowsPer = (n + threads - 1) / threads
+        let chunk = max(1, bufferElements / k)
+        WorkerPool.run(threads) { part in
+            let lo = part * rowsPer, hi = min(n, lo + rowsPer)
+            guard lo < hi else { return }
+            let buf = UnsafeMutablePointer<Float>.allocate(capacity: min(chunk, hi - lo) * k)  // [chunk, k] f32
+            defer { buf.deallocate() }
+            var r = lo
+            while r < hi {
+                let t = min(chunk, hi - r)
+                w.dequantize(rows: r, t, into: buf)
+                i2q_gemv(buf, Int32(I2Q_W_F32), xp.p, yp.p + r, Int64(k), 0, Int64(t), accumulate ? 1 : 0, Int32(I2Q_IMPL_AUTO))
+                r += t
+            }
+        }
+    }
+
+    /// y[m, rows] (+)= x[m, cols] · Wᵀ (prefill): row tiles of `tileRows` dequantized into `scratch`
+    /// ([tileRows, cols] f32) and multiplied with sgemm (as `QuantGemv.linear`).
+    static func linear(_ w: GGMLRows, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int,
+                       accumulate: Bool, scratch: UnsafeMutablePointer<Float>, tileRows: Int) {
+        let n = w.rows, k = w.cols
+        var r0 = 0
+        while r0 < n {
+            let t = min(tileRows, n - r0)
+            w.dequantizeRows(r0, t, into: scratch)  // [t, k] f32
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(t), Int32(k),
+                        1, x, Int32(k), scratch, Int32(k), accumulate ? 1 : 0, y + r0, Int32(n))
+            r0 += t
+        }
+    }
+}
