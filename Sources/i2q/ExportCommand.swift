@@ -97,9 +97,7 @@ struct Export: ParsableCommand {
     }
 }
 
-/// The importance matrix of `--imatrix FILE`. Reading llama.cpp's imatrix files (and `i2q imatrix`'s)
-/// comes with the imatrix reader of issue 21 (a type conforming to ImportanceSource); until it is
-/// merged, the option says so instead of silently quantizing without it.
+/// The importance matrix of `--imatrix FILE`: llama.cpp's GGUF or legacy .dat imatrix, or `i2q imatrix`'s.
 func loadImportance(_ path: String) throws -> any ImportanceSource {
-    throw ValidationError("--imatrix \(path): this build cannot read importance-matrix files yet (the reader arrives with `i2q imatrix`, issue 21). Export without --imatrix, or use llama-quantize --imatrix on i2q's f16 export.")
+    try ImportanceMatrix.read(path: path)
 }

@@ -225,3 +225,6 @@ extension ImportanceMatrix {
         try w.finish()
     }
 }
+
+/// `--imatrix FILE` of quantize and export: the quantizers ask for a tensor's vector by GGUF name.
+extension ImportanceMatrix: ImportanceSource {}
