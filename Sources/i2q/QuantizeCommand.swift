@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import I2QCore
 import I2QFormats
@@ -6,13 +7,15 @@ import I2QQuant
 
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Quantize the linear layers to 4 bits into an .i2q file: bitsandbytes-style NF4/FP4 (blockwise, double quant), or affine int4 (AWQ-style groups) with --rtn (round to nearest) or --awq (activation-aware, calibrated).",
+        abstract: "Quantize the linear layers to 4 bits into an .i2q file: bitsandbytes-style NF4/FP4 (blockwise, double quant), affine int4 (AWQ-style groups) with --rtn (round to nearest) or --awq (activation-aware, calibrated), or llama.cpp's types with --type (q4_k_m …, the bytes llama-quantize writes).",
         discussion: """
             Examples:
               i2q quantize idefics2-dir --nf4 -o idefics2-nf4.i2q
               i2q quantize smollm2-dir --rtn -o smollm2-int4.i2q                 (group size: the largest of 128/64/32 that divides)
               i2q quantize idefics2-dir --awq --calibration docvqa-dir --samples 32 -o idefics2-awq.i2q
               (interrupted? rerun the same command with --resume; --restart discards the saved layers)
+              i2q imatrix idefics2-dir --calibration docvqa-dir -o idefics2.imatrix.gguf
+              i2q quantize idefics2-dir --type q4_k_m --imatrix idefics2.imatrix.gguf -o idefics2-q4_k_m.i2q
             """)
 
     @Argument(help: modelHelp("HF model directory, .i2q file, or llama.cpp .gguf file"))
@@ -70,12 +73,27 @@ struct Quantize: ParsableCommand {
     @Option(help: "Cast the tensors kept unquantized to f16, bf16 or f32 (default: keep their dtype).")
     var dtype: String?
 
+    @Option(help: ArgumentHelp("llama.cpp file type: \(LlamaFileType.allCases.map(\.rawValue).joined(separator: ", ")) — per-tensor types as llama-quantize chooses them, bytes identical to its (scheme ggml; `export --to gguf` copies them).", valueName: "TYPE"))
+    var type: String?
+
+    @Option(name: .customLong("tensor-type"), help: ArgumentHelp("--type: per-tensor type as llama-quantize's --tensor-type (the first REGEX found in a tensor's GGUF name gives it TYPE). Repeatable.", valueName: "REGEX=TYPE"))
+    var tensorTypes: [String] = []
+
+    @Option(help: ArgumentHelp("--type: importance matrix (llama.cpp's GGUF or .dat imatrix, e.g. from `i2q imatrix`) for the imatrix-weighted quantizers.", valueName: "FILE"))
+    var imatrix: String?
+
     @OptionGroup var out: OutputOptions
     @OptionGroup var verification: VerifyAfterOptions
 
     func validate() throws {
         try verification.validateVerify()
-        if [nf4, fp4, rtn, awq].filter({ $0 }).count > 1 { throw ValidationError("choose one of --nf4, --fp4, --rtn and --awq") }
+        if [nf4, fp4, rtn, awq, type != nil].filter({ $0 }).count > 1 { throw ValidationError("choose one of --nf4, --fp4, --rtn, --awq and --type") }
+        if let type, LlamaFileType(rawValue: type.lowercased()) == nil {
+            throw ValidationError("--type \(type) is not one of \(LlamaFileType.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if type == nil, !tensorTypes.isEmpty || imatrix != nil { throw ValidationError("--tensor-type and --imatrix apply to --type") }
+        for t in tensorTypes { _ = try TensorTypeOverride(parsing: t) }
+        if let imatrix, !FileManager.default.fileExists(atPath: imatrix) { throw ValidationError("--imatrix \(imatrix): no such file") }
         if rtn || awq, let groupSize {
             guard groupSize >= 2, groupSize % 2 == 0 else { throw ValidationError("--group-size must be an even number ≥ 2 (got \(groupSize))") }
             try FlagLimits.check("--group-size", groupSize, 2...(1 << 20))
@@ -103,6 +121,7 @@ struct Quantize: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             if rtn || awq { return try runAffine() }
+            if let type { return try runGGML(LlamaFileType(rawValue: type.lowercased())!) }
             var o = QuantizeOptions()
             o.type = fp4 ? .fp4 : .nf4
             o.blockSize = blockSize
@@ -115,6 +134,17 @@ struct Quantize: ParsableCommand {
             let q = r.tensors.filter { $0.to == .u8 }.count
             printSummary("quantized \(q) of \(r.tensors.count) tensors to \(o.type.rawValue)", r)
         }
+    }
+
+    func runGGML(_ t: LlamaFileType) throws {
+        var o = GGMLQuantizeOptions(fileType: t)
+        o.overrides = try tensorTypes.map(TensorTypeOverride.init(parsing:))
+        if let imatrix { o.importance = try ImportanceMatrix.read(path: imatrix); o.importancePath = imatrix }
+        let path = try input.resolve(model)
+        let r = try GGMLQuantizePass.run(source: try openModel(path), output: out.output, options: o,
+                                         settings: verification.apply(to: out.baseSettings, reference: path), note: { printError($0) })
+        let q = r.tensors.filter { $0.to == .u8 }.count
+        printSummary("quantized \(q) of \(r.tensors.count) tensors to \(t.rawValue)", r)
     }
 
     func runAffine() throws {

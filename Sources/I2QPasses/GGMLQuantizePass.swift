@@ -1,0 +1,129 @@
+import I2QCore
+import I2QFormats
+import I2QQuant
+
+/// `i2q quantize --type q4_k_m|q4_k_s|q5_k_m|q5_k_s|q6_k|q4_0|q4_1|q5_0|q5_1 [--imatrix FILE]
+/// [--tensor-type REGEX=TYPE]`: llama.cpp's file types into an .i2q (scheme `ggml`, the blocks as
+/// GGUF stores them), so the model runs and is verified in i2q and exports to GGUF without
+/// re-quantizing.
+///
+/// Per tensor, the same choice and the same bytes as `export --to gguf --type T` (and so as
+/// llama-quantize on i2q's default f16/bf16 GGUF export): the decoder's weights, token embedding
+/// and output get llama-quantize's types (`LlamaQuantRecipe`, fallbacks printed), their values are
+/// rounded through the default export's type (f16, or bf16 for a bf16 model) and encoded by the
+/// llama.cpp-exact quantizers, with the importance vector when one is given. Rows are quantized in
+/// checkpoint order — each block lies inside one row, so the q/k row permutation of the GGUF
+/// export moves whole rows of blocks and the bytes stay llama.cpp's. Everything else (norms, a
+/// vision tower, the connector) is kept as it is (llama.cpp keeps a vision tower in its mmproj).
+public struct GGMLQuantizeOptions: Sendable {
+    public var fileType: LlamaFileType
+    public var overrides: [TensorTypeOverride] = []
+    public var importance: (any ImportanceSource & Sendable)?
+    public var importancePath: String?
+    public init(fileType: LlamaFileType) { self.fileType = fileType }
+}
+
+public enum GGMLQuantizePass {
+    public static func run(source: any ModelSource, output: String, options o: GGMLQuantizeOptions, settings: OutputSettings,
+                           note: (String) -> Void = { _ in }) throws -> PassReport {
+        let q = source.quantizedTensorNames
+        if !q.isEmpty { throw PassError.quantizedInput(path: source.path, tensors: q, verb: "quantize --type") }
+        let arch = source.config.architecture
+        let t = source.config.textConfig
+        // Decoder tensors by GGUF name (llama.cpp's view of the model); the rest stay as they are.
+        var gguf: [String: String] = [:]  // checkpoint name → GGUF name
+        for s in source.tensors {
+            let g = ImatrixNames.name(checkpoint: s.name, architecture: arch)
+            if g.hasPrefix("blk.") || g == "token_embd.weight" || g == "output.weight" { gguf[s.name] = g }
+        }
+        let recipe = LlamaQuantRecipe(fileType: o.fileType, model: .init(layers: t.numHiddenLayers, heads: t.numAttentionHeads, kvHeads: t.numKeyValueHeads),
+                                      overrides: o.overrides, hasImatrix: o.importance != nil)
+        let planned = source.tensors.compactMap { s in gguf[s.name].map { LlamaQuantRecipe.Tensor(name: $0, columns: s.shape.last!, dims: s.shape.count == 2 && s.shape[0] == 1 ? 1 : s.shape.count) } }
+        let chosen = try recipe.choose(planned)
+        for p in planned { if let n = chosen[p.name]?.note { note("\(p.name): \(n)") } }
+        let intermediate: DType = GGUFExportType.auto(for: source) == .bf16 ? .bf16 : .f16
+
+        let pipeline = try PassPipeline(source: source, output: output, settings: settings, record: PassRecord(name: "quantize", params: [
+            ("ggml_file_type", .string(o.fileType.rawValue)), ("tensor_type", .array(o.overrides.map { .string($0.pattern + "=" + $0.type.name) })),
+            ("imatrix", .string(o.importancePath ?? "")), ("intermediate", .string(intermediate.rawValue)),
+        ]), directory: false)
+        return try pipeline.run { temp in
+            let w = try I2QWriter(path: temp, alignment: settings.alignment)
+            let progress = ProgressBar(label: "quantize", totalBytes: source.tensorBytes, enabled: settings.showProgress)
+            let copier = CastCopier()
+            var results: [TensorCastResult] = []
+            var written = 0
+            var unweighted: [String] = []
+            for s in source.tensors {
+                let n = s.elementCount
+                if let g = gguf[s.name], let type = chosen[g]?.type, GGMLBlockLayout.types.contains(type), s.shape.count == 2, s.dtype.isCastableFloat {
+                    let cols = s.shape[1]
+                    let weights = try importanceVector(o.importance, g, columns: cols, type: type)
+                    if o.importance != nil, weights == nil, type != .q8_0 { unweighted.append(g) }
+                    let cap = max(1 << 20, cols)  // the writer's chunk: ≤ max(2^20, cols) elements
+                    let mid = UnsafeMutableRawPointer.allocate(byteCount: cap * 2, alignment: 64)  // [chunk] f16/bf16
+                    let f = UnsafeMutablePointer<Float>.allocate(capacity: cap)                     // [chunk] f32, rounded
+                    defer { mid.deallocate(); f.deallocate() }
+                    try w.writeGGML(s, type: type, dtype: s.dtype) { rows, m, cols, dst in
+                        let st = try FloatConversion.convert(from: .f32, to: intermediate, count: m * cols, src: rows, dst: mid)
+                        if st.overflowed > 0 {
+                            throw GGMLQuantizeError.overflow(tensor: s.name, count: st.overflowed)
+                        }
+                        _ = try FloatConversion.convert(from: intermediate, to: .f32, count: m * cols, src: mid, dst: f)
+                        do {
+                            try weights.withUnsafeBufferPointerIfAny { wp in
+                                try GGMLQuantize.encode(type, f, rows: m, rowLength: cols, dst, importance: wp)
+                            }
+                        } catch let e as GGUFQuantizeError {
+                            throw GGMLQuantizeError.encode(tensor: s.name, detail: e.description)
+                        }
+                        progress.advance(m * cols * s.dtype.size)
+                    }
+                    let bytes = s.shape[0] * cols / type.blockSize * type.typeSize
+                    written += bytes
+                    results.append(TensorCastResult(name: s.name, from: s.dtype, to: .u8, elements: n, stats: CastStats()))
+                } else {
+                    try w.beginTensor(name: s.name, dtype: s.dtype, shape: s.shape)
+                    try w.beginComponent(role: PlainLayout.dataRole, dtype: s.dtype, shape: s.shape)
+                    let stats = try copier.copy(s, count: n, to: s.dtype, append: { try w.append($0) }, advance: { progress.advance($0) })
+                    try w.endComponent()
+                    try w.endTensor()
+                    written += n * s.dtype.size
+                    results.append(TensorCastResult(name: s.name, from: s.dtype, to: s.dtype, elements: n, stats: stats))
+                }
+            }
+            if !unweighted.isEmpty {
+                note("the importance matrix has no entry for \(unweighted.count) tensor(s), quantized without it as llama-quantize does (first: \(unweighted[0])).")
+            }
+            return try pipeline.finishI2Q(w, progress: progress, tensors: results, bytesWritten: written)
+        }
+    }
+
+    /// llama-quantize's importance vector for a tensor (the same rules as the GGUF export): a wrong
+    /// length is an error except for token_embd (ignored), negative or non-finite values are errors,
+    /// Q8_0 uses none.
+    static func importanceVector(_ src: (any ImportanceSource)?, _ g: String, columns: Int, type: GGMLType) throws -> [Float]? {
+        guard let src, let v = src.values(for: g) else { return nil }
+        guard v.count == columns else {
+            if g == "token_embd.weight" { return nil }
+            throw GGMLQuantizeError.importance(tensor: g, detail: "it has \(v.count) values but the tensor's rows have \(columns); it was computed for another model.")
+        }
+        if let i = v.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
+            throw GGMLQuantizeError.importance(tensor: g, detail: "value \(i) is \(v[i]); importance values are finite and ≥ 0. Recompute the importance matrix.")
+        }
+        return type == .q8_0 ? nil : v
+    }
+}
+
+public enum GGMLQuantizeError: I2QError {
+    case overflow(tensor: String, count: Int)
+    case encode(tensor: String, detail: String)
+    case importance(tensor: String, detail: String)
+    public var description: String {
+        switch self {
+        case let .overflow(t, c): return "tensor \"\(t)\": \(c) value(s) exceed f16's range (±65504), so the f16 values llama-quantize starts from would be infinite. Convert the model to bf16 first (i2q cast --dtype bf16)."
+        case let .encode(t, d): return "tensor \"\(t)\": \(d)"
+        case let .importance(t, d): return "importance matrix for \(t): \(d)"
+        }
+    }
+}
