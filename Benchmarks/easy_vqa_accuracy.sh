@@ -50,6 +50,18 @@ make rtn-g64-vision4 quantize "$MODEL" --rtn --group-size 64 --vision-int4
 make awq-text-g64 quantize "$MODEL" --awq --group-size 64 --calibration "$OUT/train-text.txt" --samples 36 --seq-len 512
 make awq-image-g64 quantize "$MODEL" --awq --group-size 64 --calibration "$DATA/train" --samples 512
 for base in nf4 rtn-g64 awq-image-g64; do make "$base-fused" fuse "$OUT/$base.i2q"; done
+# llama.cpp's q4_k_m (bytes = llama-quantize's), without and with an importance matrix measured on
+# the training text alone or on the training questions with their images (image tokens included).
+imatrix() {  # name, calibration, flags...
+  local name=$1 cal=$2; shift 2
+  [ -f "$OUT/$name.imatrix.gguf" ] && [ "${FORCE:-0}" != 1 ] && return 0
+  "$I2Q" imatrix "$MODEL" --calibration "$cal" "$@" -o "$OUT/$name.imatrix.gguf" --overwrite >&2
+}
+imatrix text "$OUT/train-text.txt" --ctx 512
+imatrix image "$DATA/train" --chunks 512
+make q4_k_m quantize "$MODEL" --type q4_k_m
+make q4_k_m-imatrix-text quantize "$MODEL" --type q4_k_m --imatrix "$OUT/text.imatrix.gguf"
+make q4_k_m-imatrix-image quantize "$MODEL" --type q4_k_m --imatrix "$OUT/image.imatrix.gguf"
 
 # The verifies run JOBS at a time (default 2: one per core), each on one thread: for this tiny model
 # single-threaded BLAS and kernels are faster than two threads contending (measured: 200 questions
@@ -65,7 +77,7 @@ verify() {  # name, candidate, reference
   mv "$OUT/$1.json.part" "$OUT/$1.json"
 }
 limited verify f32 "$MODEL" "$MODEL"
-for c in bf16 f16 nf4 nf4-vision16 fp4 rtn-g32 rtn-g64 rtn-g128 rtn-g64-vision4 awq-text-g64 awq-image-g64; do
+for c in bf16 f16 nf4 nf4-vision16 fp4 rtn-g32 rtn-g64 rtn-g128 rtn-g64-vision4 awq-text-g64 awq-image-g64 q4_k_m q4_k_m-imatrix-text q4_k_m-imatrix-image; do
   limited verify "$c" "$OUT/$c.i2q" "$MODEL"
 done
 for base in nf4 rtn-g64 awq-image-g64; do limited verify "$base-fused-vs-unfused" "$OUT/$base-fused.i2q" "$OUT/$base.i2q"; done
@@ -83,7 +95,10 @@ rows = [("f32", model, "f32 (reference, transformers' dtype)"), ("bf16", None, "
         ("nf4-vision16", None, "NF4, vision tower 16-bit (`--skip vision_model`)"), ("fp4", None, "FP4 (every linear)"),
         ("rtn-g32", None, "RTN int4 g32 (decoder)"), ("rtn-g64", None, "RTN int4 g64 (decoder)"),
         ("rtn-g128", None, "RTN int4 g128 (decoder)"), ("rtn-g64-vision4", None, "RTN int4 g64, decoder + vision tower (`--vision-int4`)"), ("awq-text-g64", None, "AWQ int4 g64, text-only calibration"),
-        ("awq-image-g64", None, "AWQ int4 g64, image + question calibration")]
+        ("awq-image-g64", None, "AWQ int4 g64, image + question calibration"),
+        ("q4_k_m", None, "llama.cpp q4_k_m (decoder; no importance matrix)"),
+        ("q4_k_m-imatrix-text", None, "q4_k_m, importance matrix from the training text"),
+        ("q4_k_m-imatrix-image", None, "q4_k_m, importance matrix from training questions + images")]
 print(f"| model | exact match (95% interval) | Δ vs f32 | same answer as f32 | flipped (→wrong / →right) | mean KLD, answer tokens | file MB | bits/weight |")
 print("|---|---|---|---|---|---|---|---|")
 for name, path, label in rows:
