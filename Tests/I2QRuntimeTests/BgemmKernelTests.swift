@@ -162,4 +162,40 @@ final class BgemmKernelTests: XCTestCase {
         XCTAssertEqual(Array(z[0..<3]), [0, 0, 0])
         XCTAssertTrue(z[3].isNaN)
     }
+
+    /// SiLU·up and gelu_pytorch_tanh (softmax.c): every SIMD path gives the scalar code's bits; the
+    /// scalar code is within 8·2⁻²⁴ relative of the formulas computed in double (torch's definitions;
+    /// gelu: times exp's condition number where the tail x·e(x) is tiny).
+    func testActivationsEveryPathEqualsScalarAndDouble() {
+        var g = (0..<1000).map { _ in uniform() * 12 }
+        g += [0, -0.0, 1e-30, -1e-30, 90, -90, 200, -200, .infinity, -.infinity, 5e-4, -5e-4]
+        let u = g.indices.map { _ in uniform() * 3 }
+        func run(_ impl: Int32) -> (silu: [Float], gelu: [Float]) {
+            var s = [Float](repeating: 0, count: g.count), x = g
+            i2q_silu_mul(g, u, &s, Int64(g.count), impl)
+            i2q_gelu_tanh(&x, Int64(g.count), impl)
+            return (s, x)
+        }
+        let ref = run(Int32(I2Q_IMPL_SCALAR))
+        for i in g.indices where g[i].isFinite {
+            let x = Double(g[i])
+            let silu = x / (1 + Foundation.exp(-x)) * Double(u[i])
+            // 0.5·x·(1 + tanh v) = x·e/(e + 1), e = exp(2v): the same function, without double's own
+            // cancellation of 1 + tanh v near −1.
+            let v = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+            let e = Foundation.exp(2 * v)
+            let gelu = e.isInfinite ? x : x * (e / (e + 1))
+            // float32 rounding of v is amplified by exp's condition number 2|v| where gelu ≈ x·e (x ≪ 0),
+            // as in torch's own float32 tanh form.
+            let cond = 1 + 2 * abs(v) / (1 + e)
+            XCTAssertLessThanOrEqual(abs(Double(ref.silu[i]) - silu), 8 * 0x1p-24 * abs(silu) + 1e-30, "silu(\(g[i]))·\(u[i])")
+            XCTAssertLessThanOrEqual(abs(Double(ref.gelu[i]) - gelu), 8 * 0x1p-24 * cond * abs(gelu) + 1e-30, "gelu(\(g[i]))")
+        }
+        XCTAssertEqual(ref.gelu[g.count - 4], .infinity)  // gelu(+inf) = +inf, as torch
+        for impl in QuantGemv.Int8.supported where impl != .scalar {
+            let r = run(impl.rawValue)
+            XCTAssertEqual(r.silu.map(\.bitPattern), ref.silu.map(\.bitPattern), "silu \(impl)")
+            XCTAssertEqual(r.gelu.map(\.bitPattern), ref.gelu.map(\.bitPattern), "gelu \(impl)")
+        }
+    }
 }

@@ -127,6 +127,10 @@ void i2q_softmax(float *row, int64_t n, int64_t lo, int64_t hi, int impl);
 /// Σ_j exp(x[j] − max) in double (the softmax's exp, each term widened), max written to *max_out:
 /// log-softmax of logits (perplexity). Bit-identical on every path. impl: as i2q_q4a_gemv.
 double i2q_sumexp(const float *x, int64_t n, float *max_out, int impl);
+/// o[i] = silu(g[i]) · u[i] (transformers' act_fn(gate)·up), float32; bit-identical on every path.
+void i2q_silu_mul(const float *g, const float *u, float *o, int64_t n, int impl);
+/// x[i] = gelu_pytorch_tanh(x[i]) in place; bit-identical on every path (softmax.c for the tolerance).
+void i2q_gelu_tanh(float *x, int64_t n, int impl);
 /// y[i] = exp(x[i]) with the softmax's exp (scalar code; for tests).
 void i2q_exp(const float *x, float *y, int64_t n);
 
