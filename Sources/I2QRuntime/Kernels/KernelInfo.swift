@@ -10,7 +10,8 @@ public enum KernelInfo {
         let core = openblas_get_corename().map { String(cString: $0) } ?? "?"
         return """
             kernels: 4-bit decode (int4 × int8, nf4/fp4 × int8) \(QuantGemv.Int8.best)\(QuantGemv.exactDecode ? " (off: I2Q_EXACT_GEMV=1, float path)" : ""); \
-            this CPU supports \(supported); sgemm OpenBLAS (\(core)); \(Gemv.threads) threads
+            this CPU supports \(supported); sgemm OpenBLAS (\(core)); \
+            bf16 prefill GEMM (--bf16-activations) \(BF16Gemm.native ? "avx512-bf16 (vdpbf16ps)" : "sgemm of widened bf16"); \(Gemv.threads) threads
             """
     }
 }
