@@ -8,6 +8,9 @@ public enum GGUFExportError: I2QError {
     /// An .i2q holding 4-bit (AWQ int4 / NF4 / FP4) tensors: GGUF cannot take them as they are.
     case quantizedInput(path: String, schemes: [String], first: String, source: String?)
     case importance(tensor: String, detail: String)
+    /// `--type` (or `--tensor-type` / an importance matrix) given for an .i2q whose weights are
+    /// already ggml blocks, asking for other bytes than the stored ones.
+    case requantize(path: String, stored: String, recorded: Bool, requested: String, source: String?)
 
     public var description: String {
         switch self {
@@ -20,6 +23,10 @@ public enum GGUFExportError: I2QError {
             if schemes.contains(where: { $0.contains("nf4") || $0.contains("fp4") }) { alt.append("--to hf-bnb (transformers + bitsandbytes)") }
             return "\(p): its weights are stored as \(schemes.joined(separator: ", ")) (first: \(first)), which no GGUF block type holds, and i2q does not re-quantize 4-bit weights (a second rounding on top of the first). Instead, export \(from) with `i2q export MODEL --to gguf --type q4_k_m` (or q4_0, q5_k_m, q6_k, q8_0)" + (alt.isEmpty ? "." : ", or export this file with " + alt.joined(separator: " or ") + ".")
         case let .importance(t, d): return "importance matrix for \(t): \(d)"
+        case let .requantize(p, stored, recorded, requested, src):
+            let how = recorded ? "as \(stored) (recorded by `i2q quantize`)" : "in ggml blocks (mostly \(stored))"
+            let from = src ?? "MODEL"
+            return "\(p): its weights are already quantized \(how), and \(requested) asks for other bytes. i2q writes a quantized model's blocks to GGUF as they are and does not convert them: re-quantizing adds a second rounding on top of the first (quality lost), and dequantizing cannot restore what the first dropped. Export this file as it is with `i2q export \(p) --to gguf` (no --type), or export the unquantized model it was made from with `i2q export \(from) --to gguf --type TYPE` (--tensor-type and --imatrix apply there too)."
         }
     }
 }
@@ -39,6 +46,8 @@ public struct GGUFPlannedTensor: Sendable {
 public struct GGUFExportReport: Sendable {
     public let output: String
     public let type: GGUFExportType
+    /// llama.cpp's name of `general.file_type` (`type`'s, or a ggml input's file type).
+    public let fileTypeName: String
     public let tensors: [GGUFPlannedTensor]
     public let bytesRead: Int
     public let bytesWritten: Int
@@ -48,7 +57,7 @@ public struct GGUFExportReport: Sendable {
 
     public var summary: String {
         let counts = Dictionary(grouping: tensors, by: \.type.name).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", ")
-        var s = "exported \(tensors.count) tensors (\(counts)) to gguf \(type.rawValue): \(formatBytes(bytesRead)) -> \(formatBytes(bytesWritten)) in \(formatFixed(seconds, 1))s -> \(output)"
+        var s = "exported \(tensors.count) tensors (\(counts)) to gguf \(fileTypeName): \(formatBytes(bytesRead)) -> \(formatBytes(bytesWritten)) in \(formatFixed(seconds, 1))s -> \(output)"
         for n in notes { s += "\nnote: " + n }
         return s
     }
@@ -75,10 +84,18 @@ public struct GGUFExportReport: Sendable {
 ///   TemplateProcessing without a leading special token means false).
 /// Mistral's sliding window has no llama-architecture key: llama.cpp attends to the whole context
 /// (as convert_hf_to_gguf's output does); a note says so.
+///
+/// An .i2q holding `ggml` entries (`i2q quantize --type …`) is written as it is: every ggml tensor in
+/// its stored type with its stored bytes, `general.file_type` the recorded one (GGUFStoredBlocks);
+/// `--type` must then be that file type or absent, and --tensor-type / an importance matrix are refused.
 public struct GGUFExportPass {
     public let source: any ModelSource
     public let outputPath: String
+    /// The export type; for a ggml input, its file type when i2q names it, else the default export's.
     public let type: GGUFExportType
+    /// `general.file_type` and llama.cpp's name for it.
+    public let fileType: UInt32
+    public let fileTypeName: String
     public let settings: OutputSettings
     let pipeline: PassPipeline
     public let plan: [GGUFPlannedTensor]
@@ -87,12 +104,18 @@ public struct GGUFExportPass {
     /// llama-quantize types: the default export (f16 or bf16) whose values are quantized.
     let intermediate: GGUFExportType
     let importance: (any ImportanceSource)?
+    /// The ggml entries of an .i2q input, copied as stored; nil for float inputs.
+    let blocks: GGUFStoredBlocks?
 
     /// overrides: `--tensor-type REGEX=TYPE` (llama-quantize types only); importance: per-tensor
     /// importance vectors for the imatrix-weighted quantizers (llama-quantize types only).
     public init(source: any ModelSource, output: String, type: GGUFExportType? = nil, settings: OutputSettings,
                 overrides: [TensorTypeOverride] = [], importance: (any ImportanceSource)? = nil) throws {
-        let q = source.quantizedTensorNames
+        // ggml entries are written as stored (GGUFStoredBlocks); other quantized layouts are refused.
+        let blocks = try GGUFStoredBlocks(source)
+        self.blocks = blocks
+        let ggmlEntries = Set((source as? I2QFile)?.entries.filter { $0.scheme == GGMLBlockLayout.scheme }.map(\.name) ?? [])
+        let q = source.quantizedTensorNames.filter { !ggmlEntries.contains($0) }
         if !q.isEmpty {
             let schemes = (source as? I2QFile).map { f in Array(Set(f.entries.filter { q.contains($0.name) }.map(\.scheme))).sorted() } ?? ["a quantized layout"]
             throw GGUFExportError.quantizedInput(path: source.path, schemes: schemes, first: q[0], source: source.provenance?.source["path"]?.stringValue)
@@ -103,11 +126,11 @@ public struct GGUFExportPass {
         self.source = source
         outputPath = output
         self.settings = settings
+        let requested = type
         let type = type ?? GGUFExportType.auto(for: source)
-        self.type = type
-        intermediate = GGUFExportType.auto(for: source)
+        intermediate = blocks?.intermediate ?? GGUFExportType.auto(for: source)
         self.importance = importance
-        if importance != nil && type.llama == nil {
+        if blocks == nil && importance != nil && type.llama == nil {
             throw GGUFExportError.importance(tensor: "(all)", detail: "an importance matrix is used by llama-quantize's types (q4_0 … q6_k, q4_k_m …), not by --type \(type.rawValue).")
         }
         var notes: [String] = []
@@ -130,11 +153,11 @@ public struct GGUFExportPass {
 
         // Names: the text decoder's prefix in this checkpoint.
         let arch = cfg.architecture
-        guard let prefix = arch.textPrefix(where: { source.tensor($0) != nil }) else {
+        func has(_ n: String) -> Bool { source.tensor(n) != nil || blocks?.views[n] != nil }
+        guard let prefix = arch.textPrefix(where: has) else {
             throw ModelError.missingTensor(model: path, tensor: arch.textPrefix + "embed_tokens.weight")
         }
-        let lmHead = source.tensor("lm_head.weight")
-        let tied = lmHead == nil || t.tieWordEmbeddings  // as the runtime (and transformers) decide
+        let tied = !has("lm_head.weight") || t.tieWordEmbeddings  // as the runtime (and transformers) decide
         var names: [(gguf: String, hf: String, heads: Int?)] = [(GGUFNames.embedding.0, prefix + GGUFNames.embedding.1, nil)]
         for i in 0..<t.numHiddenLayers {
             let b = "blk.\(i).", l = "\(prefix)layers.\(i)."
@@ -154,23 +177,51 @@ public struct GGUFExportPass {
 
         var checked: [(g: String, hf: String, heads: Int?, shape: [Int])] = []
         for (g, hf, heads) in names {
-            guard let st = source.tensor(hf) else { throw ModelError.missingTensor(model: path, tensor: hf) }
-            guard st.dtype.isCastableFloat else {
-                throw GGUFExportError.unsupportedModel(path: path, detail: "tensor \"\(hf)\" is \(st.dtype.rawValue); GGUF export needs float tensors.")
+            let shape: [Int]
+            if let v = blocks?.views[hf] {
+                shape = [v.rows, v.cols]
+            } else {
+                guard let st = source.tensor(hf) else { throw ModelError.missingTensor(model: path, tensor: hf) }
+                guard st.dtype.isCastableFloat else {
+                    throw GGUFExportError.unsupportedModel(path: path, detail: "tensor \"\(hf)\" is \(st.dtype.rawValue); GGUF export needs float tensors.")
+                }
+                guard (1...2).contains(st.shape.count) else {
+                    throw GGUFExportError.unsupportedModel(path: path, detail: "tensor \"\(hf)\" has shape \(st.shape); a llama decoder's tensors are 1-D or 2-D.")
+                }
+                shape = st.shape
             }
-            guard (1...2).contains(st.shape.count) else {
-                throw GGUFExportError.unsupportedModel(path: path, detail: "tensor \"\(hf)\" has shape \(st.shape); a llama decoder's tensors are 1-D or 2-D.")
+            if let h = heads, shape[0] % (2 * h) != 0 {
+                throw ModelError.shapeMismatch(model: path, tensor: hf, expected: [h * t.headDim, t.hiddenSize], actual: shape)
             }
-            if let h = heads, st.shape[0] % (2 * h) != 0 {
-                throw ModelError.shapeMismatch(model: path, tensor: hf, expected: [h * t.headDim, t.hiddenSize], actual: st.shape)
-            }
-            checked.append((g, hf, heads, st.shape))
+            checked.append((g, hf, heads, shape))
         }
-        let choice = try GGUFTypeChoice(type, tensors: checked.map { ($0.g, $0.shape) }, intermediate: intermediate, text: t,
-                                        overrides: overrides, hasImatrix: importance != nil)
-        notes += choice.notes
-        let plan = checked.map { GGUFPlannedTensor(name: $0.g, source: $0.hf, shape: $0.shape, type: choice.types[$0.g]!, permuteHeads: $0.heads) }
+        let types: [String: GGMLType]
+        if let blocks {
+            types = blocks.types(checked.map { ($0.g, $0.hf, $0.shape, source.tensor($0.hf)?.dtype) })
+        } else {
+            let choice = try GGUFTypeChoice(type, tensors: checked.map { ($0.g, $0.shape) }, intermediate: intermediate, text: t,
+                                            overrides: overrides, hasImatrix: importance != nil)
+            notes += choice.notes
+            types = choice.types
+        }
+        let plan = checked.map { GGUFPlannedTensor(name: $0.g, source: $0.hf, shape: $0.shape, type: types[$0.g]!, permuteHeads: $0.heads) }
         self.plan = plan
+        if let blocks {
+            let ft = blocks.fileType(plan)
+            let refuse = { (what: String) in
+                GGUFExportError.requantize(path: path, stored: ft.name, recorded: ft.note == nil, requested: what,
+                                           source: source.provenance?.source["path"]?.stringValue)
+            }
+            if let r = requested, r.rawValue != ft.name { throw refuse("--type \(r.rawValue)") }
+            if let o = overrides.first { throw refuse("--tensor-type \(o.pattern)=\(o.type.name)") }
+            if importance != nil { throw refuse("an importance matrix (--imatrix)") }
+            self.type = GGUFExportType(rawValue: ft.name) ?? intermediate
+            (fileType, fileTypeName) = (ft.ftype, ft.name)
+            if let n = ft.note { notes.append(n) }
+        } else {
+            self.type = type
+            (fileType, fileTypeName) = (type.fileType, type.rawValue)
+        }
 
         // Metadata, in convert_hf_to_gguf's order.
         var md: [(key: String, value: GGUFValue)] = []
@@ -188,7 +239,7 @@ public struct GGUFExportPass {
         put("llama.attention.layer_norm_rms_epsilon", .float32(Float(t.rmsNormEps)))
         put("llama.attention.key_length", .uint32(UInt32(t.headDim)))
         put("llama.attention.value_length", .uint32(UInt32(t.headDim)))
-        put("general.file_type", .uint32(type.fileType))
+        put("general.file_type", .uint32(fileType))
         put("llama.vocab_size", .uint32(UInt32(t.vocabSize)))
         put("llama.rope.dimension_count", .uint32(UInt32(t.headDim)))
         put("general.quantization_version", .uint32(2))  // GGML_QNT_VERSION
@@ -229,7 +280,7 @@ public struct GGUFExportPass {
         if !overflowed.isEmpty {
             notes.append("finite values became ±inf in \(type.rawValue): \(overflowed.joined(separator: "; ")). Export with --type bf16 or f32 instead.")
         }
-        return GGUFExportReport(output: outputPath, type: type, tensors: plan, bytesRead: bytesIn,
+        return GGUFExportReport(output: outputPath, type: type, fileTypeName: fileTypeName, tensors: plan, bytesRead: bytesIn,
                                 bytesWritten: FileSystem.fileSize(outputPath) ?? 0, seconds: seconds, notes: notes)
     }
 
@@ -241,7 +292,7 @@ public struct GGUFExportPass {
         for p in plan { try w.declare(GGUFTensorDecl(name: p.name, shape: p.shape, type: p.type)) }
         try w.writeHeader()
 
-        let bytesIn = plan.reduce(0) { $0 + (source.tensor($1.source)?.byteCount ?? 0) }
+        let bytesIn = plan.reduce(0) { $0 + (source.tensor($1.source)?.byteCount ?? blocks?.views[$1.source]?.byteCount ?? 0) }
         let progress = ProgressBar(label: "export", totalBytes: bytesIn, enabled: settings.showProgress)
         let maxCols = plan.map { $0.shape.last ?? 1 }.max() ?? 1
         let capacity = max(Self.chunkElements, maxCols)
@@ -256,8 +307,13 @@ public struct GGUFExportPass {
         var unweighted: [String] = []
 
         for p in plan {
-            guard let st = source.tensor(p.source) else { throw ModelError.missingTensor(model: source.path, tensor: p.source) }
             try w.beginTensor(p.name)
+            if let blocks, let v = blocks.views[p.source] {  // stored ggml blocks: copied as they are
+                try blocks.copy(v, permuteHeads: p.permuteHeads, buffer: out, append: { try w.append($0) }, advance: { progress.advance($0) })
+                try w.endTensor()
+                continue
+            }
+            guard let st = source.tensor(p.source) else { throw ModelError.missingTensor(model: source.path, tensor: p.source) }
             let cols = p.shape.count == 2 ? p.shape[1] : p.shape[0]
             let rows = p.shape.count == 2 ? p.shape[0] : 1
             let rowsPerChunk = max(1, capacity / max(cols, 1))
@@ -270,13 +326,8 @@ public struct GGUFExportPass {
                 let n = m * cols
                 // Gather rows [r, r + m) of the (permuted) tensor into raw, in the source dtype.
                 if let heads = p.permuteHeads {
-                    // convert_hf_to_gguf LlamaModel.permute: reshape(heads, 2, dim, cols).swapaxes(1, 2):
-                    // output row h·2·dim + i·2 + j comes from input row h·2·dim + j·dim + i.
-                    let dim = rows / heads / 2
                     for k in 0..<m {
-                        let o = r + k
-                        let h = o / (2 * dim), rem = o % (2 * dim)
-                        let src = h * 2 * dim + (rem % 2) * dim + rem / 2
+                        let src = GGUFStoredBlocks.permutedSourceRow(r + k, rows: rows, heads: heads)
                         try st.read(elements: src * cols, count: cols, into: raw.baseAddress! + k * cols * st.dtype.size)
                     }
                 } else {
