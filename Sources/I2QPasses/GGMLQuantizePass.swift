@@ -82,6 +82,32 @@ public enum GGMLQuantizePass {
                     let bytes = s.shape[0] * cols / type.blockSize * type.typeSize
                     written += bytes
                     results.append(TensorCastResult(name: s.name, from: s.dtype, to: .u8, elements: n, stats: CastStats()))
+                } else if let g = gguf[s.name], let type = chosen[g]?.type, let dt = DType.matching(type), dt != s.dtype,
+                          s.shape.count == 2, s.dtype.isCastableFloat {
+                    // A plain type chosen for a 2-D weight (e.g. --tensor-type attn_k=f16): the values
+                    // llama-quantize writes — the default export's, converted to that type.
+                    try w.beginTensor(name: s.name, dtype: dt, shape: s.shape)
+                    try w.beginComponent(role: PlainLayout.dataRole, dtype: dt, shape: s.shape)
+                    let chunk = 1 << 20
+                    let raw = UnsafeMutableRawPointer.allocate(byteCount: chunk * 8, alignment: 64)  // [chunk] source / output dtype
+                    let f = UnsafeMutablePointer<Float>.allocate(capacity: chunk)                    // [chunk] f32
+                    defer { raw.deallocate(); f.deallocate() }
+                    var i = 0
+                    while i < n {
+                        let m = min(chunk, n - i)
+                        try s.read(elements: i, count: m, into: raw)
+                        FloatConversion.widenToF32(from: s.dtype, count: m, src: raw, dst: f)
+                        _ = try FloatConversion.convert(from: .f32, to: intermediate, count: m, src: f, dst: raw)
+                        _ = try FloatConversion.convert(from: intermediate, to: .f32, count: m, src: raw, dst: f)
+                        _ = try FloatConversion.convert(from: .f32, to: dt, count: m, src: f, dst: raw)
+                        try w.append(UnsafeRawBufferPointer(start: raw, count: m * dt.size))
+                        progress.advance(m * s.dtype.size)
+                        i += m
+                    }
+                    try w.endComponent()
+                    try w.endTensor()
+                    written += n * dt.size
+                    results.append(TensorCastResult(name: s.name, from: s.dtype, to: dt, elements: n, stats: CastStats()))
                 } else {
                     try w.beginTensor(name: s.name, dtype: s.dtype, shape: s.shape)
                     try w.beginComponent(role: PlainLayout.dataRole, dtype: s.dtype, shape: s.shape)

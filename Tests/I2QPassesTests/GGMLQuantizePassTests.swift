@@ -60,7 +60,16 @@ final class GGMLQuantizePassTests: XCTestCase {
                 let g = ImatrixNames.name(checkpoint: e.name, architecture: arch)
                 guard let w = expected[g], w.count == 2, let wantType = w[0].stringValue else { continue }
                 guard e.scheme == GGMLBlockLayout.scheme else {
+                    // Plain: norms (F32) stay as stored; a 2-D weight llama-quantize left at a float
+                    // type other than the default export's (an override) holds that type and its bytes.
                     if !["F32", "F16", "BF16"].contains(wantType) { bad.append("\(g): kept \(e.dtype.rawValue), llama-quantize \(wantType)") }
+                    if e.shape.count == 2, e.dtype.rawValue == wantType, let c = e.components.first {
+                        let order = g.hasSuffix("attn_q.weight") ? permutedRows(e.shape[0], heads: t.numAttentionHeads)
+                            : g.hasSuffix("attn_k.weight") ? permutedRows(e.shape[0], heads: t.numKeyValueHeads) : Array(0..<e.shape[0])
+                        let rb = c.size / e.shape[0]
+                        let bytes: [UInt8] = f.file.withBytes(f.header.dataOffset + c.offset, c.size) { b in order.flatMap { Array(b[($0 * rb)..<(($0 + 1) * rb)]) } }
+                        if bytes.withUnsafeBytes({ SHA256.hex($0.baseAddress!, bytes.count) }) != w[1].stringValue { bad.append("\(g): plain \(wantType) bytes differ") }
+                    }
                     continue
                 }
                 let layout = try GGMLBlockLayout(e)
@@ -90,5 +99,23 @@ final class GGMLQuantizePassTests: XCTestCase {
     func testSmolLM2HoldsLlamaQuantizeBytes() throws {
         let dir = try XCTUnwrap(ProcessInfo.processInfo.environment["I2Q_SMOLLM2"], "set I2Q_SMOLLM2 (scripts/get_smollm2.sh)")
         try check(model: dir, json: "smollm2.llama-quantize.json", configs: ["q4_k_m", "q4_k_m+imatrix", "q6_k"])
+    }
+
+    /// quantize --type T then export --to gguf (blocks copied) = export --to gguf --type T from the
+    /// float model (whose tensors are llama-quantize's, GGUFKQuantExportTests): the same file, byte for byte.
+    func testQuantizeThenExportEqualsExportWithType() throws {
+        let dir = try makeTempDir("ggml-quantize-export")
+        let source = try openModel(fixturesDir + "/tiny-mistral")
+        for t in [LlamaFileType.q4_k_m, .q5_1, .q6_k] {
+            // general.name comes from the file name: keep the model's.
+            try FileManager.default.createDirectory(atPath: dir + "/\(t)", withIntermediateDirectories: true)
+            let i2q = dir + "/\(t)/tiny-mistral.i2q"
+            _ = try GGMLQuantizePass.run(source: source, output: i2q, options: GGMLQuantizeOptions(fileType: t), settings: settings())
+            _ = try GGUFExportPass(source: try openModel(i2q), output: dir + "/\(t).copied.gguf", type: nil, settings: settings()).run()
+            _ = try GGUFExportPass(source: source, output: dir + "/\(t).direct.gguf", type: GGUFExportType(rawValue: t.rawValue)!, settings: settings()).run()
+            let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/\(t).copied.gguf")), b = try Data(contentsOf: URL(fileURLWithPath: dir + "/\(t).direct.gguf"))
+            XCTAssertEqual(a.count, b.count, "\(t)")
+            XCTAssertTrue(a == b, "\(t): the exported files differ")
+        }
     }
 }
