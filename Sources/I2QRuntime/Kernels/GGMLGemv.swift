@@ -101,14 +101,6 @@ enum GGMLGemv {
     /// ([tileRows, cols] f32) and multiplied with sgemm (as `QuantGemv.linear`).
     static func linear(_ w: GGMLRows, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int,
                        accumulate: Bool, scratch: UnsafeMutablePointer<Float>, tileRows: Int) {
-        let n = w.rows, k = w.cols
-        var r0 = 0
-        while r0 < n {
-            let t = min(tileRows, n - r0)
-            w.dequantizeRows(r0, t, into: scratch)  // [t, k] f32
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(t), Int32(k),
-                        1, x, Int32(k), scratch, Int32(k), accumulate ? 1 : 0, y + r0, Int32(n))
-            r0 += t
-        }
+        QuantGemv.tiledLinear(w, x: x, y: y, m: m, accumulate: accumulate, scratch: scratch, tileRows: tileRows)
     }
 }

@@ -246,6 +246,14 @@ enum QuantGemv {
     /// (at most ~4 MiB, never the whole weight), each multiplied with sgemm.
     static func linear(_ w: PackedFourBit, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int,
                        accumulate: Bool, scratch: UnsafeMutablePointer<Float>, tileRows: Int) {
+        tiledLinear(w, x: x, y: y, m: m, accumulate: accumulate, scratch: scratch, tileRows: tileRows)
+    }
+
+    /// y[m, n] (+)= x[m, k] · Wᵀ for any weight that produces float32 rows on demand: row tiles of
+    /// `tileRows` dequantized into `scratch` ([tileRows, k] f32), each multiplied with sgemm — the same
+    /// products as `Matmul.linear` on the whole dequantized weight (float32 rounding of the sums only).
+    static func tiledLinear<W: DequantizableRows>(_ w: W, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int,
+                                                  accumulate: Bool, scratch: UnsafeMutablePointer<Float>, tileRows: Int) {
         let n = w.rows, k = w.cols
         var r0 = 0
         while r0 < n {
@@ -462,3 +470,14 @@ extension QuantGemv {
     }
 }
 
+
+/// A quantized weight [rows, cols] that writes its rows as float32 on demand (4-bit packed, ggml blocks):
+/// what the tiled prefill product needs.
+protocol DequantizableRows {
+    var rows: Int { get }
+    var cols: Int { get }
+    func dequantizeRows(_ first: Int, _ n: Int, into dst: UnsafeMutablePointer<Float>)
+}
+
+extension PackedFourBit: DequantizableRows {}
+extension GGMLRows: DequantizableRows {}
