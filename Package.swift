@@ -37,7 +37,7 @@ let package = Package(
         // Formats: safetensors (and later the i2q file, GGUF), model directories and typed configs.
         .target(name: "I2QFormats", dependencies: ["I2QCore", "I2QQuant", "CZstd"], swiftSettings: native),
         // Quantization codecs: one per scheme (NF4/FP4 blockwise + double quant, affine int4), pure math.
-        .target(name: "I2QQuant", dependencies: ["I2QCore"], swiftSettings: native),
+        .target(name: "I2QQuant", dependencies: ["I2QCore", "CI2QKernels"], swiftSettings: native),
         // Tokenizers from tokenizer.json (huggingface/tokenizers semantics): one file per stage.
         .target(name: "I2QTokenizer", dependencies: ["I2QCore"], swiftSettings: native),
         // Images: PNG/JPEG decoding and the Idefics2 image processor (PIL-exact resampling).

@@ -134,6 +134,12 @@ void i2q_gelu_tanh(float *x, int64_t n, int impl);
 /// y[i] = exp(x[i]) with the softmax's exp (scalar code; for tests).
 void i2q_exp(const float *x, float *y, int64_t n);
 
+// MARK: ggml block dequantization (ggml_dequant.c)
+
+/// `blocks` blocks of ggml type `type` (enum ggml_type: Q4_0 = 2 … Q6_K = 14) at `src` → float32, bit-
+/// identical to gguf-py's `quants.dequantize` (and to GGMLDequant). Returns 0 for a type it does not do.
+int i2q_ggml_dequantize(int type, const void *src, int64_t blocks, float *dst);
+
 // MARK: worker pool
 
 typedef void (*i2q_task_fn)(void *ctx, int64_t part);
