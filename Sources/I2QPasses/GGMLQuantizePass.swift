@@ -58,7 +58,7 @@ public enum GGMLQuantizePass {
                 let n = s.elementCount
                 if let g = gguf[s.name], let type = chosen[g]?.type, GGMLBlockLayout.types.contains(type), s.shape.count == 2, s.dtype.isCastableFloat {
                     let cols = s.shape[1]
-                    let weights = try importanceVector(o.importance, g, columns: cols, type: type)
+                    let weights = try LlamaImportance.vector(o.importance, tensor: g, columns: cols, type: type)
                     if o.importance != nil, weights == nil, type != .q8_0 { unweighted.append(g) }
                     let cap = max(1 << 20, cols)  // the writer's chunk: ≤ max(2^20, cols) elements
                     let mid = UnsafeMutableRawPointer.allocate(byteCount: cap * 2, alignment: 64)  // [chunk] f16/bf16
@@ -124,32 +124,15 @@ public enum GGMLQuantizePass {
             return try pipeline.finishI2Q(w, progress: progress, tensors: results, bytesWritten: written)
         }
     }
-
-    /// llama-quantize's importance vector for a tensor (the same rules as the GGUF export): a wrong
-    /// length is an error except for token_embd (ignored), negative or non-finite values are errors,
-    /// Q8_0 uses none.
-    static func importanceVector(_ src: (any ImportanceSource)?, _ g: String, columns: Int, type: GGMLType) throws -> [Float]? {
-        guard let src, let v = src.values(for: g) else { return nil }
-        guard v.count == columns else {
-            if g == "token_embd.weight" { return nil }
-            throw GGMLQuantizeError.importance(tensor: g, detail: "it has \(v.count) values but the tensor's rows have \(columns); it was computed for another model.")
-        }
-        if let i = v.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
-            throw GGMLQuantizeError.importance(tensor: g, detail: "value \(i) is \(v[i]); importance values are finite and ≥ 0. Recompute the importance matrix.")
-        }
-        return type == .q8_0 ? nil : v
-    }
 }
 
 public enum GGMLQuantizeError: I2QError {
     case overflow(tensor: String, count: Int)
     case encode(tensor: String, detail: String)
-    case importance(tensor: String, detail: String)
     public var description: String {
         switch self {
         case let .overflow(t, c): return "tensor \"\(t)\": \(c) value(s) exceed f16's range (±65504), so the f16 values llama-quantize starts from would be infinite. Convert the model to bf16 first (i2q cast --dtype bf16)."
         case let .encode(t, d): return "tensor \"\(t)\": \(d)"
-        case let .importance(t, d): return "importance matrix for \(t): \(d)"
         }
     }
 }

@@ -12,7 +12,7 @@ import I2QTestSupport
 /// importance matrix, and with `--tensor-type` overrides. Expected data:
 /// Tests/Fixtures/gguf-export/{tiny-mistral,smollm2}.llama-quantize.json, made by
 /// scripts/fixtures/make_gguf_kquant_fixtures.py from llama.cpp's output (never from i2q's quantizer).
-/// SmolLM2 needs the real model (env I2Q_SMOLLM2); it is skipped without it.
+/// SmolLM2 needs the real model (env I2Q_SMOLLM2); without it the test fails (CI sets it).
 final class GGUFKQuantExportTests: XCTestCase {
     /// The script's synthetic importance: for 2-D blk.* weights, value i = k / 16 with
     /// k = (37·i + Σ utf8(name)) mod 101.
@@ -79,7 +79,7 @@ final class GGUFKQuantExportTests: XCTestCase {
     /// 576-wide tensors fall back): q4_k_m, q5_k_m, q6_k, q4_k_m + imatrix, and an attn_v override
     /// that shifts llama.cpp's attn_v counter for every later layer.
     func testSmolLM2EqualsLlamaQuantize() throws {
-        guard let dir = ProcessInfo.processInfo.environment["I2Q_SMOLLM2"] else { throw XCTSkip("set I2Q_SMOLLM2 to the SmolLM2-135M-Instruct f32 directory") }
+        let dir = try XCTUnwrap(ProcessInfo.processInfo.environment["I2Q_SMOLLM2"], "set I2Q_SMOLLM2 to the SmolLM2-135M-Instruct f32 directory (scripts/get_smollm2.sh): a failure, never a skip")
         try check(model: dir, json: "smollm2.llama-quantize.json")
     }
 

@@ -148,7 +148,7 @@ final class GGUFStoredBlocksExportTests: XCTestCase {
 
     /// SmolLM2-135M (f32 → rounded through f16): real Q4_K/Q6_K blocks in ffn_down, fused too.
     func testSmolLM2Q4KMCopiesLlamaQuantizeBytes() throws {
-        guard let dir = ProcessInfo.processInfo.environment["I2Q_SMOLLM2"] else { throw XCTSkip("set I2Q_SMOLLM2 to the SmolLM2-135M-Instruct f32 directory") }
+        let dir = try XCTUnwrap(ProcessInfo.processInfo.environment["I2Q_SMOLLM2"], "set I2Q_SMOLLM2 to the SmolLM2-135M-Instruct f32 directory (scripts/get_smollm2.sh): a failure, never a skip")
         try check(model: dir, json: "smollm2.llama-quantize.json", cfg: "q4_k_m", fuse: true)
     }
 

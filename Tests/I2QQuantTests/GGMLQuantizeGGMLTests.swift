@@ -13,8 +13,8 @@ final class GGMLQuantizeGGMLTests: XCTestCase {
     static let fixture: [String: (dtype: DType, shape: [Int], bytes: [UInt8])]? = try? tensorBytes(path)
 
     func tensor(_ name: String) throws -> (shape: [Int], bytes: [UInt8]) {
-        guard let all = Self.fixture else { throw XCTSkip("cannot read \(Self.path)") }  // never: committed
-        guard let t = all[name] else { XCTFail("fixture has no \(name)"); throw XCTSkip("missing \(name)") }
+        let all = try XCTUnwrap(Self.fixture, "cannot read \(Self.path) (committed: a failure, never a skip)")
+        let t = try XCTUnwrap(all[name], "fixture has no \(name)")
         return (t.shape, t.bytes)
     }
 

@@ -365,23 +365,12 @@ public struct GGUFExportPass {
         return (bytesIn, overflowed, progress.elapsed, unweighted)
     }
 
-    /// The importance vector llama-quantize would use for a tensor: the source's vector when its
-    /// length is the row length; a wrong length is an error except for token_embd, whose vector
-    /// llama.cpp ignores (llama-imatrix cannot measure it). nil when the tensor is not quantized with
-    /// importance.
+    /// The importance vector llama-quantize would use for a tensor (`LlamaImportance.vector`), looked up
+    /// — and its length checked — for every tensor llama-quantize converts, whether or not the target
+    /// type uses it (Q8_0 and F16 do not). nil when the tensor is not quantized with importance.
     private func importanceVector(_ p: GGUFPlannedTensor, columns: Int) throws -> [Float]? {
-        // llama-quantize looks the vector up (and checks its length) for every tensor it converts,
-        // whether or not the target type uses it (Q8_0 and F16 do not).
-        guard let importance, type.llama != nil, p.shape.count == 2, p.type != intermediate.ggml,
-              let v = importance.values(for: p.name) else { return nil }
-        guard v.count == columns else {
-            if p.name == "token_embd.weight" { return nil }
-            throw GGUFExportError.importance(tensor: p.name, detail: "it has \(v.count) values but the tensor's rows have \(columns); it was computed for another model.")
-        }
-        if let i = v.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
-            throw GGUFExportError.importance(tensor: p.name, detail: "value \(i) is \(v[i]); importance values are finite and ≥ 0. Recompute the importance matrix.")
-        }
-        return GGMLQuantize.blockTypes.contains(p.type) && p.type != .q8_0 ? v : nil
+        guard importance != nil, type.llama != nil, p.shape.count == 2, p.type != intermediate.ggml else { return nil }
+        return try LlamaImportance.vector(importance, tensor: p.name, columns: columns, type: p.type)
     }
 
     /// Rounds f32[0..<n] to the default export's type (f16 or bf16) and back in place: the values

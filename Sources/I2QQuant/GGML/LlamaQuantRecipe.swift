@@ -73,6 +73,7 @@ public struct TensorTypeOverride: @unchecked Sendable {
         type = ty
     }
 
+    /// Deliberate try?: a regex compiled from a pattern string has no custom components, so matching cannot throw.
     func matches(_ name: String) -> Bool { (try? regex.firstMatch(in: name)) != nil }
 }
 

@@ -21,7 +21,7 @@ public enum BF16Gemm {
 
     /// True when this CPU runs the `vdpbf16ps` kernel (else the sgemm fallback, same results up to
     /// float32 summation order).
-    public static var native: Bool { i2q_cpu_has_avx512bf16() != 0 && QuantGemv.Int8.best == .vnni }
+    public static let native: Bool = i2q_cpu_has_avx512bf16() != 0 && QuantGemv.Int8.best == .vnni  // checked once
     /// Tests: take the fallback even where the kernel runs.
     nonisolated(unsafe) static var forceFallback = false
 
@@ -62,12 +62,9 @@ public enum BF16Gemm {
 
     /// dst[i] = bf16(src[i]) (round to nearest even), the C kernel on the cores.
     static func round(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, count: Int) {
-        let chunk = 1 << 16
-        let parts = min(Gemv.threads, (count + chunk - 1) / chunk)
         let s = UnsafeSendable(src), d = UnsafeSendable(dst)
-        WorkerPool.run(max(1, parts)) { p in
-            let lo = count * p / max(1, parts), hi = count * (p + 1) / max(1, parts)
-            if lo < hi { i2q_f32_to_bf16(s.p + lo, d.p + lo, Int64(hi - lo), Int32(I2Q_IMPL_AUTO)) }
+        Kernels.parallelRows(count, cost: count) { r in
+            i2q_f32_to_bf16(s.p + r.lowerBound, d.p + r.lowerBound, Int64(r.count), Int32(I2Q_IMPL_AUTO))
         }
     }
 }

@@ -181,7 +181,7 @@ struct WeightLoader {
                 if e.parts.isEmpty {
                     m[e.name] = try FourBitWeight.sourceTensor(e, file: f)  // a malformed entry is an error naming it
                 } else if let t = try? FourBitWeight.sourceTensor(e, file: f) {
-                    m[e.name] = t  // fused groups are read part by part (FusedWeights); the whole view is optional
+                    m[e.name] = t  // deliberate: fused groups are read part by part (FusedWeights), each part validated with its error named; the whole view is optional
                 }
             }
             for e in f.entries where GGMLWeight.schemes.contains(e.scheme) {
@@ -189,7 +189,7 @@ struct WeightLoader {
                 if e.parts.isEmpty {
                     m[e.name] = try GGMLWeight.sourceTensor(e, file: f)  // a malformed entry is an error naming it
                 } else if let t = try? GGMLWeight.sourceTensor(e, file: f) {
-                    m[e.name] = t
+                    m[e.name] = t  // deliberate, as above: each part is validated (and its error named) when read
                 }
             }
         }
