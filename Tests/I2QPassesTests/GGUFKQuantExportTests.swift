@@ -10,7 +10,7 @@ import I2QTestSupport
 /// llama-quantize (llama-cpp-python 0.3.36's `llama_model_quantize`) writes from i2q's default GGUF
 /// export of the same model — same ggml type, same bytes (sha256) — without and with the same
 /// importance matrix, and with `--tensor-type` overrides. Expected data:
-/// Tests/Fixtures/gguf-export/{tiny-mistral,smollm2}.llama-quantize.json, made by
+/// Tests/Fixtures/gguf-export/{tiny-mistral,tiny-llama,smollm2}.llama-quantize.json, made by
 /// scripts/fixtures/make_gguf_kquant_fixtures.py from llama.cpp's output (never from i2q's quantizer).
 /// SmolLM2 needs the real model (env I2Q_SMOLLM2); without it the test fails (CI sets it).
 final class GGUFKQuantExportTests: XCTestCase {
@@ -73,6 +73,20 @@ final class GGUFKQuantExportTests: XCTestCase {
     /// q4_k_m with three --tensor-type overrides (one to F16, one that itself falls back).
     func testTinyMistralEqualsLlamaQuantize() throws {
         try check(model: fixturesDir + "/tiny-mistral", json: "tiny-mistral.llama-quantize.json")
+    }
+
+    /// tiny-llama (f32 → f16 export, widths 32/64: the K-quants fall back as llama.cpp's do, the tied
+    /// embedding too): all ten llama-quantize types, q4_k_m, q5_k_m, q6_k and q5_0 with an importance
+    /// matrix, q4_k_m with the --tensor-type overrides. tiny-llama has no tokenizer (export refuses it:
+    /// GGUFExportTests.testErrors), so this exports the same copy the fixture script quantized: its
+    /// config, generation config and weights plus gguf-export/tiny-llama-tokenizer.json as tokenizer.json.
+    func testTinyLlamaEqualsLlamaQuantize() throws {
+        let dir = try makeTempDir("tiny-llama-tok")
+        for n in ["config.json", "generation_config.json", "model.safetensors"] {
+            try FileSystem.copyFile(fixturesDir + "/tiny-llama/" + n, dir + "/" + n)
+        }
+        try FileSystem.copyFile(fixturesDir + "/gguf-export/tiny-llama-tokenizer.json", dir + "/tokenizer.json")
+        try check(model: dir, json: "tiny-llama.llama-quantize.json")
     }
 
     /// SmolLM2-135M (f32 → f16 export; ffn_down 1536 wide gets real Q4_K/Q5_K/Q6_K blocks, the
