@@ -82,6 +82,7 @@ final class GGUFKQuantExportTests: XCTestCase {
     /// config, generation config and weights plus gguf-export/tiny-llama-tokenizer.json as tokenizer.json.
     func testTinyLlamaEqualsLlamaQuantize() throws {
         let dir = try makeTempDir("tiny-llama-tok")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         for n in ["config.json", "generation_config.json", "model.safetensors"] {
             try FileSystem.copyFile(fixturesDir + "/tiny-llama/" + n, dir + "/" + n)
         }

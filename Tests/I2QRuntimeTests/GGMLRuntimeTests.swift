@@ -11,8 +11,10 @@ import I2QPasses
 /// gguf-py's `quants.dequantize` values and transformers' float32 logits on those dequantized weights.
 final class GGMLRuntimeTests: XCTestCase {
     var dir = ""
-    override func setUpWithError() throws { dir = try makeTempDir("ggmlrt") }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
+    // These references are transformers' F.linear on dequantized weights: float32 activations
+    // (the default, llama.cpp's 8-bit activation rounding, is tested by GGMLActivationTests).
+    override func setUpWithError() throws { dir = try makeTempDir("ggmlrt"); GGMLGemv.activations = .float32 }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir); GGMLGemv.activations = .llamaCpp }
 
     func write(_ model: String, _ fixture: String) throws -> (String, GGMLBlocksFixture) {
         let fx = try GGMLBlocksFixture(fixture)

@@ -140,6 +140,25 @@ void i2q_exp(const float *x, float *y, int64_t n);
 /// identical to gguf-py's `quants.dequantize` (and to GGMLDequant). Returns 0 for a type it does not do.
 int i2q_ggml_dequantize(int type, const void *src, int64_t blocks, float *dst);
 
+// MARK: llama.cpp's activation rounding for ggml-block weights (ggml_act.c)
+
+/// The ggml type llama.cpp's CPU backend quantizes activations to for a weight of `weight_type`
+/// (vec_dot_type: Q8_0 = 8, Q8_1 = 9, Q8_K = 15), or -1 for a type without one here.
+int i2q_ggml_vec_dot_type(int weight_type);
+/// x[k] → k/32 Q8_0 or Q8_1 blocks or k/256 Q8_K blocks (type 8, 9, 15) at dst, byte-identical to
+/// libggml-cpu's `quantize_row_q8_0/q8_1/q8_K` on x86 (AVX2 code for Q8_0/Q8_1).
+void i2q_ggml_quantize_q8(int type, const float *x, int64_t k, void *dst);
+/// out[m, k] = x[m, k] quantized per row as llama.cpp does for weight type `weight_type` and
+/// dequantized (d·q, d the block's stored scale). out may equal x. Returns 0 (nothing written) when
+/// the type has no vec_dot_type here or k is not a multiple of its block.
+int i2q_ggml_round_activations(int weight_type, const float *x, int64_t m, int64_t k, float *out);
+
+/// For Q4_1/Q5_1 weights (other types: no-op): y[i·ldy + r] += Σ_b min_{r,b} · (s_{i,b} − f16(d_{i,b})·Σq),
+/// the part of llama.cpp's min term m·s (s = f16(d·Σq) of the Q8_1 block) that the rounded values
+/// d·q do not carry; with it, rounded activations × dequantized weight = ggml's vec_dot up to order.
+void i2q_ggml_q8_1_min_term(int weight_type, const void *blocks, int64_t rows, int64_t row_bytes, int64_t k,
+                            const float *x, int64_t m, float *y, int64_t ldy);
+
 // MARK: worker pool
 
 typedef void (*i2q_task_fn)(void *ctx, int64_t part);

@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 import CI2QKernels
 import I2QCore
 import I2QQuant
@@ -56,6 +57,10 @@ struct GGMLRows: @unchecked Sendable {
     }
 }
 
+/// How activations meet ggml-block weights: rounded as llama.cpp rounds them (its integer block dot
+/// products), or float32 (transformers on the dequantized weight).
+public enum GGMLActivations: String, Sendable { case llamaCpp = "q8", float32 = "f32" }
+
 /// Matrix products with ggml-block weights.
 ///
 /// Reference: transformers `F.linear` in float32 on the weight dequantized by gguf-py
@@ -71,13 +76,40 @@ struct GGMLRows: @unchecked Sendable {
 ///   decode vs prefill logits within 1e-5 · std on the 2-layer tiny models, measured ≤ 2.3e-6; within
 ///   5e-5 · std on 30-layer SmolLM2, measured 1.0e-5, as for its float32 weights). Against transformers
 ///   on the gguf-py-dequantized weights, prefill logits are within 1e-4 · std (measured ≤ 1.7e-5).
-enum GGMLGemv {
+///
+/// Activations (`activations`): by default they are first rounded as llama.cpp's CPU backend
+/// rounds them for that weight type — to Q8_K blocks for K-quants, Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for
+/// Q4_1/Q5_1 (`i2q_ggml_round_activations`, ggml_act.c: libggml-cpu's bytes, their values d·q) — so the
+/// products equal llama.cpp's integer block dot products up to float32 summation order: i2q runs a
+/// ggml .i2q as llama.cpp runs the same bytes as GGUF (GGMLActivationTests: every type against
+/// libggml-cpu's `ggml_mul_mat` within 2e-6 · Σ|w·x|; for Q4_1/Q5_1 the Q8_1 block's rounded sum s,
+/// which d·q cannot carry, is added as a min term, `minTerm`). `.float32` (`--ggml-f32-activations`,
+/// I2Q_GGML_ACTIVATIONS=f32) skips the rounding: transformers' F.linear on the dequantized weight.
+public enum GGMLGemv {
     /// Float32 elements of one decode thread's row buffer (16 KiB: stays in L1 next to x).
     static let bufferElements = 4096
 
+    /// How activations meet ggml-block weights (see above); set before the model runs.
+    nonisolated(unsafe) public static var activations: GGMLActivations =
+        ProcessInfo.processInfo.environment["I2Q_GGML_ACTIVATIONS"] == "f32" ? .float32 : .llamaCpp
+
+    /// x[m, k] rounded for weight type `t` into a new buffer, or nil when no rounding applies.
+    static func rounded(_ t: GGMLType, _ x: UnsafePointer<Float>, m: Int, k: Int) -> UnsafeMutablePointer<Float>? {
+        guard activations == .llamaCpp else { return nil }
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: m * k)  // [m, k] f32
+        guard i2q_ggml_round_activations(Int32(t.rawValue), x, Int64(m), Int64(k), out) == 1 else {
+            out.deallocate()
+            return nil
+        }
+        return out
+    }
+
     /// y[rows] (+)= W[rows, cols] · x[cols] (decode), rows split over `Gemv.threads` like `Gemv.run`.
-    static func run(_ w: GGMLRows, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+    static func run(_ w: GGMLRows, x x0: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, accumulate: Bool) {
         let n = w.rows, k = w.cols
+        let xr = rounded(w.type, x0, m: 1, k: k)
+        defer { xr?.deallocate() }
+        let x = UnsafePointer(xr) ?? x0
         let xp = UnsafeSendable(x), yp = UnsafeSendable(y)
         let threads = Gemv.threads
         let rowsPer = (n + threads - 1) / threads
@@ -95,12 +127,22 @@ enum GGMLGemv {
                 r += t
             }
         }
+        if xr != nil { minTerm(w, x: x0, m: 1, y: y) }
+    }
+
+    /// llama.cpp's Q8_1 min-term difference for Q4_1/Q5_1 (`i2q_ggml_q8_1_min_term`); no-op otherwise.
+    static func minTerm(_ w: GGMLRows, x: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>) {
+        guard w.type == .q4_1 || w.type == .q5_1 else { return }
+        i2q_ggml_q8_1_min_term(Int32(w.type.rawValue), w.blocks, Int64(w.rows), Int64(w.rowBytes), Int64(w.cols), x, Int64(m), y, Int64(w.rows))
     }
 
     /// y[m, rows] (+)= x[m, cols] · Wᵀ (prefill): row tiles of `tileRows` dequantized into `scratch`
     /// ([tileRows, cols] f32) and multiplied with sgemm (as `QuantGemv.linear`).
-    static func linear(_ w: GGMLRows, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int,
+    static func linear(_ w: GGMLRows, x x0: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int,
                        accumulate: Bool, scratch: UnsafeMutablePointer<Float>, tileRows: Int) {
-        QuantGemv.tiledLinear(w, x: x, y: y, m: m, accumulate: accumulate, scratch: scratch, tileRows: tileRows)
+        let xr = rounded(w.type, x0, m: m, k: w.cols)
+        defer { xr?.deallocate() }
+        QuantGemv.tiledLinear(w, x: UnsafePointer(xr) ?? x0, y: y, m: m, accumulate: accumulate, scratch: scratch, tileRows: tileRows)
+        if xr != nil { minTerm(w, x: x0, m: m, y: y) }
     }
 }
