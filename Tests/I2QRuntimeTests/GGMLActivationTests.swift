@@ -114,4 +114,51 @@ final class GGMLActivationTests: XCTestCase {
         }
         GGMLGemv.activations = .llamaCpp
     }
+
+    /// The fused decode kernel (`i2q_ggml_gemv`) on every path this CPU has — scalar always, AVX2 and
+    /// AVX-512 where present — gives the same bits for every type, and equals ggml_mul_mat (m = 1)
+    /// within 2e-6 · Σ|w·x|; `GGMLGemv.run` with and without the fused kernel agree within the same bound.
+    func testFusedDecodePathsAreBitIdenticalAndEqualGGML() throws {
+        let x = try floats("mm.x")
+        let k = x.shape[1]
+        let impls = [Int32(I2Q_IMPL_SCALAR), Int32(I2Q_IMPL_AVX2), Int32(I2Q_IMPL_VNNI)].filter { $0 == Int32(I2Q_IMPL_SCALAR) || i2q_q4a_impl($0) == $0 }
+        print("ggml fused decode: paths tested on this CPU: \(impls)")
+        for type in GGMLBlockLayout.types where i2q_ggml_dot_supported(Int32(type.rawValue)) == 1 {
+            let w = try tensor("mm.\(type.name).w")
+            let n = w.shape[0]
+            let ref = try floats("mm.\(type.name).y1").values
+            let t = i2q_ggml_vec_dot_type(Int32(type.rawValue))
+            let blockBytes = t == 15 ? 292 : (t == 9 ? 36 : 34), blockSize = t == 15 ? 256 : 32
+            var xq = [UInt8](repeating: 0, count: k / blockSize * blockBytes)
+            x.values.withUnsafeBufferPointer { xp in xq.withUnsafeMutableBytes { i2q_ggml_quantize_q8(t, xp.baseAddress!, Int64(k), $0.baseAddress!) } }
+            var outs: [[Float]] = []
+            for impl in impls {
+                var y = [Float](repeating: .nan, count: n)
+                let ok = w.bytes.withUnsafeBytes { wb in xq.withUnsafeBytes { xb in
+                    i2q_ggml_gemv(Int32(type.rawValue), wb.baseAddress!, Int64(w.shape[1]), Int64(k), xb.baseAddress!, 0, Int64(n), &y, 0, impl)
+                } }
+                XCTAssertEqual(ok, 1)
+                outs.append(y)
+            }
+            for o in outs.dropFirst() { XCTAssertEqual(o.map(\.bitPattern), outs[0].map(\.bitPattern), "\(type.name): paths differ") }
+            // Against ggml, and against the dequantize-then-GEMV path.
+            let owner = w.bytes as AnyObject
+            try w.bytes.withUnsafeBytes { wb in
+                let rows = GGMLRows(type: type, rows: n, cols: k, rowBytes: w.shape[1], blocks: wb.baseAddress!, owner: owner)
+                var deq = [Float](repeating: 0, count: n * k)
+                rows.dequantize(rows: 0, n, into: &deq)
+                var unfused = [Float](repeating: .nan, count: n)
+                GGMLGemv.fusedDecode = false
+                defer { GGMLGemv.fusedDecode = true }
+                x.values.withUnsafeBufferPointer { xp in GGMLGemv.run(rows, x: xp.baseAddress!, y: &unfused, accumulate: false) }
+                for j in 0..<n {
+                    var scale = 0.0
+                    for c in 0..<k { scale += abs(Double(deq[j * k + c]) * Double(x.values[c])) }
+                    XCTAssertLessThanOrEqual(abs(Double(outs[0][j]) - Double(ref[j])) / scale, 2e-6, "\(type.name) row \(j) vs ggml")
+                    XCTAssertLessThanOrEqual(abs(Double(outs[0][j]) - Double(unfused[j])) / scale, 2e-6, "\(type.name) row \(j) vs unfused")
+                }
+            }
+        }
+        XCTAssertEqual(i2q_ggml_dot_supported(10), 0, "Q2_K has no fused kernel (decode dequantizes it)")
+    }
 }

@@ -159,6 +159,17 @@ int i2q_ggml_round_activations(int weight_type, const float *x, int64_t m, int64
 void i2q_ggml_q8_1_min_term(int weight_type, const void *blocks, int64_t rows, int64_t row_bytes, int64_t k,
                             const float *x, int64_t m, float *y, int64_t ldy);
 
+// MARK: ggml-block × Q8 GEMV (decode; ggml_dot.c)
+
+/// 1 when i2q_ggml_gemv handles weights of this ggml type (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K).
+int i2q_ggml_dot_supported(int weight_type);
+/// y[r] (+)= llama.cpp's vec_dot of weight row r (blocks at w + r·row_bytes, k elements) with the
+/// activation blocks xq (i2q_ggml_quantize_q8 of x for i2q_ggml_vec_dot_type(weight_type)), rows
+/// [r0, r1). Returns 0 (nothing written) for an unsupported type. impl: as i2q_q4a_gemv (a path the
+/// CPU lacks runs the scalar code); every path gives the same bits.
+int i2q_ggml_gemv(int weight_type, const void *w, int64_t row_bytes, int64_t k, const void *xq,
+                  int64_t r0, int64_t r1, float *y, int accumulate, int impl);
+
 // MARK: worker pool
 
 typedef void (*i2q_task_fn)(void *ctx, int64_t part);

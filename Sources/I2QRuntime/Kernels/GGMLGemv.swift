@@ -107,6 +107,9 @@ public enum GGMLGemv {
     /// y[rows] (+)= W[rows, cols] · x[cols] (decode), rows split over `Gemv.threads` like `Gemv.run`.
     static func run(_ w: GGMLRows, x x0: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, accumulate: Bool) {
         let n = w.rows, k = w.cols
+        if activations == .llamaCpp, fusedDecode, i2q_ggml_dot_supported(Int32(w.type.rawValue)) == 1 {
+            return runFused(w, x: x0, y: y, accumulate: accumulate)
+        }
         let xr = rounded(w.type, x0, m: 1, k: k)
         defer { xr?.deallocate() }
         let x = UnsafePointer(xr) ?? x0
@@ -129,6 +132,31 @@ public enum GGMLGemv {
         }
         if xr != nil { minTerm(w, x: x0, m: 1, y: y) }
     }
+
+    /// Decoding with llama.cpp's fused block dot products (`i2q_ggml_gemv`, ggml_dot.c): x quantized once
+    /// to the weight type's activation blocks, then integer block dots per row, rows split over
+    /// `Gemv.threads`. Same values as the dequantize-then-GEMV path up to float32 summation order.
+    static func runFused(_ w: GGMLRows, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        let n = w.rows, k = w.cols
+        let t = i2q_ggml_vec_dot_type(Int32(w.type.rawValue))
+        let blockBytes = t == 15 ? 292 : (t == 9 ? 36 : 34), blockSize = t == 15 ? 256 : 32
+        let xq = UnsafeMutableRawPointer.allocate(byteCount: k / blockSize * blockBytes, alignment: 64)  // activation blocks
+        defer { xq.deallocate() }
+        i2q_ggml_quantize_q8(t, x, Int64(k), xq)
+        let threads = Gemv.threads
+        let rowsPer = (n + threads - 1) / threads
+        let xp = UnsafeSendable(UnsafeRawPointer(xq)), yp = UnsafeSendable(y)
+        WorkerPool.run(threads) { part in
+            let lo = part * rowsPer, hi = min(n, lo + rowsPer)
+            guard lo < hi else { return }
+            _ = i2q_ggml_gemv(Int32(w.type.rawValue), w.blocks, Int64(w.rowBytes), Int64(k), xp.p, Int64(lo), Int64(hi),
+                              yp.p, accumulate ? 1 : 0, Int32(I2Q_IMPL_AUTO))
+        }
+    }
+
+    /// Fused integer decode for the types `i2q_ggml_gemv` has (env I2Q_GGML_FUSED=0: dequantize rows
+    /// and run the float GEMV on the rounded activations instead, for comparisons).
+    nonisolated(unsafe) static var fusedDecode = ProcessInfo.processInfo.environment["I2Q_GGML_FUSED"] != "0"
 
     /// llama.cpp's Q8_1 min-term difference for Q4_1/Q5_1 (`i2q_ggml_q8_1_min_term`); no-op otherwise.
     static func minTerm(_ w: GGMLRows, x: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>) {
