@@ -12,7 +12,7 @@ public struct LayerErrorAccumulator: Sendable {
     var base2: [Double]       // [layers] Σ‖h_base‖²
     var tokenSum: [Double]    // [layers] Σ per-position relative error
     var tokenMax: [Double]    // [layers]
-    public private(set) var positions: [Int]  // [layers] positions seen
+    public internal(set) var positions: [Int]  // [layers] positions seen
 
     public init(layers: Int) {
         self.layers = layers
@@ -36,6 +36,16 @@ public struct LayerErrorAccumulator: Sendable {
             tokenMax[layer] = max(tokenMax[layer], rel)
         }
         positions[layer] += rows
+    }
+
+    /// Adds another accumulator's positions (`verify --merge`): the sums add, the maxima combine. Equal
+    /// to accumulating both inputs in one to float rounding (the sums are added in another order).
+    public mutating func merge(_ o: LayerErrorAccumulator) {
+        precondition(o.layers == layers)
+        for i in 0..<layers {
+            diff2[i] += o.diff2[i]; base2[i] += o.base2[i]; tokenSum[i] += o.tokenSum[i]
+            tokenMax[i] = max(tokenMax[i], o.tokenMax[i]); positions[i] += o.positions[i]
+        }
     }
 
     public struct Layer: Sendable, Equatable {

@@ -21,6 +21,20 @@ public struct ModelStorage: Sendable {
         self.init(path: path, name: FileSystem.basename(path), bytes: Self.diskBytes(path), schemes: SchemeSummary(source))
     }
 
+    /// The storage read back from report.json's "candidate"/"reference" object (`json`); nil when a key
+    /// is missing (`verify --merge` rebuilds a report from its shards).
+    public init?(json j: JSONValue) {
+        guard let path = j["path"]?.stringValue, let name = j["name"]?.stringValue, let bytes = j["bytes"]?.intValue,
+              let list = j["schemes"]?.arrayValue else { return nil }
+        var schemes: [SchemeSummary.Scheme] = []
+        for s in list {
+            guard let n = s["scheme"]?.stringValue, let t = s["tensors"]?.intValue, let p = s["params"]?.intValue,
+                  let b = s["bytes"]?.intValue else { return nil }
+            schemes.append(.init(scheme: n, tensors: t, parameters: p, bytes: b))
+        }
+        self.init(path: path, name: name, bytes: bytes, schemes: SchemeSummary(schemes: schemes))
+    }
+
     /// Size on disk of a file, or of the regular files directly inside a directory.
     public static func diskBytes(_ path: String) -> Int {
         guard FileSystem.isDirectory(path) else { return FileSystem.fileSize(path) ?? 0 }

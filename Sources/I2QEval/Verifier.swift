@@ -24,6 +24,9 @@ public struct VerifyOptions: Sendable {
     public var maxPPLRatio: Double?
     public var maxKLD: Double?
     public var minANLS: Double?
+    /// Score only this slice of the inputs (`--shard I/N`); the report then carries what `--merge`
+    /// needs (VerifyShardData) and checks no limits.
+    public var shard: VerifyShard?
     /// Draw progress bars (stderr, terminals only).
     public var showProgress = ProgressBar.stderrIsTerminal
     /// Progress lines (the CLI prints them on stderr).
@@ -219,7 +222,9 @@ public struct TextComparison: Sendable {
 /// The result of one verification; `json` is the documented, stable report (docs/verify.md).
 public struct VerifyReport: Sendable {
     /// 2: "candidate" and "reference" are objects (`ModelStorage.json`; the path is their "path").
-    public static let formatVersion = 2
+    /// 3: a report may be one shard of a run (`--shard I/N`: a "shard" key, statistics over its slice
+    /// only, "passed" null); a merged report names its shards in "merged_from".
+    public static let formatVersion = 3
     public let candidate: String
     public let reference: String
     public let modelType: String
@@ -247,6 +252,11 @@ public struct VerifyReport: Sendable {
     /// Storage of both models (file size, schemes, bits per weight).
     public var candidateModel: ModelStorage? = nil
     public var referenceModel: ModelStorage? = nil
+    /// Set on a `--shard I/N` run: the report covers that slice only, checks no limits, and carries
+    /// what `--merge` needs.
+    public var shard: VerifyShardData? = nil
+    /// Set on a `--merge` result: the shard reports it was made from.
+    public var mergedFrom: [String]? = nil
     public var passed: Bool { failures.isEmpty }
 
     public var json: JSONValue {
@@ -276,7 +286,7 @@ public struct VerifyReport: Sendable {
                                                        ("max_token_rel_error", jsonNumber(c.maxTokenRelError))])))
         }
         let layerJSON: JSONValue = layerEntries.isEmpty ? .null : .object(layerEntries)
-        return .object([
+        var entries: [(String, JSONValue)] = [
             ("format", .string("i2q-verify")), ("format_version", .int(Self.formatVersion)),
             ("i2q_version", .string(I2QVersion.string)),
             ("candidate", candidateModel?.json ?? .object([("path", .string(candidate))])),
@@ -287,9 +297,12 @@ public struct VerifyReport: Sendable {
             ("docvqa", docvqa?.json ?? .null),
             ("thresholds", .object([("max_ppl_ratio", opt(options.maxPPLRatio)), ("max_kld", opt(options.maxKLD)),
                                     ("min_anls", opt(options.minANLS))])),
-            ("passed", .bool(passed)), ("failures", .array(failures.map { .string($0) })),
+            ("passed", shard == nil ? .bool(passed) : .null), ("failures", .array(failures.map { .string($0) })),
             ("seconds", jsonNumber(seconds)),
-        ])
+        ]
+        if let m = mergedFrom { entries.append(("merged_from", .array(m.map { .string($0) }))) }
+        if let sh = shard { entries.append(("shard", sh.json(docvqa: docvqa))) }
+        return .object(entries)
     }
 
     /// The JSON report as text (2-space indentation).
@@ -341,6 +354,8 @@ public enum Verifier {
         guard (cand.visionLanguage == nil) == (base.visionLanguage == nil) else { throw VerifyError.kindMismatch(candidate: cand.kind, reference: base.kind) }
         // Load the DocVQA set first: a bad set fails before the long text run.
         let set = try o.docvqaDirectory.map { try DocVQASet.load(directory: $0) }
+        var shard = o.shard.map { VerifyShardData(spec: $0) }
+        var settings = shardSettings(o, base: base, candidate: cand)
         var text: TextComparison?
         var layers: [LayerErrorAccumulator.Layer]?
         var layerPositions = 0
@@ -348,15 +363,22 @@ public enum Verifier {
             let bytes = try FileSystem.readFile(path)
             guard let s = String(validating: bytes, as: UTF8.self) else { throw VerifyError.badText(path: path) }
             let ids = base.text.tokenizer.encode(s)
-            let windows = ids.count / o.ctx
-            o.log?("verify: text \(path): \(ids.count) tokens, \(windows) windows of \(o.ctx)")
-            let bar = ProgressBar(label: "verify text", total: max(windows, 1), unit: "windows", enabled: o.showProgress)
+            let allWindows = ids.count / o.ctx
+            let range = try o.shard.map { try $0.windows(of: allWindows) } ?? 0..<allWindows
+            o.log?("verify: text \(path): \(ids.count) tokens, \(allWindows) windows of \(o.ctx)"
+                   + (o.shard.map { " (shard \($0.label): windows \(range.lowerBound)..<\(range.upperBound))" } ?? ""))
+            let bar = ProgressBar(label: "verify text", total: max(range.count, 1), unit: "windows", enabled: o.showProgress)
             let r = try compareText(base: base.text.decoder, candidate: cand.text.decoder, ids: ids, ctx: o.ctx,
-                                    layerwise: o.layerwise, progress: bar)
+                                    layerwise: o.layerwise, windows: allWindows > 0 ? range : nil, progress: bar)
             bar.finish()
-            text = TextComparison(file: path, tokens: ids.count, ctx: o.ctx, windows: windows, stats: r.stats, seconds: r.seconds)
+            text = TextComparison(file: path, tokens: ids.count, ctx: o.ctx, windows: range.count, stats: r.stats, seconds: r.seconds)
             layers = r.layers?.result
             layerPositions = r.layers?.positions.first ?? 0
+            if shard != nil {
+                shard!.textWindows = range; shard!.tokens = r.tokens; shard!.decoder = r.layers
+                settings += [("text_tokens", .int(ids.count)), ("text_windows", .int(allWindows)),
+                             ("text_xxh3", .string(XXH3.hex(XXH3.hash(bytes))))]
+            }
             o.log?("verify: PPL ratio \(formatFixed(r.stats.pplRatio, 5)), mean KLD \(formatFixed(r.stats.kldMean, 6)), same top \(formatFixed(100 * r.stats.sameTop, 2)) % (\(formatFixed(r.seconds, 1)) s)")
         }
         var docvqa: DocVQAComparison?
@@ -365,8 +387,17 @@ public enum Verifier {
         var connectorSeen = Set<String>()
         var visionImages = 0, visionPatches = 0, connectorTokens = 0
         if let set {
-            let items = set.select(samples: o.samples ?? 0, seed: o.seed)
-            o.log?("verify: DocVQA \(set.file): \(items.count) of \(set.items.count) questions")
+            let selected = set.select(samples: o.samples ?? 0, seed: o.seed)
+            var items = selected
+            if let sh = o.shard {
+                let positions = try sh.questions(images: selected.map(\.imagePath))
+                items = positions.map { selected[$0] }
+                shard!.questionPositions = positions
+                settings += [("docvqa_questions_in_set", .int(set.items.count)), ("docvqa_selected", .int(selected.count)),
+                             ("docvqa_xxh3", .string(XXH3.hex(XXH3.hash(try FileSystem.readFile(set.file)))))]
+            }
+            o.log?("verify: DocVQA \(set.file): \(items.count) of \(set.items.count) questions"
+                   + (o.shard.map { " (shard \($0.label) of the \(selected.count) selected)" } ?? ""))
             let bar = ProgressBar(label: "verify docvqa", total: items.count, unit: "questions", enabled: o.showProgress)
             let t1 = ProgressBar.now()
             var results: [DocVQAItemResult] = []
@@ -434,16 +465,8 @@ public enum Verifier {
             o.log?("verify: ANLS candidate \(formatFixed(d.anlsCandidate, 4)), base \(formatFixed(d.anlsBase, 4)), agreement \(formatFixed(d.anlsAgreement, 4))")
             o.log?("verify: exact match candidate \(formatFixed(100 * d.exactMatchCandidate, 2)) % [\(formatFixed(100 * d.exactMatchCandidateCI.0, 2)), \(formatFixed(100 * d.exactMatchCandidateCI.1, 2))], base \(formatFixed(100 * d.exactMatchBase, 2)) %, same answer \(formatFixed(100 * d.sameAnswerShare, 2)) %, flipped \(d.flipped.count)" + (d.kldAnswerMean.map { ", mean KLD on answer tokens \(formatFixed($0, 6))" } ?? ""))
         }
-        var failures: [String] = []
-        if let m = o.maxPPLRatio, let t = text, !(t.stats.pplRatio <= m) {
-            failures.append("PPL ratio \(formatFixed(t.stats.pplRatio, 5)) is above --max-ppl-ratio \(m)")
-        }
-        if let m = o.maxKLD, let t = text, !(t.stats.kldMean <= m) {
-            failures.append("mean KLD \(formatFixed(t.stats.kldMean, 6)) is above --max-kld \(m)")
-        }
-        if let m = o.minANLS, let d = docvqa, !(d.anlsCandidate >= m) {
-            failures.append("candidate ANLS \(formatFixed(d.anlsCandidate, 4)) is below --min-anls \(m)")
-        }
+        // A shard checks no limits: they hold for the whole run, which `--merge` checks.
+        let failures = o.shard == nil ? Self.failures(text: text, docvqa: docvqa, options: o) : []
         var report = VerifyReport(candidate: cand.path, reference: base.path, modelType: base.kind, text: text, layers: layers,
                                   layerPositions: layerPositions, docvqa: docvqa, options: o, seconds: ProgressBar.now() - t0,
                                   failures: failures)
@@ -460,17 +483,55 @@ public enum Verifier {
         report.decoderWidth = base.text.decoder.config.hiddenSize
         report.candidateModel = ModelStorage(path: cand.path, source: cand.source)
         report.referenceModel = ModelStorage(path: base.path, source: base.source)
+        if var sh = shard {
+            sh.vision = vision; sh.connector = connector
+            sh.visionImages = visionImages; sh.visionPatches = visionPatches; sh.connectorTokens = connectorTokens
+            sh.settings = .object(settings)
+            report.shard = sh
+        }
         return report
+    }
+
+    /// The limits (`--max-ppl-ratio`, `--max-kld`, `--min-anls`) the statistics break.
+    static func failures(text: TextComparison?, docvqa: DocVQAComparison?, options o: VerifyOptions) -> [String] {
+        var failures: [String] = []
+        if let m = o.maxPPLRatio, let t = text, !(t.stats.pplRatio <= m) {
+            failures.append("PPL ratio \(formatFixed(t.stats.pplRatio, 5)) is above --max-ppl-ratio \(m)")
+        }
+        if let m = o.maxKLD, let t = text, !(t.stats.kldMean <= m) {
+            failures.append("mean KLD \(formatFixed(t.stats.kldMean, 6)) is above --max-kld \(m)")
+        }
+        if let m = o.minANLS, let d = docvqa, !(d.anlsCandidate >= m) {
+            failures.append("candidate ANLS \(formatFixed(d.anlsCandidate, 4)) is below --min-anls \(m)")
+        }
+        return failures
+    }
+
+    /// What every shard of one run shares (compared by `--merge`); the per-input entries are appended
+    /// where the inputs are read.
+    static func shardSettings(_ o: VerifyOptions, base: VerifyModel, candidate: VerifyModel) -> [(String, JSONValue)] {
+        func opt(_ d: Double?) -> JSONValue { d.map { jsonNumber($0) } ?? .null }
+        return [("i2q_version", .string(I2QVersion.string)), ("model_type", .string(base.kind)),
+                ("text", .bool(o.textPath != nil)), ("docvqa", .bool(o.docvqaDirectory != nil)),
+                ("ctx", .int(o.ctx)), ("samples", o.samples.map { .int($0) } ?? .null), ("seed", .uint(o.seed)),
+                ("max_new_tokens", .int(o.maxNewTokens)), ("layerwise", .bool(o.layerwise)), ("worst_items", .int(o.worstItems)),
+                ("max_ppl_ratio", opt(o.maxPPLRatio)), ("max_kld", opt(o.maxKLD)), ("min_anls", opt(o.minANLS)),
+                ("decoder_width", .int(base.text.decoder.config.hiddenSize)),
+                ("vision_width", .int(base.visionLanguage?.visionWidth ?? 0))]
     }
 
     /// Both decoders over the same windows of `ids` (as Perplexity: consecutive windows of `ctx`, a
     /// last partial window dropped, positions 0..ctx−2 scored against the next token). Memory per
     /// window: two [ctx, hidden] hidden states, two [64, vocab] logit blocks and, with `layerwise`,
     /// the base's [layers, ctx, hidden] layer outputs.
+    /// `windows`: a slice of them only (`--shard`); `tokens` are the per-position comparisons in order.
     public static func compareText(base: TextDecoder, candidate: TextDecoder, ids: [Int], ctx: Int, layerwise: Bool,
-                                   progress: ProgressBar? = nil) throws -> (stats: TokenStatistics, layers: LayerErrorAccumulator?, seconds: Double) {
+                                   windows range: Range<Int>? = nil, progress: ProgressBar? = nil)
+        throws -> (stats: TokenStatistics, layers: LayerErrorAccumulator?, seconds: Double, tokens: [TokenComparison]) {
         let windows = ids.count / ctx
         guard windows > 0, ctx >= 3 else { throw PerplexityError.tooShort(tokens: ids.count, ctx: ctx) }
+        let range = range ?? 0..<windows
+        precondition(range.lowerBound >= 0 && range.upperBound <= windows && !range.isEmpty)
         let t0 = ProgressBar.now()
         let h = base.config.hiddenSize, vocab = base.config.vocabSize, nl = base.config.numHiddenLayers
         let layerwise = layerwise && candidate.config.numHiddenLayers == nl && candidate.config.hiddenSize == h
@@ -478,8 +539,8 @@ public enum Verifier {
         var baseLayers = [Float](repeating: 0, count: layerwise ? nl * ctx * h : 0)  // [layers, ctx, hidden] f32
         let cb = try base.makeCache(capacity: ctx), cc = try candidate.makeCache(capacity: ctx)
         var tokens: [TokenComparison] = []
-        tokens.reserveCapacity(windows * (ctx - 1))
-        for w in 0..<windows {
+        tokens.reserveCapacity(range.count * (ctx - 1))
+        for w in range {
             let win = Array(ids[(w * ctx)..<((w + 1) * ctx)])
             cb.reset(); cc.reset()
             let hb: [Float]  // [ctx, hidden]
@@ -520,7 +581,7 @@ public enum Verifier {
             }
             progress?.advance(1)
         }
-        return (TokenStatistics(tokens), acc, ProgressBar.now() - t0)
+        return (TokenStatistics(tokens), acc, ProgressBar.now() - t0, tokens)
     }
 
     /// A fixed worked example shown before each question to text models (two-shot): small models

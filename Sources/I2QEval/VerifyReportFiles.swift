@@ -101,8 +101,13 @@ public enum VerifyReportFiles {
     public static func summary(_ r: VerifyReport, plots: [String]) -> String {
         var s = "# i2q verify\n\n"
         s += "- candidate: `\(r.candidate)`\n- reference: `\(r.reference)`\n- model type: \(r.modelType)\n"
-        s += "- result: **\(r.passed ? "passed" : "FAILED")**"
-        s += r.failures.isEmpty ? "\n" : "\n" + r.failures.map { "  - \($0)\n" }.joined()
+        if let sh = r.shard {
+            s += "- shard: **\(sh.spec.label)** (0-based): the statistics below cover this slice only and no limit is checked; `i2q verify --merge` the reports of all \(sh.spec.count) shards for the run's report\n"
+        } else {
+            s += "- result: **\(r.passed ? "passed" : "FAILED")**"
+            s += r.failures.isEmpty ? "\n" : "\n" + r.failures.map { "  - \($0)\n" }.joined()
+        }
+        if let m = r.mergedFrom { s += "- merged from \(m.count) shard reports (times below are their sums)\n" }
         s += "- time: \(f(r.seconds, 1)) s\n\n"
         if r.candidateModel != nil || r.referenceModel != nil {
             s += "## Models\n\n"

@@ -8,14 +8,17 @@ struct Verify: ParsableCommand {
         discussion: """
             Both models run over the same inputs, window by window (nothing large is stored). \
             Exit status: 0 passed, 1 error, 2 a --max-ppl-ratio / --max-kld / --min-anls limit was broken. \
-            Report keys: docs/verify.md.
+            Report keys: docs/verify.md. \
+            Across machines: each runs `--shard I/N` (I = 0…N−1, 0-based: Kubernetes' $JOB_COMPLETION_INDEX, or \
+            Slurm's $SLURM_ARRAY_TASK_ID with --array=0-(N−1)) with --report DIR or --json, then \
+            `i2q verify --merge DIR_OR_JSON… [--report DIR] [--json]` gives the report of one unsharded run.
             """)
 
     @Argument(help: modelHelp("The model to check (HF directory, .i2q or .gguf)"))
-    var candidate: String
+    var candidate: String?
 
     @Option(help: modelHelp("The model it was made from (HF directory, .i2q or .gguf); same tokenizer"))
-    var reference: String
+    var reference: String?
 
     @OptionGroup var input: ModelInputOptions
     @OptionGroup var runtime: RuntimeOptions
@@ -59,7 +62,22 @@ struct Verify: ParsableCommand {
     @Flag(help: "Do not draw progress bars.")
     var noProgress = false
 
+    @Option(help: "Score only slice I of N (I in 0..<N, 0-based): text windows, DocVQA questions (a page's questions together). Merge the N reports with --merge.")
+    var shard: String?
+
+    @Option(parsing: .upToNextOption, help: "Combine the reports (report.json files or --report directories) of all N `--shard I/N` runs into the run's report; no models are opened. Limit flags given here replace the shards'.")
+    var merge: [String] = []
+
     func validate() throws {
+        if !merge.isEmpty {
+            guard candidate == nil, reference == nil, text == nil, docvqa == nil, shard == nil else {
+                throw ValidationError("--merge takes shard reports only: the models, --text, --docvqa and the other settings come from them")
+            }
+            return
+        }
+        guard candidate != nil else { throw ValidationError("give the candidate model (or --merge REPORT…)") }
+        guard reference != nil else { throw ValidationError("give --reference MODEL: the model the candidate was made from") }
+        if let s = shard { _ = try VerifyShard.parse(s) }
         guard text != nil || docvqa != nil else { throw ValidationError("give --text FILE and/or --docvqa DIR: what to compare the models on") }
         guard ctx >= 3 else { throw ValidationError("--ctx must be at least 3") }
         try FlagLimits.check("--ctx", ctx, 3...FlagLimits.positions)
@@ -76,6 +94,10 @@ struct Verify: ParsableCommand {
         runtime.apply()
         var failed = false
         try runReportingErrors {
+            if !merge.isEmpty {
+                failed = try runMerge()
+                return
+            }
             var o = VerifyOptions()
             o.textPath = text
             o.docvqaDirectory = docvqa
@@ -88,22 +110,41 @@ struct Verify: ParsableCommand {
             o.maxKLD = maxKld
             o.minANLS = minAnls
             o.showProgress = !noProgress && ProgressBar.stderrIsTerminal
+            o.shard = try shard.map { try VerifyShard.parse($0) }
             o.log = { printError($0) }
-            let paths = try input.resolve([candidate, reference])
+            let paths = try input.resolve([candidate!, reference!])
             let claimed = try report.map { try VerifyReportFiles.claim($0, inputs: paths) }
             let r = try Verifier.run(candidate: paths[0], reference: paths[1], options: o)
             if let dir = report, let claimed {
                 try VerifyReportFiles.write(r, into: claimed)
                 printError("verify: report written to \(dir) (summary.md, report.json, plots)")
             }
-            if json {
-                print(r.jsonString())
-            } else {
-                print(VerifyReportFiles.summary(r, plots: []), terminator: "")
-            }
-            for f in r.failures { printError("verify: FAILED: \(f)") }
-            failed = !r.passed
+            failed = output(r)
         }
         if failed { throw ExitCode(2) }
+    }
+
+    /// Prints the report; true when a limit was broken.
+    func output(_ r: VerifyReport) -> Bool {
+        if json {
+            print(r.jsonString())
+        } else {
+            print(VerifyReportFiles.summary(r, plots: []), terminator: "")
+        }
+        for f in r.failures { printError("verify: FAILED: \(f)") }
+        return r.shard == nil && !r.passed
+    }
+
+    /// `--merge REPORT…`; true when a limit was broken.
+    func runMerge() throws -> Bool {
+        let claimed = try report.map { try VerifyReportFiles.claim($0, inputs: merge) }
+        let limits = maxPplRatio != nil || maxKld != nil || minAnls != nil ? (maxPplRatio, maxKld, minAnls) : nil
+        let r = try VerifyMerge.merge(paths: merge, thresholds: limits)
+        printError("verify: merged \(merge.count) shard reports")
+        if let dir = report, let claimed {
+            try VerifyReportFiles.write(r, into: claimed)
+            printError("verify: report written to \(dir) (summary.md, report.json, plots)")
+        }
+        return output(r)
     }
 }

@@ -27,6 +27,10 @@ public struct SchemeSummary: Sendable {
         public internal(set) var parameters = 0
         public internal(set) var bytes = 0
         public var bitsPerWeight: Double { SchemeSummary.bitsPerWeight(bytes: bytes, parameters: parameters) }
+
+        public init(scheme: String, tensors: Int = 0, parameters: Int = 0, bytes: Int = 0) {
+            self.scheme = scheme; self.tensors = tensors; self.parameters = parameters; self.bytes = bytes
+        }
     }
 
     /// Every tensor, in the source's order.
@@ -61,6 +65,14 @@ public struct SchemeSummary: Sendable {
             }
         }
         self.init(tensors: all.map { Tensor(name: $0.0, dtype: $0.1, parameters: $0.2, bytes: $0.3, scheme: label[$0.0] ?? $0.1.rawValue) })
+    }
+
+    /// A summary from its per-scheme totals alone (as a verify report stores them; `tensors` empty).
+    public init(schemes: [Scheme]) {
+        tensors = []
+        self.schemes = schemes
+        totalParameters = schemes.reduce(0) { $0 + $1.parameters }
+        totalBytes = schemes.reduce(0) { $0 + $1.bytes }
     }
 
     /// The summary of these tensors.
