@@ -77,7 +77,9 @@ struct Verify: ParsableCommand {
         }
         guard candidate != nil else { throw ValidationError("give the candidate model (or --merge REPORT…)") }
         guard reference != nil else { throw ValidationError("give --reference MODEL: the model the candidate was made from") }
-        if let s = shard { _ = try VerifyShard.parse(s) }
+        if let s = shard {
+            do { _ = try VerifyShard.parse(s) } catch { throw ValidationError("\(error)") }
+        }
         guard text != nil || docvqa != nil else { throw ValidationError("give --text FILE and/or --docvqa DIR: what to compare the models on") }
         guard ctx >= 3 else { throw ValidationError("--ctx must be at least 3") }
         try FlagLimits.check("--ctx", ctx, 3...FlagLimits.positions)

@@ -124,7 +124,7 @@ final class VerifyReportPlotsTests: XCTestCase {
 
         // report.json
         let j = try JSONParser.parse(try FileSystem.readFile(dir + "/report.json"), source: "report.json")
-        XCTAssertEqual(j["format_version"]?.intValue, 2)
+        XCTAssertEqual(j["format_version"]?.intValue, 3)
         let c = try XCTUnwrap(j["candidate"]), ref = try XCTUnwrap(j["reference"])
         XCTAssertEqual(c["path"]?.stringValue, path)
         XCTAssertEqual(c["name"]?.stringValue, "tiny-nf4.i2q")
