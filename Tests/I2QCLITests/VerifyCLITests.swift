@@ -99,4 +99,31 @@ final class VerifyCLITests: CLITestCase {
         XCTAssertEqual(g.code, 1, g.err)
         XCTAssertTrue(g.err.contains("shard 3 of 4 missing"), g.err)
     }
+
+    /// The documented Slurm job array script (scripts/cluster/verify_slurm.sh) run as Slurm runs it: one
+    /// process per task of `--array=1-3` (1-based on purpose: the script maps it to shards 0/3 … 2/3),
+    /// then the documented merge command.
+    func testSlurmArrayScript() throws {
+        let root = URL(fileURLWithPath: fixturesDir).deletingLastPathComponent().deletingLastPathComponent().path
+        let model = fixturesDir + "/tiny-idefics2-v5", out = dir + "/reports"
+        for task in 1...3 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/bash")
+            p.arguments = [root + "/scripts/cluster/verify_slurm.sh", model, model, out,
+                           "--text", "/usr/share/common-licenses/BSD", "--ctx", "64", "--no-layers"]
+            p.environment = ProcessInfo.processInfo.environment.merging(
+                ["I2Q": binary.path, "SLURM_ARRAY_TASK_ID": "\(task)", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "3"]) { $1 }
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, "task \(task)")
+        }
+        XCTAssertEqual(try FileSystem.listDirectory(out).filter { !$0.hasPrefix(".") }, ["shard-0", "shard-1", "shard-2"])
+        let m = try run(["verify", "--merge"] + (0..<3).map { out + "/shard-\($0)" } + ["--report", out + "/merged", "--json"])
+        XCTAssertEqual(m.code, 0, m.err)
+        let j = try JSONParser.parse(Array(m.out.utf8), source: "stdout")
+        XCTAssertEqual(j["text"]?["windows"]?.intValue, 5)
+        XCTAssertEqual(j["text"]?["ppl_ratio"]?.doubleValue, 1)
+    }
 }
