@@ -355,7 +355,8 @@ public enum Verifier {
         // Load the DocVQA set first: a bad set fails before the long text run.
         let set = try o.docvqaDirectory.map { try DocVQASet.load(directory: $0) }
         var shard = o.shard.map { VerifyShardData(spec: $0) }
-        var settings = shardSettings(o, base: base, candidate: cand)
+        var settings = shardSettings(o, modelType: base.kind, decoderWidth: base.text.decoder.config.hiddenSize,
+                                     visionWidth: base.visionLanguage?.visionWidth ?? 0)
         var text: TextComparison?
         var layers: [LayerErrorAccumulator.Layer]?
         var layerPositions = 0
@@ -509,15 +510,14 @@ public enum Verifier {
 
     /// What every shard of one run shares (compared by `--merge`); the per-input entries are appended
     /// where the inputs are read.
-    static func shardSettings(_ o: VerifyOptions, base: VerifyModel, candidate: VerifyModel) -> [(String, JSONValue)] {
+    static func shardSettings(_ o: VerifyOptions, modelType: String, decoderWidth: Int, visionWidth: Int) -> [(String, JSONValue)] {
         func opt(_ d: Double?) -> JSONValue { d.map { jsonNumber($0) } ?? .null }
-        return [("i2q_version", .string(I2QVersion.string)), ("model_type", .string(base.kind)),
+        return [("i2q_version", .string(I2QVersion.string)), ("model_type", .string(modelType)),
                 ("text", .bool(o.textPath != nil)), ("docvqa", .bool(o.docvqaDirectory != nil)),
                 ("ctx", .int(o.ctx)), ("samples", o.samples.map { .int($0) } ?? .null), ("seed", .uint(o.seed)),
                 ("max_new_tokens", .int(o.maxNewTokens)), ("layerwise", .bool(o.layerwise)), ("worst_items", .int(o.worstItems)),
                 ("max_ppl_ratio", opt(o.maxPPLRatio)), ("max_kld", opt(o.maxKLD)), ("min_anls", opt(o.minANLS)),
-                ("decoder_width", .int(base.text.decoder.config.hiddenSize)),
-                ("vision_width", .int(base.visionLanguage?.visionWidth ?? 0))]
+                ("decoder_width", .int(decoderWidth)), ("vision_width", .int(visionWidth))]
     }
 
     /// Both decoders over the same windows of `ids` (as Perplexity: consecutive windows of `ctx`, a

@@ -211,4 +211,72 @@ final class VerifyShardTests: XCTestCase {
         pages.shard = try VerifyShard(index: 0, count: 4)
         assertThrowsMentioning(["3 selected DocVQA questions", "at most"]) { _ = try Verifier.run(candidate: m, reference: m, options: pages) }
     }
+
+    /// Tests/Fixtures/verify: numpy's per-position values of the committed logits (one position per
+    /// window) cut into 4 shard reports and merged give numpy's summary of the whole (stats.json), and
+    /// exactly what one TokenStatistics over all positions gives.
+    func testMergedStatisticsOfFixtureEqualNumpy() throws {
+        let golden = try JSONParser.parse(FileSystem.readFile(fixturesDir + "/verify/stats.json"), source: "stats.json")
+        let dir = try makeTempDir("shard-fixture")
+        let t = try tensorBytes(fixturesDir + "/verify/logits.safetensors")
+        func close(_ a: Double, _ b: Double, _ what: String) {
+            XCTAssertLessThanOrEqual(abs(a - b), 1e-15 + 1e-12 * abs(b), "\(what): \(a) vs numpy \(b)")
+        }
+        for name in VerifyStatsTests.cases {
+            func f64(_ k: String) throws -> [Double] {
+                let x = try XCTUnwrap(t["\(name).\(k)"])
+                XCTAssertEqual(x.dtype, .f64)
+                return x.bytes.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
+            }
+            let nb = try f64("nll_base"), nc = try f64("nll_candidate"), kld = try f64("kld"), dp = try f64("delta_p")
+            let st = try XCTUnwrap(t["\(name).same_top"]).bytes
+            let n = nb.count
+            let tokens = (0..<n).map { i in
+                TokenComparison(nllBase: nb[i], nllCandidate: nc[i], kld: kld[i], deltaP: dp[i], sameTop: st[i] != 0)
+            }
+            var o = VerifyOptions()
+            o.textPath = "logits.safetensors"
+            o.ctx = 2
+            o.layerwise = false
+            var files: [String] = []
+            for i in 0..<4 {
+                let spec = try VerifyShard(index: i, count: 4)
+                let w = try spec.windows(of: n)
+                let part = Array(tokens[w])
+                var r = VerifyReport(candidate: "candidate", reference: "base", modelType: "llama",
+                                     text: TextComparison(file: "logits.safetensors", tokens: n + 1, ctx: 2, windows: w.count,
+                                                          stats: TokenStatistics(part), seconds: 1),
+                                     layers: nil, layerPositions: 0, docvqa: nil, options: o, seconds: 1, failures: [])
+                var sh = VerifyShardData(spec: spec)
+                sh.settings = .object(Verifier.shardSettings(o, modelType: "llama", decoderWidth: 8, visionWidth: 0)
+                                      + [("text_tokens", .int(n + 1)), ("text_windows", .int(n))])
+                sh.textWindows = w
+                sh.tokens = part
+                r.shard = sh
+                files.append(dir + "/\(name)-\(i).json")
+                try write(Array(r.jsonString().utf8), to: files[i])
+            }
+            let m = try XCTUnwrap(try VerifyMerge.merge(paths: files.reversed()).text)
+            XCTAssertEqual(m.windows, n)
+            let whole = TokenStatistics(tokens)
+            XCTAssertEqual(m.stats.sortedKLD, whole.sortedKLD, name)
+            XCTAssertEqual(m.stats.kldPercentiles.map { $0.1 }, whole.kldPercentiles.map { $0.1 }, name)
+            XCTAssertEqual(m.stats.deltaPPercentiles.map { $0.1 }, whole.deltaPPercentiles.map { $0.1 }, name)
+            XCTAssertEqual([m.stats.pplRatio, m.stats.kldMean, m.stats.deltaPRMS, m.stats.nllCorrelation, m.stats.sameTop],
+                           [whole.pplRatio, whole.kldMean, whole.deltaPRMS, whole.nllCorrelation, whole.sameTop], name)
+            let g = try XCTUnwrap(golden["cases"]?[name])
+            XCTAssertEqual(m.stats.count, g["count"]?.intValue)
+            for (k, v) in m.stats.kldPercentiles {
+                close(v, try XCTUnwrap(g["kld"]?[k]?.doubleValue), "\(name) kld \(k)")
+            }
+            for (k, v) in m.stats.deltaPPercentiles {
+                close(v, try XCTUnwrap(g["delta_p"]?[k]?.doubleValue), "\(name) dp \(k)")
+            }
+            for (k, v) in [("ppl_ratio", m.stats.pplRatio), ("mean_ln_ratio", m.stats.meanLnRatio), ("nll_correlation", m.stats.nllCorrelation)] {
+                close(v, try XCTUnwrap(g[k]?.doubleValue), "\(name) \(k)")
+            }
+            close(m.stats.kldMean, try XCTUnwrap(g["kld"]?["mean"]?.doubleValue), "\(name) kld mean")
+            close(m.stats.sameTop, try XCTUnwrap(g["same_top"]?["share"]?.doubleValue), "\(name) same top")
+        }
+    }
 }
