@@ -62,15 +62,15 @@ struct Verify: ParsableCommand {
     @Flag(help: "Do not draw progress bars.")
     var noProgress = false
 
-    @Option(help: "Score only slice I of N (I in 0..<N, 0-based): text windows, DocVQA questions (a page's questions together). Merge the N reports with --merge.")
+    @Option(help: ArgumentHelp("Score only slice I of N (I in 0..<N, 0-based): text windows, DocVQA questions (a page's questions together). Merge the N reports with --merge.", valueName: "I/N"))
     var shard: String?
 
-    @Option(parsing: .upToNextOption, help: "Combine the reports (report.json files or --report directories) of all N `--shard I/N` runs into the run's report; no models are opened. Limit flags given here replace the shards'.")
+    @Option(parsing: .upToNextOption, help: ArgumentHelp("Combine the reports (report.json files or --report directories) of all N `--shard I/N` runs into the run's report; no models are opened. Limit flags given here replace the shards'.", valueName: "report"))
     var merge: [String] = []
 
     func validate() throws {
         if !merge.isEmpty {
-            guard candidate == nil, reference == nil, text == nil, docvqa == nil, shard == nil else {
+            guard candidate == nil, reference == nil, text == nil, docvqa == nil, shard == nil, samples == nil else {
                 throw ValidationError("--merge takes shard reports only: the models, --text, --docvqa and the other settings come from them")
             }
             return
