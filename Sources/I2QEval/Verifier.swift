@@ -357,6 +357,16 @@ public enum Verifier {
         var shard = o.shard.map { VerifyShardData(spec: $0) }
         var settings = shardSettings(o, modelType: base.kind, decoderWidth: base.text.decoder.config.hiddenSize,
                                      visionWidth: base.visionLanguage?.visionWidth ?? 0)
+        // The questions (and a shard's slice of them), also before the text run.
+        let selected = set?.select(samples: o.samples ?? 0, seed: o.seed) ?? []
+        var items = selected
+        if let set, let sh = o.shard {
+            let positions = try sh.questions(images: selected.map(\.imagePath))
+            items = positions.map { selected[$0] }
+            shard!.questionPositions = positions
+            settings += [("docvqa_questions_in_set", .int(set.items.count)), ("docvqa_selected", .int(selected.count)),
+                         ("docvqa_xxh3", .string(XXH3.hex(XXH3.hash(try FileSystem.readFile(set.file)))))]
+        }
         var text: TextComparison?
         var layers: [LayerErrorAccumulator.Layer]?
         var layerPositions = 0
@@ -388,15 +398,6 @@ public enum Verifier {
         var connectorSeen = Set<String>()
         var visionImages = 0, visionPatches = 0, connectorTokens = 0
         if let set {
-            let selected = set.select(samples: o.samples ?? 0, seed: o.seed)
-            var items = selected
-            if let sh = o.shard {
-                let positions = try sh.questions(images: selected.map(\.imagePath))
-                items = positions.map { selected[$0] }
-                shard!.questionPositions = positions
-                settings += [("docvqa_questions_in_set", .int(set.items.count)), ("docvqa_selected", .int(selected.count)),
-                             ("docvqa_xxh3", .string(XXH3.hex(XXH3.hash(try FileSystem.readFile(set.file)))))]
-            }
             o.log?("verify: DocVQA \(set.file): \(items.count) of \(set.items.count) questions"
                    + (o.shard.map { " (shard \($0.label) of the \(selected.count) selected)" } ?? ""))
             let bar = ProgressBar(label: "verify docvqa", total: items.count, unit: "questions", enabled: o.showProgress)
