@@ -18,9 +18,7 @@ extension MixedQuantizePass {
                 imp = try ImportanceMatrix.read(path: state.importanceFile)
                 o.log("bpw: importance matrix from \(state.importanceFile)")
             } else {
-                var cal = o.calibration!
-                cal.processOutput = true
-                let (m, r) = try ImatrixPass.compute(source: source, settings: cal, log: o.log)
+                let (m, r) = try collectImportance(source, o.calibration!, log: o.log)
                 o.log("bpw: importance matrix: \(r.line)")
                 try m.write(to: state.importanceFile + ".tmp", format: .gguf)
                 try FileSystem.rename(state.importanceFile + ".tmp", state.importanceFile)

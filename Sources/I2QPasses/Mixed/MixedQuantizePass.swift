@@ -100,6 +100,8 @@ public enum MixedQuantizePass {
         let intermediate: DType = GGUFExportType.auto(for: source) == .bf16 ? .bf16 : .f16
         let recipeOut = o.recipeOutput ?? defaultRecipePath(output)
         // Claim the outputs (lock, existence, --overwrite rules) before the measurement.
+        let pipeline = try PassPipeline(source: source, output: output, settings: settings, record: nil, directory: false)
+        try pipeline.stage()
         let recipeStage = try StagedOutput(finalPath: recipeOut, directory: false, overwrite: settings.overwrite, inputs: [source.path])
 
         var recipe: MixedRecipe
@@ -108,7 +110,7 @@ public enum MixedQuantizePass {
         if let given = o.recipe, o.targetBPW == nil {
             recipe = given
             try check(recipe, against: planned, path: "--recipe")
-            if importance == nil, let cal = o.calibration { importance = try ImatrixPass.compute(source: source, settings: cal, log: o.log).0 }
+            if importance == nil, let cal = o.calibration { importance = try collectImportance(source, cal, log: o.log).0 }
         } else {
             let candidates = o.recipe.map { r in r.candidates.compactMap(MixedCandidate.init(name:)) } ?? o.candidates
             var table: [[(name: String, bits: Int, cost: Double)]]
@@ -119,11 +121,17 @@ public enum MixedQuantizePass {
                 }
                 let byName = Dictionary(uniqueKeysWithValues: r.tensors.map { ($0.name, $0) })
                 table = planned.map { byName[$0.tensor.name]!.options }
-                if importance == nil, let cal = o.calibration { importance = try ImatrixPass.compute(source: source, settings: cal, log: o.log).0 }
+                if importance == nil, let cal = o.calibration { importance = try collectImportance(source, cal, log: o.log).0 }
             } else {
                 guard o.calibration != nil || importance != nil else { throw MixedQuantizeError.noImportance }
                 for p in planned where !candidates.contains(where: { $0.fits(columns: p.cols) }) {
                     throw MixedQuantizeError.noCandidate(tensor: p.tensor.name, columns: p.cols, candidates: candidates.map(\.name))
+                }
+                let params = planned.reduce(0) { $0 + $1.parameters }
+                let minBits = planned.reduce(0) { acc, p in acc + candidates.filter { $0.fits(columns: p.cols) }.map { $0.bytes(rows: p.rows, cols: p.cols) * 8 }.min()! }
+                if let t = o.targetBPW, Double(minBits) > t * Double(params) {
+                    let cheapest = Set(planned.map { p in candidates.filter { $0.fits(columns: p.cols) }.min { $0.bytes(rows: p.rows, cols: p.cols) < $1.bytes(rows: p.rows, cols: p.cols) }!.name }).sorted().joined(separator: "/")
+                    throw MixedQuantizeError.infeasible(target: t, minimum: Double(minBits) / Double(params), cheapest: cheapest)
                 }
                 let s = try MixedState(output: output, fingerprint: fingerprint(source, o), resume: o.resume, restart: o.restart)
                 state = s
@@ -165,7 +173,7 @@ public enum MixedQuantizePass {
             ("intermediate", .string(intermediate.rawValue)),
             ("recipe", .object(recipe.tensors.map { ($0.name, .string($0.scheme)) })),
         ])
-        let pipeline = try PassPipeline(source: source, output: output, settings: settings, record: record, directory: false)
+        pipeline.append(record)
         var report = try pipeline.run { temp in
             try write(source: source, planned: planned, schemes: schemes, importance: importance, intermediate: intermediate,
                       to: temp, pipeline: pipeline, settings: settings)
@@ -175,6 +183,15 @@ public enum MixedQuantizePass {
         state?.remove()
         report.seconds = ProgressBar.now() - started
         return report
+    }
+
+    /// The importance matrix of the measurement: `ImatrixPass.compute` with the lm_head's input
+    /// (`processOutput`), whichever path needs it — so a recipe applied with the same calibration
+    /// uses the very importance its measurement used.
+    static func collectImportance(_ source: any ModelSource, _ cal: ImatrixSettings, log: @escaping @Sendable (String) -> Void) throws -> (ImportanceMatrix, ImatrixReport) {
+        var c = cal
+        c.processOutput = true
+        return try ImatrixPass.compute(source: source, settings: c, log: log)
     }
 
     /// OUTPUT without a final `.i2q`, + `.recipe.json`.
