@@ -93,6 +93,9 @@ struct Quantize: ParsableCommand {
     @Option(help: ArgumentHelp("Apply the per-tensor schemes of a recipe written by --target-bpw (same recipe, model and importance → the same bytes); with --target-bpw, re-optimize its measured costs for that budget without measuring.", valueName: "FILE"))
     var recipe: String?
 
+    @Option(name: .customLong("probe-tokens"), help: ArgumentHelp("--target-bpw: calibration positions of the KLD probe that weighs the tensors against each other (each tensor alone at its cheapest candidate, the model run, KL to the original measured); 0: the importance-weighted weight error alone.", valueName: "N"))
+    var probeTokens = 128
+
     @Option(name: .customLong("recipe-out"), help: ArgumentHelp("--target-bpw / --recipe: where the recipe JSON is written (default: OUTPUT without .i2q + .recipe.json).", valueName: "FILE"))
     var recipeOut: String?
 
@@ -116,6 +119,7 @@ struct Quantize: ParsableCommand {
             if recipe != nil, resume || restart { throw ValidationError("--resume and --restart apply to the --target-bpw measurement (without --recipe)") }
             try FlagLimits.check("--samples", samples, 1...FlagLimits.samples)
             try FlagLimits.check("--seq-len", seqLen, 2...FlagLimits.positions)
+            try FlagLimits.check("--probe-tokens", probeTokens, 0...FlagLimits.positions)
         }
         if let type, LlamaFileType(rawValue: type.lowercased()) == nil {
             throw ValidationError("--type \(type) is not one of \(LlamaFileType.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -184,6 +188,7 @@ struct Quantize: ParsableCommand {
         if let c = candidates { o.candidates = try MixedCandidate.parseList(c) }
         if let r = recipe { o.recipe = try MixedRecipe.read(path: r) }
         o.recipeOutput = recipeOut
+        o.probeTokens = probeTokens
         if let c = calibration {
             var s = ImatrixSettings(calibration: c)
             s.ctx = seqLen; s.chunks = samples; s.seed = seed

@@ -30,13 +30,24 @@ extension MixedQuantizePass {
         var table: [Options] = []
         var measured = 0, resumed = 0
         let start = ProgressBar.now()
+        var probe: SensitivityProbe? = nil
+        let probing = o.probeTokens > 0 && o.calibration != nil
+        if o.probeTokens > 0 && o.calibration == nil { o.log("bpw: no --calibration for the KLD probe: costs are the importance-weighted weight error alone") }
         for (i, p) in planned.enumerated() {
             if let c = try state.costs(i, name: p.tensor.name) { table.append(c); resumed += 1; continue }
             let fits = candidates.filter { $0.fits(columns: p.cols) }
             let (weights, note) = costImportance(p, importance: imp, tied: tied)
             if let note { o.log("bpw: \(p.tensor.name): \(note)") }
-            let c = try measureTensor(p, candidates: fits, weights: weights, intermediate: intermediate) { t in
+            let cheapest = fits.min { $0.bytes(rows: p.rows, cols: p.cols) < $1.bytes(rows: p.rows, cols: p.cols) }!
+            var (c, kept) = try measureTensor(p, candidates: fits, weights: weights, intermediate: intermediate, keep: probing ? cheapest : nil) { t in
                 try LlamaImportance.vector(imp, tensor: p.gguf, columns: p.cols, type: t)
+            }
+            if let kept {
+                if probe == nil { probe = try SensitivityProbe(source: source, calibration: o.calibration!, tokens: o.probeTokens) }
+                let kld = max(0, try probe!.kld(name: p.tensor.name, shape: p.tensor.shape, values: kept))
+                let proxy = c.first { $0.name == cheapest.name }!.cost
+                let alpha = proxy > 0 ? kld / proxy : 0
+                c = c.map { ($0.name, $0.bits, $0.cost * alpha) }
             }
             try state.store(i, name: p.tensor.name, options: c)
             table.append(c)
@@ -71,8 +82,9 @@ extension MixedQuantizePass {
     /// the candidates run in parallel, each summing its chunks in order (deterministic). ggml
     /// candidates start from the values rounded through `intermediate`, as the writer does; a tensor
     /// whose values overflow it (f16) gets no ggml option.
-    static func measureTensor(_ p: Planned, candidates: [MixedCandidate], weights: [Float], intermediate: DType,
-                              ggmlImportance: (GGMLType) throws -> [Float]?) throws -> Options {
+    /// `keep`: also return that candidate's values for the whole tensor ([rows, cols] f32), for the probe.
+    static func measureTensor(_ p: Planned, candidates: [MixedCandidate], weights: [Float], intermediate: DType, keep: MixedCandidate? = nil,
+                              ggmlImportance: (GGMLType) throws -> [Float]?) throws -> (Options, [Float]?) {
         let (rows, cols, t) = (p.rows, p.cols, p.tensor)
         var cands = candidates
         var vectors: [[Float]?] = try cands.map { c in if case let .ggml(g) = c { return try ggmlImportance(g) } else { return nil } }
@@ -83,6 +95,8 @@ extension MixedQuantizePass {
         var outs = (0..<cands.count).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: step * cols) }  // [cands][step, cols]
         defer { raw.deallocate(); w.deallocate(); wi.deallocate(); outs.forEach { $0.deallocate() } }
         var costs = [Double](repeating: 0, count: cands.count)
+        var kept: [Float]? = keep.map { _ in [] }
+        kept?.reserveCapacity(rows * cols)
         var r = 0
         while r < rows {
             let m = min(step, rows - r)
@@ -122,9 +136,13 @@ extension MixedQuantizePass {
                 throw e
             }
             for k in cands.indices { costs[k] += partial[k] }
+            if let keep {
+                guard let k = cands.firstIndex(of: keep) else { throw MixedQuantizeError.noCandidate(tensor: t.name, columns: cols, candidates: [keep.name]) }
+                kept! += UnsafeBufferPointer(start: outs[k], count: m * cols)
+            }
             r += m
         }
-        return cands.indices.map { (cands[$0].name, cands[$0].bytes(rows: rows, cols: cols) * 8, costs[$0]) }
+        return (cands.indices.map { (cands[$0].name, cands[$0].bytes(rows: rows, cols: cols) * 8, costs[$0]) }, kept)
     }
 
     /// Σ_i Σ_j v_j (a_ij − b_ij)² over [rows, cols], in double, row by row.

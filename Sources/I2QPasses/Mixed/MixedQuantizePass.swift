@@ -15,6 +15,8 @@ public struct MixedQuantizeOptions: Sendable {
     /// Idefics2); or `importance` given (`--imatrix`).
     public var calibration: ImatrixSettings?
     public var importance: ImportanceMatrix?
+    /// Calibration positions of the KLD probe (`SensitivityProbe`; 0: the weight-error proxy alone).
+    public var probeTokens = 128
     public var resume = false
     public var restart = false
     /// Tests of resuming: stop (throwing `MixedQuantizeError.stopped`) after this many tensors were
@@ -208,7 +210,7 @@ public enum MixedQuantizePass {
             fp += [("calibration_path", .string(c.calibration)),
                    ("calibration_bytes", .int(FileSystem.isDirectory(c.calibration) ? -1 : (FileSystem.fileSize(c.calibration) ?? -1))),
                    ("ctx", .int(c.ctx)), ("chunks", c.chunks.map { .int($0) } ?? .null), ("images", .bool(c.images)),
-                   ("seed", .int(Int(truncatingIfNeeded: c.seed)))]
+                   ("seed", .int(Int(truncatingIfNeeded: c.seed))), ("probe_tokens", .int(o.probeTokens))]
         }
         if let m = o.importance { fp.append(("importance_xxh3", .string(importanceChecksum(m)))) }
         return fp

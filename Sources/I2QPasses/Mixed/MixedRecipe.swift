@@ -25,7 +25,7 @@ public struct MixedRecipe: Sendable, Equatable {
         }
     }
     public static let version = 1
-    public static let costDescription = "importance-weighted squared weight error, sum_j imp_j * sum_i (w_ij - q(w)_ij)^2 (imp: mean squared input activation on the calibration data; the expected squared output error per token under a diagonal approximation)"
+    public static let costDescription = "estimated KLD contribution: alpha_t * sum_j imp_j * sum_i (w_ij - q(w)_ij)^2, imp the mean squared input activation on the calibration data, alpha_t = KL(f32 || the model with tensor t alone at its cheapest candidate) on the probe tokens / that proxy (alpha_t = 1 without a probe)"
 
     public var targetBPW: Double?
     public var candidates: [String]
