@@ -27,6 +27,7 @@ final class MixedQuantizeTests: XCTestCase {
         cal.ctx = 16
         cal.chunks = 8
         o.calibration = cal
+        o.probeTokens = 16
         return o
     }
 
@@ -120,6 +121,25 @@ final class MixedQuantizeTests: XCTestCase {
         let d = try MixedRecipe.read(path: dir + "/d.recipe.json")
         XCTAssertLessThanOrEqual(d.achievedBPW, 8.0)
         XCTAssertGreaterThan(d.achievedBPW, recipe.achievedBPW)
+    }
+
+    /// The KLD probe rescales each tensor's costs by one factor: the ratios between a tensor's
+    /// candidates are the weight-error proxy's, the levels between tensors change.
+    func testProbeScalesEachTensorByOneFactor() throws {
+        let src = try openModel(fixturesDir + "/tiny-mistral")
+        var proxy = try options(6.0)
+        proxy.probeTokens = 0
+        _ = try MixedQuantizePass.run(source: src, output: dir + "/p.i2q", options: proxy, settings: settings)
+        _ = try MixedQuantizePass.run(source: src, output: dir + "/k.i2q", options: try options(6.0), settings: settings)
+        let p = try MixedRecipe.read(path: dir + "/p.recipe.json"), k = try MixedRecipe.read(path: dir + "/k.recipe.json")
+        var factors: [Double] = []
+        for (a, b) in zip(p.tensors, k.tensors) {
+            XCTAssertEqual(a.name, b.name)
+            let f = b.options[0].cost / a.options[0].cost
+            factors.append(f)
+            for (x, y) in zip(a.options, b.options) { XCTAssertEqual(y.cost, x.cost * f, accuracy: 1e-9 * max(1, y.cost), "\(a.name) \(x.name)") }
+        }
+        XCTAssertGreaterThan(Set(factors.map { ($0 * 1e6).rounded() }).count, 1, "one factor for every tensor: the probe changed nothing between tensors")
     }
 
     /// A measurement stopped after some tensors (as a kill would leave it) continues with --resume and
