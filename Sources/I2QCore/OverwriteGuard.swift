@@ -30,6 +30,7 @@ public enum OverwriteGuard {
         [0x89, 0x49, 0x32, 0x51, 0x0D, 0x0A, 0x1A, 0x0A],  // .i2q (I2QSpec.magic)
         Array("GGUF".utf8),                                 // export --to gguf
         [0x93] + Array("NUMPY".utf8),                       // run --logits-out
+        Array("{\n  \"i2q_recipe\"".utf8),                  // quantize --target-bpw's recipe (MixedRecipe)
     ]
     /// Throws unless `path` (which exists) is an i2q output that `--overwrite` may replace.
     public static func checkReplaceable(_ path: String) throws {
@@ -37,7 +38,7 @@ public enum OverwriteGuard {
         guard lstat(path, &st) == 0 else { return }
         switch st.st_mode & S_IFMT {
         case S_IFREG:
-            let head = readHead(path, 8)
+            let head = readHead(path, 24)
             guard signatures.contains(where: { head.starts(with: $0) }) else {
                 throw Refusal.notOurs(path: path, reason: "a file that is not an .i2q, GGUF or .npy file")
             }

@@ -60,25 +60,7 @@ public enum GGMLQuantizePass {
                     let cols = s.shape[1]
                     let weights = try LlamaImportance.vector(o.importance, tensor: g, columns: cols, type: type)
                     if o.importance != nil, weights == nil, type != .q8_0 { unweighted.append(g) }
-                    let cap = max(1 << 20, cols)  // the writer's chunk: ≤ max(2^20, cols) elements
-                    let mid = UnsafeMutableRawPointer.allocate(byteCount: cap * 2, alignment: 64)  // [chunk] f16/bf16
-                    let f = UnsafeMutablePointer<Float>.allocate(capacity: cap)                     // [chunk] f32, rounded
-                    defer { mid.deallocate(); f.deallocate() }
-                    try w.writeGGML(s, type: type, dtype: s.dtype) { rows, m, cols, dst in
-                        let st = try FloatConversion.convert(from: .f32, to: intermediate, count: m * cols, src: rows, dst: mid)
-                        if st.overflowed > 0 {
-                            throw GGMLQuantizeError.overflow(tensor: s.name, count: st.overflowed)
-                        }
-                        _ = try FloatConversion.convert(from: intermediate, to: .f32, count: m * cols, src: mid, dst: f)
-                        do {
-                            try weights.withUnsafeBufferPointerIfAny { wp in
-                                try GGMLQuantize.encode(type, f, rows: m, rowLength: cols, dst, importance: wp)
-                            }
-                        } catch let e as GGUFQuantizeError {
-                            throw GGMLQuantizeError.encode(tensor: s.name, detail: e.description)
-                        }
-                        progress.advance(m * cols * s.dtype.size)
-                    }
+                    try writeBlocks(w, s, type: type, intermediate: intermediate, weights: weights, progress: progress)
                     let bytes = s.shape[0] * cols / type.blockSize * type.typeSize
                     written += bytes
                     results.append(TensorCastResult(name: s.name, from: s.dtype, to: .u8, elements: n, stats: CastStats()))
@@ -122,6 +104,33 @@ public enum GGMLQuantizePass {
                 note("the importance matrix has no entry for \(unweighted.count) tensor(s), quantized without it as llama-quantize does (first: \(unweighted[0])).")
             }
             return try pipeline.finishI2Q(w, progress: progress, tensors: results, bytesWritten: written)
+        }
+    }
+
+    /// Writes the 2-D float tensor `s` as ggml `type`: each row chunk rounded through `intermediate`
+    /// (the default GGUF export's f16/bf16, as llama-quantize starts from it), then encoded by the
+    /// llama.cpp-exact quantizer with `weights` (the importance vector, or nil).
+    static func writeBlocks(_ w: I2QWriter, _ s: SourceTensor, type: GGMLType, intermediate: DType, weights: [Float]?,
+                            progress: ProgressBar) throws {
+        let cols = s.shape[1]
+        let cap = max(1 << 20, cols)  // the writer's chunk: ≤ max(2^20, cols) elements
+        let mid = UnsafeMutableRawPointer.allocate(byteCount: cap * 2, alignment: 64)  // [chunk] f16/bf16
+        let f = UnsafeMutablePointer<Float>.allocate(capacity: cap)                     // [chunk] f32, rounded
+        defer { mid.deallocate(); f.deallocate() }
+        try w.writeGGML(s, type: type, dtype: s.dtype) { rows, m, cols, dst in
+            let st = try FloatConversion.convert(from: .f32, to: intermediate, count: m * cols, src: rows, dst: mid)
+            if st.overflowed > 0 {
+                throw GGMLQuantizeError.overflow(tensor: s.name, count: st.overflowed)
+            }
+            _ = try FloatConversion.convert(from: intermediate, to: .f32, count: m * cols, src: mid, dst: f)
+            do {
+                try weights.withUnsafeBufferPointerIfAny { wp in
+                    try GGMLQuantize.encode(type, f, rows: m, rowLength: cols, dst, importance: wp)
+                }
+            } catch let e as GGUFQuantizeError {
+                throw GGMLQuantizeError.encode(tensor: s.name, detail: e.description)
+            }
+            progress.advance(m * cols * s.dtype.size)
         }
     }
 }

@@ -18,6 +18,9 @@ public struct ImatrixSettings: Sendable {
     public var images = true
     /// Seed of the DocVQA question selection when `chunks` is below the set's size (`DocVQASet.select`).
     public var seed: UInt64 = 0
+    /// Also collect the lm_head's input (the final normalised hidden states) as `output.weight`, as
+    /// llama-imatrix's --process-output does (for a tied embedding too: its role as the output layer).
+    public var processOutput = false
     public init(calibration: String) { self.calibration = calibration }
 }
 
@@ -86,7 +89,10 @@ public enum ImatrixPass {
         var sequences = 0, tokens = 0, imageTokens = 0
         func forward(_ emb: [Float], _ n: Int) throws {
             let cache = try dec.makeCache(capacity: n)
-            _ = try LinearInputTap.observing(collector) { try dec.forward(embeddings: emb, cache: cache) }
+            let hidden = try LinearInputTap.observing(collector) { try dec.forward(embeddings: emb, cache: cache) }  // [n, hidden]
+            if o.processOutput {
+                hidden.withUnsafeBufferPointer { collector.observe(weights: [GGUFNames.output.1], x: $0.baseAddress!, rows: n, columns: dec.config.hiddenSize) }
+            }
             sequences += 1; tokens += n
         }
         if FileSystem.isDirectory(o.calibration) {

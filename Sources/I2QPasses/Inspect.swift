@@ -21,6 +21,15 @@ public struct ModelInspection: Sendable {
     public let provenance: Provenance?
     /// Set for an .i2q file: its header and tensor directory are shown.
     public let i2q: I2QFile?
+    /// Set for the output of `quantize --target-bpw` / `--recipe`: the per-tensor schemes (as the
+    /// provenance's recipe names them) with the bits per weight each tensor is stored in, and the
+    /// achieved average over them (from the stored bytes).
+    public let mixed: MixedSummary?
+    public struct MixedSummary: Sendable {
+        public let target: Double?
+        public let achieved: Double
+        public let tensors: [(name: String, scheme: String, bpw: Double)]
+    }
 
     public init(_ m: any ModelSource) {
         path = m.path
@@ -67,6 +76,21 @@ public struct ModelInspection: Sendable {
         totalBytes = all.reduce(0) { $0 + $1.3 }
         provenance = m.provenance
         i2q = m as? I2QFile
+        if let pass = m.provenance?.passes.last(where: { $0.name == "quantize" && $0.params.contains { $0.0 == "type" && $0.1 == .string("mixed") } }),
+           let recipe = pass.params.first(where: { $0.0 == "recipe" })?.1.objectEntries {
+            let byName = Dictionary(summary.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            var bits = 0, params = 0
+            var rows: [(name: String, scheme: String, bpw: Double)] = []
+            for (name, scheme) in recipe {
+                guard let t = byName[name] else { continue }
+                bits += t.bytes * 8; params += t.parameters
+                rows.append((name, scheme.stringValue ?? "?", SchemeSummary.bitsPerWeight(bytes: t.bytes, parameters: t.parameters)))
+            }
+            mixed = MixedSummary(target: pass.params.first { $0.0 == "target_bpw" }?.1.doubleValue,
+                                 achieved: params == 0 ? 0 : Double(bits) / Double(params), tensors: rows)
+        } else {
+            mixed = nil
+        }
         var problems = m.problems
         if !m.config.textConfig.tieWordEmbeddings && !all.contains(where: { $0.0 == "lm_head.weight" }) {
             problems.append("lm_head.weight is missing and tie_word_embeddings is false")
@@ -82,7 +106,7 @@ public struct ModelInspection: Sendable {
         func schemeStats(_ s: GroupStats) -> JSONValue {
             .object([("tensors", .int(s.tensors)), ("parameters", .int(s.parameters)), ("bytes", .int(s.bytes)), ("bits_per_weight", .number(formatFixed(Self.bpw(s), 3)))])
         }
-        return .object([
+        let head: [(String, JSONValue)] = [
             ("path", .string(path)),
             ("model_type", .string(modelType)),
             ("architecture", .object(architecture.map { ($0.0, .string($0.1)) })),
@@ -94,7 +118,9 @@ public struct ModelInspection: Sendable {
             ("bits_per_weight", .number(formatFixed(Self.bpw(GroupStats(tensors: 0, parameters: totalParameters, bytes: totalBytes)), 3))),
             ("shards", .array(shards.map { .object([("file", .string($0.file)), ("tensors", .int($0.tensors)), ("bytes", .int($0.bytes))]) })),
             ("problems", .array(problems.map { .string($0) })),
-        ] + (provenance.map { [("provenance", $0.json)] } ?? [])
+        ]
+        return .object(head + mixedJSON
+          + (provenance.map { [("provenance", $0.json)] } ?? [])
           + (i2q.map { f in [("i2q", .object([
                 ("version", .string("\(f.header.versionMajor).\(f.header.versionMinor)")),
                 ("alignment", .int(f.header.alignment)),
@@ -112,6 +138,18 @@ public struct ModelInspection: Sendable {
             ]))] } ?? []))
     }
 
+    var mixedJSON: [(String, JSONValue)] {
+        guard let x = mixed else { return [] }
+        let tensors: [JSONValue] = x.tensors.map {
+            .object([("name", .string($0.name)), ("scheme", .string($0.scheme)), ("bits_per_weight", .number(formatFixed($0.bpw, 4)))])
+        }
+        return [("mixed", .object([
+            ("target_bpw", x.target.map { .number("\($0)") } ?? .null),
+            ("achieved_bpw", .number(formatFixed(x.achieved, 4))),
+            ("tensors", .array(tensors)),
+        ]))]
+    }
+
     public var showDirectory = true
 
     public var text: String {
@@ -125,6 +163,15 @@ public struct ModelInspection: Sendable {
         s += "  by scheme (as stored; bits/weight include scales, absmax, zeros):\n"
         for (k, v) in schemes {
             s += "    \(pad(k, 12)) \(pad(formatCount(v.parameters), 9)) params  \(pad(formatBytes(v.bytes), 9))  \(pad(formatFixed(Self.bpw(v), 2) + " bits/weight", 17))  \(v.tensors) tensors\n"
+        }
+        if let x = mixed {
+            var counts: [String: (tensors: Int, params: Int)] = [:]
+            for t in x.tensors { counts[t.scheme, default: (0, 0)].tensors += 1 }
+            s += "  mixed precision: \(formatFixed(x.achieved, 3)) bits/weight over \(x.tensors.count) tensors" + (x.target.map { " (target \(formatFixed($0, 3)))" } ?? "")
+                + ": " + counts.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value.tensors)" }.joined(separator: ", ") + "\n"
+            if showDirectory {
+                for t in x.tensors { s += "    \(pad(t.name, 48)) \(pad(t.scheme, 9)) \(formatFixed(t.bpw, 3)) bits/weight\n" }
+            }
         }
         s += "  shards: \(shards.count)\n"
         for sh in shards { s += "    \(sh.file)  \(sh.tensors) tensors  \(formatBytes(sh.bytes))\n" }

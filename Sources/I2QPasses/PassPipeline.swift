@@ -24,7 +24,7 @@ final class PassPipeline {
     let settings: OutputSettings
     let directory: Bool
     /// The source's provenance (or its identity) with this pass's record appended, stamped with this version.
-    let provenance: Provenance
+    private(set) var provenance: Provenance
     private var staged: StagedOutput?
 
     /// Claims `output`: refused when it exists without --overwrite, or when `neededBytes` exceed the
@@ -44,6 +44,10 @@ final class PassPipeline {
             throw PassError.insufficientSpace(path: output, needed: needed, available: free)
         }
     }
+
+    /// Appends this pass's record when it is known only after the claim (quantize --target-bpw:
+    /// the recipe comes out of the measurement).
+    func append(_ record: PassRecord) { provenance.passes.append(record) }
 
     static func freeBytes(_ dir: String) -> Int? {
         var s = statvfs()

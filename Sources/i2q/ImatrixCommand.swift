@@ -43,6 +43,9 @@ struct ImatrixCommand: ParsableCommand {
     @Option(help: "Seed of the DocVQA question selection.")
     var seed: UInt64 = 0
 
+    @Flag(help: "Also collect the output layer's input (the final normalised hidden states) as output.weight, as llama-imatrix --process-output; for a tied embedding too (quantize --target-bpw weighs the output role with it).")
+    var processOutput = false
+
     @Flag(help: "Replace an existing output.")
     var overwrite = false
 
@@ -61,7 +64,7 @@ struct ImatrixCommand: ParsableCommand {
                 printError("note: writing the GGUF imatrix format to a name not ending in .gguf (llama-imatrix warns likewise); --output-format dat writes the legacy format")
             }
             var s = ImatrixSettings(calibration: calibration)
-            s.ctx = ctx; s.chunks = chunks; s.images = !noImages; s.seed = seed
+            s.ctx = ctx; s.chunks = chunks; s.images = !noImages; s.seed = seed; s.processOutput = processOutput
             let r = try ImatrixPass.run(model: try input.resolve(model), settings: s, output: output, format: format,
                                         overwrite: overwrite) { printError($0) }
             print("wrote \(output) (\(format.rawValue)): \(r.line)")

@@ -16,6 +16,8 @@ struct Quantize: ParsableCommand {
               (interrupted? rerun the same command with --resume; --restart discards the saved layers)
               i2q imatrix idefics2-dir --calibration docvqa-dir -o idefics2.imatrix.gguf
               i2q quantize idefics2-dir --type q4_k_m --imatrix idefics2.imatrix.gguf -o idefics2-q4_k_m.i2q
+              i2q quantize smollm2-dir --target-bpw 4.5 --calibration text.txt -o smollm2-4.5.i2q      (writes smollm2-4.5.recipe.json)
+              i2q quantize smollm2-dir --recipe smollm2-4.5.recipe.json --calibration text.txt -o again.i2q
             """)
 
     @Argument(help: modelHelp("HF model directory, .i2q file, or llama.cpp .gguf file"))
@@ -31,16 +33,16 @@ struct Quantize: ParsableCommand {
     @Option(help: "--rtn/--awq: elements per group along the input dimension (must divide it; default: the largest of 128, 64, 32 that divides every quantized tensor).")
     var groupSize: Int?
 
-    @Option(help: "--awq: calibration data: a UTF-8 text file or a DocVQA-format directory (JSON with data[{questionId, question, image, answers}] beside the images).")
+    @Option(help: "--awq / --target-bpw: calibration data: a UTF-8 text file or a DocVQA-format directory (JSON with data[{questionId, question, image, answers}] beside the images).")
     var calibration: String?
 
-    @Option(help: "--awq: calibration sequences at most (text blocks or DocVQA questions).")
+    @Option(help: "--awq / --target-bpw: calibration sequences at most (text blocks or DocVQA questions; --target-bpw: llama-imatrix chunks).")
     var samples = 128
 
-    @Option(help: "--awq: tokens per calibration sequence (text block length; longer DocVQA prompts are truncated).")
+    @Option(help: "--awq / --target-bpw: tokens per calibration sequence (text block length; longer DocVQA prompts are truncated).")
     var seqLen = 512
 
-    @Option(help: "--awq: seed of the calibration sample selection.")
+    @Option(help: "--awq / --target-bpw: seed of the calibration sample selection.")
     var seed: UInt64 = 0
 
     @Option(help: "--awq: tokens the scale-search losses are computed on (whole sequences for attention, evenly spaced rows elsewhere); 0 = every calibration token (AutoAWQ). The layer forward, x_mean and the clipping search are unaffected.")
@@ -49,10 +51,10 @@ struct Quantize: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "--awq on an Idefics2 model with a DocVQA set: split each page into 4 crops + the page (default: as the model's preprocessor config says; without splitting the vision tower runs ~5x faster).")
     var imageSplitting: Bool? = nil
 
-    @Flag(help: "--awq: continue an interrupted run from its last finished layer (state in OUTPUT.awq-state).")
+    @Flag(help: "--awq / --target-bpw: continue an interrupted run from its last finished layer / measured tensor (state in OUTPUT.awq-state / OUTPUT.bpw-state).")
     var resume = false
 
-    @Flag(help: "--awq: discard the state of an earlier run for this output (OUTPUT.awq-state) and start over.")
+    @Flag(help: "--awq / --target-bpw: discard the state of an earlier run for this output (OUTPUT.awq-state / OUTPUT.bpw-state) and start over.")
     var restart = false
 
     @Option(help: "Elements per absmax block (bitsandbytes: 64).")
@@ -82,16 +84,48 @@ struct Quantize: ParsableCommand {
     @Option(help: ArgumentHelp("--type: importance matrix (llama.cpp's GGUF or .dat imatrix, e.g. from `i2q imatrix`) for the imatrix-weighted quantizers.", valueName: "FILE"))
     var imatrix: String?
 
+    @Option(name: .customLong("target-bpw"), help: ArgumentHelp("Mixed precision by measured sensitivity: average bits per weight (scales included) over the decoder's weights, embedding and lm_head, at most X. Each tensor's cost under each candidate is measured on --calibration (or --imatrix), and the assignment of least total cost within the budget is written, with its recipe (OUTPUT.recipe.json).", valueName: "X"))
+    var targetBpw: Double?
+
+    @Option(help: ArgumentHelp("--target-bpw: the schemes a tensor may get (a tensor gets only those its rows hold whole groups/blocks of): \(MixedCandidate.allNames.joined(separator: ", ")).", valueName: "LIST"))
+    var candidates: String?
+
+    @Option(help: ArgumentHelp("Apply the per-tensor schemes of a recipe written by --target-bpw (same recipe, model and importance → the same bytes); with --target-bpw, re-optimize its measured costs for that budget without measuring.", valueName: "FILE"))
+    var recipe: String?
+
+    @Option(name: .customLong("probe-tokens"), help: ArgumentHelp("--target-bpw: calibration positions of the KLD probe that weighs the tensors against each other (each tensor alone at its cheapest candidate, the model run, KL to the original measured); 0: the importance-weighted weight error alone.", valueName: "N"))
+    var probeTokens = 128
+
+    @Option(name: .customLong("recipe-out"), help: ArgumentHelp("--target-bpw / --recipe: where the recipe JSON is written (default: OUTPUT without .i2q + .recipe.json).", valueName: "FILE"))
+    var recipeOut: String?
+
     @OptionGroup var out: OutputOptions
     @OptionGroup var verification: VerifyAfterOptions
 
     func validate() throws {
         try verification.validateVerify()
-        if [nf4, fp4, rtn, awq, type != nil].filter({ $0 }).count > 1 { throw ValidationError("choose one of --nf4, --fp4, --rtn, --awq and --type") }
+        let mixed = targetBpw != nil || recipe != nil
+        if [nf4, fp4, rtn, awq, type != nil, mixed].filter({ $0 }).count > 1 { throw ValidationError("choose one of --nf4, --fp4, --rtn, --awq, --type and --target-bpw/--recipe") }
+        if let t = targetBpw, !(t.isFinite && t > 0 && t <= 32) { throw ValidationError("--target-bpw must be a number of bits per weight in (0, 32] (got \(t))") }
+        if !mixed, candidates != nil || recipeOut != nil { throw ValidationError("--candidates and --recipe-out apply to --target-bpw / --recipe") }
+        if recipe != nil, candidates != nil { throw ValidationError("--candidates comes from the recipe with --recipe; leave it out") }
+        if let c = candidates { do { _ = try MixedCandidate.parseList(c) } catch { throw ValidationError("--candidates: \(error)") } }
+        if let r = recipe, !FileManager.default.fileExists(atPath: r) { throw ValidationError("--recipe \(r): no such file") }
+        if mixed {
+            if targetBpw != nil, recipe == nil, calibration == nil, imatrix == nil {
+                throw ValidationError("--target-bpw measures each tensor's sensitivity: give --calibration FILE.txt or a DocVQA-format directory (or --imatrix FILE)")
+            }
+            if calibration != nil, imatrix != nil { throw ValidationError("choose one of --calibration and --imatrix") }
+            if recipe != nil, resume || restart { throw ValidationError("--resume and --restart apply to the --target-bpw measurement (without --recipe)") }
+            try FlagLimits.check("--samples", samples, 1...FlagLimits.samples)
+            try FlagLimits.check("--seq-len", seqLen, 2...FlagLimits.positions)
+            try FlagLimits.check("--probe-tokens", probeTokens, 0...FlagLimits.positions)
+        }
         if let type, LlamaFileType(rawValue: type.lowercased()) == nil {
             throw ValidationError("--type \(type) is not one of \(LlamaFileType.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        if type == nil, !tensorTypes.isEmpty || imatrix != nil { throw ValidationError("--tensor-type and --imatrix apply to --type") }
+        if type == nil, !tensorTypes.isEmpty { throw ValidationError("--tensor-type applies to --type") }
+        if type == nil, !mixed, imatrix != nil { throw ValidationError("--imatrix applies to --type and --target-bpw") }
         for t in tensorTypes { _ = try TensorTypeOverride(parsing: t) }
         if let imatrix, !FileManager.default.fileExists(atPath: imatrix) { throw ValidationError("--imatrix \(imatrix): no such file") }
         if rtn || awq, let groupSize {
@@ -106,8 +140,8 @@ struct Quantize: ParsableCommand {
             try FlagLimits.check("--samples", samples, 1...FlagLimits.samples)
             try FlagLimits.check("--seq-len", seqLen, 2...FlagLimits.positions)
             try FlagLimits.check("--search-tokens", searchTokens, 0...FlagLimits.positions * 64)
-        } else if calibration != nil || resume || restart || searchTokens != 0 || imageSplitting != nil {
-            throw ValidationError("--calibration, --resume, --restart, --search-tokens and --[no-]image-splitting apply to --awq")
+        } else if searchTokens != 0 || imageSplitting != nil || (!mixed && (calibration != nil || resume || restart)) {
+            throw ValidationError("--calibration, --resume and --restart apply to --awq and --target-bpw; --search-tokens and --[no-]image-splitting to --awq")
         }
         if resume && restart { throw ValidationError("choose one of --resume (continue the saved layers) and --restart (discard them)") }
         if visionInt4 && !rtn { throw ValidationError("--vision-int4 goes with --rtn (AWQ calibrates the decoder only; NF4/FP4 quantize the vision tower by default — keep it 16-bit with --skip vision_model)") }
@@ -121,6 +155,7 @@ struct Quantize: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             if rtn || awq { return try runAffine() }
+            if targetBpw != nil || recipe != nil { return try runMixed() }
             if let type { return try runGGML(LlamaFileType(rawValue: type.lowercased())!) }
             var o = QuantizeOptions()
             o.type = fp4 ? .fp4 : .nf4
@@ -145,6 +180,29 @@ struct Quantize: ParsableCommand {
                                          settings: verification.apply(to: out.baseSettings, reference: path), note: { printError($0) })
         let q = r.tensors.filter { $0.to == .u8 }.count
         printSummary("quantized \(q) of \(r.tensors.count) tensors to \(t.rawValue)", r)
+    }
+
+    func runMixed() throws {
+        var o = MixedQuantizeOptions()
+        o.targetBPW = targetBpw
+        if let c = candidates { o.candidates = try MixedCandidate.parseList(c) }
+        if let r = recipe { o.recipe = try MixedRecipe.read(path: r) }
+        o.recipeOutput = recipeOut
+        o.probeTokens = probeTokens
+        if let c = calibration {
+            var s = ImatrixSettings(calibration: c)
+            s.ctx = seqLen; s.chunks = samples; s.seed = seed
+            o.calibration = s
+        }
+        if let imatrix { o.importance = try ImportanceMatrix.read(path: imatrix) }
+        o.resume = resume
+        o.restart = restart
+        o.log = { printError($0) }
+        let path = try input.resolve(model)
+        let r = try MixedQuantizePass.run(source: try openModel(path), output: out.output, options: o,
+                                          settings: verification.apply(to: out.baseSettings, reference: path))
+        let q = r.tensors.filter { $0.to == .u8 }.count
+        printSummary("quantized \(q) of \(r.tensors.count) tensors, mixed precision (recipe: \(recipeOut ?? MixedQuantizePass.defaultRecipePath(out.output)))", r)
     }
 
     func runAffine() throws {

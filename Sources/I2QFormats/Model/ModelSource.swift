@@ -154,7 +154,9 @@ public struct PassRecord: Sendable, Equatable {
     }
 
     public var summary: String {
-        name + (params.isEmpty ? "" : " " + params.map { "\($0.0)=\(JSONWriter.string($0.1))" }.joined(separator: " "))
+        // A long object (e.g. quantize --target-bpw's per-tensor recipe) is summarised by its size.
+        func short(_ v: JSONValue) -> String { if let e = v.objectEntries, e.count > 8 { return "{\(e.count) entries}" }; return JSONWriter.string(v) }
+        return name + (params.isEmpty ? "" : " " + params.map { "\($0.0)=\(short($0.1))" }.joined(separator: " "))
     }
 }
 

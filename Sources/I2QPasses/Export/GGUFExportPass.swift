@@ -8,6 +8,8 @@ public enum GGUFExportError: I2QError {
     /// An .i2q holding 4-bit (AWQ int4 / NF4 / FP4) tensors: GGUF cannot take them as they are.
     case quantizedInput(path: String, schemes: [String], first: String, source: String?)
     case importance(tensor: String, detail: String)
+    /// A `quantize --target-bpw` output with affine int4 tensors: no GGUF type holds them.
+    case mixedInt4(path: String, tensor: String, groupSize: Int, count: Int)
     /// `--type` (or `--tensor-type` / an importance matrix) given for an .i2q whose weights are
     /// already ggml blocks, asking for other bytes than the stored ones.
     case requantize(path: String, stored: String, recorded: Bool, requested: String, source: String?)
@@ -23,6 +25,8 @@ public enum GGUFExportError: I2QError {
             if schemes.contains(where: { $0.contains("nf4") || $0.contains("fp4") }) { alt.append("--to hf-bnb (transformers + bitsandbytes)") }
             return "\(p): its weights are stored as \(schemes.joined(separator: ", ")) (first: \(first)), which no GGUF block type holds, and i2q does not re-quantize 4-bit weights (a second rounding on top of the first). Instead, export \(from) with `i2q export MODEL --to gguf --type q4_k_m` (or q4_0, q5_k_m, q6_k, q8_0)" + (alt.isEmpty ? "." : ", or export this file with " + alt.joined(separator: " or ") + ".")
         case let .importance(t, d): return "importance matrix for \(t): \(d)"
+        case let .mixedInt4(p, t, g, n):
+            return "\(p): \(n) tensor(s) of this mixed-precision file are affine int4 (first: \(t), int4g\(g)), which no GGUF block type holds (q4_1 is affine but with blocks of 32 and other scales), and i2q does not re-quantize them. For GGUF, quantize again with candidates GGUF can hold, e.g. `i2q quantize MODEL --target-bpw X --candidates q4_0,q4_1,q5_0,q5_1,q8_0,q4_k,q5_k,q6_k,bf16 …`; the ggml and float tensors of a mixed file are written as they are."
         case let .requantize(p, stored, recorded, requested, src):
             let how = recorded ? "as \(stored) (recorded by `i2q quantize`)" : "in ggml blocks (mostly \(stored))"
             let from = src ?? "MODEL"
@@ -116,6 +120,13 @@ public struct GGUFExportPass {
         self.blocks = blocks
         let ggmlEntries = Set((source as? I2QFile)?.entries.filter { $0.scheme == GGMLBlockLayout.scheme }.map(\.name) ?? [])
         let q = source.quantizedTensorNames.filter { !ggmlEntries.contains($0) }
+        if !q.isEmpty, let f = source as? I2QFile,
+           f.provenance?.passes.contains(where: { $0.name == "quantize" && $0.params.contains { $0.0 == "type" && $0.1 == .string("mixed") } }) == true,
+           let e = f.entries.first(where: { q.contains($0.name) && $0.scheme == AffineInt4Layout.scheme }) {
+            // Deliberately quiet: the group size only details the message (0 when unreadable).
+            throw GGUFExportError.mixedInt4(path: source.path, tensor: e.name, groupSize: (try? AffineInt4Layout(e))?.groupSize ?? 0,
+                                            count: f.entries.filter { q.contains($0.name) }.count)
+        }
         if !q.isEmpty {
             let schemes = (source as? I2QFile).map { f in Array(Set(f.entries.filter { q.contains($0.name) }.map(\.scheme))).sorted() } ?? ["a quantized layout"]
             throw GGUFExportError.quantizedInput(path: source.path, schemes: schemes, first: q[0], source: source.provenance?.source["path"]?.stringValue)
