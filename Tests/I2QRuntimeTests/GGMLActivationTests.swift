@@ -143,7 +143,7 @@ final class GGMLActivationTests: XCTestCase {
             for o in outs.dropFirst() { XCTAssertEqual(o.map(\.bitPattern), outs[0].map(\.bitPattern), "\(type.name): paths differ") }
             // Against ggml, and against the dequantize-then-GEMV path.
             let owner = w.bytes as AnyObject
-            try w.bytes.withUnsafeBytes { wb in
+            w.bytes.withUnsafeBytes { wb in
                 let rows = GGMLRows(type: type, rows: n, cols: k, rowBytes: w.shape[1], blocks: wb.baseAddress!, owner: owner)
                 var deq = [Float](repeating: 0, count: n * k)
                 rows.dequantize(rows: 0, n, into: &deq)

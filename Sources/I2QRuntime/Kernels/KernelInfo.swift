@@ -7,9 +7,12 @@ import Foundation
 public enum KernelInfo {
     public static var summary: String {
         let supported = QuantGemv.Int8.supported.map(\.description).joined(separator: ", ")
+        let ggml = GGMLGemv.activations == .float32 ? "off (--ggml-f32-activations: float path)"
+            : (GGMLGemv.fusedDecode ? "\(QuantGemv.Int8.best) fused block dots" : "off (I2Q_GGML_FUSED=0: dequantized rows)")
         let core = openblas_get_corename().map { String(cString: $0) } ?? "?"
         return """
             kernels: 4-bit decode (int4 × int8, nf4/fp4 × int8) \(QuantGemv.Int8.best)\(QuantGemv.exactDecode ? " (off: I2Q_EXACT_GEMV=1, float path)" : ""); \
+            ggml-block decode (K-quants/Q4_0…Q8_0 × Q8, llama.cpp's rounding) \(ggml); \
             this CPU supports \(supported); sgemm OpenBLAS (\(core)); \
             bf16 prefill GEMM (--bf16-activations) \(BF16Gemm.native ? "avx512-bf16 (vdpbf16ps)" : "sgemm of widened bf16"); \(Gemv.threads) threads
             """
