@@ -22,7 +22,8 @@ final class GGMLCLITests: CLITestCase {
         }
         // The prompt tokenizes to the fixture's ids [1, 415, …, 10575]: transformers' greedy next
         // token on the gguf-py-dequantized weights is the argmax of its last logits row, 2035.
-        let r = try run(["run", path, "--prompt", "The quick brown fox jumps", "--max-new-tokens", "1", "--json"])
+        // transformers' numerics on the dequantized weights (the default is llama.cpp's 8-bit activations).
+        let r = try run(["run", path, "--ggml-f32-activations", "--prompt", "The quick brown fox jumps", "--max-new-tokens", "1", "--json"])
         XCTAssertEqual(r.code, 0, r.err)
         let j = try JSONParser.parse(Array(r.out.utf8), source: "run --json")
         let expected = fixturesDir + "/ggml-blocks/tiny-mistral.expected.safetensors"
@@ -33,7 +34,7 @@ final class GGMLCLITests: CLITestCase {
         // transformers' logits rows 0…6 (log-softmax in double).
         let text = dir + "/t.txt"
         try write(Array("The quick brown fox jumps".utf8), to: text)
-        let ppl = try run(["perplexity", path, "--text", text, "--ctx", "8", "--json"])
+        let ppl = try run(["perplexity", path, "--ggml-f32-activations", "--text", text, "--ctx", "8", "--json"])
         XCTAssertEqual(ppl.code, 0, ppl.err)
         let v = ref.count / ids.count
         var nll = 0.0
