@@ -217,15 +217,15 @@ final class AWQState {
     func writeLayer(_ li: Int, items base: [(PlannedTensor, [UInt8])], result r: AWQLayerResult?, names n: DecoderLayerWeights.Names) throws {
         var items = base
         func bytes<T>(_ a: [T]) -> [UInt8] { a.withUnsafeBytes { Array($0) } }
-        if let r {
-        let w = r.weights
-        let groups = Set(r.scales.map(\.group))
-        if groups.contains("qkv") { items.append((PlannedTensor(name: n.inputNorm, dtype: .f32, shape: [w.inputNorm.count]), bytes(w.inputNorm))) }
-        if groups.contains("gateup") { items.append((PlannedTensor(name: n.postNorm, dtype: .f32, shape: [w.postNorm.count]), bytes(w.postNorm))) }
-        if groups.contains("vo"), let b = w.vBias { items.append((PlannedTensor(name: n.attnBias("v"), dtype: .f32, shape: [b.count]), bytes(b))) }
-        for s in r.scales {
-            items.append((PlannedTensor(name: "awq.\(s.group).scales", dtype: .f32, shape: [s.scales.count]), bytes(s.scales)))
-        }
+        if let r {  // AWQ: the changed norms / v bias and the chosen scales
+            let w = r.weights
+            let groups = Set(r.scales.map(\.group))
+            if groups.contains("qkv") { items.append((PlannedTensor(name: n.inputNorm, dtype: .f32, shape: [w.inputNorm.count]), bytes(w.inputNorm))) }
+            if groups.contains("gateup") { items.append((PlannedTensor(name: n.postNorm, dtype: .f32, shape: [w.postNorm.count]), bytes(w.postNorm))) }
+            if groups.contains("vo"), let b = w.vBias { items.append((PlannedTensor(name: n.attnBias("v"), dtype: .f32, shape: [b.count]), bytes(b))) }
+            for s in r.scales {
+                items.append((PlannedTensor(name: "awq.\(s.group).scales", dtype: .f32, shape: [s.scales.count]), bytes(s.scales)))
+            }
         }
         let tmp = layerDir(li) + ".tmp"
         FileSystem.removeTree(tmp)

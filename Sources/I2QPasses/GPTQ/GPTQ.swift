@@ -80,7 +80,8 @@ public enum GPTQ {
         return h
     }
 
-    /// (scale as stored, scale as float, zero) of the values v[0..<n] with stride `stride`.
+    /// GPTQModel `find_params` of one row of a group with minimum `mn0` and maximum `mx0`: (scale as
+    /// stored, as float, zero point).
     @inline(__always)
     static func params(min mn0: Float, max mx0: Float) -> (stored: Float16, s: Float, z: Float) {
         var xmin = Swift.min(mn0, 0), xmax = Swift.max(mx0, 0)
@@ -115,8 +116,10 @@ public enum GPTQ {
         }
         var scales = [Float16](repeating: 0, count: rows * groups)  // [rows, groups]
         var zeros = [UInt8](repeating: 0, count: rows * groups)     // [rows, groups]
-        var sF = [Float](repeating: 0, count: rows * groups)        // float scale per (row, group)
-        var zF = [Float](repeating: 0, count: rows * groups)
+        // Float scale and zero per (row, group), read by the column loop while `findParams` writes.
+        let sF = UnsafeMutablePointer<Float>.allocate(capacity: rows * groups)  // [rows, groups]
+        let zF = UnsafeMutablePointer<Float>.allocate(capacity: rows * groups)  // [rows, groups]
+        defer { sF.deallocate(); zF.deallocate() }
         func findParams(_ base: UnsafePointer<Float>, group g: Int) {  // base: [gs, rows] slice of Wᵀ
             for r in 0..<rows {
                 var mn = Float.infinity, mx = -Float.infinity
@@ -157,7 +160,6 @@ public enum GPTQ {
         var err = [Float](repeating: 0, count: bs * rows)  // [count, rows]
         wt.withUnsafeMutableBufferPointer { wp in h.withUnsafeBufferPointer { up in
         w1.withUnsafeMutableBufferPointer { b1 in err.withUnsafeMutableBufferPointer { e1 in
-        sF.withUnsafeBufferPointer { sp in zF.withUnsafeBufferPointer { zp in
             let W = wp.baseAddress!, U = up.baseAddress!, W1 = b1.baseAddress!, E1 = e1.baseAddress!
             var i1 = 0
             while i1 < cols {
@@ -170,7 +172,7 @@ public enum GPTQ {
                     let d = U[c * cols + c]
                     let col = W1 + i * rows, e = E1 + i * rows
                     for r in 0..<rows {
-                        let s = sp[r * groups + g], z = zp[r * groups + g]
+                        let s = sF[r * groups + g], z = zF[r * groups + g]
                         let q = code(col[r], s: s, z: z)
                         qcodes[c * rows + r] = UInt8(q)
                         let deq = (q - z) * s
@@ -188,7 +190,7 @@ public enum GPTQ {
                                                    b: E1, ldb: rows, c: W + i2 * rows, ldc: rows)
                 i1 = i2
             }
-        } } } } } }
+        } } } }
         // Back to [rows, cols] in the original column order.
         var codes = [UInt8](repeating: 0, count: rows * cols)
         for (k, c) in perm.enumerated() { for r in 0..<rows { codes[r * cols + c] = qcodes[k * rows + r] } }
