@@ -3,6 +3,7 @@ import I2QCore
 import I2QFormats
 import I2QEval
 import I2QRuntime
+import I2QQuant
 import I2QTestSupport
 @testable import I2QPasses
 
@@ -39,7 +40,8 @@ final class GPTQTests: XCTestCase {
     /// here, torch's there) whose sums differ in the last bits; a code sitting on a rounding
     /// boundary can flip and its error then propagates through the feedback to later columns, so
     /// the check is: ≥ 99 % of codes equal, and the layer-output error within 2 % of GPTQModel's.
-    /// (Measured: see the assertion messages; typically 100 % equal.)
+    /// (Measured on this machine, OpenBLAS vs torch 2.15: every code, scale and zero equal, the
+    /// output errors equal to all printed digits.)
     func testMatchesGPTQModel() throws {
         let f = try SafetensorsFile(path: fixturesDir + "/gptq/cases.safetensors")
         let meta = try JSONParser.parse(try FileSystem.readFile(fixturesDir + "/gptq/cases.json"), source: "cases.json")
@@ -144,7 +146,7 @@ final class GPTQTests: XCTestCase {
         XCTAssertEqual(try FileSystem.readFile(a), try FileSystem.readFile(b))
 
         let f = try I2QFile(path: a)
-        let q = try XCTUnwrap(f.entries.first { $0.name.hasSuffix("layers.0.self_attn.q_proj.weight") })
+        let q = try XCTUnwrap(f.entries.first { $0.name.hasSuffix("text_model.layers.0.self_attn.q_proj.weight") })
         XCTAssertEqual(q.scheme, AffineInt4Layout.scheme)
         let r = dir + "/rtn.i2q", act = dir + "/act.i2q"
         var ro = AffineQuantizeOptions(); ro.method = .rtn; ro.groupSize = 8

@@ -130,7 +130,7 @@ final class AWQState {
                 let r = try GPTQLayer.run(w, input: hidden, forward: fwd, quantized: quantized, settings: st, names: names)
                 try writeLayer(li, names: names, int4: r.tensors.mapValues { ($0.codes, $0.scales, $0.zeros) })
                 hidden = r.output
-                let losses = AWQ.linearNames.compactMap { s in r.tensors[s].map { "\(s) \(formatFixed($0.loss, 4))" } }.joined(separator: ", ")
+                let losses = AWQ.linearNames.compactMap { s in r.tensors[s].map { "\(s) \(String(format: "%.3g", $0.loss))" } }.joined(separator: ", ")
                 detail = "loss \(losses)"
             } else {
                 let (out, feats) = fwd.layer(hidden, w, capture: true)
