@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check an `i2q export --to compressed-tensors` or `--to hf-gptq` directory in the runtime it is for,
 on CPU: transformers + the compressed-tensors package (compressed-tensors), transformers + gptqmodel
-(hf-gptq).
+(hf-gptq, loaded by gptqmodel's own GPTQModel.load: transformers' GPTQ integration needs optimum).
 
 Run by hand (NOT in CI), each in its venv:
 
@@ -53,11 +53,16 @@ def check_pins(layout):
             sys.exit(f"{pkg} is not installed; see the docstring (own venv)")
 
 
-def perplexity(model_dir: str, text_path: str, ctx: int) -> dict:
+def perplexity(model_dir: str, text_path: str, ctx: int, layout: str) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, device_map="cpu", dtype=torch.float32)
+    if layout == "gptq":
+        # transformers' own GPTQ path needs optimum (not installed); gptqmodel's loader is the runtime.
+        from gptqmodel import GPTQModel
+        model = GPTQModel.load(model_dir, device="cpu").model
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, device_map="cpu", dtype=torch.float32)
     model.eval()
     kinds = sorted({type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__})
     ids = tok(open(text_path, encoding="utf-8").read(), return_tensors="pt").input_ids[0]
@@ -91,7 +96,7 @@ def main():
     layout = json.load(open(os.path.join(a.dir, "config.json")))["quantization_config"]["quant_method"]
     check_pins(layout)
     torch.set_num_threads(2)
-    r = perplexity(a.dir, a.text, a.ctx)
+    r = perplexity(a.dir, a.text, a.ctx, layout)
     if a.cmd == "ppl":
         print(json.dumps(r))
         return

@@ -15,7 +15,7 @@ import I2QQuant
 ///   X.g_idx   I32 [in] = i / G (i2q's act-order uses static groups, so groups stay consecutive)
 /// Plain tensors keep their dtype. config.json's `quantization_config` and quantize_config.json:
 /// bits 4, group_size G, desc_act false (the stored order needs no permutation), sym false,
-/// checkpoint_format "gptq".
+/// checkpoint_format "gptq", meta.quantizer naming gptqmodel 7.7.0 (the v1-zeros marker its loader checks).
 public enum HFGPTQExportPass {
     public static let target = "hf-gptq"
     static let v1Offset: UInt32 = 0x1111_1111
@@ -62,6 +62,12 @@ public enum HFGPTQExportPass {
             ("method", .string("gptq")), ("quant_method", .string("gptq")), ("format", .string("gptq")),
             ("checkpoint_format", .string("gptq")), ("pack_dtype", .string("int32")), ("sym", .bool(false)),
             ("static_groups", .bool(false)), ("true_sequential", .bool(true)),
+            // GPTQModel refuses an asymmetric v1 checkpoint unless `meta.quantizer` names gptqmodel ≥ 0.9
+            // (loader.py: older AutoGPTQ asym v1 files stored zeros nibble-wise, which loses z = 0); the
+            // marker says the zeros are GPTQModel's whole-word v2 → v1 form, as written here. "i2q"
+            // names the actual producer.
+            ("meta", .object([("quantizer", .array([.string("gptqmodel:7.7.0"), .string("i2q")])),
+                              ("uri", .string("https://github.com/modelcloud/gptqmodel"))])),
         ])
     }
 }
