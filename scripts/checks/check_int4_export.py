@@ -60,7 +60,9 @@ def perplexity(model_dir: str, text_path: str, ctx: int, layout: str) -> dict:
     if layout == "gptq":
         # transformers' own GPTQ path needs optimum (not installed); gptqmodel's loader is the runtime.
         from gptqmodel import GPTQModel
-        model = GPTQModel.load(model_dir, device="cpu").model
+        # float32 with the plain torch dequantize kernel (BACKEND.GPTQ_TORCH): the auto choice for float32
+        # (TorchFusedLinear) gave garbage here, and the default float16 load differs by ~0.2 % in PPL.
+        model = GPTQModel.load(model_dir, device="cpu", dtype=torch.float32, backend="gptq_torch").model
     else:
         model = AutoModelForCausalLM.from_pretrained(model_dir, device_map="cpu", dtype=torch.float32)
     model.eval()

@@ -61,7 +61,7 @@ public enum AffineQuantizeError: I2QError {
             let what = d.isEmpty ? "" : " (differing: \(d.joined(separator: ", ")))"
             return "\(p) holds the state of a run with other settings or another model\(what); run with the same settings, or --restart to discard it"
         case let .stateExists(p, n):
-            return "\(p) holds \(n) finished layer(s) of an earlier AWQ run for this output: --resume to continue it, or --restart to discard it"
+            return "\(p) holds \(n) finished layer(s) of an earlier \(p.hasSuffix(".gptq-state") ? "GPTQ" : "AWQ") run for this output: --resume to continue it, or --restart to discard it"
         case let .stopped(n, s): return "stopped after \(n) layer(s) as asked; state kept in \(s) (continue with --resume)"
         case let .noDecoder(p): return "\(p): no Llama/Mistral decoder layers found to quantize"
         case let .replacementMismatch(s, t, d):
