@@ -60,9 +60,9 @@ def perplexity(model_dir: str, text_path: str, ctx: int, layout: str) -> dict:
     if layout == "gptq":
         # transformers' own GPTQ path needs optimum (not installed); gptqmodel's loader is the runtime.
         from gptqmodel import GPTQModel
-        # float32 with the plain torch dequantize kernel (BACKEND.GPTQ_TORCH): the auto choice for float32
-        # (TorchFusedLinear) gave garbage here, and the default float16 load differs by ~0.2 % in PPL.
-        model = GPTQModel.load(model_dir, device="cpu", dtype=torch.float32, backend="gptq_torch").model
+        # gptqmodel's CPU kernels compute in 16 bits (its TorchLinear refuses float32; the float32
+        # auto choice, TorchFusedLinear, gave garbage here), so expect ~0.2 % from i2q's float32.
+        model = GPTQModel.load(model_dir, device="cpu").model
     else:
         model = AutoModelForCausalLM.from_pretrained(model_dir, device_map="cpu", dtype=torch.float32)
     model.eval()
