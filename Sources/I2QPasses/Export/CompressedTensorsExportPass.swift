@@ -69,7 +69,7 @@ public enum CompressedTensorsExportPass {
     public static func quantizationConfig(groupSize: Int, ignore: [String]) -> JSONValue {
         let weights: JSONValue = .object([
             ("actorder", .null), ("block_structure", .null), ("dynamic", .bool(false)), ("group_size", .int(groupSize)),
-            ("num_bits", .int(4)), ("observer", .string("minmax")), ("observer_kwargs", .object([])), ("scale_dtype", .null),
+            ("num_bits", .int(4)), ("observer", .string("memoryless_minmax")), ("observer_kwargs", .object([])), ("scale_dtype", .null),
             ("strategy", .string("group")), ("symmetric", .bool(false)), ("type", .string("int")), ("zp_dtype", .string("torch.int8")),
         ])
         let group: JSONValue = .object([
