@@ -8,6 +8,7 @@ enum HFDirectoryOutput {
     /// `tensor(i, writer)` appends the bytes of `plan[i]` (begin/end are done here) and returns the
     /// dtype it was made from and its cast statistics.
     static func write(from f: I2QFile, output: String, settings: OutputSettings, plan: [PlannedTensor], config: JSONValue,
+                      extraFiles: [(name: String, bytes: [UInt8])] = [],
                       tensor: (Int, SafetensorsWriter) throws -> (from: DType, stats: CastStats)) throws -> PassReport {
         let pipeline = try PassPipeline(source: f, output: output, settings: settings, record: nil, directory: true)
         return try pipeline.run { temp in
@@ -25,9 +26,10 @@ enum HFDirectoryOutput {
         }
         try writer.finish()
         try FileSystem.writeFile(temp + "/config.json", Array((JSONWriter.string(config, indent: 2) + "\n").utf8))
-        for file in try f.auxiliaryFiles() where file.name != "config.json" {
+        for file in try f.auxiliaryFiles() where file.name != "config.json" && !extraFiles.contains(where: { $0.name == file.name }) {
             try FileSystem.writeFile(temp + "/" + file.name, file.bytes)
         }
+        for file in extraFiles { try FileSystem.writeFile(temp + "/" + file.name, file.bytes) }
         progress.finish()
         return PassReport(output: output, files: writer.shards.map(\.fileName), tensors: results,
                           bytesRead: f.storedBytes, bytesWritten: written, seconds: progress.elapsed)

@@ -14,15 +14,21 @@ enum ExportTarget: String, CaseIterable, ExpressibleByArgument {
     case gguf
     /// AutoAWQ GEMM checkpoint (int32 qweight/qzeros, fp16 scales) from an affine_int4 .i2q (--rtn/--awq).
     case hfAwq = "hf-awq"
+    /// compressed-tensors `pack-quantized` W4A16 (llm-compressor's layout: transformers, vLLM) from an affine_int4 .i2q.
+    case compressedTensors = "compressed-tensors"
+    /// GPTQ's HF checkpoint (qweight/qzeros/scales/g_idx, quantize_config.json: gptqmodel) from an affine_int4 .i2q.
+    case hfGptq = "hf-gptq"
 }
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a model in another runtime's layout: hf (transformers), hf-bnb (transformers + bitsandbytes 4-bit), hf-awq (AutoAWQ GEMM int4: transformers, vLLM), gguf (llama.cpp).",
+        abstract: "Write a model in another runtime's layout: hf (transformers), hf-bnb (transformers + bitsandbytes 4-bit), hf-awq (AutoAWQ GEMM int4: transformers, vLLM), compressed-tensors (llm-compressor's pack-quantized int4: transformers, vLLM), hf-gptq (GPTQ int4: gptqmodel), gguf (llama.cpp).",
         discussion: """
             Examples:
               i2q export model-nf4.i2q --to hf-bnb -o model-nf4-hf/
               i2q export model-awq.i2q --to hf-awq -o model-awq-hf/
+              i2q export model-gptq.i2q --to compressed-tensors -o model-gptq-ct/
+              i2q export model-gptq.i2q --to hf-gptq -o model-gptq-hf/
               i2q export smollm2-dir --to gguf --type q8_0 -o smollm2-q8_0.gguf
               i2q export smollm2-dir --to gguf --type q4_k_m -o smollm2-q4_k_m.gguf
               i2q export smollm2-dir --to gguf --type q4_k_m --tensor-type 'attn_v=q8_0' -o smollm2-q4_k_m-v8.gguf
@@ -92,6 +98,12 @@ struct Export: ParsableCommand {
             case .hfAwq:
                 let r = try AWQExportPass.run(source: source, output: out.output, settings: s, fusedNames: fusedNames)
                 printSummary("exported \(r.tensors.count) tensors to hf-awq", r)
+            case .compressedTensors:
+                let r = try CompressedTensorsExportPass.run(source: source, output: out.output, settings: s)
+                printSummary("exported \(r.tensors.count) tensors to compressed-tensors (pack-quantized)", r)
+            case .hfGptq:
+                let r = try HFGPTQExportPass.run(source: source, output: out.output, settings: s)
+                printSummary("exported \(r.tensors.count) tensors to hf-gptq", r)
             }
         }
     }

@@ -13,6 +13,7 @@ struct Quantize: ParsableCommand {
               i2q quantize idefics2-dir --nf4 -o idefics2-nf4.i2q
               i2q quantize smollm2-dir --rtn -o smollm2-int4.i2q                 (group size: the largest of 128/64/32 that divides)
               i2q quantize idefics2-dir --awq --calibration docvqa-dir --samples 32 -o idefics2-awq.i2q
+              i2q quantize smollm2-dir --gptq --group-size 64 --calibration text.txt -o smollm2-gptq.i2q
               (interrupted? rerun the same command with --resume; --restart discards the saved layers)
               i2q imatrix idefics2-dir --calibration docvqa-dir -o idefics2.imatrix.gguf
               i2q quantize idefics2-dir --type q4_k_m --imatrix idefics2.imatrix.gguf -o idefics2-q4_k_m.i2q
@@ -29,32 +30,39 @@ struct Quantize: ParsableCommand {
     @Flag(help: "FP4.") var fp4 = false
     @Flag(help: "Affine int4 (zero point, fp16 scale per group), round to nearest: the decoder's linear layers only.") var rtn = false
     @Flag(help: "Affine int4 with AWQ (AutoAWQ semantics): scales and clipping searched on --calibration data, layer by layer.") var awq = false
+    @Flag(help: "Affine int4 with GPTQ (GPTQModel semantics): Hessian-based error feedback from --calibration data, layer by layer.") var gptq = false
 
-    @Option(help: "--rtn/--awq: elements per group along the input dimension (must divide it; default: the largest of 128, 64, 32 that divides every quantized tensor).")
+    @Flag(name: .customLong("act-order"), help: "--gptq: quantize columns in descending order of the Hessian diagonal, with static groups (GPTQModel desc_act + static_groups; the stored layout is unchanged).")
+    var actOrder = false
+
+    @Option(help: "--gptq: dampening, as a fraction of the mean Hessian diagonal added to it (GPTQModel damp_percent).")
+    var damp: Double = 0.01
+
+    @Option(help: "--rtn/--awq/--gptq: elements per group along the input dimension (must divide it; default: the largest of 128, 64, 32 that divides every quantized tensor).")
     var groupSize: Int?
 
-    @Option(help: "--awq / --target-bpw: calibration data: a UTF-8 text file or a DocVQA-format directory (JSON with data[{questionId, question, image, answers}] beside the images).")
+    @Option(help: "--awq/--gptq/--target-bpw: calibration data: a UTF-8 text file or a DocVQA-format directory (JSON with data[{questionId, question, image, answers}] beside the images).")
     var calibration: String?
 
-    @Option(help: "--awq / --target-bpw: calibration sequences at most (text blocks or DocVQA questions; --target-bpw: llama-imatrix chunks).")
+    @Option(help: "--awq/--gptq/--target-bpw: calibration sequences at most (text blocks or DocVQA questions; --target-bpw: llama-imatrix chunks).")
     var samples = 128
 
-    @Option(help: "--awq / --target-bpw: tokens per calibration sequence (text block length; longer DocVQA prompts are truncated).")
+    @Option(help: "--awq/--gptq/--target-bpw: tokens per calibration sequence (text block length; longer DocVQA prompts are truncated).")
     var seqLen = 512
 
-    @Option(help: "--awq / --target-bpw: seed of the calibration sample selection.")
+    @Option(help: "--awq/--gptq/--target-bpw: seed of the calibration sample selection.")
     var seed: UInt64 = 0
 
     @Option(help: "--awq: tokens the scale-search losses are computed on (whole sequences for attention, evenly spaced rows elsewhere); 0 = every calibration token (AutoAWQ). The layer forward, x_mean and the clipping search are unaffected.")
     var searchTokens = 0
 
-    @Flag(inversion: .prefixedNo, help: "--awq on an Idefics2 model with a DocVQA set: split each page into 4 crops + the page (default: as the model's preprocessor config says; without splitting the vision tower runs ~5x faster).")
+    @Flag(inversion: .prefixedNo, help: "--awq/--gptq on an Idefics2 model with a DocVQA set: split each page into 4 crops + the page (default: as the model's preprocessor config says; without splitting the vision tower runs ~5x faster).")
     var imageSplitting: Bool? = nil
 
-    @Flag(help: "--awq / --target-bpw: continue an interrupted run from its last finished layer / measured tensor (state in OUTPUT.awq-state / OUTPUT.bpw-state).")
+    @Flag(help: "--awq/--gptq/--target-bpw: continue an interrupted run from its last finished layer / measured tensor (state in OUTPUT.awq-state / .gptq-state / .bpw-state).")
     var resume = false
 
-    @Flag(help: "--awq / --target-bpw: discard the state of an earlier run for this output (OUTPUT.awq-state / OUTPUT.bpw-state) and start over.")
+    @Flag(help: "--awq/--gptq/--target-bpw: discard the state of an earlier run for this output (OUTPUT.awq-state / .gptq-state / .bpw-state) and start over.")
     var restart = false
 
     @Option(help: "Elements per absmax block (bitsandbytes: 64).")
@@ -63,7 +71,7 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Keep absmax in float32 instead of double-quantizing it.")
     var noDoubleQuant = false
 
-    @Option(help: "The dtype dequantization produces: bf16, f16 or f32 (NF4/FP4 default bf16; --rtn/--awq default: the source dtype).")
+    @Option(help: "The dtype dequantization produces: bf16, f16 or f32 (NF4/FP4 default bf16; --rtn/--awq/--gptq default: the source dtype).")
     var computeDtype: String?
 
     @Option(help: "Keep tensors whose name contains PATTERN unquantized (repeatable), e.g. vision_model.")
@@ -105,7 +113,9 @@ struct Quantize: ParsableCommand {
     func validate() throws {
         try verification.validateVerify()
         let mixed = targetBpw != nil || recipe != nil
-        if [nf4, fp4, rtn, awq, type != nil, mixed].filter({ $0 }).count > 1 { throw ValidationError("choose one of --nf4, --fp4, --rtn, --awq, --type and --target-bpw/--recipe") }
+        if [nf4, fp4, rtn, awq, gptq, type != nil, mixed].filter({ $0 }).count > 1 { throw ValidationError("choose one of --nf4, --fp4, --rtn, --awq, --gptq, --type and --target-bpw/--recipe") }
+        if !gptq && (actOrder || damp != 0.01) { throw ValidationError("--act-order and --damp apply to --gptq") }
+        if gptq { guard damp > 0 && damp < 1 else { throw ValidationError("--damp must be between 0 and 1 (exclusive; GPTQModel's default 0.01), got \(damp)") } }
         if let t = targetBpw, !(t.isFinite && t > 0 && t <= 32) { throw ValidationError("--target-bpw must be a number of bits per weight in (0, 32] (got \(t))") }
         if !mixed, candidates != nil || recipeOut != nil { throw ValidationError("--candidates and --recipe-out apply to --target-bpw / --recipe") }
         if recipe != nil, candidates != nil { throw ValidationError("--candidates comes from the recipe with --recipe; leave it out") }
@@ -128,20 +138,21 @@ struct Quantize: ParsableCommand {
         if type == nil, !mixed, imatrix != nil { throw ValidationError("--imatrix applies to --type and --target-bpw") }
         for t in tensorTypes { _ = try TensorTypeOverride(parsing: t) }
         if let imatrix, !FileManager.default.fileExists(atPath: imatrix) { throw ValidationError("--imatrix \(imatrix): no such file") }
-        if rtn || awq, let groupSize {
+        if rtn || awq || gptq, let groupSize {
             guard groupSize >= 2, groupSize % 2 == 0 else { throw ValidationError("--group-size must be an even number ≥ 2 (got \(groupSize))") }
             try FlagLimits.check("--group-size", groupSize, 2...(1 << 20))
         }
-        if awq {
-            guard calibration != nil else { throw ValidationError("--awq needs --calibration FILE.txt or a DocVQA-format directory") }
+        if awq || gptq {
+            guard calibration != nil else { throw ValidationError("\(gptq ? "--gptq" : "--awq") needs --calibration FILE.txt or a DocVQA-format directory") }
             guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
             guard seqLen >= 2 else { throw ValidationError("--seq-len must be at least 2") }
             guard searchTokens >= 0 else { throw ValidationError("--search-tokens must be 0 (every token) or positive") }
             try FlagLimits.check("--samples", samples, 1...FlagLimits.samples)
             try FlagLimits.check("--seq-len", seqLen, 2...FlagLimits.positions)
             try FlagLimits.check("--search-tokens", searchTokens, 0...FlagLimits.positions * 64)
+            if gptq && searchTokens != 0 { throw ValidationError("--search-tokens applies to --awq") }
         } else if searchTokens != 0 || imageSplitting != nil || (!mixed && (calibration != nil || resume || restart)) {
-            throw ValidationError("--calibration, --resume and --restart apply to --awq and --target-bpw; --search-tokens and --[no-]image-splitting to --awq")
+            throw ValidationError("--calibration, --resume and --restart apply to --awq, --gptq and --target-bpw; --search-tokens to --awq; --[no-]image-splitting to --awq and --gptq")
         }
         if resume && restart { throw ValidationError("choose one of --resume (continue the saved layers) and --restart (discard them)") }
         if visionInt4 && !rtn { throw ValidationError("--vision-int4 goes with --rtn (AWQ calibrates the decoder only; NF4/FP4 quantize the vision tower by default — keep it 16-bit with --skip vision_model)") }
@@ -154,7 +165,7 @@ struct Quantize: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            if rtn || awq { return try runAffine() }
+            if rtn || awq || gptq { return try runAffine() }
             if targetBpw != nil || recipe != nil { return try runMixed() }
             if let type { return try runGGML(LlamaFileType(rawValue: type.lowercased())!) }
             var o = QuantizeOptions()
@@ -207,7 +218,9 @@ struct Quantize: ParsableCommand {
 
     func runAffine() throws {
         var o = AffineQuantizeOptions()
-        o.method = awq ? .awq : .rtn
+        o.method = gptq ? .gptq : (awq ? .awq : .rtn)
+        o.gptq.actOrder = actOrder
+        o.gptq.damp = damp
         o.groupSize = groupSize
         o.computeDType = computeDtype.flatMap { DType(userSpelling: $0) }
         o.skip = skip
@@ -234,6 +247,6 @@ struct Quantize: ParsableCommand {
         }
         let r = try AffineQuantizePass.run(source: source, output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: path))
         let q = r.tensors.filter { $0.to == .u8 }.count
-        printSummary("quantized \(q) of \(r.tensors.count) tensors to affine int4 (\(o.method.rawValue), group \(o.groupSize!))", r)
+        printSummary("quantized \(q) of \(r.tensors.count) tensors to affine int4 (\(o.method.rawValue)\(o.method == .gptq && actOrder ? ", act-order" : ""), group \(o.groupSize!))", r)
     }
 }

@@ -4,7 +4,8 @@ import I2QFormats
 import I2QQuant
 import I2QRuntime
 
-/// The on-disk state of an AWQ run, `OUTPUT.awq-state/`:
+/// The on-disk state of an AWQ or GPTQ run, `OUTPUT.awq-state/` (GPTQ: `OUTPUT.gptq-state/`, the same
+/// layout without norms or scales; its hidden-NNNN.f32 is the quantized layer's output):
 /// - `run.json`: the fingerprint (source identity, settings, calibration file and size); `--resume`
 ///   refuses a state whose fingerprint differs;
 /// - `batch.json`: the calibration batch's sequence lengths;
@@ -18,17 +19,18 @@ import I2QRuntime
 final class AWQState {
     let dir: String
     let fingerprint: String
+    /// "awq" or "gptq": the method (log prefix).
+    let label: String
     private var open: (layer: Int, file: SafetensorsFile)?
 
     init(output: String, source: any ModelSource, options o: AffineQuantizeOptions) throws {
-        var out = output
-        while out.count > 1 && out.hasSuffix("/") { out.removeLast() }
-        dir = out + ".awq-state"
+        dir = AffineQuantizePass.stateDirectory(output, method: o.method)
+        label = o.method.rawValue
         let cal = o.calibration!
         var fp: [(String, JSONValue)] = [("source", source.identity)] + AffineQuantizePass.record(o)
         fp.append(("calibration_path", .string(cal.path)))
         fp.append(("calibration_bytes", .int(FileSystem.isDirectory(cal.path) ? -1 : (FileSystem.fileSize(cal.path) ?? -1))))
-        fp.append(("awq", .string("\(o.awq.clipGrid)/\(o.awq.maxShrink)/\(o.awq.clipTokens)/\(o.awq.searchTokens)")))
+        if o.method == .awq { fp.append(("awq", .string("\(o.awq.clipGrid)/\(o.awq.maxShrink)/\(o.awq.clipTokens)/\(o.awq.searchTokens)"))) }
         fingerprint = JSONWriter.string(.object(fp), indent: 2) + "\n"
         let runFile = dir + "/run.json"
         if FileSystem.exists(dir) && !o.resume && !o.restart {
@@ -85,13 +87,13 @@ final class AWQState {
     }
 
     func run(source: any ModelSource, selected: Set<String>, options o: AffineQuantizeOptions) throws {
-        InterruptHint.set("AWQ: finished layers are kept in \(dir); run the same command with --resume to continue from there\n")
+        InterruptHint.set("\(label.uppercased()): finished layers are kept in \(dir); run the same command with --resume to continue from there\n")
         defer { InterruptHint.set(nil) }
         let c = source.config.textConfig
         let prefix = AffineQuantizePass.textPrefix(source)
         let layers = c.numHiddenLayers
         var last = o.resume ? lastFinished(layers: layers) : -1
-        if last == layers - 1 { o.log("awq: all \(layers) layers already done (state \(dir))"); return }
+        if last == layers - 1 { o.log("\(label): all \(layers) layers already done (state \(dir))"); return }
         let batch: CalibrationBatch
         var hidden: [Float]  // [tokens, hidden]: the input of the next layer
         if last >= 0 {
@@ -103,7 +105,7 @@ final class AWQState {
             guard m.count == batch.tokens * c.hiddenSize * 4 else { throw AffineQuantizeError.stateMismatch(path: dir, differing: []) }
             hidden = [Float](repeating: 0, count: batch.tokens * c.hiddenSize)
             try hidden.withUnsafeMutableBytes { try m.read(0, m.count, into: $0.baseAddress!) }
-            o.log("awq: resuming after layer \(last + 1)/\(layers) (state \(dir))")
+            o.log("\(label): resuming after layer \(last + 1)/\(layers) (state \(dir))")
         } else {
             last = -1
             let t0 = ProgressBar.now()
@@ -111,7 +113,7 @@ final class AWQState {
             batch = inputs.batch
             hidden = inputs.hidden
             try Self.atomicWrite(dir + "/batch.json", Array(JSONWriter.string(.object([("lengths", .array(batch.lengths.map { .int($0) }))])).utf8))
-            o.log("awq: calibration: \(inputs.summary) in \(formatFixed(ProgressBar.now() - t0, 1))s")
+            o.log("\(label): calibration: \(inputs.summary) in \(formatFixed(ProgressBar.now() - t0, 1))s")
         }
         let fwd = DecoderLayerForward(config: c, batch: batch)
         let start = ProgressBar.now()
@@ -120,15 +122,29 @@ final class AWQState {
             let t0 = ProgressBar.now()
             let names = DecoderLayerWeights.Names(prefix: prefix, layer: li)
             let w = try DecoderLayerWeights.load(source: source, config: c, prefix: prefix, layer: li)
-            let (out, feats) = fwd.layer(hidden, w, capture: true)
-            var f = feats
-            var st = o.awq
-            st.groupSize = o.groupSize!
-            st.quantized = Set(AWQ.linearNames.filter { selected.contains(name(names, $0)) })
-            let r = AWQ.layer(w, features: &f!, forward: fwd, settings: st, groups: source.config.architecture.awqScaleGroups)
-            f = nil  // release the captured activations before writing
-            try writeLayer(li, names: names, result: r, quantized: st.quantized, config: c, groupSize: o.groupSize!)
-            hidden = out
+            let quantized = Set(AWQ.linearNames.filter { selected.contains(name(names, $0)) })
+            let detail: String
+            if o.method == .gptq {
+                var st = o.gptq
+                st.groupSize = o.groupSize!
+                let r = try GPTQLayer.run(w, input: hidden, forward: fwd, quantized: quantized, settings: st, names: names)
+                try writeLayer(li, names: names, int4: r.tensors.mapValues { ($0.codes, $0.scales, $0.zeros) })
+                hidden = r.output
+                let losses = AWQ.linearNames.compactMap { s in r.tensors[s].map { "\(s) \(String(format: "%.3g", $0.loss))" } }.joined(separator: ", ")
+                detail = "loss \(losses)"
+            } else {
+                let (out, feats) = fwd.layer(hidden, w, capture: true)
+                var f = feats
+                var st = o.awq
+                st.groupSize = o.groupSize!
+                st.quantized = quantized
+                let r = AWQ.layer(w, features: &f!, forward: fwd, settings: st, groups: source.config.architecture.awqScaleGroups)
+                f = nil  // release the captured activations before writing
+                try writeLayer(li, names: names, result: r, quantized: st.quantized, config: c, groupSize: o.groupSize!)
+                hidden = out
+                let ratios = r.scales.map { "\($0.group) r=\(formatFixed($0.ratio, 2))" }.joined(separator: ", ")
+                detail = "search \(formatFixed(r.searchSeconds, 1))s, clip \(formatFixed(r.clipSeconds, 1))s; \(ratios)"
+            }
             let hf = hiddenFile(li)
             let file = try OutputFile(creating: hf + ".tmp")
             try hidden.withUnsafeBytes { try file.write($0) }
@@ -138,8 +154,7 @@ final class AWQState {
             done += 1
             let el = ProgressBar.now() - start
             let eta = el / Double(done) * Double(layers - 1 - li)
-            let ratios = r.scales.map { "\($0.group) r=\(formatFixed($0.ratio, 2))" }.joined(separator: ", ")
-            o.log("awq: layer \(li + 1)/\(layers) in \(formatFixed(ProgressBar.now() - t0, 1))s (search \(formatFixed(r.searchSeconds, 1))s, clip \(formatFixed(r.clipSeconds, 1))s; \(ratios)); ETA \(formatSeconds(eta))")
+            o.log("\(label): layer \(li + 1)/\(layers) in \(formatFixed(ProgressBar.now() - t0, 1))s (\(detail)); ETA \(formatSeconds(eta))")
             if let stop = o.stopAfterLayers, done >= stop, li < layers - 1 { throw AffineQuantizeError.stopped(layers: done, state: dir) }
         }
     }
@@ -181,12 +196,36 @@ final class AWQState {
             items.append((PlannedTensor(name: nm + ".scales", dtype: .f16, shape: [rows, groups]), bytes(scales)))
             items.append((PlannedTensor(name: nm + ".zeros", dtype: .u8, shape: [rows, groups]), zeros))
         }
-        let groups = Set(r.scales.map(\.group))
-        if groups.contains("qkv") { items.append((PlannedTensor(name: n.inputNorm, dtype: .f32, shape: [w.inputNorm.count]), bytes(w.inputNorm))) }
-        if groups.contains("gateup") { items.append((PlannedTensor(name: n.postNorm, dtype: .f32, shape: [w.postNorm.count]), bytes(w.postNorm))) }
-        if groups.contains("vo"), let b = w.vBias { items.append((PlannedTensor(name: n.attnBias("v"), dtype: .f32, shape: [b.count]), bytes(b))) }
-        for s in r.scales {
-            items.append((PlannedTensor(name: "awq.\(s.group).scales", dtype: .f32, shape: [s.scales.count]), bytes(s.scales)))
+        try writeLayer(li, items: items, result: r, names: n)
+    }
+
+    /// GPTQ's layer: the quantized linears' stored components (codes [rows, cols] unpacked).
+    func writeLayer(_ li: Int, names n: DecoderLayerWeights.Names, int4: [String: (codes: [UInt8], scales: [Float16], zeros: [UInt8])]) throws {
+        var items: [(PlannedTensor, [UInt8])] = []
+        for short in AWQ.linearNames {
+            guard let t = int4[short] else { continue }
+            var packed = [UInt8](repeating: 0, count: t.codes.count / 2)
+            t.codes.withUnsafeBufferPointer { cp in packed.withUnsafeMutableBufferPointer { AffineInt4.pack(cp.baseAddress!, count: t.codes.count, into: $0.baseAddress!) } }
+            let nm = name(n, short)
+            items.append((PlannedTensor(name: nm + ".qweight", dtype: .u8, shape: [packed.count]), packed))
+            items.append((PlannedTensor(name: nm + ".scales", dtype: .f16, shape: [t.scales.count]), t.scales.withUnsafeBytes { Array($0) }))
+            items.append((PlannedTensor(name: nm + ".zeros", dtype: .u8, shape: [t.zeros.count]), t.zeros))
+        }
+        try writeLayer(li, items: items, result: nil, names: n)
+    }
+
+    func writeLayer(_ li: Int, items base: [(PlannedTensor, [UInt8])], result r: AWQLayerResult?, names n: DecoderLayerWeights.Names) throws {
+        var items = base
+        func bytes<T>(_ a: [T]) -> [UInt8] { a.withUnsafeBytes { Array($0) } }
+        if let r {  // AWQ: the changed norms / v bias and the chosen scales
+            let w = r.weights
+            let groups = Set(r.scales.map(\.group))
+            if groups.contains("qkv") { items.append((PlannedTensor(name: n.inputNorm, dtype: .f32, shape: [w.inputNorm.count]), bytes(w.inputNorm))) }
+            if groups.contains("gateup") { items.append((PlannedTensor(name: n.postNorm, dtype: .f32, shape: [w.postNorm.count]), bytes(w.postNorm))) }
+            if groups.contains("vo"), let b = w.vBias { items.append((PlannedTensor(name: n.attnBias("v"), dtype: .f32, shape: [b.count]), bytes(b))) }
+            for s in r.scales {
+                items.append((PlannedTensor(name: "awq.\(s.group).scales", dtype: .f32, shape: [s.scales.count]), bytes(s.scales)))
+            }
         }
         let tmp = layerDir(li) + ".tmp"
         FileSystem.removeTree(tmp)

@@ -5,7 +5,9 @@ import I2QQuant
 import I2QRuntime
 
 public struct AffineQuantizeOptions: Sendable {
-    public enum Method: String, Sendable { case rtn, awq }
+    public enum Method: String, Sendable { case rtn, awq, gptq }
+    /// AWQ and GPTQ calibrate layer by layer (with a resumable state); RTN does not.
+    public var calibrated: Bool { method != .rtn }
     public var method: Method = .rtn
     /// Elements per group along the input dimension; nil: `AffineQuantizePass.defaultGroupSize`.
     public var groupSize: Int? = nil
@@ -21,6 +23,8 @@ public struct AffineQuantizeOptions: Sendable {
     /// AWQ only.
     public var calibration: CalibrationOptions?
     public var awq = AWQSettings()
+    /// GPTQ only (its groupSize is taken from `groupSize`).
+    public var gptq = GPTQSettings()
     /// AWQ only: continue a previous run's state (next to the output) from its last finished layer.
     public var resume = false
     /// AWQ only: discard a previous run's state and start over (without it, or --resume, a state
@@ -50,14 +54,14 @@ public enum AffineQuantizeError: I2QError {
     public var description: String {
         switch self {
         case .visionNeedsRTN:
-            return "--vision-int4 rounds the vision tower to nearest (RTN); AWQ calibrates the decoder only. Use --rtn --vision-int4, or --awq without it"
+            return "--vision-int4 rounds the vision tower to nearest (RTN); AWQ and GPTQ calibrate the decoder only. Use --rtn --vision-int4, or --awq/--gptq without it"
         case let .noVision(p, t): return "\(p): --vision-int4 needs an Idefics2 model (this is \(t), which has no vision tower)"
-        case .noCalibration: return "--awq needs calibration data: --calibration FILE.txt or a DocVQA-format directory"
+        case .noCalibration: return "--awq and --gptq need calibration data: --calibration FILE.txt or a DocVQA-format directory"
         case let .stateMismatch(p, d):
             let what = d.isEmpty ? "" : " (differing: \(d.joined(separator: ", ")))"
             return "\(p) holds the state of a run with other settings or another model\(what); run with the same settings, or --restart to discard it"
         case let .stateExists(p, n):
-            return "\(p) holds \(n) finished layer(s) of an earlier AWQ run for this output: --resume to continue it, or --restart to discard it"
+            return "\(p) holds \(n) finished layer(s) of an earlier \(p.hasSuffix(".gptq-state") ? "GPTQ" : "AWQ") run for this output: --resume to continue it, or --restart to discard it"
         case let .stopped(n, s): return "stopped after \(n) layer(s) as asked; state kept in \(s) (continue with --resume)"
         case let .noDecoder(p): return "\(p): no Llama/Mistral decoder layers found to quantize"
         case let .replacementMismatch(s, t, d):
@@ -171,7 +175,7 @@ public enum AffineQuantizePass {
         let pipeline = try PassPipeline(source: source, output: output, settings: settings,
                                         record: PassRecord(name: "quantize", params: record(o)), directory: false)
         let prefix = textPrefix(source)
-        if o.vision && o.method == .awq { throw AffineQuantizeError.visionNeedsRTN }
+        if o.vision && o.calibrated { throw AffineQuantizeError.visionNeedsRTN }
         if o.vision && source.config.architecture.visionLinear == nil { throw AffineQuantizeError.noVision(path: source.path, modelType: source.config.modelType) }
         let inputs = try inputs(source, textPrefix: prefix, skip: o.skip, vision: o.vision)
         let selected = inputs.filter(\.quantize)
@@ -187,7 +191,7 @@ public enum AffineQuantizePass {
         // Claim the output (lock, existence, --overwrite rules) before hours of calibration.
         try pipeline.stage()
         var state: AWQState? = nil
-        if o.method == .awq {
+        if o.calibrated {
             guard o.calibration != nil else { throw AffineQuantizeError.noCalibration }
             // AWQ works per projection (scale groups q/k/v, gate/up, …; one layer's float32 weights
             // by their transformers names): on a fused file it reads the unfused view (zero-copy
@@ -224,11 +228,11 @@ public enum AffineQuantizePass {
         return r
     }
 
-    /// Where AWQ keeps its state for `output` (AWQState: `OUTPUT.awq-state`).
-    static func stateDirectory(_ output: String) -> String {
+    /// Where AWQ / GPTQ keep their state for `output` (AWQState: `OUTPUT.awq-state` / `OUTPUT.gptq-state`).
+    static func stateDirectory(_ output: String, method: AffineQuantizeOptions.Method = .awq) -> String {
         var out = output
         while out.count > 1 && out.hasSuffix("/") { out.removeLast() }
-        return out + ".awq-state"
+        return out + (method == .gptq ? ".gptq-state" : ".awq-state")
     }
 
     static let chunkRows = 1 << 20  // elements per quantization step (rounded to whole rows)
@@ -246,7 +250,7 @@ public enum AffineQuantizePass {
         let gs = o.groupSize!
         let copier = CastCopier()  // tensors (and parts) written unquantized
         func mismatch(_ name: String, _ what: String) -> AffineQuantizeError {
-            .replacementMismatch(state: stateDirectory(output), tensor: name, detail: what)
+            .replacementMismatch(state: stateDirectory(output, method: o.method), tensor: name, detail: what)
         }
         for input in inputs {
             let t = input.tensor
@@ -357,6 +361,12 @@ public enum AffineQuantizePass {
             p += [("calibration", .string(FileSystem.basename(c.path))), ("samples", .int(c.samples)), ("seq_len", .int(c.seqLen)),
                   ("seed", .int(Int(truncatingIfNeeded: c.seed))), ("n_grid", .int(o.awq.nGrid)), ("duo_scaling", .bool(o.awq.duoScaling)),
                   ("clip", .bool(o.awq.clip)), ("search_tokens", .int(o.awq.searchTokens))]
+            if let split = c.imageSplitting { p.append(("image_splitting", .bool(split))) }
+        }
+        if o.method == .gptq, let c = o.calibration {
+            p += [("calibration", .string(FileSystem.basename(c.path))), ("samples", .int(c.samples)), ("seq_len", .int(c.seqLen)),
+                  ("seed", .int(Int(truncatingIfNeeded: c.seed))), ("damp", .number(String(o.gptq.damp))), ("act_order", .bool(o.gptq.actOrder)),
+                  ("static_groups", .bool(o.gptq.actOrder)), ("block_size", .int(o.gptq.blockSize))]
             if let split = c.imageSplitting { p.append(("image_splitting", .bool(split))) }
         }
         return p

@@ -1,0 +1,82 @@
+import Foundation
+import I2QCore
+import I2QRuntime
+
+/// What GPTQ did to one decoder layer.
+struct GPTQLayerResult {
+    /// Quantized linears by short name ("q" … "down").
+    var tensors: [String: GPTQTensorResult]
+    /// The layer's output on the batch computed with the quantized weights: the next layer's input.
+    var output: [Float]
+    var seconds = 0.0
+}
+
+/// One Llama/Mistral decoder layer through GPTQ, "true sequential" as GPTQModel 7.7 runs a layer
+/// (its llama `module_tree`): the sub-module groups [q, k, v] → [o] → [gate, up] → [down] are
+/// quantized in order, each group's Hessian taken from its inputs computed with the groups before
+/// it already quantized; the output passed to the next layer is the quantized layer's (GPTQModel,
+/// llm-compressor and the paper's llama.py all feed quantized outputs forward). Hessians are taken
+/// over every calibration token (image tokens included for Idefics2: the batch holds the merged
+/// embeddings). Memory: the batch's activations of one layer and one Hessian [in, in] per linear.
+enum GPTQLayer {
+    static func run(_ w0: DecoderLayerWeights, input x: [Float], forward fwd: DecoderLayerForward, quantized: Set<String>,
+                    settings st: GPTQSettings, names: DecoderLayerWeights.Names) throws -> GPTQLayerResult {
+        let t0 = ProgressBar.now()
+        let c = fwd.config
+        let h = c.hiddenSize, im = c.intermediateSize, qw = c.numAttentionHeads * c.headDim
+        let n = fwd.batch.tokens
+        var w = w0
+        var out: [String: GPTQTensorResult] = [:]
+        func name(_ s: String) -> String { ["gate", "up", "down"].contains(s) ? names.mlp(s) : names.attn(s) }
+        func quantize(_ s: String, _ kp: WritableKeyPath<DecoderLayerWeights, [Float]>, cols: Int, hessian H: [Float]) throws {
+            guard quantized.contains(s) else { return }
+            let rows = w[keyPath: kp].count / cols
+            let r = try GPTQ.quantize(tensor: name(s), weight: w[keyPath: kp], rows: rows, cols: cols, hessian: H, tokens: n, settings: st)
+            w[keyPath: kp] = r.dequantized
+            out[s] = r
+        }
+        // [q, k, v]: input_layernorm output.
+        let normed1 = fwd.rmsNorm(x, w.inputNorm)
+        if !quantized.isDisjoint(with: ["q", "k", "v"]) {
+            let H = GPTQ.hessian(normed1, cols: h)
+            try quantize("q", \.q, cols: h, hessian: H)
+            try quantize("k", \.k, cols: h, hessian: H)
+            try quantize("v", \.v, cols: h, hessian: H)
+        }
+        // [o]: the attention context with the quantized q/k/v.
+        let ctx = fwd.attentionContext(normed1, q: w.q, k: w.k, v: w.v, qBias: w.qBias, kBias: w.kBias, vBias: w.vBias)
+        if quantized.contains("o") { try quantize("o", \.o, cols: qw, hessian: GPTQ.hessian(ctx, cols: qw)) }
+        // [gate, up]: post_attention_layernorm of the residual with the quantized attention.
+        let attnOut = DecoderLayerForward.linear(ctx, w.o, rows: n, inDim: qw, outDim: h)
+        var h2 = x
+        for i in 0..<h2.count { h2[i] += attnOut[i] }
+        let normed2 = fwd.rmsNorm(h2, w.postNorm)
+        if !quantized.isDisjoint(with: ["gate", "up"]) {
+            let H = GPTQ.hessian(normed2, cols: h)
+            try quantize("gate", \.gate, cols: h, hessian: H)
+            try quantize("up", \.up, cols: h, hessian: H)
+        }
+        // [down]: silu(gate)·up with the quantized gate/up, its Hessian accumulated chunk by chunk.
+        if quantized.contains("down") {
+            var H = [Float](repeating: 0, count: im * im)  // [intermediate, intermediate]
+            normed2.withUnsafeBufferPointer { xp in
+                var r = 0
+                while r < n {
+                    let m = min(DecoderLayerForward.mlpChunkRows, n - r)
+                    let act = fwd.mlpActivation(xp.baseAddress! + r * h, rows: m, gate: w.gate, up: w.up)
+                    act.withUnsafeBufferPointer { ap in H.withUnsafeMutableBufferPointer { hp in
+                        Cholesky.accumulateGram(ap.baseAddress!, rows: m, cols: im, alpha: 2 / Float(max(n, 1)), into: hp.baseAddress!)
+                    } }
+                    r += m
+                }
+            }
+            try quantize("down", \.down, cols: im, hessian: H)
+        }
+        // The quantized layer's output (the same forward the runtime computes with these weights).
+        var y = h2
+        fwd.mlpChunks(normed2, gate: w.gate, up: w.up, down: w.down) { range, part in
+            for i in 0..<(range.count * h) { y[range.lowerBound * h + i] += part[i] }
+        }
+        return GPTQLayerResult(tensors: out, output: y, seconds: ProgressBar.now() - t0)
+    }
+}
