@@ -235,6 +235,40 @@ public enum AffineQuantizePass {
         return out + (method == .gptq ? ".gptq-state" : ".awq-state")
     }
 
+    /// Rows [first, first + count) of the 2-D float tensor `t` as round-to-nearest affine int4, appended to
+    /// `w`'s open qweight component (packed codes) with their scales and zeros stored into `scales` / `zeros`
+    /// ([rows, groups] of the whole tensor), streamed in chunks of about `chunkRows` elements:
+    /// `AffineInt4.quantizeRows` + `pack` (AutoAWQ's pseudo_quantize_tensor, fp16 scales). Groups are per
+    /// row, so rows quantized alone or inside a fused tensor get the same codes.
+    static func appendRTNRows(_ t: SourceTensor, first: Int, count: Int, groupSize gs: Int, to w: I2QWriter,
+                              scales: inout [Float16], zeros: inout [UInt8], progress: ProgressBar) throws {
+        let cols = t.shape.dropFirst().reduce(1, *), groups = cols / gs
+        let step = max(1, chunkRows / cols)
+        var raw = [UInt8](repeating: 0, count: step * cols * t.dtype.size)  // [step, cols] source dtype
+        var f32 = [Float](repeating: 0, count: step * cols)                  // [step, cols]
+        var codes = [UInt8](repeating: 0, count: step * cols)                // [step, cols]
+        var packed = [UInt8](repeating: 0, count: step * cols / 2)           // [step, cols/2]
+        var r = first
+        while r < first + count {
+            let m = min(step, first + count - r)
+            try raw.withUnsafeMutableBytes { rb in
+                try t.read(elements: r * cols, count: m * cols, into: rb.baseAddress!)
+                f32.withUnsafeMutableBufferPointer { FloatConversion.widenToF32(from: t.dtype, count: m * cols, src: rb.baseAddress!, dst: $0.baseAddress!) }
+            }
+            f32.withUnsafeBufferPointer { fp in codes.withUnsafeMutableBufferPointer { cp in
+            scales.withUnsafeMutableBufferPointer { sp in zeros.withUnsafeMutableBufferPointer { zp in
+                AffineInt4.quantizeRows(fp.baseAddress!, rows: m, cols: cols, groupSize: gs, codes: cp.baseAddress!,
+                                        scales: sp.baseAddress! + r * groups, zeros: zp.baseAddress! + r * groups)
+            } } } }
+            codes.withUnsafeBufferPointer { cp in packed.withUnsafeMutableBufferPointer { pp in
+                AffineInt4.pack(cp.baseAddress!, count: m * cols, into: pp.baseAddress!)
+            } }
+            try packed.withUnsafeBytes { try w.append(UnsafeRawBufferPointer(rebasing: $0[0..<(m * cols / 2)])) }
+            progress.advance(m * cols * t.dtype.size)
+            r += m
+        }
+    }
+
     static let chunkRows = 1 << 20  // elements per quantization step (rounded to whole rows)
 
     /// Writes the .i2q: selected tensors as affine_int4 (from `replacement` or quantized from the
@@ -279,31 +313,8 @@ public enum AffineQuantizePass {
                         progress.advance(seg.rows * cols * t.dtype.size)
                         continue
                     }
-                    let step = max(1, chunkRows / cols)
-                    var raw = [UInt8](repeating: 0, count: step * cols * t.dtype.size)  // [step, cols] source dtype
-                    var f32 = [Float](repeating: 0, count: step * cols)                  // [step, cols]
-                    var codes = [UInt8](repeating: 0, count: step * cols)                // [step, cols]
-                    var packed = [UInt8](repeating: 0, count: step * cols / 2)           // [step, cols/2]
-                    var r = seg.row
-                    while r < seg.row + seg.rows {
-                        let m = min(step, seg.row + seg.rows - r)
-                        try raw.withUnsafeMutableBytes { rb in
-                            try t.read(elements: r * cols, count: m * cols, into: rb.baseAddress!)
-                            f32.withUnsafeMutableBufferPointer { FloatConversion.widenToF32(from: t.dtype, count: m * cols, src: rb.baseAddress!, dst: $0.baseAddress!) }
-                        }
-                        // Groups are per row: rows quantized alone or inside the fused tensor get the same codes.
-                        f32.withUnsafeBufferPointer { fp in codes.withUnsafeMutableBufferPointer { cp in
-                        scales.withUnsafeMutableBufferPointer { sp in zeros.withUnsafeMutableBufferPointer { zp in
-                            AffineInt4.quantizeRows(fp.baseAddress!, rows: m, cols: cols, groupSize: gs, codes: cp.baseAddress!,
-                                                    scales: sp.baseAddress! + r * groups, zeros: zp.baseAddress! + r * groups)
-                        } } } }
-                        codes.withUnsafeBufferPointer { cp in packed.withUnsafeMutableBufferPointer { pp in
-                            AffineInt4.pack(cp.baseAddress!, count: m * cols, into: pp.baseAddress!)
-                        } }
-                        try packed.withUnsafeBytes { try w.append(UnsafeRawBufferPointer(rebasing: $0[0..<(m * cols / 2)])) }
-                        progress.advance(m * cols * t.dtype.size)
-                        r += m
-                    }
+                    try Self.appendRTNRows(t, first: seg.row, count: seg.rows, groupSize: gs, to: w,
+                                           scales: &scales, zeros: &zeros, progress: progress)
                 }
                 try w.endComponent()
                 try w.beginComponent(role: AffineInt4Layout.Role.scales, dtype: .f16, shape: [rows, groups])

@@ -60,30 +60,8 @@ extension MixedQuantizePass {
         var scales = [Float16](repeating: 0, count: rows * groups)  // [rows, groups]
         var zeros = [UInt8](repeating: 0, count: rows * groups)     // [rows, groups]
         try w.beginComponent(role: AffineInt4Layout.Role.qweight, dtype: .u8, shape: [rows, cols / 2])
-        let step = max(1, AffineQuantizePass.chunkRows / cols)
-        var raw = [UInt8](repeating: 0, count: step * cols * t.dtype.size)  // [step, cols] source dtype
-        var f32 = [Float](repeating: 0, count: step * cols)                  // [step, cols]
-        var codes = [UInt8](repeating: 0, count: step * cols)                // [step, cols]
-        var packed = [UInt8](repeating: 0, count: step * cols / 2)           // [step, cols/2]
-        var r = 0
-        while r < rows {
-            let m = min(step, rows - r)
-            try raw.withUnsafeMutableBytes { rb in
-                try t.read(elements: r * cols, count: m * cols, into: rb.baseAddress!)
-                f32.withUnsafeMutableBufferPointer { FloatConversion.widenToF32(from: t.dtype, count: m * cols, src: rb.baseAddress!, dst: $0.baseAddress!) }
-            }
-            f32.withUnsafeBufferPointer { fp in codes.withUnsafeMutableBufferPointer { cp in
-            scales.withUnsafeMutableBufferPointer { sp in zeros.withUnsafeMutableBufferPointer { zp in
-                AffineInt4.quantizeRows(fp.baseAddress!, rows: m, cols: cols, groupSize: gs, codes: cp.baseAddress!,
-                                        scales: sp.baseAddress! + r * groups, zeros: zp.baseAddress! + r * groups)
-            } } } }
-            codes.withUnsafeBufferPointer { cp in packed.withUnsafeMutableBufferPointer { pp in
-                AffineInt4.pack(cp.baseAddress!, count: m * cols, into: pp.baseAddress!)
-            } }
-            try packed.withUnsafeBytes { try w.append(UnsafeRawBufferPointer(rebasing: $0[0..<(m * cols / 2)])) }
-            progress.advance(m * cols * t.dtype.size)
-            r += m
-        }
+        try AffineQuantizePass.appendRTNRows(t, first: 0, count: rows, groupSize: gs, to: w,
+                                             scales: &scales, zeros: &zeros, progress: progress)
         try w.endComponent()
         try w.beginComponent(role: AffineInt4Layout.Role.scales, dtype: .f16, shape: [rows, groups])
         try scales.withUnsafeBytes { try w.append($0) }
