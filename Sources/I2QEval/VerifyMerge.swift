@@ -37,6 +37,7 @@ public enum VerifyMerge {
         for p in paths {
             let (file, j) = try read(p)
             let sh = j["shard"]!
+            // Deliberate try?: an out-of-range index/count is reported as this file's malformed "shard" below.
             guard let i = sh["index"]?.intValue, let n = sh["count"]?.intValue, let spec = try? VerifyShard(index: i, count: n) else {
                 throw VerifyShardError.notAReport(file: file, why: "\"shard\" has no valid \"index\" and \"count\"")
             }

@@ -269,6 +269,18 @@ public enum AffineQuantizePass {
         }
     }
 
+    /// Closes the open qweight component of an affine_int4 tensor and writes its scales (f16) and zeros
+    /// (u8) components, [rows, groups] each (AffineInt4Layout).
+    static func appendScalesAndZeros(_ w: I2QWriter, rows: Int, groups: Int, scales: [Float16], zeros: [UInt8]) throws {
+        try w.endComponent()
+        try w.beginComponent(role: AffineInt4Layout.Role.scales, dtype: .f16, shape: [rows, groups])
+        try scales.withUnsafeBytes { try w.append($0) }
+        try w.endComponent()
+        try w.beginComponent(role: AffineInt4Layout.Role.zeros, dtype: .u8, shape: [rows, groups])
+        try zeros.withUnsafeBytes { try w.append($0) }
+        try w.endComponent()
+    }
+
     static let chunkRows = 1 << 20  // elements per quantization step (rounded to whole rows)
 
     /// Writes the .i2q: selected tensors as affine_int4 (from `replacement` or quantized from the
@@ -316,13 +328,7 @@ public enum AffineQuantizePass {
                     try Self.appendRTNRows(t, first: seg.row, count: seg.rows, groupSize: gs, to: w,
                                            scales: &scales, zeros: &zeros, progress: progress)
                 }
-                try w.endComponent()
-                try w.beginComponent(role: AffineInt4Layout.Role.scales, dtype: .f16, shape: [rows, groups])
-                try scales.withUnsafeBytes { try w.append($0) }
-                try w.endComponent()
-                try w.beginComponent(role: AffineInt4Layout.Role.zeros, dtype: .u8, shape: [rows, groups])
-                try zeros.withUnsafeBytes { try w.append($0) }
-                try w.endComponent()
+                try Self.appendScalesAndZeros(w, rows: rows, groups: groups, scales: scales, zeros: zeros)
                 try w.endTensor()
                 written += rows * cols / 2 + rows * groups * 3
                 results.append(TensorCastResult(name: t.name, from: t.dtype, to: .u8, elements: n, stats: CastStats()))

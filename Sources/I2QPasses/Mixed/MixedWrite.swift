@@ -62,13 +62,7 @@ extension MixedQuantizePass {
         try w.beginComponent(role: AffineInt4Layout.Role.qweight, dtype: .u8, shape: [rows, cols / 2])
         try AffineQuantizePass.appendRTNRows(t, first: 0, count: rows, groupSize: gs, to: w,
                                              scales: &scales, zeros: &zeros, progress: progress)
-        try w.endComponent()
-        try w.beginComponent(role: AffineInt4Layout.Role.scales, dtype: .f16, shape: [rows, groups])
-        try scales.withUnsafeBytes { try w.append($0) }
-        try w.endComponent()
-        try w.beginComponent(role: AffineInt4Layout.Role.zeros, dtype: .u8, shape: [rows, groups])
-        try zeros.withUnsafeBytes { try w.append($0) }
-        try w.endComponent()
+        try AffineQuantizePass.appendScalesAndZeros(w, rows: rows, groups: groups, scales: scales, zeros: zeros)
         try w.endTensor()
     }
 }
