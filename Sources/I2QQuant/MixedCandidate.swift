@@ -56,6 +56,23 @@ public enum MixedCandidate: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// What this candidate means for rows of `cols`: itself where it fits; a K-quant that does not fit
+    /// becomes llama.cpp's width fallback (q4_k → q5_0, q5_k → q5_1, q6_k → q8_0), as llama-quantize's
+    /// q4_k_m does for such tensors; otherwise nil.
+    public func resolved(columns cols: Int) -> MixedCandidate? {
+        if fits(columns: cols) { return self }
+        if case let .ggml(t) = self, let f = LlamaQuantRecipe.widthFallback(t), f.blockSize > 0, cols % f.blockSize == 0 { return .ggml(f) }
+        return nil
+    }
+
+    /// The options a tensor with rows of `cols` has under `list`: each candidate resolved, duplicates
+    /// dropped, order kept.
+    public static func options(_ list: [MixedCandidate], columns cols: Int) -> [MixedCandidate] {
+        var out: [MixedCandidate] = []
+        for c in list { if let r = c.resolved(columns: cols), !out.contains(r) { out.append(r) } }
+        return out
+    }
+
     /// Bytes stored for a [rows, cols] tensor, scales / zeros / block headers included (`fits` first):
     /// affine_int4: rows·cols/2 codes + per group an f16 scale and a u8 zero; ggml: the blocks;
     /// floats: 2 bytes per value.

@@ -29,6 +29,7 @@ final class GGUFKQuantExportTests: XCTestCase {
         let ref = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: fixturesDir + "/gguf-export/" + json))), source: json)
         guard let configs = ref.objectEntries else { return XCTFail("bad \(json)") }
         let dir = try makeTempDir("gguf-kquant")
+        defer { try? FileManager.default.removeItem(atPath: dir) }  // ~640 MB of GGUFs per run
         let source = try openModel(model)
         var checked = 0
         for (cfg, want) in configs where cfg != "input" && (only?.contains(cfg) ?? true) {

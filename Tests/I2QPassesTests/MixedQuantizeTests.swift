@@ -49,6 +49,16 @@ final class MixedQuantizeTests: XCTestCase {
         XCTAssertFalse(MixedCandidate(name: "int4g128")!.fits(columns: 576))
         XCTAssertTrue(MixedCandidate(name: "int4g64")!.fits(columns: 576))
         assertThrowsMentioning(["\"q3_k\"", "int4g128", "q6_k"]) { _ = try MixedCandidate.parseList("q4_k,q3_k") }
+        // Rows that a K-quant's 256-block does not divide: llama.cpp's tensor_type_fallback
+        // (llama-quant.cpp: Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0), as llama-quantize's q4_k_m stores
+        // SmolLM2's 576-wide tensors.
+        XCTAssertEqual(MixedCandidate(name: "q4_k")!.resolved(columns: 576)?.name, "q5_0")
+        XCTAssertEqual(MixedCandidate(name: "q5_k")!.resolved(columns: 576)?.name, "q5_1")
+        XCTAssertEqual(MixedCandidate(name: "q6_k")!.resolved(columns: 576)?.name, "q8_0")
+        XCTAssertEqual(MixedCandidate(name: "q4_k")!.resolved(columns: 1536)?.name, "q4_k")
+        XCTAssertNil(MixedCandidate(name: "int4g128")!.resolved(columns: 576))
+        XCTAssertNil(MixedCandidate(name: "q4_k")!.resolved(columns: 48))
+        XCTAssertEqual(MixedCandidate.options(c, columns: 576).map(\.name), ["int4g64", "q5_0", "q5_1", "q8_0", "bf16"])
     }
 
     /// The optimizer never exceeds the budget; on a small instance it finds the optimum that
@@ -265,8 +275,8 @@ final class MixedQuantizeTests: XCTestCase {
             _ = try MixedQuantizePass.run(source: src, output: dir + "/x.i2q", options: try options(2.0), settings: settings)
         }
         var o = try options(5.0)
-        o.candidates = try MixedCandidate.parseList("q4_k,q6_k")
-        assertThrowsMentioning(["model.embed_tokens.weight", "rows of 32", "fits none", "q4_k, q6_k", "add bf16"]) {
+        o.candidates = try MixedCandidate.parseList("int4g64,int4g128")
+        assertThrowsMentioning(["model.embed_tokens.weight", "rows of 32", "fits none", "int4g64, int4g128", "add bf16"]) {
             _ = try MixedQuantizePass.run(source: src, output: dir + "/x.i2q", options: o, settings: settings)
         }
         var none = MixedQuantizeOptions()

@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""Do the hf-bnb and hf-awq exports of the trained easy-VQA Idefics2 answer as well in transformers as
+"""Do the hf-bnb, hf-awq and compressed-tensors exports of the trained easy-VQA Idefics2 answer as well in transformers as
 the .i2q they were exported from answers in i2q? (run by hand, NOT in CI; CPU only)
 
     PY=/work/venv/bin/python          # torch 2.15.0, transformers 5.24.0, bitsandbytes 0.50.2, accelerate 1.16.0
     PYAWQ=/work/venv-awq/bin/python   # the same + gptqmodel 7.7.0 (see scripts/checks/check_awq_export.py)
     $PY    scripts/checks/check_easy_vqa_exports.py bnb [--data .cache/easy-vqa] [--i2q .build/release/i2q] [--samples N]
     $PYAWQ scripts/checks/check_easy_vqa_exports.py awq [...]
+    PYCT=/work/venv-llmc/bin/python   # torch 2.14.0, transformers 5.17.0, compressed-tensors 0.19.0
+    $PYCT  scripts/checks/check_easy_vqa_exports.py gptq-ct [...]   (issue 23)
 
-Steps: `i2q quantize MODEL --nf4` (bnb) or `--awq --group-size 64` calibrated on the train split's
-images + questions (awq) → `i2q export --to hf-bnb|hf-awq` → `i2q verify MODEL.i2q --reference MODEL
+Steps: `i2q quantize MODEL --nf4` (bnb), `--awq --group-size 64` (awq) or `--gptq --group-size 64`
+(gptq-ct) calibrated on the train split's images + questions → `i2q export --to
+hf-bnb|hf-awq|compressed-tensors` → `i2q verify MODEL.i2q --reference MODEL
 --docvqa TEST` (i2q's exact match of the .i2q); then transformers `from_pretrained(export)` (bitsandbytes'
-CPU path, or gptqmodel's CPU AWQ kernel) answers the same questions greedily with the export's own
+CPU path, gptqmodel's CPU AWQ kernel, or compressed-tensors' decompression into nn.Linear) answers the same questions greedily with the export's own
 processor, one batch per image, stopping at </s> or <end_of_utterance>. Prints both exact-match
 accuracies and their difference; exits 1 when it is above --tolerance points (issue 16: 0.5).
 """
@@ -75,7 +78,7 @@ def norm(s):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["bnb", "awq"])
+    ap.add_argument("kind", choices=["bnb", "awq", "gptq-ct"])
     ap.add_argument("--model", default=os.path.join(REPO, "Tests/Fixtures/easy-vqa-idefics2"))
     ap.add_argument("--data", default=os.path.join(REPO, ".cache/easy-vqa"))
     ap.add_argument("--i2q", default=os.path.join(REPO, ".build/release/i2q"))
@@ -97,9 +100,10 @@ def main():
             run([args.i2q, "quantize", args.model, "--nf4", "-o", q, "--overwrite", "--no-progress"])
             run([args.i2q, "export", q, "--to", "hf-bnb", "-o", hf, "--overwrite"])
         else:
-            run([args.i2q, "quantize", args.model, "--awq", "--group-size", "64", "--calibration",
+            method, to = ("--awq", "hf-awq") if args.kind == "awq" else ("--gptq", "compressed-tensors")
+            run([args.i2q, "quantize", args.model, method, "--group-size", "64", "--calibration",
                  os.path.join(args.data, "train"), "--samples", "512", "-o", q, "--overwrite", "--no-progress"])
-            run([args.i2q, "export", q, "--to", "hf-awq", "-o", hf, "--overwrite"])
+            run([args.i2q, "export", q, "--to", to, "-o", hf, "--overwrite"])
         sel = ["--samples", str(args.samples)] if args.samples > 0 else []
         with open(report + ".part", "w") as f:
             subprocess.run([args.i2q, "verify", q, "--reference", args.model, "--docvqa", test, *sel,

@@ -120,7 +120,7 @@ public enum CalibrationData {
                 imageTokens += ids.filter(s.isImageToken).count
                 hidden += emb; lengths.append(ids.count); allIds.append(ids)
                 let el = ProgressBar.now() - start
-                log("awq: calibration sample \(i + 1)/\(items.count) (\(FileSystem.basename(item.imagePath)), \(ids.count) tokens); ETA \(formatSeconds(el / Double(i + 1) * Double(items.count - i - 1)))")
+                log("calibration: sample \(i + 1)/\(items.count) (\(FileSystem.basename(item.imagePath)), \(ids.count) tokens); ETA \(formatSeconds(el / Double(i + 1) * Double(items.count - i - 1)))")
             }
         } else {
             let (ts, dec) = try sessions(source)

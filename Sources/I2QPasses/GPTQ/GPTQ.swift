@@ -98,22 +98,60 @@ public enum GPTQ {
         Swift.min(Swift.max((x / s).rounded(.toNearestOrEven) + z, 0), 15)
     }
 
+    /// What GPTQ derives from one Hessian alone — shared by the linears that read the same input
+    /// (q/k/v, gate/up), so the Cholesky work is done once per Hessian, not once per tensor.
+    public struct Factor: Sendable {
+        public let cols: Int
+        /// Columns whose H_cc was 0 (their weights are zeroed).
+        let dead: [Int]
+        /// Processing order (act-order: descending diag H; else identity).
+        let perm: [Int]
+        /// Upper Cholesky factor of the damped (permuted) H⁻¹: [cols, cols].
+        let u: [Float]
+    }
+
+    /// Steps 1 (the Hessian side), 3 and 4 for Hessian h0 [cols, cols]; `tensor` names it in errors.
+    public static func factor(tensor: String, hessian h0: [Float], cols: Int, settings st: GPTQSettings) throws -> Factor {
+        precondition(h0.count == cols * cols, "GPTQ: bad Hessian shape")
+        guard h0.allSatisfy(\.isFinite) else { throw GPTQError.nonFinite(tensor: tensor, what: "the calibration Hessian") }
+        var h = h0
+        var dead: [Int] = []
+        for c in 0..<cols where h[c * cols + c] == 0 { h[c * cols + c] = 1; dead.append(c) }
+        var perm = Array(0..<cols)
+        if st.actOrder {
+            let d = (0..<cols).map { h[$0 * cols + $0] }
+            perm.sort { d[$0] != d[$1] ? d[$0] > d[$1] : $0 < $1 }
+            var hp = [Float](repeating: 0, count: cols * cols)
+            for (k, c) in perm.enumerated() { for (l, c2) in perm.enumerated() { hp[k * cols + l] = h[c * cols + c2] } }
+            h = hp
+        }
+        var mean = 0.0
+        for c in 0..<cols { mean += Double(h[c * cols + c]) }
+        let lambda = Float(st.damp) * Float(mean / Double(cols))
+        for c in 0..<cols { h[c * cols + c] += lambda }
+        let ok = h.withUnsafeMutableBufferPointer { Cholesky.inverseUpperFactor($0.baseAddress!, n: cols) }
+        guard ok else { throw GPTQError.notPositiveDefinite(tensor: tensor, damp: st.damp) }
+        return Factor(cols: cols, dead: dead, perm: perm, u: h)
+    }
+
     /// Quantizes w [rows, cols] (row-major, as in the checkpoint) with Hessian h [cols, cols].
     public static func quantize(tensor: String, weight w: [Float], rows: Int, cols: Int, hessian h0: [Float],
                                 tokens: Int, settings st: GPTQSettings) throws -> GPTQTensorResult {
+        try quantize(tensor: tensor, weight: w, rows: rows, cols: cols,
+                     factor: factor(tensor: tensor, hessian: h0, cols: cols, settings: st), tokens: tokens, settings: st)
+    }
+
+    /// Quantizes w [rows, cols] with a `factor` of its Hessian (the same `settings` as made it).
+    public static func quantize(tensor: String, weight w: [Float], rows: Int, cols: Int, factor f: Factor,
+                                tokens: Int, settings st: GPTQSettings) throws -> GPTQTensorResult {
         let gs = st.groupSize, groups = cols / gs
-        precondition(gs > 0 && cols % gs == 0 && w.count == rows * cols && h0.count == cols * cols, "GPTQ: bad shapes")
+        precondition(gs > 0 && cols % gs == 0 && w.count == rows * cols && f.cols == cols, "GPTQ: bad shapes")
         guard w.allSatisfy(\.isFinite) else { throw GPTQError.nonFinite(tensor: tensor, what: "the weight") }
-        guard h0.allSatisfy(\.isFinite) else { throw GPTQError.nonFinite(tensor: tensor, what: "the calibration Hessian") }
-        var h = h0
         // Wᵀ [cols, rows]: column c of W is row c here.
         var wt = [Float](repeating: 0, count: cols * rows)
         for r in 0..<rows { for c in 0..<cols { wt[c * rows + r] = w[r * cols + c] } }
         // [1] dead columns.
-        for c in 0..<cols where h[c * cols + c] == 0 {
-            h[c * cols + c] = 1
-            for r in 0..<rows { wt[c * rows + r] = 0 }
-        }
+        for c in f.dead { for r in 0..<rows { wt[c * rows + r] = 0 } }
         var scales = [Float16](repeating: 0, count: rows * groups)  // [rows, groups]
         var zeros = [UInt8](repeating: 0, count: rows * groups)     // [rows, groups]
         // Float scale and zero per (row, group), read by the column loop while `findParams` writes.
@@ -133,32 +171,20 @@ public enum GPTQ {
         if st.actOrder {
             wt.withUnsafeBufferPointer { p in for g in 0..<groups { findParams(p.baseAddress! + g * gs * rows, group: g) } }
         }
-        // [3] act-order permutation (descending diag H; ties by index, as a stable sort).
-        var perm = Array(0..<cols)
+        // [3] act-order permutation (the factor's order).
+        let perm = f.perm
         if st.actOrder {
-            let d = (0..<cols).map { h[$0 * cols + $0] }
-            perm.sort { d[$0] != d[$1] ? d[$0] > d[$1] : $0 < $1 }
-            var wp = [Float](repeating: 0, count: cols * rows), hp = [Float](repeating: 0, count: cols * cols)
-            for (k, c) in perm.enumerated() {
-                for r in 0..<rows { wp[k * rows + r] = wt[c * rows + r] }
-                for (l, c2) in perm.enumerated() { hp[k * cols + l] = h[c * cols + c2] }
-            }
-            wt = wp; h = hp
+            var wp = [Float](repeating: 0, count: cols * rows)
+            for (k, c) in perm.enumerated() { for r in 0..<rows { wp[k * rows + r] = wt[c * rows + r] } }
+            wt = wp
         }
-        // [4] dampening and the inverse factor.
-        var mean = 0.0
-        for c in 0..<cols { mean += Double(h[c * cols + c]) }
-        let lambda = Float(st.damp) * Float(mean / Double(cols))
-        for c in 0..<cols { h[c * cols + c] += lambda }
-        let ok = h.withUnsafeMutableBufferPointer { Cholesky.inverseUpperFactor($0.baseAddress!, n: cols) }
-        guard ok else { throw GPTQError.notPositiveDefinite(tensor: tensor, damp: st.damp) }
         // [5] the blocked column loop.
         var qcodes = [UInt8](repeating: 0, count: cols * rows)  // [cols, rows] permuted order
         var loss = 0.0
         let bs = st.blockSize
         var w1 = [Float](repeating: 0, count: bs * rows)   // [count, rows]
         var err = [Float](repeating: 0, count: bs * rows)  // [count, rows]
-        wt.withUnsafeMutableBufferPointer { wp in h.withUnsafeBufferPointer { up in
+        wt.withUnsafeMutableBufferPointer { wp in f.u.withUnsafeBufferPointer { up in
         w1.withUnsafeMutableBufferPointer { b1 in err.withUnsafeMutableBufferPointer { e1 in
             let W = wp.baseAddress!, U = up.baseAddress!, W1 = b1.baseAddress!, E1 = e1.baseAddress!
             var i1 = 0

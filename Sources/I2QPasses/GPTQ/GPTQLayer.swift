@@ -28,33 +28,36 @@ enum GPTQLayer {
         var w = w0
         var out: [String: GPTQTensorResult] = [:]
         func name(_ s: String) -> String { ["gate", "up", "down"].contains(s) ? names.mlp(s) : names.attn(s) }
-        func quantize(_ s: String, _ kp: WritableKeyPath<DecoderLayerWeights, [Float]>, cols: Int, hessian H: [Float]) throws {
+        func quantize(_ s: String, _ kp: WritableKeyPath<DecoderLayerWeights, [Float]>, cols: Int, factor F: GPTQ.Factor) throws {
             guard quantized.contains(s) else { return }
             let rows = w[keyPath: kp].count / cols
-            let r = try GPTQ.quantize(tensor: name(s), weight: w[keyPath: kp], rows: rows, cols: cols, hessian: H, tokens: n, settings: st)
+            let r = try GPTQ.quantize(tensor: name(s), weight: w[keyPath: kp], rows: rows, cols: cols, factor: F, tokens: n, settings: st)
             w[keyPath: kp] = r.dequantized
             out[s] = r
         }
         // [q, k, v]: input_layernorm output.
         let normed1 = fwd.rmsNorm(x, w.inputNorm)
         if !quantized.isDisjoint(with: ["q", "k", "v"]) {
-            let H = GPTQ.hessian(normed1, cols: h)
-            try quantize("q", \.q, cols: h, hessian: H)
-            try quantize("k", \.k, cols: h, hessian: H)
-            try quantize("v", \.v, cols: h, hessian: H)
+            // One Hessian, one Cholesky factor for the three (they read the same input).
+            let F = try GPTQ.factor(tensor: name("q") + " (q/k/v input)", hessian: GPTQ.hessian(normed1, cols: h), cols: h, settings: st)
+            try quantize("q", \.q, cols: h, factor: F)
+            try quantize("k", \.k, cols: h, factor: F)
+            try quantize("v", \.v, cols: h, factor: F)
         }
         // [o]: the attention context with the quantized q/k/v.
         let ctx = fwd.attentionContext(normed1, q: w.q, k: w.k, v: w.v, qBias: w.qBias, kBias: w.kBias, vBias: w.vBias)
-        if quantized.contains("o") { try quantize("o", \.o, cols: qw, hessian: GPTQ.hessian(ctx, cols: qw)) }
+        if quantized.contains("o") {
+            try quantize("o", \.o, cols: qw, factor: GPTQ.factor(tensor: name("o"), hessian: GPTQ.hessian(ctx, cols: qw), cols: qw, settings: st))
+        }
         // [gate, up]: post_attention_layernorm of the residual with the quantized attention.
         let attnOut = DecoderLayerForward.linear(ctx, w.o, rows: n, inDim: qw, outDim: h)
         var h2 = x
         for i in 0..<h2.count { h2[i] += attnOut[i] }
         let normed2 = fwd.rmsNorm(h2, w.postNorm)
         if !quantized.isDisjoint(with: ["gate", "up"]) {
-            let H = GPTQ.hessian(normed2, cols: h)
-            try quantize("gate", \.gate, cols: h, hessian: H)
-            try quantize("up", \.up, cols: h, hessian: H)
+            let F = try GPTQ.factor(tensor: name("gate") + " (gate/up input)", hessian: GPTQ.hessian(normed2, cols: h), cols: h, settings: st)
+            try quantize("gate", \.gate, cols: h, factor: F)
+            try quantize("up", \.up, cols: h, factor: F)
         }
         // [down]: silu(gate)·up with the quantized gate/up, its Hessian accumulated chunk by chunk.
         if quantized.contains("down") {
@@ -70,7 +73,7 @@ enum GPTQLayer {
                     r += m
                 }
             }
-            try quantize("down", \.down, cols: im, hessian: H)
+            try quantize("down", \.down, cols: im, factor: GPTQ.factor(tensor: name("down"), hessian: H, cols: im, settings: st))
         }
         // The quantized layer's output (the same forward the runtime computes with these weights).
         var y = h2

@@ -35,7 +35,7 @@ extension MixedQuantizePass {
         if o.probeTokens > 0 && o.calibration == nil { o.log("bpw: no --calibration for the KLD probe: costs are the importance-weighted weight error alone") }
         for (i, p) in planned.enumerated() {
             if let c = try state.costs(i, name: p.tensor.name) { table.append(c); resumed += 1; continue }
-            let fits = candidates.filter { $0.fits(columns: p.cols) }
+            let fits = MixedCandidate.options(candidates, columns: p.cols)
             let (weights, note) = costImportance(p, importance: imp, tied: tied)
             if let note { o.log("bpw: \(p.tensor.name): \(note)") }
             let cheapest = fits.min { $0.bytes(rows: p.rows, cols: p.cols) < $1.bytes(rows: p.rows, cols: p.cols) }!

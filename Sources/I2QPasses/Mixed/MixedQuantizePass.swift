@@ -126,13 +126,13 @@ public enum MixedQuantizePass {
                 if importance == nil, let cal = o.calibration { importance = try collectImportance(source, cal, log: o.log).0 }
             } else {
                 guard o.calibration != nil || importance != nil else { throw MixedQuantizeError.noImportance }
-                for p in planned where !candidates.contains(where: { $0.fits(columns: p.cols) }) {
+                for p in planned where MixedCandidate.options(candidates, columns: p.cols).isEmpty {
                     throw MixedQuantizeError.noCandidate(tensor: p.tensor.name, columns: p.cols, candidates: candidates.map(\.name))
                 }
                 let params = planned.reduce(0) { $0 + $1.parameters }
-                let minBits = planned.reduce(0) { acc, p in acc + candidates.filter { $0.fits(columns: p.cols) }.map { $0.bytes(rows: p.rows, cols: p.cols) * 8 }.min()! }
+                let minBits = planned.reduce(0) { acc, p in acc + MixedCandidate.options(candidates, columns: p.cols).map { $0.bytes(rows: p.rows, cols: p.cols) * 8 }.min()! }
                 if let t = o.targetBPW, Double(minBits) > t * Double(params) {
-                    let cheapest = Set(planned.map { p in candidates.filter { $0.fits(columns: p.cols) }.min { $0.bytes(rows: p.rows, cols: p.cols) < $1.bytes(rows: p.rows, cols: p.cols) }!.name }).sorted().joined(separator: "/")
+                    let cheapest = Set(planned.map { p in MixedCandidate.options(candidates, columns: p.cols).min { $0.bytes(rows: p.rows, cols: p.cols) < $1.bytes(rows: p.rows, cols: p.cols) }!.name }).sorted().joined(separator: "/")
                     throw MixedQuantizeError.infeasible(target: t, minimum: Double(minBits) / Double(params), cheapest: cheapest)
                 }
                 let s = try MixedState(output: output, fingerprint: fingerprint(source, o), resume: o.resume, restart: o.restart)

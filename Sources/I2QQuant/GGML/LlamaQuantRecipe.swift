@@ -221,18 +221,25 @@ public struct LlamaQuantRecipe {
         return type
     }
 
+    /// llama.cpp's first fallback for a K-quant whose 256-element block does not divide a row
+    /// (`tensor_type_fallback`); nil for the 32-element types, which have none.
+    public static func widthFallback(_ type: GGMLType) -> GGMLType? {
+        switch type {
+        case .q2_K, .q3_K: return .q4_0
+        case .q4_K: return .q5_0
+        case .q5_K: return .q5_1
+        case .q6_K: return .q8_0
+        default: return nil
+        }
+    }
+
     /// `tensor_type_fallback`: a type whose block does not divide the row falls back
     /// (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0), to F16 when even that does not fit; the 32-element
     /// types have no fallback in llama.cpp (it stops), so neither has i2q.
     func fallback(_ t: Tensor, _ type: GGMLType) throws -> (GGMLType, String?) {
         guard t.columns % type.blockSize != 0 else { return (type, nil) }
-        var to: GGMLType
-        switch type {
-        case .q2_K, .q3_K: to = .q4_0
-        case .q4_K: to = .q5_0
-        case .q5_K: to = .q5_1
-        case .q6_K: to = .q8_0
-        default: throw LlamaQuantRecipeError.noFallback(tensor: t.name, columns: t.columns, type: type.name)
+        guard var to = Self.widthFallback(type) else {
+            throw LlamaQuantRecipeError.noFallback(tensor: t.name, columns: t.columns, type: type.name)
         }
         var note = "ncols \(t.columns) not divisible by \(type.blockSize) (required for type \(type.name))"
         if t.columns % to.blockSize != 0 {
