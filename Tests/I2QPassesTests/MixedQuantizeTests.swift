@@ -101,6 +101,11 @@ final class MixedQuantizeTests: XCTestCase {
         XCTAssertGreaterThan(recipe.achievedBPW, 4.5, "the budget is used")
         XCTAssertEqual(Set(recipe.tensors.map(\.scheme)).count > 1, true, "mixed: \(recipe.tensors.map(\.scheme))")
         XCTAssertEqual(try MixedRecipe.read(path: recipePath), recipe)
+        // The plot of where the bits went: one bar per tensor, titled with each bar's scheme.
+        let svg = String(decoding: try FileSystem.readFile(dir + "/a.recipe.svg"), as: UTF8.self)
+        XCTAssertTrue(svg.hasPrefix("<?xml") && svg.hasSuffix("</svg>\n"))
+        XCTAssertEqual(svg.components(separatedBy: "<rect class=\"bar\"").count - 1, recipe.tensors.count)
+        for t in recipe.tensors { XCTAssertTrue(svg.contains("\(t.name): \(t.scheme),"), t.name) }
 
         let f = try I2QFile(path: a)
         let summary = SchemeSummary(f)
@@ -287,6 +292,7 @@ final class MixedQuantizeTests: XCTestCase {
         XCTAssertFalse(FileSystem.exists(dir + "/x.i2q"))
         XCTAssertFalse(FileSystem.exists(dir + "/x.i2q.bpw-state"))
         XCTAssertFalse(FileSystem.exists(dir + "/x.recipe.json"))
+        XCTAssertFalse(FileSystem.exists(dir + "/x.recipe.svg"))
 
         // A recipe made for tiny-mistral does not apply to tiny-llama.
         _ = try MixedQuantizePass.run(source: src, output: dir + "/m.i2q", options: try options(5.0), settings: settings)

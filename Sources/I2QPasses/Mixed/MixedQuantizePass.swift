@@ -1,5 +1,6 @@
 import Dispatch
 import I2QCore
+import I2QEval
 import I2QFormats
 import I2QQuant
 
@@ -105,6 +106,7 @@ public enum MixedQuantizePass {
         let pipeline = try PassPipeline(source: source, output: output, settings: settings, record: nil, directory: false)
         try pipeline.stage()
         let recipeStage = try StagedOutput(finalPath: recipeOut, directory: false, overwrite: settings.overwrite, inputs: [source.path])
+        let plotStage = try StagedOutput(finalPath: plotPath(recipeOut), directory: false, overwrite: settings.overwrite, inputs: [source.path])
 
         var recipe: MixedRecipe
         var importance = o.importance
@@ -181,7 +183,15 @@ public enum MixedQuantizePass {
                       to: temp, pipeline: pipeline, settings: settings)
         }
         try FileSystem.writeFile(recipeStage.tempPath, Array((JSONWriter.string(recipe.json, indent: 2) + "\n").utf8))
+        let bars = planned.map { p in
+            RecipePlot.Bar(name: p.tensor.name, scheme: schemes[p.tensor.name]!.name,
+                           bitsPerWeight: Double(schemes[p.tensor.name]!.bytes(rows: p.rows, cols: p.cols) * 8) / Double(p.parameters))
+        }
+        let svg = RecipePlot.svg(bars, file: FileSystem.basename(output), model: FileSystem.basename(source.path),
+                                 achievedBPW: achievedBPW, targetBPW: recipe.targetBPW)
+        try FileSystem.writeFile(plotStage.tempPath, Array(svg.utf8))
         try recipeStage.commit()
+        try plotStage.commit()
         state?.remove()
         report.seconds = ProgressBar.now() - started
         return report
@@ -194,6 +204,11 @@ public enum MixedQuantizePass {
         var c = cal
         c.processOutput = true
         return try ImatrixPass.compute(source: source, settings: c, log: log)
+    }
+
+    /// The recipe's plot (where the bits went): RECIPE with `.json` replaced by `.svg` (else + `.svg`).
+    public static func plotPath(_ recipe: String) -> String {
+        recipe.hasSuffix(".json") ? String(recipe.dropLast(5)) + ".svg" : recipe + ".svg"
     }
 
     /// OUTPUT without a final `.i2q`, + `.recipe.json`.
