@@ -4,3 +4,4 @@
    identically; that header is not included to keep the imported surface small). Used by GPTQ. */
 int spotrf_(char *uplo, int *n, float *a, int *lda, int *info);
 int spotri_(char *uplo, int *n, float *a, int *lda, int *info);
+int strtri_(char *uplo, char *diag, int *n, float *a, int *lda, int *info);

@@ -46,17 +46,16 @@ public enum RecipePlot {
         let bw = f.plotW / Double(max(bars.count, 1))
         var body = ""
         var xt: [(Double, String)] = []
-        var lastLayer: Int? = -1
+        var lastKey: String? = nil
         for (i, b) in bars.enumerated() {
             let h = f.plotH * min(b.bitsPerWeight, ymax) / ymax
             let x = f.left + Double(i) * bw
             let c = color(b.scheme, index: schemes.firstIndex(of: b.scheme) ?? 0)
             body += "<rect class=\"bar\" x=\"\(SVG.n(x))\" y=\"\(SVG.n(f.top + f.plotH - h))\" width=\"\(SVG.n(max(bw - 0.6, 0.4)))\" height=\"\(SVG.n(h))\" fill=\"\(c)\"><title>\(SVG.esc(b.name)): \(b.scheme), \(formatFixed(b.bitsPerWeight, 3)) bits/weight</title></rect>\n"
-            let l = layer(b.name)
-            if l != lastLayer {
-                let label = l.map(String.init) ?? (b.name.contains("embed") ? "emb" : b.name.contains("lm_head") ? "head" : "·")
-                xt.append((Double(i) * bw + bw / 2, label))
-                lastLayer = l
+            let key = layer(b.name).map(String.init) ?? (b.name.contains("embed") ? "emb" : b.name.contains("lm_head") ? "head" : "·")
+            if key != lastKey {
+                xt.append((Double(i) * bw + bw / 2, key))
+                lastKey = key
             }
         }
         if bars.count > 1 {

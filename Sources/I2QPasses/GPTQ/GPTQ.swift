@@ -76,6 +76,7 @@ public enum GPTQ {
         var h = [Float](repeating: 0, count: cols * cols)  // [cols, cols]
         x.withUnsafeBufferPointer { xp in h.withUnsafeMutableBufferPointer { hp in
             Cholesky.accumulateGram(xp.baseAddress!, rows: n, cols: cols, alpha: 2 / Float(max(n, 1)), into: hp.baseAddress!)
+            Cholesky.mirrorUpper(hp.baseAddress!, n: cols)
         } }
         return h
     }

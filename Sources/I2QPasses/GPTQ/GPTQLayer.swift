@@ -59,26 +59,38 @@ enum GPTQLayer {
             try quantize("gate", \.gate, cols: h, factor: F)
             try quantize("up", \.up, cols: h, factor: F)
         }
-        // [down]: silu(gate)·up with the quantized gate/up, its Hessian accumulated chunk by chunk.
+        // [down]: silu(gate)·up with the quantized gate/up, its Hessian accumulated chunk by chunk; the
+        // activations are kept ([n, intermediate], as the forward computes them chunk by chunk) for
+        // the layer's output below, so gate/up run once.
+        var acts: [[Float]] = []  // per chunk of mlpChunkRows: [m, intermediate]
+        normed2.withUnsafeBufferPointer { xp in
+            var r = 0
+            while r < n {
+                let m = min(DecoderLayerForward.mlpChunkRows, n - r)
+                acts.append(fwd.mlpActivation(xp.baseAddress! + r * h, rows: m, gate: w.gate, up: w.up))
+                r += m
+            }
+        }
         if quantized.contains("down") {
             var H = [Float](repeating: 0, count: im * im)  // [intermediate, intermediate]
-            normed2.withUnsafeBufferPointer { xp in
-                var r = 0
-                while r < n {
-                    let m = min(DecoderLayerForward.mlpChunkRows, n - r)
-                    let act = fwd.mlpActivation(xp.baseAddress! + r * h, rows: m, gate: w.gate, up: w.up)
-                    act.withUnsafeBufferPointer { ap in H.withUnsafeMutableBufferPointer { hp in
-                        Cholesky.accumulateGram(ap.baseAddress!, rows: m, cols: im, alpha: 2 / Float(max(n, 1)), into: hp.baseAddress!)
-                    } }
-                    r += m
+            H.withUnsafeMutableBufferPointer { hp in
+                for act in acts {
+                    act.withUnsafeBufferPointer { ap in
+                        Cholesky.accumulateGram(ap.baseAddress!, rows: act.count / im, cols: im, alpha: 2 / Float(max(n, 1)), into: hp.baseAddress!)
+                    }
                 }
+                Cholesky.mirrorUpper(hp.baseAddress!, n: im)
             }
             try quantize("down", \.down, cols: im, factor: GPTQ.factor(tensor: name("down"), hessian: H, cols: im, settings: st))
         }
-        // The quantized layer's output (the same forward the runtime computes with these weights).
+        // The quantized layer's output (what DecoderLayerForward.mlpChunks computes with these weights).
         var y = h2
-        fwd.mlpChunks(normed2, gate: w.gate, up: w.up, down: w.down) { range, part in
-            for i in 0..<(range.count * h) { y[range.lowerBound * h + i] += part[i] }
+        var r0 = 0
+        for act in acts {
+            let m = act.count / im
+            let part = DecoderLayerForward.linear(act, w.down, rows: m, inDim: im, outDim: h)
+            for i in 0..<(m * h) { y[r0 * h + i] += part[i] }
+            r0 += m
         }
         return GPTQLayerResult(tensors: out, output: y, seconds: ProgressBar.now() - t0)
     }

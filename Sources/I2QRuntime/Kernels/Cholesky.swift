@@ -6,12 +6,18 @@ import CBLAS
 /// `spotrf`/`spotri` on CPU, as here): same factorization, results equal to float32 rounding of the
 /// blocked algorithm (~n·2⁻²⁴ relative).
 public enum Cholesky {
-    /// h[cols, cols] += alpha · xᵀx for x [rows, cols] (the GPTQ Hessian 2·XᵀX/N with alpha = 2/N).
+    /// The upper triangle of h[cols, cols] += alpha · xᵀx for x [rows, cols] (the GPTQ Hessian
+    /// 2·XᵀX/N with alpha = 2/N; `ssyrk`: half of sgemm's work). The strict lower triangle is left
+    /// as it was: call `mirrorUpper` once the accumulation is done.
     public static func accumulateGram(_ x: UnsafePointer<Float>, rows: Int, cols: Int, alpha: Float,
                                       into h: UnsafeMutablePointer<Float>) {
         guard rows > 0 else { return }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cols), Int32(cols), Int32(rows),
-                    alpha, x, Int32(cols), x, Int32(cols), 1, h, Int32(cols))
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(cols), Int32(rows), alpha, x, Int32(cols), 1, h, Int32(cols))
+    }
+
+    /// h[n, n] := its upper triangle mirrored into the lower one (a full symmetric matrix).
+    public static func mirrorUpper(_ h: UnsafeMutablePointer<Float>, n: Int) {
+        for i in 0..<n { for j in 0..<i { h[i * n + j] = h[j * n + i] } }
     }
 
     /// c[m, n] -= aᵀ · b for a [k, m] (leading dimension lda) and b [k, n] (ldb), c with ldc.
@@ -29,25 +35,39 @@ public enum Cholesky {
         cblas_sger(CblasRowMajor, Int32(m), Int32(n), -1, x, 1, y, 1, a, Int32(lda))
     }
 
-    /// GPTQ's inverse factor: U upper triangular with Uᵀ·U = h⁻¹, i.e.
-    /// `torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)`.
-    /// `h` [n, n] symmetric, row-major, replaced by U (strict lower triangle zeroed). Returns false
-    /// when h is not positive definite.
+    /// Reverses `count` floats in place.
+    static func reverse(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
+        var b = UnsafeMutableBufferPointer(start: p, count: count)
+        b.reverse()
+    }
+
+    /// GPTQ's inverse factor: U upper triangular with Uᵀ·U = h⁻¹ — mathematically
+    /// `torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)` (GPTQModel,
+    /// llm-compressor), computed with one factorization and one triangular inverse (2n³/3 flops instead
+    /// of 4n³/3): with J the order-reversing permutation and J·h·J = L·Lᵀ, h⁻¹ = AᵀA for
+    /// A = J·L⁻¹·J, which is upper triangular with a positive diagonal — so A is the unique upper
+    /// Cholesky factor U of h⁻¹. Equal to the torch sequence to float32 rounding (GPTQTests compares
+    /// the resulting codes with GPTQModel's). `h` [n, n] symmetric, row-major, replaced by U (strict
+    /// lower triangle zeroed). Returns false when h is not positive definite.
     public static func inverseUpperFactor(_ h: UnsafeMutablePointer<Float>, n: Int) -> Bool {
         var nn = Int32(n), lda = Int32(n), info: Int32 = 0
-        // Row-major upper triangle == column-major lower triangle: factor and invert that one.
-        var lo = CChar(UInt8(ascii: "L"))
+        let count = n * n
+        // J·h·J: reversing the buffer maps element (i, j) to (n−1−i, n−1−j) in either layout.
+        reverse(h, count)
+        // Column-major lower L of J·h·J (the buffer is symmetric, so its layout does not matter here),
+        // then L⁻¹ in place (column-major lower; the other triangle untouched).
+        var lo = CChar(UInt8(ascii: "L")), nonUnit = CChar(UInt8(ascii: "N"))
         spotrf_(&lo, &nn, h, &lda, &info)
         guard info == 0 else { return false }
-        spotri_(&lo, &nn, h, &lda, &info)
+        strtri_(&lo, &nonUnit, &nn, h, &lda, &info)
         guard info == 0 else { return false }
-        // The inverse is in the column-major lower = row-major upper triangle; mirror it.
-        for i in 0..<n { for j in 0..<i { h[i * n + j] = h[j * n + i] } }
-        // Column-major "L" of the inverse: L Lᵀ = h⁻¹ with L in column-major lower = row-major
-        // upper storage, which read row-major is U = Lᵀ with Uᵀ U = h⁻¹.
-        spotrf_(&lo, &nn, h, &lda, &info)
-        guard info == 0 else { return false }
-        for i in 0..<n { for j in 0..<i { h[i * n + j] = 0 } }
+        // L⁻¹(p, q) sits at q·n + p. Reversed, the row-major element (i, j) is L⁻¹(n−1−j, n−1−i) =
+        // A(j, i): Aᵀ, valid where i ≥ j. So U(i, j) = A(i, j) is the reversed buffer's (j, i) for i ≤ j.
+        reverse(h, count)
+        for i in 0..<n {
+            for j in (i + 1)..<max(n, i + 1) { h[i * n + j] = h[j * n + i] }
+            for j in 0..<i { h[i * n + j] = 0 }
+        }
         return true
     }
 }
