@@ -9,7 +9,8 @@
 # Rows: mixed (the issue's default candidates), mixed+ (with llama.cpp's block-32 types too), and
 # uniform q4_0, q4_k_m, q4_k_m + imatrix, q5_k_m, q6_k, RTN int4 g64 (linears; embedding bf16), int4 g64
 # everywhere (embedding too; a recipe). bits/weight: the whole file's bits over all parameters.
-# Usage: Benchmarks/bpw_curve.sh [MODEL_DIR]   (I2Q, OUT as in verify_smollm2.sh; TARGETS to change the budgets)
+# Usage: Benchmarks/bpw_curve.sh [MODEL_DIR]   (I2Q, OUT as in verify_smollm2.sh; TARGETS to change the budgets;
+#        LISTS="mixed mixed+" the candidate lists to measure; UNIFORM=0 leaves the uniform rows out)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-.cache/smollm2/SmolLM2-135M-Instruct-f32}
@@ -26,8 +27,10 @@ IM="$OUT/gpl3.imatrix.gguf"
 "$I2Q" imatrix "$MODEL" --calibration /usr/share/common-licenses/GPL-3 --process-output -o "$IM" --overwrite >&2
 
 CANDS=""
+LISTS=${LISTS:-"mixed mixed+"}
 for list in mixed:$DEFAULT mixed+:$EXTENDED; do
   name=${list%%:*}; cands=${list#*:}
+  [[ " $LISTS " == *" $name "* ]] || continue
   # Measure once (at q4_k_m's size), then re-optimize the recipe's costs for every budget.
   /usr/bin/time -f "$name measurement + write: %e s, %M KB" "$I2Q" quantize "$MODEL" --target-bpw 6.17 --candidates "$cands" \
     --calibration /usr/share/common-licenses/GPL-3 --samples 14 --seq-len 512 \
@@ -40,6 +43,7 @@ for list in mixed:$DEFAULT mixed+:$EXTENDED; do
     CANDS="$CANDS $name-$x"
   done
 done
+if [[ ${UNIFORM:-1} == 1 ]]; then
 for t in q4_0 q4_k_m q5_k_m q6_k; do
   "$I2Q" quantize "$MODEL" --type $t -o "$OUT/$t.i2q" --overwrite --no-progress 2>/dev/null >&2
 done
@@ -54,6 +58,7 @@ json.dump(r, open(sys.argv[2], "w"), indent=2)
 PYEOF
 "$I2Q" quantize "$MODEL" --recipe "$OUT/int4g64-all.recipe.json" --recipe-out "$OUT/int4g64-all.out.recipe.json" -o "$OUT/int4g64-all.i2q" --overwrite --no-progress 2>/dev/null >&2
 CANDS="$CANDS q4_0 q4_k_m q4_k_m-imatrix q5_k_m q6_k rtn-g64 int4g64-all"
+fi
 
 printf '| candidate | size MB | bits/weight | schemes | PPL ratio | mean KLD | KLD p99 | same top |\n'
 printf '|---|---:|---:|---|---:|---:|---:|---:|\n'

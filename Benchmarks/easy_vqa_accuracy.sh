@@ -49,6 +49,10 @@ make rtn-g128 quantize "$MODEL" --rtn --group-size 128
 make rtn-g64-vision4 quantize "$MODEL" --rtn --group-size 64 --vision-int4
 make awq-text-g64 quantize "$MODEL" --awq --group-size 64 --calibration "$OUT/train-text.txt" --samples 36 --seq-len 512
 make awq-image-g64 quantize "$MODEL" --awq --group-size 64 --calibration "$DATA/train" --samples 512
+make gptq-image-g64 quantize "$MODEL" --gptq --group-size 64 --calibration "$DATA/train" --samples 512
+# Mixed precision (issue 22): decoder, embedding and lm_head at ≤ 4.5 bits/weight on average, the cost
+# of each tensor under each default candidate measured on the same 512 questions with their images.
+make mixed-4.5 quantize "$MODEL" --target-bpw 4.5 --calibration "$DATA/train" --samples 512
 for base in nf4 rtn-g64 awq-image-g64; do make "$base-fused" fuse "$OUT/$base.i2q"; done
 # llama.cpp's q4_k_m (bytes = llama-quantize's), without and with an importance matrix measured on
 # the training text alone or on the training questions with their images (image tokens included).
@@ -77,7 +81,7 @@ verify() {  # name, candidate, reference
   mv "$OUT/$1.json.part" "$OUT/$1.json"
 }
 limited verify f32 "$MODEL" "$MODEL"
-for c in bf16 f16 nf4 nf4-vision16 fp4 rtn-g32 rtn-g64 rtn-g128 rtn-g64-vision4 awq-text-g64 awq-image-g64 q4_k_m q4_k_m-imatrix-text q4_k_m-imatrix-image; do
+for c in bf16 f16 nf4 nf4-vision16 fp4 rtn-g32 rtn-g64 rtn-g128 rtn-g64-vision4 awq-text-g64 awq-image-g64 gptq-image-g64 mixed-4.5 q4_k_m q4_k_m-imatrix-text q4_k_m-imatrix-image; do
   limited verify "$c" "$OUT/$c.i2q" "$MODEL"
 done
 for base in nf4 rtn-g64 awq-image-g64; do limited verify "$base-fused-vs-unfused" "$OUT/$base-fused.i2q" "$OUT/$base.i2q"; done
@@ -96,6 +100,8 @@ rows = [("f32", model, "f32 (reference, transformers' dtype)"), ("bf16", None, "
         ("rtn-g32", None, "RTN int4 g32 (decoder)"), ("rtn-g64", None, "RTN int4 g64 (decoder)"),
         ("rtn-g128", None, "RTN int4 g128 (decoder)"), ("rtn-g64-vision4", None, "RTN int4 g64, decoder + vision tower (`--vision-int4`)"), ("awq-text-g64", None, "AWQ int4 g64, text-only calibration"),
         ("awq-image-g64", None, "AWQ int4 g64, image + question calibration"),
+        ("gptq-image-g64", None, "GPTQ int4 g64, image + question calibration"),
+        ("mixed-4.5", None, "mixed `--target-bpw 4.5` (decoder, embedding and lm_head; image + question calibration)"),
         ("q4_k_m", None, "llama.cpp q4_k_m (decoder; no importance matrix)"),
         ("q4_k_m-imatrix-text", None, "q4_k_m, importance matrix from the training text"),
         ("q4_k_m-imatrix-image", None, "q4_k_m, importance matrix from training questions + images")]

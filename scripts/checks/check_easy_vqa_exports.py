@@ -6,7 +6,7 @@ the .i2q they were exported from answers in i2q? (run by hand, NOT in CI; CPU on
     PYAWQ=/work/venv-awq/bin/python   # the same + gptqmodel 7.7.0 (see scripts/checks/check_awq_export.py)
     $PY    scripts/checks/check_easy_vqa_exports.py bnb [--data .cache/easy-vqa] [--i2q .build/release/i2q] [--samples N]
     $PYAWQ scripts/checks/check_easy_vqa_exports.py awq [...]
-    PYCT=/work/venv-llmc/bin/python   # torch 2.14.0, transformers 5.17.0, compressed-tensors 0.19.0
+    PYCT=/work/venv-llmc/bin/python   # torch 2.14.0, torchvision 0.29.0, transformers 5.17.0, compressed-tensors 0.19.0
     $PYCT  scripts/checks/check_easy_vqa_exports.py gptq-ct [...]   (issue 23)
 
 Steps: `i2q quantize MODEL --nf4` (bnb), `--awq --group-size 64` (awq) or `--gptq --group-size 64`
