@@ -16,11 +16,12 @@ import I2QRuntime
 /// logits within `logitsTolerance`·std, same argmax. The bf16 weights are widened to float32 (exact),
 /// so this is float32 compute on float32 weights of those values.
 final class FullWidthSliceTests: XCTestCase {
-    /// float32 on both sides, so only summation order differs: on the tiny fixture configs the same
-    /// comparison gives ≤ 6e-6 of std (Benchmarks/README.md, "Full-size golden"); the bounds leave
-    /// room for the longer real-width sums.
-    static let layerTolerance = 1e-4
-    static let logitsTolerance = 1e-4
+    /// float32 on both sides, so only summation order differs. Measured (i2q-bench trace, release, vs this
+    /// golden; Benchmarks/README.md "Full-size golden"): no splitting worst stage 5.1e-5·std (≤ 3.8e-6
+    /// up to the modality projection, ~5e-5 from the first perceiver layer on — not investigated
+    /// further), logits 6.4e-5·std. The bounds are half of issue 25's 1e-3·std and ~8× the measured values.
+    static let layerTolerance = 5e-4
+    static let logitsTolerance = 5e-4
 
     func testTwoLayerSliceAtRealWidthMatchesTransformers() throws {
         let golden = try JSONParser.parse(FileSystem.readFile(fixturesDir + "/fullwidth-slice/golden.json"), source: "fullwidth-slice.json")
