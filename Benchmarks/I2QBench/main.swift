@@ -2,6 +2,7 @@
 //
 //   i2q-bench idefics2 MODEL [--crops 4] [--crop-size 490x378] [--original 980x557] [--new-tokens 8]
 //   i2q-bench nf4 MODEL TENSOR...   (the NF4 codec alone on named tensors; NF4Bench.swift)
+//   i2q-bench trace MODEL OUT.json --image PAGE [--split|--no-split]   (per-layer summaries; TraceBench.swift)
 //   i2q-bench limits                (sgemm GFLOP/s and memory read GB/s of this machine; LimitsBench.swift)
 //
 // Runs one DocVQA-style page through the whole Idefics2 model (vision encoder and connector for
@@ -57,6 +58,10 @@ if args.first == "nf4" {
 }
 if args.first == "limits" {  // LimitsBench.swift
     runLimitsBench()
+    exit(0)
+}
+if args.first == "trace" {  // TraceBench.swift
+    do { try runTraceBench(Array(args.dropFirst())) } catch { FileHandle.standardError.write(Data("error: \(error)\n".utf8)); exit(1) }
     exit(0)
 }
 if args.first == "fuse" {  // FuseBench.swift

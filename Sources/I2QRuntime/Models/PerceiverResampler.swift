@@ -46,8 +46,17 @@ public final class Connector: @unchecked Sendable {
         }
     }
 
+    /// What `observe` sees: the modality projection's output [n, textHidden] (padded patches
+    /// included when the vision encoder kept them), then the latents [latents, textHidden] after
+    /// each perceiver layer (before the final norm). Buffers are valid only during the call.
+    public enum Stage: Equatable, Sendable {
+        case projection
+        case layer(Int)
+    }
+
     /// image: vision last hidden state [n, visionHidden] with its patch mask → [latents, textHidden].
-    public func callAsFunction(_ image: [Float], patchMask: [Bool]) throws -> [Float] {
+    public func callAsFunction(_ image: [Float], patchMask: [Bool],
+                               observe: ((Stage, UnsafeBufferPointer<Float>) throws -> Void)? = nil) throws -> [Float] {
         let n = patchMask.count, h = textHidden, inter = textInter
         let nl = p.resamplerNLatents, heads = p.resamplerNHeads, kvh = p.numKeyValueHeads, d = p.resamplerHeadDim
         let qd = heads * d, kd = kvh * d
@@ -60,6 +69,7 @@ public final class Connector: @unchecked Sendable {
                 Kernels.siluMul(g, u, g, n: n * inter)
                 try projDown.linear(x: g, y: cp.baseAddress!, m: n, scratch: ws.scratch)
             }
+            try observe?(.projection, UnsafeBufferPointer(cp))
         }
         try lat.withUnsafeMutableBufferPointer { lp in try latents.rows(0, nl, into: lp.baseAddress!) }
         let keyMask = patchMask + [Bool](repeating: true, count: nl)
@@ -71,7 +81,7 @@ public final class Connector: @unchecked Sendable {
         try context.withUnsafeBufferPointer { cp in
             try lat.withUnsafeMutableBufferPointer { lp in
                 let x = lp.baseAddress!
-                for l in layers {
+                for (li, l) in layers.enumerated() {
                     try l.ctxNorm.withF32(ws.scratch) { Kernels.rmsNorm(cp.baseAddress!, $0, kvIn, rows: n, n: h, eps: eps) }
                     try l.latNorm.withF32(ws.scratch) { Kernels.rmsNorm(x, $0, kvIn + n * h, rows: nl, n: h, eps: eps) }
                     try l.q.linear(x: kvIn + n * h, y: q, m: nl, scratch: ws.scratch)
@@ -83,6 +93,7 @@ public final class Connector: @unchecked Sendable {
                     try l.gateUp(tmp, m: nl, outputs: [mg, mu], ws: ws)
                     Kernels.siluMul(mg, mu, mg, n: nl * 4 * h)
                     try l.down.linear(x: mg, y: x, m: nl, accumulate: true, scratch: ws.scratch)
+                    try observe?(.layer(li), UnsafeBufferPointer(start: x, count: nl * h))
                 }
                 try norm.withF32(ws.scratch) { Kernels.rmsNorm(x, $0, x, rows: nl, n: h, eps: eps) }
             }
