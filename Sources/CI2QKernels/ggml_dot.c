@@ -1,6 +1,6 @@
 // Fused ggml-block × quantized-activation dot products for decoding (m = 1): llama.cpp's vec_dot
 // family (`ggml_vec_dot_q4_0_q8_0`, `_q4_1_q8_1`, `_q5_0_q8_0`, `_q5_1_q8_1`, `_q8_0_q8_0`,
-// `_q4_K_q8_K`, `_q5_K_q8_K`, `_q6_K_q8_K`): per block, the exact integer dot product of the weight's
+// `_q2_K_q8_K`, `_q3_K_q8_K`, `_q4_K_q8_K`, `_q5_K_q8_K`, `_q6_K_q8_K`): per block, the exact integer dot product of the weight's
 // codes with the activation's int8 codes (from i2q_ggml_quantize_q8 — libggml-cpu's bytes), scaled by
 // the block's scales in float32, as ggml's generic code does. Equal to the dequantized weight times
 // the rounded activations (GGMLGemv's prefill arithmetic) up to float32 summation order; against
@@ -172,6 +172,49 @@ AI float row_q6_K(const uint8_t *w, const uint8_t *x, int64_t nb) {
     return sum;
 }
 
+// Q2_K × Q8_K (`ggml_vec_dot_q2_K_q8_K`): codes 0..3, a four-bit scale (low nibble) and min (high
+// nibble) per 16; element e's code is bits 2·((e%128)/32) of byte 16 + 32·(e/128) + e%32.
+// d_x·d·Σ sc_j·(q·x)_j − d_x·dmin·Σ m_j·bsum_j.
+AI float row_q2_K(const uint8_t *w, const uint8_t *x, int64_t nb) {
+    float sum = 0;
+    for (int64_t b = 0; b < nb; b++, w += 84, x += 292) {
+        int8_t q[256];
+        for (int e = 0; e < 256; e++) q[e] = (int8_t)((w[16 + 32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3);
+        int16_t bs[16]; memcpy(bs, x + 260, 32);
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 16; j++) {
+            sumi += (int)(w[j] & 15) * dot16(q + 16 * j, (const int8_t *)(x + 4) + 16 * j);
+            summ += (int)(w[j] >> 4) * (int)bs[j];
+        }
+        float dx; memcpy(&dx, x, 4);
+        sum += dx * hf(w + 80) * (float)sumi - dx * hf(w + 82) * (float)summ;
+    }
+    return sum;
+}
+
+// Q3_K × Q8_K (`ggml_vec_dot_q3_K_q8_K`): codes −4..3 (low 2 bits as Q2_K's at byte 32 + …, minus 4
+// where bit e/32 of hmask[e%32] is clear), sixteen six-bit scales − 32 (low nibbles in bytes
+// 96..103, top 2 bits in 104..107). d_x·d·Σ sc_j·(q·x)_j.
+AI float row_q3_K(const uint8_t *w, const uint8_t *x, int64_t nb) {
+    float sum = 0;
+    for (int64_t b = 0; b < nb; b++, w += 110, x += 292) {
+        int8_t q[256];
+        for (int e = 0; e < 256; e++) {
+            const int lo = (w[32 + 32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+            q[e] = (int8_t)(lo - (((w[e % 32] >> (e / 32)) & 1) ? 0 : 4));
+        }
+        const uint8_t *s = w + 96;
+        int sumi = 0;
+        for (int j = 0; j < 16; j++) {
+            const int sc = ((j < 8 ? s[j] & 15 : s[j - 8] >> 4) | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+            sumi += sc * dot16(q + 16 * j, (const int8_t *)(x + 4) + 16 * j);
+        }
+        float dx; memcpy(&dx, x, 4);
+        sum += dx * hf(w + 108) * (float)sumi;
+    }
+    return sum;
+}
+
 // Rows [r0, r1): y[r] (+)= row · x, for each type, compiled per target.
 #define ROWS(NAME, ATTR)                                                                                           \
     ATTR static int NAME(int type, const uint8_t *w, int64_t row_bytes, int64_t k, const uint8_t *xq, int64_t r0, \
@@ -186,6 +229,8 @@ AI float row_q6_K(const uint8_t *w, const uint8_t *x, int64_t nb) {
             case 6: v = row_q5_0(wr, xq, nb32); break;                                                             \
             case 7: v = row_q5_1(wr, xq, nb32); break;                                                             \
             case 8: v = row_q8_0(wr, xq, nb32); break;                                                             \
+            case 10: v = row_q2_K(wr, xq, nb256); break;                                                           \
+            case 11: v = row_q3_K(wr, xq, nb256); break;                                                           \
             case 12: v = row_q4_K(wr, xq, nb256); break;                                                           \
             case 13: v = row_q5_K(wr, xq, nb256); break;                                                           \
             case 14: v = row_q6_K(wr, xq, nb256); break;                                                           \
@@ -204,7 +249,7 @@ ROWS(rows_vnni, I2Q_VNNI_TARGET __attribute__((noinline)))
 
 int i2q_ggml_dot_supported(int weight_type) {
     switch (weight_type) {
-    case 2: case 3: case 6: case 7: case 8: case 12: case 13: case 14: return 1;
+    case 2: case 3: case 6: case 7: case 8: case 10: case 11: case 12: case 13: case 14: return 1;
     default: return 0;
     }
 }

@@ -2,7 +2,7 @@ import I2QCore
 import I2QFormats
 import I2QQuant
 
-/// `i2q quantize --type q4_k_m|q4_k_s|q5_k_m|q5_k_s|q6_k|q4_0|q4_1|q5_0|q5_1 [--imatrix FILE]
+/// `i2q quantize --type q4_k_m|q4_k_s|q5_k_m|q5_k_s|q6_k|q3_k_m|q3_k_s|q3_k_l|q2_k|q4_0|q4_1|q5_0|q5_1 [--imatrix FILE]
 /// [--tensor-type REGEX=TYPE]`: llama.cpp's file types into an .i2q (scheme `ggml`, the blocks as
 /// GGUF stores them), so the model runs and is verified in i2q and exports to GGUF without
 /// re-quantizing.

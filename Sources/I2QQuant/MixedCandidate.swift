@@ -3,7 +3,8 @@ import I2QCore
 /// One storage scheme a tensor may get under `quantize --target-bpw` (issue 22): affine int4 with a
 /// group size (`affine_int4`, AutoAWQ's codec, round to nearest), a ggml block type (llama.cpp's
 /// quantizers, bit-exact), or a 16-bit float. Names as the `--candidates` flag spells them:
-/// `int4g128`, `int4g64`, `int4g32`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `q8_0`, `q4_k`, `q5_k`, `q6_k`,
+/// `int4g128`, `int4g64`, `int4g32`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `q8_0`, `q2_k`, `q3_k`, `q4_k`, `q5_k`,
+/// `q6_k`,
 /// `bf16`, `f16`.
 public enum MixedCandidate: Hashable, Sendable, CustomStringConvertible {
     case int4(groupSize: Int)
@@ -12,7 +13,7 @@ public enum MixedCandidate: Hashable, Sendable, CustomStringConvertible {
 
     /// The issue's default list.
     public static let defaultList = "int4g128,int4g64,q4_k,q5_k,q6_k,q8_0,bf16"
-    public static let allNames = ["int4g128", "int4g64", "int4g32", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k", "bf16", "f16"]
+    public static let allNames = ["int4g128", "int4g64", "int4g32", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "bf16", "f16"]
 
     public init?(name raw: String) {
         let s = raw.lowercased()
@@ -57,7 +58,7 @@ public enum MixedCandidate: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// What this candidate means for rows of `cols`: itself where it fits; a K-quant that does not fit
-    /// becomes llama.cpp's width fallback (q4_k → q5_0, q5_k → q5_1, q6_k → q8_0), as llama-quantize's
+    /// becomes llama.cpp's width fallback (q2_k, q3_k → q4_0, q4_k → q5_0, q5_k → q5_1, q6_k → q8_0), as llama-quantize's
     /// q4_k_m does for such tensors; otherwise nil.
     public func resolved(columns cols: Int) -> MixedCandidate? {
         if fits(columns: cols) { return self }

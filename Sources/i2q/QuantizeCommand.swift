@@ -95,7 +95,7 @@ struct Quantize: ParsableCommand {
     @Option(name: .customLong("target-bpw"), help: ArgumentHelp("Mixed precision by measured sensitivity: average bits per weight (scales included) over the decoder's weights, embedding and lm_head, at most X. Each tensor's cost under each candidate is measured on --calibration (or --imatrix), and the assignment of least total cost within the budget is written, with its recipe (OUTPUT.recipe.json).", valueName: "X"))
     var targetBpw: Double?
 
-    @Option(help: ArgumentHelp("--target-bpw: the schemes a tensor may get (a tensor gets only those its rows hold whole groups/blocks of; a K-quant that does not fit becomes llama.cpp's fallback: q4_k → q5_0, q5_k → q5_1, q6_k → q8_0): \(MixedCandidate.allNames.joined(separator: ", ")). Default \(MixedCandidate.defaultList).", valueName: "LIST"))
+    @Option(help: ArgumentHelp("--target-bpw: the schemes a tensor may get (a tensor gets only those its rows hold whole groups/blocks of; a K-quant that does not fit becomes llama.cpp's fallback: q2_k, q3_k → q4_0, q4_k → q5_0, q5_k → q5_1, q6_k → q8_0): \(MixedCandidate.allNames.joined(separator: ", ")). Default \(MixedCandidate.defaultList).", valueName: "LIST"))
     var candidates: String?
 
     @Option(help: ArgumentHelp("Apply the per-tensor schemes of a recipe written by --target-bpw (same recipe, model and importance → the same bytes); with --target-bpw, re-optimize its measured costs for that budget without measuring.", valueName: "FILE"))

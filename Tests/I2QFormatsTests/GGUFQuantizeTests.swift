@@ -106,6 +106,6 @@ final class GGUFQuantizeTests: XCTestCase {
         let f16 = try encode(.f16, x + [Float](repeating: 0, count: 24))
         XCTAssertEqual(Array(f16[0..<4]), [0x00, 0x3C, 0x00, 0xC1])  // 1.0, -2.5 (IEEE half)
         XCTAssertEqual(Array(f16[4..<6]), [0x00, 0x7C])  // 65520 rounds to +inf, as torch/numpy
-        assertThrowsMentioning(["Q2_K", "not supported"]) { _ = try encode(.q2_K, [Float](repeating: 0, count: 256)) }
+        assertThrowsMentioning(["IQ4_NL", "not supported"]) { _ = try encode(.iq4_nl, [Float](repeating: 0, count: 256)) }
     }
 }

@@ -98,7 +98,7 @@ final class GGMLQuantizePassTests: XCTestCase {
 
     func testSmolLM2HoldsLlamaQuantizeBytes() throws {
         let dir = try XCTUnwrap(ProcessInfo.processInfo.environment["I2Q_SMOLLM2"], "set I2Q_SMOLLM2 (scripts/get_smollm2.sh)")
-        try check(model: dir, json: "smollm2.llama-quantize.json", configs: ["q4_k_m", "q4_k_m+imatrix", "q6_k"])
+        try check(model: dir, json: "smollm2.llama-quantize.json", configs: ["q4_k_m", "q4_k_m+imatrix", "q6_k", "q2_k", "q3_k_s+imatrix"])
     }
 
     /// quantize --type T then export --to gguf (blocks copied) = export --to gguf --type T from the
@@ -106,7 +106,7 @@ final class GGMLQuantizePassTests: XCTestCase {
     func testQuantizeThenExportEqualsExportWithType() throws {
         let dir = try makeTempDir("ggml-quantize-export")
         let source = try openModel(fixturesDir + "/tiny-mistral")
-        for t in [LlamaFileType.q4_k_m, .q5_1, .q6_k] {
+        for t in [LlamaFileType.q4_k_m, .q5_1, .q6_k, .q3_k_m] {
             // general.name comes from the file name: keep the model's.
             try FileManager.default.createDirectory(atPath: dir + "/\(t)", withIntermediateDirectories: true)
             let i2q = dir + "/\(t)/tiny-mistral.i2q"

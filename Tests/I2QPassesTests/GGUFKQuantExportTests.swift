@@ -70,14 +70,14 @@ final class GGUFKQuantExportTests: XCTestCase {
     }
 
     /// tiny-mistral (bf16, widths 32/64: every K-quant falls back to Q5_0/Q5_1/Q8_0, the tied
-    /// embedding to Q8_0): all ten llama-quantize types, q4_k_m and q5_0 with an importance matrix,
+    /// embedding to Q8_0; Q2_K/Q3_K fall back to Q4_0): every llama-quantize type (q2_k, q3_k_s/m/l included), q4_k_m and q5_0 with an importance matrix,
     /// q4_k_m with three --tensor-type overrides (one to F16, one that itself falls back).
     func testTinyMistralEqualsLlamaQuantize() throws {
         try check(model: fixturesDir + "/tiny-mistral", json: "tiny-mistral.llama-quantize.json")
     }
 
     /// tiny-llama (f32 → f16 export, widths 32/64: the K-quants fall back as llama.cpp's do, the tied
-    /// embedding too): all ten llama-quantize types, q4_k_m, q5_k_m, q6_k and q5_0 with an importance
+    /// embedding too): every llama-quantize type (q2_k's attn_v takes Q4_K here: n_head / n_head_kv = 4), q4_k_m, q5_k_m, q6_k and q5_0 with an importance
     /// matrix, q4_k_m with the --tensor-type overrides. tiny-llama has no tokenizer (export refuses it:
     /// GGUFExportTests.testErrors), so this exports the same copy the fixture script quantized: its
     /// config, generation config and weights plus gguf-export/tiny-llama-tokenizer.json as tokenizer.json.
@@ -93,7 +93,8 @@ final class GGUFKQuantExportTests: XCTestCase {
 
     /// SmolLM2-135M (f32 → f16 export; ffn_down 1536 wide gets real Q4_K/Q5_K/Q6_K blocks, the
     /// 576-wide tensors fall back): q4_k_m, q5_k_m, q6_k, q4_k_m + imatrix, and an attn_v override
-    /// that shifts llama.cpp's attn_v counter for every later layer.
+    /// that shifts llama.cpp's attn_v counter for every later layer; below 4 bits q2_k and q3_k_s + imatrix
+    /// (ffn_down as real Q3_K blocks, ref and importance-weighted) and q3_k_m (Q4_K/Q5_K ffn_down, Q4_0 fallbacks).
     func testSmolLM2EqualsLlamaQuantize() throws {
         let dir = try XCTUnwrap(ProcessInfo.processInfo.environment["I2Q_SMOLLM2"], "set I2Q_SMOLLM2 to the SmolLM2-135M-Instruct f32 directory (scripts/get_smollm2.sh): a failure, never a skip")
         try check(model: dir, json: "smollm2.llama-quantize.json")

@@ -48,7 +48,15 @@ final class MixedQuantizeTests: XCTestCase {
         XCTAssertFalse(MixedCandidate(name: "q4_k")!.fits(columns: 576))
         XCTAssertFalse(MixedCandidate(name: "int4g128")!.fits(columns: 576))
         XCTAssertTrue(MixedCandidate(name: "int4g64")!.fits(columns: 576))
-        assertThrowsMentioning(["\"q3_k\"", "int4g128", "q6_k"]) { _ = try MixedCandidate.parseList("q4_k,q3_k") }
+        assertThrowsMentioning(["\"iq4_nl\"", "int4g128", "q6_k"]) { _ = try MixedCandidate.parseList("q4_k,iq4_nl") }
+        // Below 4 bits (Q2_K 84 B / 256, Q3_K 110 B / 256): in allNames, not in the default list;
+        // llama.cpp's fallback for both where 256 does not divide the row is Q4_0.
+        XCTAssertEqual(bpw("q2_k", 1536), 2.625)
+        XCTAssertEqual(bpw("q3_k", 1536), 3.4375)
+        XCTAssertTrue(MixedCandidate.allNames.contains("q2_k") && MixedCandidate.allNames.contains("q3_k"))
+        XCTAssertFalse(c.contains(MixedCandidate(name: "q3_k")!))
+        XCTAssertEqual(MixedCandidate(name: "q2_k")!.resolved(columns: 576)?.name, "q4_0")
+        XCTAssertEqual(MixedCandidate(name: "q3_k")!.resolved(columns: 576)?.name, "q4_0")
         // Rows that a K-quant's 256-block does not divide: llama.cpp's tensor_type_fallback
         // (llama-quant.cpp: Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0), as llama-quantize's q4_k_m stores
         // SmolLM2's 576-wide tensors.

@@ -50,7 +50,7 @@ final class GGMLQuantizeGGMLTests: XCTestCase {
     }
 
     static let small: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0]
-    static let kTypes: [GGMLType] = [.q4_K, .q5_K, .q6_K]
+    static let kTypes: [GGMLType] = [.q2_K, .q3_K, .q4_K, .q5_K, .q6_K]
 
     func testBlock32TypesEqualGGML() throws {
         for m in ["k256", "k1024", "w96"] {
@@ -99,7 +99,7 @@ final class GGMLQuantizeGGMLTests: XCTestCase {
         var w = [Float](repeating: 1, count: 256)
         w[7] = -1
         XCTAssertThrowsError(try run(.q5_K, 256, w)) { XCTAssertEqual($0 as? GGUFQuantizeError, .badImportance(index: 7)) }
-        XCTAssertThrowsError(try run(.q2_K, 256, nil)) { XCTAssertEqual($0 as? GGUFQuantizeError, .unsupported(type: "Q2_K")) }
+        XCTAssertThrowsError(try run(.iq4_nl, 256, nil)) { XCTAssertEqual($0 as? GGUFQuantizeError, .unsupported(type: "IQ4_NL")) }
         XCTAssertTrue(out.allSatisfy { $0 == 0xA5 })
     }
 }

@@ -159,6 +159,8 @@ final class GGMLActivationTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual(i2q_ggml_dot_supported(10), 0, "Q2_K has no fused kernel (decode dequantizes it)")
+        XCTAssertEqual(i2q_ggml_dot_supported(10), 1, "Q2_K has a fused kernel (tested above)")
+        XCTAssertEqual(i2q_ggml_dot_supported(11), 1, "Q3_K has a fused kernel (tested above)")
+        XCTAssertEqual(i2q_ggml_dot_supported(20), 0, "IQ4_NL has no fused kernel")
     }
 }

@@ -71,7 +71,7 @@ public struct GGUFExportReport: Sendable {
 /// llama-architecture GGUF v3 file that llama.cpp runs, matching llama.cpp's
 /// `convert_hf_to_gguf.py` (LlamaModel, gguf-py 0.19) in names, q/k permutation, tensor types and
 /// metadata, with these documented differences:
-/// - llama-quantize's types (`--type q4_0 q4_1 q5_0 q5_1 q4_k_s q4_k_m q5_k_s q5_k_m q6_k`; convert_hf_to_gguf
+/// - llama-quantize's types (`--type q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k`; convert_hf_to_gguf
 ///   has none of them): the file llama-quantize makes from i2q's default export (f16, or bf16 for
 ///   bf16 models) — per-tensor types by its recipe (LlamaQuantRecipe, `--tensor-type` overrides),
 ///   values rounded to that export's type first, then ggml's quantizers (GGMLQuantize), with an

@@ -8,7 +8,7 @@ import I2QQuant
 /// types by llama.cpp's recipe, quantized from the values of i2q's default GGUF export — f16, or bf16
 /// for bf16 models — exactly as llama-quantize quantizes that file).
 public enum GGUFExportType: String, CaseIterable, Sendable {
-    case f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k
+    case f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k
 
     /// The llama-quantize file type this is, or nil for convert_hf_to_gguf's outtypes.
     public var llama: LlamaFileType? { self == .q8_0 ? nil : LlamaFileType(rawValue: rawValue) }

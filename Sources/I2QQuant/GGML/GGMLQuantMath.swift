@@ -86,14 +86,65 @@ enum GGMLQuantMath {
         return scale
     }
 
+    /// `make_q3_quants(n, nmax, x, L, do_rmse = true)` (Q3_K's reference): symmetric codes
+    /// l ∈ [−nmax, nmax) from iscale = −nmax / max (max: the x of largest |x|), then up to 5 rounds of
+    /// per-element code moves under the weights x²; L gets l + nmax. An all-zero group (largest
+    /// |x| < GROUP_MAX_EPS) gets L = 0 — not nmax — and scale 0, as in ggml. x: [n]; L: [n] (written).
+    static func makeQ3Quants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>) -> Float {
+        var max: Float = 0, amax: Float = 0
+        for i in 0..<n {
+            let ax = abs(x[i])
+            if ax > amax { amax = ax; max = x[i] }
+        }
+        if amax < groupMaxEps {
+            for i in 0..<n { L[i] = 0 }
+            return 0
+        }
+        let iscale = -Float(nmax) / max
+        var sumlx: Float = 0, suml2: Float = 0
+        for i in 0..<n {
+            let l = Swift.max(-nmax, Swift.min(nmax - 1, nearestInt(iscale * x[i])))
+            L[i] = Int8(truncatingIfNeeded: l)
+            let w = x[i] * x[i], fl = Float(l)
+            sumlx += w * x[i] * fl
+            suml2 += w * fl * fl
+        }
+        for _ in 0..<5 {
+            var changed = 0
+            for i in 0..<n {
+                let w = x[i] * x[i], li = Float(L[i])
+                var slx = sumlx - w * x[i] * li
+                if slx > 0 {
+                    var sl2 = suml2 - w * li * li
+                    let newL = Swift.max(-nmax, Swift.min(nmax - 1, nearestInt(x[i] * sl2 / slx)))
+                    if newL != Int32(L[i]) {
+                        let fl = Float(newL)
+                        slx += w * x[i] * fl
+                        sl2 += w * fl * fl
+                        if sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                            L[i] = Int8(truncatingIfNeeded: newL)
+                            sumlx = slx
+                            suml2 = sl2
+                            changed += 1
+                        }
+                    }
+                }
+            }
+            if changed == 0 { break }
+        }
+        for i in 0..<n { L[i] = L[i] &+ Int8(truncatingIfNeeded: nmax) }
+        return suml2 > 0 ? sumlx / suml2 : 0
+    }
+
     /// `make_qkx2_quants` / `make_qkx3_quants`: an asymmetric scale and min for codes in [0, nmax],
     /// searched over nstep + 1 trial scales. Returns the scale; `theMin` gets −min (≥ 0).
     /// qkx3 differs from qkx2 in its degenerate test (`max <= min` vs `max == min`) and in clamping a
     /// trial code before rounding (`v > 0 ? nearest_int(min(v, nmax)) : 0`); both are the same for
-    /// finite input and kept apart anyway. x, weights: [n]; L, Laux: [n] (written).
+    /// finite input and kept apart anyway. `mad` (`use_mad`, Q2_K's reference) measures the error as
+    /// Σw·|diff| instead of Σw·diff². x, weights: [n]; L, Laux: [n] (written).
     static func makeQkxQuants(_ n: Int, _ nmax: Int32, _ x: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
                               _ L: UnsafeMutablePointer<UInt8>, _ theMin: inout Float, _ Laux: UnsafeMutablePointer<UInt8>,
-                              _ rmin: Float, _ rdelta: Float, _ nstep: Int, qkx3: Bool) -> Float {
+                              _ rmin: Float, _ rdelta: Float, _ nstep: Int, qkx3: Bool, mad: Bool = false) -> Float {
         var min = x[0], max = x[0]
         var sumW = weights[0]
         var sumX = sumW * x[0]
@@ -118,7 +169,7 @@ enum GGMLQuantMath {
             let l = nearestInt(iscale * (x[i] - min))
             L[i] = UInt8(truncatingIfNeeded: Swift.max(0, Swift.min(nmax, l)))
             var diff = scale * Float(L[i]) + min - x[i]
-            diff = diff * diff
+            diff = mad ? abs(diff) : diff * diff
             bestError += weights[i] * diff
         }
         if nstep < 1 { theMin = -min; return scale }
@@ -150,7 +201,7 @@ enum GGMLQuantMath {
                 var curError: Float = 0
                 for i in 0..<n {
                     var diff = thisScale * Float(Laux[i]) + thisMin - x[i]
-                    diff = diff * diff
+                    diff = mad ? abs(diff) : diff * diff
                     curError += weights[i] * diff
                 }
                 if curError < bestError {
@@ -263,11 +314,12 @@ enum GGMLQuantMath {
 /// dominate a debug build).
 final class GGMLQuantScratch {
     /// L: [256] codes; laux: [32] trial codes; l8: [256] signed codes (make_qx_quants);
-    /// weights: [32]; ls, lm: [16] sub-block codes; scales, mins, sw: [16].
+    /// weights: [32]; ls, lm: [16] sub-block codes (ls8: signed, Q3_K's make_qx_quants); scales, mins, sw: [16].
     let L = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)
     let laux = UnsafeMutablePointer<UInt8>.allocate(capacity: 32)
     let l8 = UnsafeMutablePointer<Int8>.allocate(capacity: 256)
     let weights = UnsafeMutablePointer<Float>.allocate(capacity: 32)
+    let ls8 = UnsafeMutablePointer<Int8>.allocate(capacity: 16)
     let ls = UnsafeMutablePointer<UInt8>.allocate(capacity: 16)
     let lm = UnsafeMutablePointer<UInt8>.allocate(capacity: 16)
     let scales = UnsafeMutablePointer<Float>.allocate(capacity: 16)
@@ -277,13 +329,13 @@ final class GGMLQuantScratch {
     init() {
         L.initialize(repeating: 0, count: 256); laux.initialize(repeating: 0, count: 32)
         l8.initialize(repeating: 0, count: 256); weights.initialize(repeating: 0, count: 32)
-        ls.initialize(repeating: 0, count: 16); lm.initialize(repeating: 0, count: 16)
+        ls8.initialize(repeating: 0, count: 16); ls.initialize(repeating: 0, count: 16); lm.initialize(repeating: 0, count: 16)
         scales.initialize(repeating: 0, count: 16); mins.initialize(repeating: 0, count: 16)
         sw.initialize(repeating: 0, count: 16)
     }
 
     deinit {
         L.deallocate(); laux.deallocate(); l8.deallocate(); weights.deallocate()
-        ls.deallocate(); lm.deallocate(); scales.deallocate(); mins.deallocate(); sw.deallocate()
+        ls8.deallocate(); ls.deallocate(); lm.deallocate(); scales.deallocate(); mins.deallocate(); sw.deallocate()
     }
 }

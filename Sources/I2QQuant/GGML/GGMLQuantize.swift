@@ -27,17 +27,17 @@ public enum GGUFQuantizeError: I2QError, Equatable {
 /// Float32 → ggml block formats, bit-exact to ggml's own quantizers (`ggml_quantize_chunk` of the
 /// libggml-base bundled with llama-cpp-python 0.3.36): `quantize_row_*_ref` without an importance
 /// vector, the importance-weighted `quantize_row_*_impl` with one. One codec per block type
-/// (GGMLQ4_0 … GGMLQ6_K; shared math in GGMLQuantMath). Checked byte for byte against
+/// (GGMLQ4_0 … GGMLQ2_K … GGMLQ6_K; shared math in GGMLQuantMath). Checked byte for byte against
 /// Tests/Fixtures/kquant (scripts/fixtures/make_kquant_fixtures.py); Q8_0 also against gguf-py 0.19
 /// (Tests/Fixtures/gguf-export/quants.safetensors, whose Q4_0 differs from ggml's only in the sign
 /// of d for all-(-0) blocks). Every step is the same float32 operation, in the same order (no FMA, no
 /// reassociation); scales are rounded to f16 with round-to-nearest-even as GGML_FP32_TO_FP16.
 public enum GGMLQuantize {
     /// Types this module writes.
-    public static let writable: [GGMLType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K]
+    public static let writable: [GGMLType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K]
 
     /// Block types `encode(_:_:rows:rowLength:_:importance:)` quantizes.
-    public static let blockTypes: [GGMLType] = [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K]
+    public static let blockTypes: [GGMLType] = [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K]
 
     /// `ggml_quantize_chunk(type, src, dst, 0, rows, rowLength, importance)`: `rows` rows of
     /// `rowLength` float32 values as `type`, with ggml's reference quantizer (`quantize_row_*_ref`)
@@ -67,6 +67,8 @@ public enum GGMLQuantize {
             case .q4_1: GGMLQ4_1.ref(src, blocks: blocks, dst)
             case .q5_0: GGMLQ5_0.ref(src, blocks: blocks, dst)
             case .q5_1: GGMLQ5_1.ref(src, blocks: blocks, dst)
+            case .q2_K: GGMLQ2_K.ref(src, blocks: blocks, dst, s)
+            case .q3_K: GGMLQ3_K.ref(src, blocks: blocks, dst, s)
             case .q4_K: GGMLQ4_K.ref(src, blocks: blocks, dst, s)
             case .q5_K: GGMLQ5_K.ref(src, blocks: blocks, dst, s)
             default: GGMLQ6_K.ref(src, blocks: blocks, dst, s)
@@ -79,6 +81,8 @@ public enum GGMLQuantize {
         case .q4_1: impl = GGMLQ4_1.impl
         case .q5_0: impl = GGMLQ5_0.impl
         case .q5_1: impl = GGMLQ5_1.impl
+        case .q2_K: impl = GGMLQ2_K.impl
+        case .q3_K: impl = GGMLQ3_K.impl
         case .q4_K: impl = GGMLQ4_K.impl
         case .q5_K: impl = GGMLQ5_K.impl
         default: impl = GGMLQ6_K.impl

@@ -2,7 +2,7 @@ import I2QCore
 
 /// llama-quantize's file types (`enum llama_ftype`) that i2q writes, by llama.cpp's names.
 public enum LlamaFileType: String, CaseIterable, Sendable {
-    case q4_0, q4_1, q5_0, q5_1, q8_0, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k
+    case q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k
 
     /// `general.file_type` (LLAMA_FTYPE_MOSTLY_*).
     public var ftype: UInt32 {
@@ -12,6 +12,10 @@ public enum LlamaFileType: String, CaseIterable, Sendable {
         case .q8_0: return 7
         case .q5_0: return 8
         case .q5_1: return 9
+        case .q2_k: return 10
+        case .q3_k_s: return 11
+        case .q3_k_m: return 12
+        case .q3_k_l: return 13
         case .q4_k_s: return 14
         case .q4_k_m: return 15
         case .q5_k_s: return 16
@@ -28,6 +32,8 @@ public enum LlamaFileType: String, CaseIterable, Sendable {
         case .q5_0: return .q5_0
         case .q5_1: return .q5_1
         case .q8_0: return .q8_0
+        case .q2_k: return .q2_K
+        case .q3_k_s, .q3_k_m, .q3_k_l: return .q3_K
         case .q4_k_s, .q4_k_m: return .q4_K
         case .q5_k_s, .q5_k_m: return .q5_K
         case .q6_k: return .q6_K
@@ -36,9 +42,20 @@ public enum LlamaFileType: String, CaseIterable, Sendable {
 
     /// The per-tensor bumps of `llama_tensor_get_type_impl` for this file type (llama/mistral
     /// decoders: no experts, not Falcon), as data. The output / tied-embedding rule and the 70B
-    /// attn_v rule apply to every type and live in `LlamaQuantRecipe`.
+    /// attn_v rule apply to every type and live in `LlamaQuantRecipe`. Bumps of a category apply in
+    /// order, the last that hits winning (llama.cpp's if/else chains written as "base, then override").
     var bumps: [LlamaQuantRecipe.Bump] {
         switch self {
+        // Q2_K: attn_v Q3_K (Q4_K when n_head / n_head_kv ≥ 4), ffn_down and attn_output Q3_K.
+        case .q2_k: return [.init(.attnV, .always, .q3_K), .init(.attnV, .gqaAtLeast(4), .q4_K),
+                            .init(.ffnDown, .always, .q3_K), .init(.attnOutput, .always, .q3_K)]
+        case .q3_k_s: return []
+        // Q3_K_M: attn_v Q5_K for the first two, else Q4_K; ffn_down Q5_K for the first n/16 layers,
+        // else Q4_K (llama.cpp's `arch != FALCON || use_more_bits` is always true for llama); attn_output Q4_K.
+        case .q3_k_m: return [.init(.attnV, .always, .q4_K), .init(.attnV, .firstN(2), .q5_K),
+                              .init(.ffnDown, .always, .q4_K), .init(.ffnDown, .firstSixteenth, .q5_K),
+                              .init(.attnOutput, .always, .q4_K)]
+        case .q3_k_l: return [.init(.attnV, .always, .q5_K), .init(.ffnDown, .always, .q5_K), .init(.attnOutput, .always, .q5_K)]
         case .q4_k_m, .q5_k_m: return [.init(.attnV, .useMoreBits, .q6_K), .init(.ffnDown, .useMoreBits, .q6_K)]
         case .q4_k_s: return [.init(.attnV, .firstN(4), .q5_K), .init(.ffnDown, .firstEighth, .q5_K)]
         case .q4_0: return [.init(.ffnDown, .firstEighthWithImatrix, .q4_1)]
@@ -121,7 +138,7 @@ public struct LlamaQuantRecipe {
     }
 
     enum Category { case tokenEmbd, attnV, attnK, attnQ, attnOutput, ffnUp, ffnGate, ffnDown, output, other }
-    enum When { case useMoreBits, firstN(Int), firstEighth, firstEighthWithImatrix }
+    enum When { case always, useMoreBits, firstN(Int), firstEighth, firstSixteenth, firstEighthWithImatrix, gqaAtLeast(Int) }
     struct Bump {
         let category: Category, when: When, to: GGMLType
         init(_ c: Category, _ w: When, _ t: GGMLType) { category = c; when = w; to = t }
@@ -198,6 +215,9 @@ public struct LlamaQuantRecipe {
             for b in fileType.bumps where b.category == c {
                 let hit: Bool
                 switch b.when {
+                case .always: hit = true
+                case let .gqaAtLeast(g): hit = model.kvHeads > 0 && model.heads / model.kvHeads >= g
+                case .firstSixteenth: hit = i < n / 16
                 case .useMoreBits: hit = useMoreBits(i, n)
                 case let .firstN(k): hit = i < k
                 case .firstEighth: hit = i < n / 8
@@ -217,6 +237,8 @@ public struct LlamaQuantRecipe {
         } else if cat == .ffnDown {
             bump(.ffnDown, iFfnDown, model.layers)
             iFfnDown += 1
+        } else if cat == .attnOutput {
+            bump(.attnOutput, 0, 0)
         }
         return type
     }
@@ -234,7 +256,7 @@ public struct LlamaQuantRecipe {
     }
 
     /// `tensor_type_fallback`: a type whose block does not divide the row falls back
-    /// (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0), to F16 when even that does not fit; the 32-element
+    /// (Q2_K, Q3_K → Q4_0, Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0), to F16 when even that does not fit; the 32-element
     /// types have no fallback in llama.cpp (it stops), so neither has i2q.
     func fallback(_ t: Tensor, _ type: GGMLType) throws -> (GGMLType, String?) {
         guard t.columns % type.blockSize != 0 else { return (type, nil) }
