@@ -9,7 +9,12 @@ extension ModelArchitecture {
         decode: { .family(try Idefics3Config.decode($0, path: $1)) },
         textPrefixes: ["model.text_model.", "model.language_model."],
         otherModules: [("model.vision_model.", .vision), ("model.connector.", .connector)],
-        visionLinear: ModelArchitecture.idefics2.visionLinear,
+        visionLinear: { name in
+            // SigLIP encoder layers' attention q/k/v/out and MLP fc1/fc2 (not the patch embedding).
+            guard name.hasPrefix("model.vision_model.encoder.layers.") else { return false }
+            return ["q_proj", "k_proj", "v_proj", "out_proj"].contains { name.hasSuffix(".self_attn.\($0).weight") }
+                || name.hasSuffix(".mlp.fc1.weight") || name.hasSuffix(".mlp.fc2.weight")
+        },
         describe: { config in
             guard let c = config.as(Idefics3Config.self) else { return [] }
             return [

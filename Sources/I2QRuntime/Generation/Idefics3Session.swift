@@ -100,9 +100,17 @@ public final class Idefics3Session: @unchecked Sendable {
         return (Self.inputs(p), grids)
     }
 
+    public struct ImageCountError: I2QError {
+        public let placeholders: Int, images: Int
+        public var description: String {
+            "the prompt has \(placeholders) <image> placeholder(s) but \(images) --image file(s) were given; put one <image> where each image goes"
+        }
+    }
+
     func checkPlaceholders(_ prompt: String, images: Int) throws {
-        let n = Idefics2Prompt.imageCount(prompt)
-        guard n == images else { throw Idefics2Session.SessionError.imageCount(placeholders: n, images: images) }
+        var n = 0, rest = Substring(prompt)
+        while let r = rest.range(of: Idefics3Prompt.image) { n += 1; rest = rest[r.upperBound...] }
+        guard n == images else { throw ImageCountError(placeholders: n, images: images) }
     }
 }
 

@@ -42,6 +42,16 @@ public final class Idefics3Model: @unchecked Sendable {
         return out
     }
 
+    public enum MergeError: I2QError {
+        case count(imageTokens: Int, features: Int)
+        public var description: String {
+            switch self {
+            case let .count(t, f):
+                return "the prompt has \(t) <image> tokens but the images give \(f) feature rows; each <image> in the text needs one image"
+            }
+        }
+    }
+
     public enum ShapeError: I2QError {
         case tile(height: Int, width: Int, patch: Int, scale: Int)
         public var description: String {
@@ -84,7 +94,7 @@ public final class Idefics3Model: @unchecked Sendable {
         let h = config.text.hiddenSize
         let positions = ids.indices.filter { ids[$0] == config.imageTokenId }
         guard positions.count * h == features.count else {
-            throw Idefics2Model.MergeError.count(imageTokens: positions.count, features: features.count / h)
+            throw MergeError.count(imageTokens: positions.count, features: features.count / h)
         }
         for (k, pos) in positions.enumerated() {
             for c in 0..<h { emb[pos * h + c] = features[k * h + c] }
