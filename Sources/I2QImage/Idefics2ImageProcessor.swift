@@ -128,7 +128,10 @@ public struct Idefics2ImageProcessor: Sendable {
 
     /// Per-channel lookup table uint8 value → float32 output value (rescale then normalize, with
     /// numpy's float64/float32 steps). Every output value is a function of one uint8 sample.
-    public func valueTable() -> [[Float]] {
+    public func valueTable() -> [[Float]] { Self.valueTable(settings) }
+
+    /// The table for any processor settings (Idefics3's processor shares it).
+    public static func valueTable(_ settings: ProcessorConfig) -> [[Float]] {
         (0..<3).map { c in
             (0..<256).map { v -> Float in
                 var x: Float = settings.doRescale ? Float(Double(v) * settings.rescaleFactor) : Float(v)

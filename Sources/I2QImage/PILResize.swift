@@ -1,3 +1,4 @@
+import Foundation
 /// `PIL.Image.resize(size, Image.Resampling.BILINEAR)` for an RGB image, bit for bit as Pillow 13.0
 /// computes it (libImaging/Resample.c, 8 bits per channel, default box, no `reducing_gap`):
 ///
@@ -9,8 +10,33 @@
 /// - the pass order of Pillow 13: horizontal first, unless the height shrinks by more than twice as
 ///   many pixels as the width does (then vertical first); a pass is skipped when its size is
 ///   unchanged, and an unchanged size returns a copy.
+///
+/// LANCZOS (Idefics3/SmolVLM's filter) is the same machinery with Pillow's `lanczos_filter`
+/// (support 3: sinc(x)·sinc(x/3) on [-3, 3), sin from the C library as Pillow's), bit for bit too.
 public enum PILResize {
     static let precisionBits = 32 - 8 - 2
+
+    /// Pillow's resampling filters (Image.Resampling values).
+    public enum Filter: Int, Sendable {
+        case lanczos = 1, bilinear = 2
+
+        var support: Double { self == .lanczos ? 3.0 : 1.0 }
+
+        @inline(__always)
+        func callAsFunction(_ x: Double) -> Double {
+            switch self {
+            case .bilinear: return PILResize.bilinear(x)
+            case .lanczos: return (-3.0 <= x && x < 3.0) ? PILResize.sinc(x) * PILResize.sinc(x / 3) : 0.0
+            }
+        }
+    }
+
+    @inline(__always)
+    static func sinc(_ x: Double) -> Double {
+        if x == 0.0 { return 1.0 }
+        let y = x * Double.pi
+        return sin(y) / y
+    }
 
     /// Fixed-point coefficients of one pass.
     struct Coefficients {
@@ -27,9 +53,9 @@ public enum PILResize {
         return a < 1.0 ? 1.0 - a : 0.0
     }
 
-    /// Resample.c `precompute_coeffs` + `normalize_coeffs_8bpc` for the BILINEAR filter.
-    static func coefficients(inSize: Int, in0: Float, in1: Float, outSize: Int) -> Coefficients {
-        let support0 = 1.0  // BILINEAR support
+    /// Resample.c `precompute_coeffs` + `normalize_coeffs_8bpc`.
+    static func coefficients(inSize: Int, in0: Float, in1: Float, outSize: Int, filter: Filter = .bilinear) -> Coefficients {
+        let support0 = filter.support
         let scale = Double(in1 - in0) / Double(outSize)
         let filterscale = scale < 1.0 ? 1.0 : scale
         let support = support0 * filterscale
@@ -48,7 +74,7 @@ public enum PILResize {
             let base = xx * ksize
             var x = 0
             while x < xmax {
-                let w = bilinear((Double(x + xmin) - center + 0.5) * invFilterscale)
+                let w = filter((Double(x + xmin) - center + 0.5) * invFilterscale)
                 kk[base + x] = w
                 ww += w
                 x += 1
@@ -74,6 +100,11 @@ public enum PILResize {
 
     /// Resizes `image` to `width` x `height` with Pillow's BILINEAR filter.
     public static func bilinear(_ image: RGBImage, width: Int, height: Int) -> RGBImage {
+        resize(image, width: width, height: height, filter: .bilinear)
+    }
+
+    /// Resizes `image` to `width` x `height` with one of Pillow's filters.
+    public static func resize(_ image: RGBImage, width: Int, height: Int, filter: Filter) -> RGBImage {
         precondition(width > 0 && height > 0, "PILResize: target size \(width)x\(height)")
         let inW = image.width, inH = image.height
         if inW == width && inH == height { return image }
@@ -82,11 +113,11 @@ public enum PILResize {
         let horizontalFirst = horizontalPassFirst(inWidth: inW, inHeight: inH, outWidth: width, outHeight: height)
         var current = image
         if horizontalFirst {
-            if needHorizontal { current = horizontalPass(current, width: width) }
-            if needVertical { current = verticalPass(current, height: height) }
+            if needHorizontal { current = horizontalPass(current, width: width, filter: filter) }
+            if needVertical { current = verticalPass(current, height: height, filter: filter) }
         } else {
-            if needVertical { current = verticalPass(current, height: height) }
-            if needHorizontal { current = horizontalPass(current, width: width) }
+            if needVertical { current = verticalPass(current, height: height, filter: filter) }
+            if needHorizontal { current = horizontalPass(current, width: width, filter: filter) }
         }
         return current
     }
@@ -99,8 +130,8 @@ public enum PILResize {
 
     /// One horizontal pass over every row (Pillow restricts it to the rows the vertical pass will
     /// read; the rows it computes are identical).
-    static func horizontalPass(_ image: RGBImage, width: Int) -> RGBImage {
-        let c = coefficients(inSize: image.width, in0: 0, in1: Float(image.width), outSize: width)
+    static func horizontalPass(_ image: RGBImage, width: Int, filter: Filter = .bilinear) -> RGBImage {
+        let c = coefficients(inSize: image.width, in0: 0, in1: Float(image.width), outSize: width, filter: filter)
         let inW = image.width, h = image.height
         var out = [UInt8](repeating: 0, count: width * h * 3)
         let half = Int32(1) << Int32(precisionBits - 1)
@@ -133,8 +164,8 @@ public enum PILResize {
         return RGBImage(width: width, height: h, pixels: out)
     }
 
-    static func verticalPass(_ image: RGBImage, height: Int) -> RGBImage {
-        let c = coefficients(inSize: image.height, in0: 0, in1: Float(image.height), outSize: height)
+    static func verticalPass(_ image: RGBImage, height: Int, filter: Filter = .bilinear) -> RGBImage {
+        let c = coefficients(inSize: image.height, in0: 0, in1: Float(image.height), outSize: height, filter: filter)
         let w = image.width
         let rowLen = w * 3
         var out = [UInt8](repeating: 0, count: w * height * 3)

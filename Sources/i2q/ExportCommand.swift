@@ -58,6 +58,9 @@ struct Export: ParsableCommand {
     @Option(help: ArgumentHelp("Importance matrix for the imatrix-weighted quantizers (--to gguf, llama-quantize types).", valueName: "FILE"))
     var imatrix: String?
 
+    @Option(help: ArgumentHelp("--to gguf of an Idefics3/SmolVLM model: also write its vision tower and connector to FILE as llama.cpp's idefics3 projector (mmproj; 2-D weights f16, as convert_hf_to_gguf.py --mmproj).", valueName: "FILE"))
+    var mmproj: String?
+
     @Flag(help: "Keep fused tensors (i2q fuse) under their fused names, vLLM-style (qkv_proj, gate_up_proj), instead of transformers' q/k/v and gate/up.")
     var fusedNames = false
 
@@ -73,6 +76,7 @@ struct Export: ParsableCommand {
         if to != .gguf, !tensorTypes.isEmpty || imatrix != nil {
             throw ValidationError("--tensor-type and --imatrix apply to --to gguf only")
         }
+        if mmproj != nil, to != .gguf { throw ValidationError("--mmproj applies to --to gguf only") }
         for t in tensorTypes {
             do { _ = try TensorTypeOverride(parsing: t) } catch { throw ValidationError("\(error)") }
         }
@@ -93,8 +97,14 @@ struct Export: ParsableCommand {
             case .gguf:
                 let overrides = try tensorTypes.map(TensorTypeOverride.init(parsing:))
                 let importance = try imatrix.map(loadImportance)
-                print(try GGUFExportPass(source: source, output: out.output, type: type.flatMap(GGUFExportType.init(rawValue:)), settings: s,
-                                         overrides: overrides, importance: importance).run().summary)
+                // The text export is planned (model and output checked) before the projector is written.
+                let text = try GGUFExportPass(source: source, output: out.output, type: type.flatMap(GGUFExportType.init(rawValue:)), settings: s,
+                                              overrides: overrides, importance: importance)
+                if let mmproj {
+                    let r = try MmprojExportPass.run(source: source, output: mmproj, settings: s)
+                    print("exported \(r.tensors) vision/connector tensors to \(r.output) (llama.cpp idefics3 mmproj, \(formatCount(r.bytesWritten)) bytes)")
+                }
+                print(try text.run().summary)
             case .hfAwq:
                 let r = try AWQExportPass.run(source: source, output: out.output, settings: s, fusedNames: fusedNames)
                 printSummary("exported \(r.tensors.count) tensors to hf-awq", r)

@@ -33,6 +33,13 @@ final class ArchitectureRoomsTests: XCTestCase {
             "I2QRuntime/Generation/Idefics2Session.swift", "I2QRuntime/Generation/Idefics2Prompt.swift",
             "I2QRuntime/Generation/VisionLanguageSession.swift", "I2QImage/Idefics2ImageProcessor.swift",
         ]
+        // Idefics3/SmolVLM share the checkpoint prefixes with Idefics2 (model.vision_model., …), not its types.
+        let idefics3Room: Set<String> = [
+            "I2QFormats/Architectures/Idefics3Architecture.swift", "I2QFormats/Config/Idefics3Config.swift",
+            "I2QFormats/Config/ModelRegistry.swift", "I2QRuntime/Models/Idefics3Model.swift",
+            "I2QRuntime/Generation/Idefics3Session.swift", "I2QRuntime/Generation/VisionLanguageSession.swift",
+            "I2QImage/Idefics3ImageProcessor.swift", "I2QPasses/Export/MmprojExportPass.swift",
+        ]
         let llamaRoom: Set<String> = [
             "I2QFormats/Architectures/LlamaArchitecture.swift", "I2QFormats/Config/TextConfig.swift",
             "I2QFormats/Config/ModelRegistry.swift", "I2QFormats/Config/Idefics2Config.swift",  // its text_config default
@@ -41,12 +48,16 @@ final class ArchitectureRoomsTests: XCTestCase {
         // (tokenizer.json's own "model" object is not a checkpoint prefix; GGUF's general.architecture
         // "llama" is llama.cpp's name, not a model_type.)
         let llama = try NSRegularExpression(pattern: #""model\.(layers|embed_tokens|norm)|"model\."|modelType == "(llama|mistral)"|\["llama", "mistral"\]"#)
+        let idefics3 = try NSRegularExpression(pattern: #"\.idefics3\b|Idefics3(Session|Model|Config|Prompt|ImageProcessor)\b|"idefics3"|"smolvlm""#)
+        let idefics2Names = try NSRegularExpression(pattern: #"\.idefics2\b|Idefics2(Session|Model|Config|Prompt)\b|"idefics2""#)
         var hits: [String] = []
         for (path, code) in try swiftFiles() {
             for (i, line) in code.enumerated() {
                 let r = NSRange(line.startIndex..., in: line)
-                if !idefics2Room.contains(path), idefics2.firstMatch(in: line, range: r) != nil { hits.append("\(path):\(i + 1): \(line)") }
-                if !llamaRoom.contains(path), !path.hasPrefix("I2QTokenizer/"), llama.firstMatch(in: line, range: r) != nil { hits.append("\(path):\(i + 1): \(line)") }
+                let inIdefics3 = idefics3Room.contains(path)
+                if !idefics2Room.contains(path), (inIdefics3 ? idefics2Names : idefics2).firstMatch(in: line, range: r) != nil { hits.append("\(path):\(i + 1): \(line)") }
+                if !inIdefics3, idefics3.firstMatch(in: line, range: r) != nil { hits.append("\(path):\(i + 1): \(line)") }
+                if !llamaRoom.contains(path), !inIdefics3, !path.hasPrefix("I2QTokenizer/"), llama.firstMatch(in: line, range: r) != nil { hits.append("\(path):\(i + 1): \(line)") }
             }
         }
         XCTAssertEqual(hits, [], "architecture knowledge outside its room:\n" + hits.joined(separator: "\n"))

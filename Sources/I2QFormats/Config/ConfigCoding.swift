@@ -75,22 +75,54 @@ public struct IntOrList: Codable, Sendable, Equatable {
 
 /// RoPE settings: transformers 4.x writes `rope_theta` (+ `rope_scaling`), 5.x writes
 /// `rope_parameters: {rope_type, rope_theta, ...}`. Both are read; 5.x wins if both are present.
+/// `llama3` (Llama 3.1/3.2, Idefics3-8B) carries factor, low/high_freq_factor and
+/// original_max_position_embeddings (the runtime's `RoPE` applies them).
 public struct RopeParameters: Sendable, Equatable {
     public var ropeType: String = "default"
     public var theta: Double
+    public var factor: Double?
+    public var lowFreqFactor: Double?
+    public var highFreqFactor: Double?
+    public var originalMaxPositionEmbeddings: Int?
+
+    public init(ropeType: String = "default", theta: Double) { self.ropeType = ropeType; self.theta = theta }
 
     static func decode(_ c: KeyedDecodingContainer<AnyKey>, defaultTheta: Double) throws -> RopeParameters {
+        var r: RopeParameters
+        let s: KeyedDecodingContainer<AnyKey>?
         if c.has("rope_parameters"), try !c.decodeNil(forKey: AnyKey("rope_parameters")) {
             let p = try c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey("rope_parameters"))
-            return RopeParameters(ropeType: try p.value("rope_type", default: "default"),
-                                  theta: try p.value("rope_theta", default: try c.value("rope_theta", default: defaultTheta)))
+            r = RopeParameters(ropeType: try p.value("rope_type", default: "default"),
+                               theta: try p.value("rope_theta", default: try c.value("rope_theta", default: defaultTheta)))
+            s = p
+        } else {
+            r = RopeParameters(theta: try c.value("rope_theta", default: defaultTheta))
+            if c.has("rope_scaling"), try !c.decodeNil(forKey: AnyKey("rope_scaling")) {
+                let sc = try c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey("rope_scaling"))
+                r.ropeType = try sc.optional("rope_type") ?? (try sc.value("type", default: "default"))
+                s = sc
+            } else {
+                s = nil
+            }
         }
-        var r = RopeParameters(theta: try c.value("rope_theta", default: defaultTheta))
-        if c.has("rope_scaling"), try !c.decodeNil(forKey: AnyKey("rope_scaling")) {
-            let s = try c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey("rope_scaling"))
-            r.ropeType = try s.optional("rope_type") ?? (try s.value("type", default: "default"))
+        if let s {
+            r.factor = try s.optional("factor")
+            r.lowFreqFactor = try s.optional("low_freq_factor")
+            r.highFreqFactor = try s.optional("high_freq_factor")
+            r.originalMaxPositionEmbeddings = try s.optional("original_max_position_embeddings")
         }
         return r
+    }
+
+    /// Range checks of the scaling fields of the rope types the runtime implements.
+    func validate(_ r: ConfigRanges) throws {
+        guard ropeType == "llama3" else { return }
+        guard let f = factor, let lo = lowFreqFactor, let hi = highFreqFactor, let old = originalMaxPositionEmbeddings else {
+            throw r.bad("rope_type llama3 needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings")
+        }
+        guard f.isFinite, f > 0, lo.isFinite, lo > 0, hi.isFinite, hi > lo, old > 0 else {
+            throw r.bad("llama3 rope scaling {factor \(f), low_freq_factor \(lo), high_freq_factor \(hi), original_max_position_embeddings \(old)} needs factor > 0, 0 < low < high, original > 0")
+        }
     }
 }
 

@@ -13,7 +13,8 @@ public struct Idefics2VisionConfig: Sendable, Equatable {
     public var hiddenAct = "gelu_pytorch_tanh"
     public var layerNormEps = 1e-6
 
-    init(decoding c: KeyedDecodingContainer<AnyKey>) throws {
+    init(decoding c: KeyedDecodingContainer<AnyKey>, defaults: Idefics2VisionConfig = Idefics2VisionConfig()) throws {
+        self = defaults
         hiddenSize = try c.value("hidden_size", default: hiddenSize)
         intermediateSize = try c.value("intermediate_size", default: intermediateSize)
         numHiddenLayers = try c.value("num_hidden_layers", default: numHiddenLayers)
@@ -111,7 +112,7 @@ public struct Idefics2Config: Sendable, Equatable {
                 guard c.has(key), try !c.decodeNil(forKey: AnyKey(key)) else { return nil }
                 return try c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey(key))
             }
-            let vision = try sub("vision_config").map(Idefics2VisionConfig.init(decoding:)) ?? Idefics2VisionConfig()
+            let vision = try sub("vision_config").map { try Idefics2VisionConfig(decoding: $0) } ?? Idefics2VisionConfig()
             var perceiver = try sub("perceiver_config").map(Idefics2PerceiverConfig.init(decoding:)) ?? Idefics2PerceiverConfig()
             let text: TextConfig
             if let tc = try sub("text_config") {

@@ -66,7 +66,7 @@ public enum ModuleGroup: String, CaseIterable, Sendable, Codable {
 /// The one place that knows architectures: every family's `ModelArchitecture`, keyed by `model_type`.
 /// A new family: its file in Architectures/ and one entry here.
 public enum ModelRegistry {
-    public static let architectures: [ModelArchitecture] = [.idefics2, .llama]
+    public static let architectures: [ModelArchitecture] = [.idefics2, .idefics3, .llama]
 
     static let byType: [String: ModelArchitecture] = {
         var m: [String: ModelArchitecture] = [:]

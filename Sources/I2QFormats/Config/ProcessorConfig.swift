@@ -19,10 +19,23 @@ public struct ProcessorConfig: Sendable, Equatable {
     public var doPad = true
     public var doImageSplitting = false
     public var imageSeqLen = 64
+    /// Idefics3/SmolVLM: the tile edge images are split into (`max_image_size.longest_edge`).
+    public var maxImageSize = 364
+    /// PIL resampling filter (`resample`): 2 BILINEAR (Idefics2's default), 1 LANCZOS (Idefics3's).
+    public var resample = 2
     /// Where the image settings came from (for `inspect`).
     public var source = "defaults"
 
     public init() {}
+
+    /// Idefics3ImageProcessor's / SmolVLMImageProcessor's defaults (transformers 5.24) and
+    /// Idefics3Processor's image_seq_len.
+    public static var idefics3: ProcessorConfig {
+        var c = ProcessorConfig()
+        c.longestEdge = 4 * 364; c.shortestEdge = 1; c.maxImageSize = 364; c.resample = 1
+        c.doImageSplitting = true; c.imageSeqLen = 169
+        return c
+    }
 
     mutating func apply(_ c: KeyedDecodingContainer<AnyKey>) throws {
         doConvertRGB = try c.value("do_convert_rgb", default: doConvertRGB)
@@ -39,6 +52,11 @@ public struct ProcessorConfig: Sendable, Equatable {
         imageStd = try c.value("image_std", default: imageStd)
         doPad = try c.value("do_pad", default: doPad)
         doImageSplitting = try c.value("do_image_splitting", default: doImageSplitting)
+        if c.has("max_image_size"), try !c.decodeNil(forKey: AnyKey("max_image_size")) {
+            let s = try c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey("max_image_size"))
+            maxImageSize = try s.value("longest_edge", default: maxImageSize)
+        }
+        resample = try c.value("resample", default: resample)
     }
 
     /// Reads the processor settings of a model directory (files may be absent: defaults apply).
@@ -50,8 +68,9 @@ public struct ProcessorConfig: Sendable, Equatable {
     }
 
     /// Reads the settings from the model's files (`file(name)` gives a file's bytes or nil).
-    public static func load(source: String, file: (String) throws -> [UInt8]?) throws -> ProcessorConfig? {
-        var cfg = ProcessorConfig()
+    public static func load(source: String, defaults: ProcessorConfig = ProcessorConfig(),
+                            file: (String) throws -> [UInt8]?) throws -> ProcessorConfig? {
+        var cfg = defaults
         var found = false
         if let pre = try file("preprocessor_config.json") {
             found = true
@@ -87,6 +106,7 @@ public struct ProcessorConfig: Sendable, Equatable {
         guard (1...Self.maxEdge).contains(longestEdge), (1...Self.maxEdge).contains(shortestEdge) else {
             throw bad("size {longest_edge \(longestEdge), shortest_edge \(shortestEdge)} is outside 1…\(Self.maxEdge)")
         }
+        guard (1...Self.maxEdge).contains(maxImageSize) else { throw bad("max_image_size {longest_edge \(maxImageSize)} is outside 1…\(Self.maxEdge)") }
         guard rescaleFactor.isFinite else { throw bad("rescale_factor \(rescaleFactor) is not finite") }
         guard imageMean.count == 3, imageStd.count == 3 else {
             throw bad("image_mean and image_std need 3 values each (got \(imageMean.count) and \(imageStd.count))")

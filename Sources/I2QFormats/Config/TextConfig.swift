@@ -92,6 +92,7 @@ public struct TextConfig: Sendable, Equatable {
         if let w = slidingWindow { try r.check("sliding_window", w, 1...ConfigRanges.maxPositions) }
         guard rmsNormEps.isFinite, rmsNormEps >= 0 else { throw r.bad("rms_norm_eps \(rmsNormEps) must be finite and ≥ 0") }
         guard rope.theta.isFinite, rope.theta > 0 else { throw r.bad("rope_theta \(rope.theta) must be finite and > 0") }
+        try rope.validate(r)
     }
 
     /// Decodes a stand-alone `config.json` of a mistral or llama model.

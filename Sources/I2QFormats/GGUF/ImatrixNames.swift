@@ -16,7 +16,7 @@ public enum ImatrixNames {
     }
 
     /// "PREFIX N.rest" → (N, rest).
-    static func layer(_ n: String, _ prefix: String) -> (Int, String)? {
+    public static func layer(_ n: String, _ prefix: String) -> (Int, String)? {
         guard n.hasPrefix(prefix) else { return nil }
         let tail = n.dropFirst(prefix.count)
         guard let dot = tail.firstIndex(of: "."), let i = Int(tail[..<dot]) else { return nil }

@@ -183,7 +183,7 @@ public struct GGUFExportPass {
         let others = arch.otherModules.map { m in (m.prefix, source.tensors.filter { $0.name.hasPrefix(m.prefix) }) }.filter { !$0.1.isEmpty }
         if !others.isEmpty {
             let what = others.map { "\($0.0)* (\($0.1.count) tensors, \(formatCount($0.1.reduce(0) { $0 + $1.elementCount })) params)" }.joined(separator: ", ")
-            notes.append("only the text decoder is written: \(what) are not in the GGUF — llama.cpp has no \(cfg.modelType) image projector, so the file runs text-only prompts.")
+            notes.append("only the text decoder is written: \(what) are not in the GGUF, so it runs text-only prompts — llama.cpp reads a vision tower from a separate projector file, which --mmproj FILE writes for Idefics3/SmolVLM (llama.cpp has no \(cfg.modelType) projector otherwise).")
         }
 
         var checked: [(g: String, hf: String, heads: Int?, shape: [Int])] = []

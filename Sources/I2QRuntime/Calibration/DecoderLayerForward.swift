@@ -95,7 +95,7 @@ public final class DecoderLayerForward: @unchecked Sendable {
         self.config = config
         self.batch = batch
         let half = config.headDim / 2
-        let rope = RoPE(headDim: config.headDim, theta: config.rope.theta)
+        let rope = RoPE(headDim: config.headDim, parameters: config.rope)
         var c = [Float](repeating: 0, count: max(batch.maxLength * half, 1))
         var s = c
         for p in 0..<batch.maxLength {

@@ -73,6 +73,8 @@ public enum LoadedModel {
 public enum RuntimeRegistry {
     static let visionLanguage: [String: @Sendable (any ModelSource) throws -> any VisionLanguageSession] = [
         "idefics2": { try Idefics2Session(source: $0) },
+        "idefics3": { try Idefics3Session(source: $0) },
+        "smolvlm": { try Idefics3Session(source: $0) },
     ]
 
     /// Whether a model of this type takes images.

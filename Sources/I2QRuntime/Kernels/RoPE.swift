@@ -1,4 +1,5 @@
 import Foundation
+import I2QFormats
 
 /// Rotary position embedding, half-split layout (transformers' `rotate_half`: cat(-x2, x1)).
 ///
@@ -9,13 +10,36 @@ import Foundation
 public struct RoPE: Sendable {
     public let headDim: Int
     /// [headDim / 2]
-    public let invFreq: [Float]
+    public private(set) var invFreq: [Float]
 
     public init(headDim: Int, theta: Double) {
         self.headDim = headDim
         invFreq = (0..<(headDim / 2)).map { i in
             let exponent = Float(2 * i) / Float(headDim)  // float32, as torch: arange(0,d,2).float() / d
             return 1 / Float(pow(theta, Double(exponent)))
+        }
+    }
+
+    /// The rope of a decoder config: the default one, or with `llama3` scaling (Llama 3.1/3.2,
+    /// Idefics3-8B): transformers 5.24 `_compute_llama3_parameters` in float32 — wavelen = 2π/inv_freq,
+    /// inv_freq/factor beyond original/low_freq_factor, a smooth blend between original/high and
+    /// original/low (((1 − s)·f)/factor + s·f, s = (original/wavelen − low)/(high − low)), attention
+    /// factor 1. Other rope types run as the default (a pre-existing limitation).
+    public init(headDim: Int, parameters r: RopeParameters) {
+        self.init(headDim: headDim, theta: r.theta)
+        guard r.ropeType == "llama3", let factor = r.factor, let low = r.lowFreqFactor, let high = r.highFreqFactor,
+              let old = r.originalMaxPositionEmbeddings else { return }
+        // python-float scalars meet float32 tensors: each scalar is rounded to float32 first
+        let f = Float(factor), lo = Float(low), range = Float(high - low), oldLen = Float(old)
+        let lowWavelen = Float(Double(old) / low), highWavelen = Float(Double(old) / high)
+        invFreq = invFreq.map { inv in
+            let wavelen = Float(2 * Double.pi) / inv
+            var v = wavelen > lowWavelen ? inv / f : inv
+            let smooth = (oldLen / wavelen - lo) / range
+            let smoothed = (1 - smooth) * v / f + smooth * v
+            let medium = !(wavelen < highWavelen) && !(wavelen > lowWavelen)
+            if medium { v = smoothed }
+            return v
         }
     }
 

@@ -23,7 +23,7 @@ struct Attention {
     init(_ w: WeightLoader, prefix: String, config c: TextConfig) throws {
         heads = c.numAttentionHeads; kvHeads = c.numKeyValueHeads; headDim = c.headDim; hidden = c.hiddenSize
         window = c.slidingWindow
-        rope = RoPE(headDim: c.headDim, theta: c.rope.theta)
+        rope = RoPE(headDim: c.headDim, parameters: c.rope)
         qkv = try w.group([prefix + "q_proj.weight", prefix + "k_proj.weight", prefix + "v_proj.weight"],
                           widths: [heads * headDim, kvHeads * headDim, kvHeads * headDim], inDim: hidden, bias: true)
         o = try w.weight(prefix + "o_proj.weight", [hidden, heads * headDim])
