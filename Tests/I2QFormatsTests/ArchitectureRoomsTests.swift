@@ -31,6 +31,7 @@ final class ArchitectureRoomsTests: XCTestCase {
             "I2QFormats/Config/ModelRegistry.swift", "I2QRuntime/Models/Idefics2Model.swift",
             "I2QRuntime/Models/VisionTransformer.swift", "I2QRuntime/Models/PerceiverResampler.swift",
             "I2QRuntime/Generation/Idefics2Session.swift", "I2QRuntime/Generation/Idefics2Prompt.swift",
+            "I2QRuntime/Generation/Idefics2Trace.swift",
             "I2QRuntime/Generation/VisionLanguageSession.swift", "I2QImage/Idefics2ImageProcessor.swift",
         ]
         // Idefics3/SmolVLM share the checkpoint prefixes with Idefics2 (model.vision_model., …), not its types.
