@@ -23,15 +23,7 @@ public final class Idefics2Model: @unchecked Sendable {
 
     public typealias ImageInput = VisionInput
 
-    public enum MergeError: I2QError {
-        case count(imageTokens: Int, features: Int)
-        public var description: String {
-            switch self {
-            case let .count(t, f):
-                return "the prompt has \(t) <image> tokens but the images give \(f) feature rows; each <image> in the text needs one image"
-            }
-        }
-    }
+    public typealias MergeError = ImageFeatureMerge.MergeError
 
     /// Connector outputs of every real image, concatenated: [images·latents, textHidden].
     public func imageFeatures(_ images: [ImageInput]) throws -> [Float] {
@@ -52,14 +44,7 @@ public final class Idefics2Model: @unchecked Sendable {
     /// `imageFeatures`) merged in at the `<image>` positions, in order (transformers' `inputs_merger`).
     public func embeddings(ids: [Int], features: [Float]) throws -> [Float] {
         var emb = try text.embed(ids)
-        let h = config.text.hiddenSize
-        let positions = ids.indices.filter { ids[$0] == config.imageTokenId }
-        guard positions.count * h == features.count else {
-            throw MergeError.count(imageTokens: positions.count, features: features.count / h)
-        }
-        for (k, pos) in positions.enumerated() {
-            for c in 0..<h { emb[pos * h + c] = features[k * h + c] }
-        }
+        try ImageFeatureMerge.merge(&emb, ids: ids, imageTokenId: config.imageTokenId, hidden: config.text.hiddenSize, features: features)
         return emb
     }
 }

@@ -42,15 +42,7 @@ public final class Idefics3Model: @unchecked Sendable {
         return out
     }
 
-    public enum MergeError: I2QError {
-        case count(imageTokens: Int, features: Int)
-        public var description: String {
-            switch self {
-            case let .count(t, f):
-                return "the prompt has \(t) <image> tokens but the images give \(f) feature rows; each <image> in the text needs one image"
-            }
-        }
-    }
+    public typealias MergeError = ImageFeatureMerge.MergeError
 
     public enum ShapeError: I2QError {
         case tile(height: Int, width: Int, patch: Int, scale: Int)
@@ -91,14 +83,7 @@ public final class Idefics3Model: @unchecked Sendable {
     /// order (transformers' `inputs_merger`).
     public func embeddings(ids: [Int], features: [Float]) throws -> [Float] {
         var emb = try text.embed(ids)
-        let h = config.text.hiddenSize
-        let positions = ids.indices.filter { ids[$0] == config.imageTokenId }
-        guard positions.count * h == features.count else {
-            throw MergeError.count(imageTokens: positions.count, features: features.count / h)
-        }
-        for (k, pos) in positions.enumerated() {
-            for c in 0..<h { emb[pos * h + c] = features[k * h + c] }
-        }
+        try ImageFeatureMerge.merge(&emb, ids: ids, imageTokenId: config.imageTokenId, hidden: config.text.hiddenSize, features: features)
         return emb
     }
 }
