@@ -56,8 +56,8 @@ public enum BF16Gemm {
         for i in 0..<(m * k) { xr[i] = Float(bitPattern: UInt32(a16[i]) << 16) }
         let wf = scratch.buffer(n * k)  // [n, k] f32
         try widened(wf)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                    1, xr, Int32(k), wf, Int32(k), accumulate ? 1 : 0, y, Int32(ldc))
+        Matmul.sgemm(transB: true, m: m, n: n, k: k, alpha: 1, a: xr, lda: k, b: wf, ldb: k,
+                     beta: accumulate ? 1 : 0, c: y, ldc: ldc)
     }
 
     /// dst[i] = bf16(src[i]) (round to nearest even), the C kernel on the cores.

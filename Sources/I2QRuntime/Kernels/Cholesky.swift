@@ -12,7 +12,9 @@ public enum Cholesky {
     public static func accumulateGram(_ x: UnsafePointer<Float>, rows: Int, cols: Int, alpha: Float,
                                       into h: UnsafeMutablePointer<Float>) {
         guard rows > 0 else { return }
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(cols), Int32(rows), alpha, x, Int32(cols), 1, h, Int32(cols))
+        Matmul.withBLASThreads {
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(cols), Int32(rows), alpha, x, Int32(cols), 1, h, Int32(cols))
+        }
     }
 
     /// h[n, n] := its upper triangle mirrored into the lower one (a full symmetric matrix).
@@ -24,8 +26,10 @@ public enum Cholesky {
     public static func subtractTransposedProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
                                                  b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard m > 0, n > 0, k > 0 else { return }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
-                    -1, a, Int32(lda), b, Int32(ldb), 1, c, Int32(ldc))
+        Matmul.withBLASThreads {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                        -1, a, Int32(lda), b, Int32(ldb), 1, c, Int32(ldc))
+        }
     }
 
     /// a[m, n] -= x ⊗ y (x [m], y [n]; a with leading dimension lda): a rank-one update.
@@ -57,10 +61,13 @@ public enum Cholesky {
         // Column-major lower L of J·h·J (the buffer is symmetric, so its layout does not matter here),
         // then L⁻¹ in place (column-major lower; the other triangle untouched).
         var lo = CChar(UInt8(ascii: "L")), nonUnit = CChar(UInt8(ascii: "N"))
-        spotrf_(&lo, &nn, h, &lda, &info)
-        guard info == 0 else { return false }
-        strtri_(&lo, &nonUnit, &nn, h, &lda, &info)
-        guard info == 0 else { return false }
+        let ok = Matmul.withBLASThreads { () -> Bool in
+            spotrf_(&lo, &nn, h, &lda, &info)
+            guard info == 0 else { return false }
+            strtri_(&lo, &nonUnit, &nn, h, &lda, &info)
+            return info == 0
+        }
+        guard ok else { return false }
         // L⁻¹(p, q) sits at q·n + p. Reversed, the row-major element (i, j) is L⁻¹(n−1−j, n−1−i) =
         // A(j, i): Aᵀ, valid where i ≥ j. So U(i, j) = A(i, j) is the reversed buffer's (j, i) for i ≤ j.
         reverse(h, count)

@@ -117,23 +117,39 @@ extension Kernels {
     /// Bidirectional multi-head attention with a key mask (eager attention of transformers: scores
     /// scaled by `scale`, masked keys excluded, float32 softmax). q: [tq, heads·d] (row stride ldq),
     /// k, v: [tk, kvHeads·d] (row stride ldk), out: [tq, heads·d] (row stride ldo). Query head h uses
-    /// kv head h / (heads / kvHeads). One head's [tq, tk] score matrix exists at a time.
+    /// kv head h / (heads / kvHeads). Work goes in units of (head, block of ≤ `queryBlock` queries) on
+    /// the worker pool, each with its own [block, tk] scores: memory linear in the length, every
+    /// score row the same dot products and softmax as one [tq, tk] matrix would give.
     public static func attention(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldk: Int,
                                  out: UnsafeMutablePointer<Float>, ldo: Int, tq: Int, tk: Int, heads: Int, kvHeads: Int,
-                                 headDim d: Int, keyMask: [Bool]?, scale: Float, scores: UnsafeMutablePointer<Float>) {
+                                 headDim d: Int, keyMask: [Bool]?, scale: Float) {
         let group = heads / kvHeads
-        for h in 0..<heads {
-            let g = h / group
-            Matmul.gemm(transB: true, m: tq, n: tk, k: d, alpha: scale, a: q + h * d, lda: ldq, b: k + g * d, ldb: ldk, c: scores, ldc: tk)
-            let sc = UnsafeSendable(scores)
-            parallelRows(tq, cost: tq * tk) { range in
-                for i in range {
-                    let row = sc.p + i * tk
+        let qBlock = min(tq, queryBlock)
+        let blocks = (tq + qBlock - 1) / qBlock
+        let box = UnsafeSendable((q, k, v, out))
+        let parts = tq * tk * d * heads >= 1 << 18 ? heads * blocks : 1
+        WorkerPool.run(parts) { part in
+            let (q, k, v, out) = box.p
+            let units = parts == 1 ? Array(0..<(heads * blocks)) : [part]
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: qBlock * tk)  // [block, tk]
+            defer { scores.deallocate() }
+            for u in units {
+                let h = u / blocks, i0 = (u % blocks) * qBlock, n = min(qBlock, tq - i0)
+                let g = h / group
+                Matmul.gemm(transB: true, m: n, n: tk, k: d, alpha: scale, a: q + i0 * ldq + h * d, lda: ldq,
+                            b: k + g * d, ldb: ldk, c: scores, ldc: tk)
+                for i in 0..<n {
+                    let row = scores + i * tk
                     if let keyMask { for j in 0..<tk where !keyMask[j] { row[j] = -.infinity } }
                     softmax(row, n: tk)
                 }
+                Matmul.gemm(transB: false, m: n, n: d, k: tk, alpha: 1, a: scores, lda: tk, b: v + g * d, ldb: ldk,
+                            c: out + i0 * ldo + h * d, ldc: ldo)
             }
-            Matmul.gemm(transB: false, m: tq, n: d, k: tk, alpha: 1, a: scores, lda: tk, b: v + g * d, ldb: ldk, c: out + h * d, ldc: ldo)
         }
     }
+
+    /// Queries per unit of `attention` (tests lower it to force several blocks).
+    nonisolated(unsafe) static var queryBlock = 256
+
 }

@@ -255,13 +255,26 @@ enum QuantGemv {
     static func tiledLinear<W: DequantizableRows>(_ w: W, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int,
                                                   accumulate: Bool, scratch: UnsafeMutablePointer<Float>, tileRows: Int) {
         let n = w.rows, k = w.cols
-        var r0 = 0
-        while r0 < n {
-            let t = min(tileRows, n - r0)
-            w.dequantizeRows(r0, t, into: scratch)  // [t, k] f32
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(t), Int32(k),
-                        1, x, Int32(k), scratch, Int32(k), accumulate ? 1 : 0, y + r0, Int32(n))
-            r0 += t
+        let panels = (n + 15) / 16
+        let parts = m * n * k >= Matmul.splitThreshold ? min(Gemv.threads, panels) : 1
+        // Rows split over the pool (issue 19): each part dequantizes and multiplies its own tiles
+        // (the dequantization is parallel too); every output column is still one sgemm over all k.
+        let box = UnsafeSendable((w, x, y, scratch))
+        WorkerPool.run(parts) { part in
+            let (w, x, y, scratch) = box.p
+            let lo = panels * part / parts * 16, hi = min(n, panels * (part + 1) / parts * 16)
+            guard lo < hi else { return }
+            let tile = max(1, min(tileRows, (hi - lo + 15) / 16 * 16))
+            let buf = parts == 1 ? scratch : UnsafeMutablePointer<Float>.allocate(capacity: tile * k)  // [tile, k] f32
+            defer { if parts > 1 { buf.deallocate() } }
+            var r0 = lo
+            while r0 < hi {
+                let t = min(tile, hi - r0)
+                w.dequantizeRows(r0, t, into: buf)  // [t, k] f32
+                Matmul.serialSGEMM(transB: true, m: m, n: t, k: k, alpha: 1, a: x, lda: k, b: buf, ldb: k,
+                                   beta: accumulate ? 1 : 0, c: y + r0, ldc: n)
+                r0 += t
+            }
         }
     }
 

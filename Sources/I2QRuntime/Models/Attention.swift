@@ -102,16 +102,24 @@ enum CausalAttention {
         // see (the first start + i0 + n: causal, so about half the products of a full [t, s] score
         // matrix), and so that the scores never exceed `maxScores` floats (memory linear in the
         // context length). Each row's softmax covers its visible keys [lo, pos] (i2q_softmax; the rest
-        // of the row is 0) and does not depend on the blocking.
-        let block = min(t, 128, max(1, maxScores / (group * s)))
-        let qg = ws.stackedQ(group * block * headDim)   // [group·n, headDim]
-        let og = ws.stackedOut(group * block * headDim) // [group·n, headDim]
-        let scores = ws.scores(group * block * s)       // [group·n, sv] (sv ≤ s)
-        var i0 = 0
-        while i0 < t {
-            let n = min(block, t - i0), rows = group * n
-            let sv = start + i0 + n  // keys visible to this block
-            for g in 0..<kvHeads {
+        // of the row is 0) and does not depend on the blocking. The (block, kv head) units are
+        // independent — each writes its own rows and heads of `out` — and run on the worker pool,
+        // largest first, each with its own buffers (issue 19: attention was single-threaded GEMMs).
+        let units = min(max(1, Gemv.threads), kvHeads * ((t + 127) / 128))
+        let block = min(t, 128, max(1, maxScores / (units * group * s)))
+        let starts = Array(stride(from: 0, to: t, by: block)).reversed()  // later blocks see more keys
+        let work = starts.flatMap { i0 in (0..<kvHeads).map { (i0, $0) } }
+        let box = UnsafeSendable((qb, keys, values, out))
+        let parts = t * s * headDim * heads >= 1 << 18 ? work.count : 1
+        WorkerPool.run(parts) { part in
+            let (qb, keys, values, out) = box.p
+            for (i0, g) in parts == 1 ? work : [work[part]] {
+                let n = min(block, t - i0), rows = group * n
+                let sv = start + i0 + n  // keys visible to this block
+                let qg = UnsafeMutablePointer<Float>.allocate(capacity: rows * headDim)      // [group·n, headDim]
+                let og = UnsafeMutablePointer<Float>.allocate(capacity: rows * headDim)      // [group·n, headDim]
+                let scores = UnsafeMutablePointer<Float>.allocate(capacity: rows * sv)       // [group·n, sv]
+                defer { qg.deallocate(); og.deallocate(); scores.deallocate() }
                 for hi in 0..<group {
                     let h = g * group + hi
                     for i in 0..<n { (qg + (hi * n + i) * headDim).update(from: qb + (i0 + i) * qw + h * headDim, count: headDim) }
@@ -119,13 +127,11 @@ enum CausalAttention {
                 // scores = Q_g · K_g[0..<sv]ᵀ · scale
                 Matmul.gemm(transB: true, m: rows, n: sv, k: headDim, alpha: scale,
                             a: qg, lda: headDim, b: keys + g * headDim, ldb: kw, c: scores, ldc: sv)
-                let sc = UnsafeSendable(scores), win = window, first = start + i0
-                Kernels.parallelRows(rows, cost: rows * sv) { range in
-                    for r in range {
-                        let pos = first + r % n
-                        let lo = win.map { max(0, pos - $0 + 1) } ?? 0
-                        i2q_softmax(sc.p + r * sv, Int64(sv), Int64(lo), Int64(pos + 1), Int32(I2Q_IMPL_AUTO))
-                    }
+                let first = start + i0
+                for r in 0..<rows {
+                    let pos = first + r % n
+                    let lo = window.map { max(0, pos - $0 + 1) } ?? 0
+                    i2q_softmax(scores + r * sv, Int64(sv), Int64(lo), Int64(pos + 1), Int32(I2Q_IMPL_AUTO))
                 }
                 // out = P · V_g[0..<sv]
                 Matmul.gemm(transB: false, m: rows, n: headDim, k: sv, alpha: 1,
@@ -135,7 +141,6 @@ enum CausalAttention {
                     for i in 0..<n { (out + (i0 + i) * qw + h * headDim).update(from: og + (hi * n + i) * headDim, count: headDim) }
                 }
             }
-            i0 += n
         }
     }
 }

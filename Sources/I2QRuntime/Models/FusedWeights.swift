@@ -108,8 +108,8 @@ struct ProjectionGroup {
             try fused.withF32(ws.scratch) { w in  // [Σ rows, in] f32
                 var off = 0
                 for width in widths {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(width), Int32(k),
-                                1, x, Int32(k), w + off * k, Int32(k), 0, y + off, Int32(n))
+                    Matmul.sgemm(transB: true, m: m, n: width, k: k, alpha: 1, a: x, lda: k, b: w + off * k, ldb: k,
+                                 beta: 0, c: y + off, ldc: n)
                     off += width
                 }
             }
@@ -144,8 +144,8 @@ struct ProjectionGroup {
                     if lo < hi { s.dequantizeRows(lo - base, hi - lo, into: scratch + (lo - r0) * k) }
                     base += s.rows
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(t), Int32(k),
-                            1, x, Int32(k), scratch, Int32(k), 0, y + span.base + r0, Int32(n))
+                Matmul.sgemm(transB: true, m: m, n: t, k: k, alpha: 1, a: x, lda: k, b: scratch, ldb: k,
+                             beta: 0, c: y + span.base + r0, ldc: n)
                 r0 += t
             }
         }

@@ -76,7 +76,7 @@ public final class Connector: @unchecked Sendable {
         let eps = Float(p.rmsNormEps)
         let kvIn = ws.normed((n + nl) * h)   // [n + latents, h]: normalised context, then normalised latents
         let q = ws.q(nl * qd), k = ws.gate((n + nl) * kd), v = ws.up((n + nl) * kd)
-        let attn = ws.attn(nl * qd), scores = ws.scores(nl * (n + nl)), tmp = ws.row(nl * h)
+        let attn = ws.attn(nl * qd), tmp = ws.row(nl * h)
         let mg = ws.stackedQ(nl * 4 * h), mu = ws.stackedOut(nl * 4 * h)
         try context.withUnsafeBufferPointer { cp in
             try lat.withUnsafeMutableBufferPointer { lp in
@@ -87,7 +87,7 @@ public final class Connector: @unchecked Sendable {
                     try l.q.linear(x: kvIn + n * h, y: q, m: nl, scratch: ws.scratch)
                     try l.kv(kvIn, m: n + nl, outputs: [k, v], ws: ws)
                     Kernels.attention(q: q, ldq: qd, k: k, v: v, ldk: kd, out: attn, ldo: qd, tq: nl, tk: n + nl, heads: heads,
-                                      kvHeads: kvh, headDim: d, keyMask: keyMask, scale: 1 / Float(d).squareRoot(), scores: scores)
+                                      kvHeads: kvh, headDim: d, keyMask: keyMask, scale: 1 / Float(d).squareRoot())
                     try l.o.linear(x: attn, y: x, m: nl, accumulate: true, scratch: ws.scratch)
                     try l.postNorm.withF32(ws.scratch) { Kernels.rmsNorm(x, $0, tmp, rows: nl, n: h, eps: eps) }
                     try l.gateUp(tmp, m: nl, outputs: [mg, mu], ws: ws)

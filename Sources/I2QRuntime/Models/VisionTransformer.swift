@@ -122,14 +122,13 @@ public final class VisionTransformer: @unchecked Sendable {
             let eps = Float(config.layerNormEps)
             let normed = ws.normed(n * h), q = ws.q(n * h), k = ws.gate(n * h), v = ws.up(n * h)  // [n, hidden] each
             let attn = ws.attn(n * h)
-            let scores = ws.scores(n * n)  // one head's [n, n]
             let mlp = ws.stackedQ(n * inter)  // [n, intermediate]
             let heads = config.numAttentionHeads, d = h / heads
             for (li, l) in layers.enumerated() {
                 try l.ln1w.withF32(ws.scratch) { w in try l.ln1b.withF32(Scratch()) { b in Kernels.layerNorm(x, w, b, normed, rows: n, n: h, eps: eps) } }
                 try l.qkv(normed, m: n, outputs: [q, k, v], ws: ws)
                 Kernels.attention(q: q, ldq: h, k: k, v: v, ldk: h, out: attn, ldo: h, tq: n, tk: n, heads: heads, kvHeads: heads,
-                                  headDim: d, keyMask: rectangle ? nil : patchMask, scale: 1 / Float(d).squareRoot(), scores: scores)
+                                  headDim: d, keyMask: rectangle ? nil : patchMask, scale: 1 / Float(d).squareRoot())
                 try linear(attn, l.o, l.ob, normed, n, h, h)
                 Kernels.add(x, normed, n: n * h)
                 try l.ln2w.withF32(ws.scratch) { w in try l.ln2b.withF32(Scratch()) { b in Kernels.layerNorm(x, w, b, normed, rows: n, n: h, eps: eps) } }
