@@ -33,12 +33,16 @@ struct RuntimeOptions: ParsableArguments {
     @Flag(help: "Round the inputs of bf16 weights to bf16 at prefill, as torch, llama.cpp and vLLM do with a bf16 model (faster on CPUs with AVX-512 BF16; results change by bf16 rounding). Default: float32 activations, transformers' float32 results.")
     var bf16Activations = false
 
+    @Flag(help: "Round attention's inputs (q, k, the softmax probabilities, v) to bf16 at prefill and multiply them in bf16, as torch does with a bf16 model (faster on CPUs with AVX-512 BF16; results change by bf16 rounding). Default: float32 attention, transformers' float32 results.")
+    var bf16Attention = false
+
     @Flag(help: "Multiply ggml-block weights (quantize --type q4_k_m …) with float32 activations, as transformers does on the dequantized weights. Default: activations rounded to 8 bits per block as llama.cpp's CPU backend rounds them (Q8_K/Q8_0/Q8_1), so results match llama.cpp on the same bytes.")
     var ggmlF32Activations = false
 
     /// Sets the runtime's switches; call before the model runs.
     func apply() {
         if bf16Activations { BF16Gemm.enabled = true }
+        if bf16Attention { BF16Attention.enabled = true }
         if ggmlF32Activations { GGMLGemv.activations = .float32 }
     }
 }

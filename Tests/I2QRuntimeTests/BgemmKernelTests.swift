@@ -122,6 +122,80 @@ final class BgemmKernelTests: XCTestCase {
         }
     }
 
+    /// `--bf16-attention` on top of `--bf16-activations`: tiny-mistral's logits equal transformers' eager
+    /// attention on bf16-rounded q, k, probabilities and v (make_bf16_activation_golden.py), on the
+    /// vdpbf16ps kernel (where this CPU has it) and on the widened-sgemm fallback.
+    func testTinyMistralWithBF16AttentionEqualsTransformers() throws {
+        let g = try SafetensorsFile(path: fixturesDir + "/tiny-mistral/golden-bf16-activations.safetensors")
+        let ids: [Int] = g.withData(g.info("ids")!) { b in (0..<(b.count / 8)).map { Int(b.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) } }
+        func floats(_ name: String) -> [Float] {
+            g.withData(g.info(name)!) { b in (0..<(b.count / 4)).map { b.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) } }
+        }
+        let want = floats("logits_bf16_attention"), linearOnly = floats("logits")
+        let saved = (BF16Gemm.enabled, BF16Gemm.forceFallback, BF16Attention.enabled)
+        defer { (BF16Gemm.enabled, BF16Gemm.forceFallback, BF16Attention.enabled) = saved }
+        BF16Gemm.enabled = true
+        BF16Attention.enabled = true
+        for fallback in [false, true] {
+            BF16Gemm.forceFallback = fallback
+            let dec = try TextDecoder(source: try openModel(fixturesDir + "/tiny-mistral"))
+            let cache = try dec.makeCache(capacity: ids.count)
+            let got = try dec.logits(try dec.forward(embeddings: try dec.embed(ids), cache: cache), rows: 0..<ids.count)
+            let std = standardDeviation(want)
+            XCTAssertLessThanOrEqual(maxDiff(got, want), 1e-4 * std, "fallback \(fallback)")
+            // The attention rounding is visible: the linear-only golden is further away than the tolerance.
+            XCTAssertGreaterThan(maxDiff(got, linearOnly), 1e-3 * std)
+        }
+    }
+
+    /// The bidirectional kernel (vision tower, perceiver) with `--bf16-attention`: against the
+    /// double-precision formula on bf16-rounded q, k, v and probabilities, on both products' paths,
+    /// several query blocks, a key mask and grouped kv heads.
+    func testBidirectionalBF16AttentionEqualsTheRoundedFormula() {
+        let tq = 40, tk = 75, heads = 4, kvHeads = 2, d = 24
+        func rnd(_ n: Int, _ seed: UInt64) -> [Float] {
+            var s = seed
+            return (0..<n).map { _ in s = s &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: s >> 11) % 2001 - 1000) / 500 }
+        }
+        let q = rnd(tq * heads * d, 1), k = rnd(tk * kvHeads * d, 2), v = rnd(tk * kvHeads * d, 3)
+        let mask = (0..<tk).map { $0 % 5 != 2 }
+        func bf(_ x: Float) -> Double {  // round to nearest even, as torch's .to(bfloat16)
+            let u = x.bitPattern
+            return Double(Float(bitPattern: ((u &+ 0x7fff &+ ((u >> 16) & 1)) >> 16) << 16))
+        }
+        let saved = (BF16Gemm.forceFallback, BF16Attention.enabled, Kernels.queryBlock)
+        defer { (BF16Gemm.forceFallback, BF16Attention.enabled, Kernels.queryBlock) = saved }
+        BF16Attention.enabled = true
+        Kernels.queryBlock = 16
+        for fallback in [false, true] {
+            BF16Gemm.forceFallback = fallback
+            var out = [Float](repeating: 0, count: tq * heads * d)
+            Kernels.attention(q: q, ldq: heads * d, k: k, v: v, ldk: kvHeads * d, out: &out, ldo: heads * d, tq: tq, tk: tk,
+                              heads: heads, kvHeads: kvHeads, headDim: d, keyMask: mask, scale: 0.2)
+            var worst = 0.0
+            for h in 0..<heads { for i in 0..<tq {
+                let gi = h / (heads / kvHeads)
+                var s = [Double](repeating: -.infinity, count: tk)
+                for j in 0..<tk where mask[j] {
+                    var dot = 0.0
+                    for e in 0..<d { dot += bf(q[i * heads * d + h * d + e]) * bf(k[j * kvHeads * d + gi * d + e]) }
+                    s[j] = 0.2 * dot
+                }
+                let mx = s.max()!, z = s.reduce(0) { $0 + exp($1 - mx) }
+                for e in 0..<d {
+                    var o = 0.0, mag = 0.0
+                    for j in 0..<tk {
+                        let p = bf(Float(exp(s[j] - mx) / z)), vv = bf(v[j * kvHeads * d + gi * d + e])
+                        o += p * vv; mag += abs(p * vv)
+                    }
+                    // float32 sums, and a probability on a bf16 rounding boundary: ≤ 2⁻⁸ of one term
+                    worst = max(worst, abs(o - Double(out[i * heads * d + h * d + e])) / (mag * 0x1p-8 + 1e-30))
+                }
+            } }
+            XCTAssertLessThanOrEqual(worst, 1, "fallback \(fallback)")
+        }
+    }
+
     func testSoftmaxEveryPathEqualsScalarAndDouble() {
         for n in [1, 5, 16, 17, 100, 513] {
             for (lo, hi) in [(0, n), (n / 3, n), (0, max(1, n / 2)), (n / 4, max(n / 4 + 1, 3 * n / 4))] where lo < hi && hi <= n {

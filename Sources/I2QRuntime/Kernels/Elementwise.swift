@@ -128,6 +128,26 @@ extension Kernels {
         let blocks = (tq + qBlock - 1) / qBlock
         let box = UnsafeSendable((q, k, v, out))
         let parts = tq * tk * d * heads >= 1 << 18 ? heads * blocks : 1
+        if BF16Attention.enabled {  // bf16 inputs to both products (--bf16-attention)
+            let ops = BF16Attention.Operands(q: q, tq: tq, ldq: ldq, k: k, v: v, tk: tk, ldk: ldk, kvHeads: kvHeads, d: d)
+            defer { ops.free() }
+            let ob = UnsafeSendable(out)
+            WorkerPool.run(parts) { part in
+                for u in parts == 1 ? Array(0..<(heads * blocks)) : [part] {
+                    let h = u / blocks, i0 = (u % blocks) * qBlock, n = min(qBlock, tq - i0)
+                    BF16Attention.unit(ops, q16: ops.q16 + i0 * ldq + h * d, ldq: ldq, m: n, d: d, g: h / group, ldk: ldk, sv: tk,
+                                       out: ob.p + i0 * ldo + h * d, ldo: ldo) { scores in
+                        for i in 0..<n {
+                            let row = scores + i * tk
+                            for j in 0..<tk { row[j] *= scale }
+                            if let keyMask { for j in 0..<tk where !keyMask[j] { row[j] = -.infinity } }
+                            softmax(row, n: tk)
+                        }
+                    }
+                }
+            }
+            return
+        }
         WorkerPool.run(parts) { part in
             let (q, k, v, out) = box.p
             let units = parts == 1 ? Array(0..<(heads * blocks)) : [part]

@@ -111,6 +111,39 @@ enum CausalAttention {
         let work = starts.flatMap { i0 in (0..<kvHeads).map { (i0, $0) } }
         let box = UnsafeSendable((qb, keys, values, out))
         let parts = t * s * headDim * heads >= 1 << 18 ? work.count : 1
+        if BF16Attention.enabled {  // bf16 inputs to both products (--bf16-attention)
+            let ops = BF16Attention.Operands(q: nil, tq: 0, ldq: 0, k: keys, v: values, tk: s, ldk: kw, kvHeads: kvHeads, d: headDim)
+            defer { ops.free() }
+            WorkerPool.run(parts) { part in
+                let (qb, _, _, out) = box.p
+                for (i0, g) in parts == 1 ? work : [work[part]] {
+                    let n = min(block, t - i0), rows = group * n, sv = start + i0 + n, first = start + i0
+                    let qg = UnsafeMutablePointer<Float>.allocate(capacity: rows * headDim)     // [group·n, headDim]
+                    let q16 = UnsafeMutablePointer<UInt16>.allocate(capacity: rows * headDim)  // the same, bf16
+                    let og = UnsafeMutablePointer<Float>.allocate(capacity: rows * headDim)     // [group·n, headDim]
+                    defer { qg.deallocate(); q16.deallocate(); og.deallocate() }
+                    for hi in 0..<group {
+                        let h = g * group + hi
+                        for i in 0..<n { (qg + (hi * n + i) * headDim).update(from: qb + (i0 + i) * qw + h * headDim, count: headDim) }
+                    }
+                    i2q_f32_to_bf16(qg, q16, Int64(rows * headDim), Int32(I2Q_IMPL_AUTO))
+                    BF16Attention.unit(ops, q16: q16, ldq: headDim, m: rows, d: headDim, g: g, ldk: kw, sv: sv, out: og, ldo: headDim) { scores in
+                        for r in 0..<rows {
+                            let pos = first + r % n
+                            let lo = window.map { max(0, pos - $0 + 1) } ?? 0
+                            let row = scores + r * sv
+                            for j in 0..<sv { row[j] *= scale }
+                            i2q_softmax(row, Int64(sv), Int64(lo), Int64(pos + 1), Int32(I2Q_IMPL_AUTO))
+                        }
+                    }
+                    for hi in 0..<group {
+                        let h = g * group + hi
+                        for i in 0..<n { (out + (i0 + i) * qw + h * headDim).update(from: og + (hi * n + i) * headDim, count: headDim) }
+                    }
+                }
+            }
+            return
+        }
         WorkerPool.run(parts) { part in
             let (qb, keys, values, out) = box.p
             for (i0, g) in parts == 1 ? work : [work[part]] {
