@@ -102,40 +102,22 @@ final class BgemmKernelTests: XCTestCase {
         }
     }
 
-    func testTinyMistralWithBF16ActivationsEqualsTransformers() throws {
+    /// tiny-mistral's golden for bf16 activations (make_bf16_activation_golden.py): its ids, and a logits key.
+    private func bf16Golden(_ key: String) throws -> (ids: [Int], logits: [Float]) {
         let g = try SafetensorsFile(path: fixturesDir + "/tiny-mistral/golden-bf16-activations.safetensors")
         let ids: [Int] = g.withData(g.info("ids")!) { b in (0..<(b.count / 8)).map { Int(b.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) } }
-        let want: [Float] = g.withData(g.info("logits")!) { b in (0..<(b.count / 4)).map { b.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) } }
-        let f32 = try loadTextGolden(fixturesDir + "/tiny-mistral/golden.safetensors").logits
-        let saved = (BF16Gemm.enabled, BF16Gemm.forceFallback)
-        defer { (BF16Gemm.enabled, BF16Gemm.forceFallback) = saved }
-        BF16Gemm.enabled = true
-        for fallback in [false, true] {
-            BF16Gemm.forceFallback = fallback
-            let dec = try TextDecoder(source: try openModel(fixturesDir + "/tiny-mistral"))
-            let cache = try dec.makeCache(capacity: ids.count)
-            let got = try dec.logits(try dec.forward(embeddings: try dec.embed(ids), cache: cache), rows: 0..<ids.count)
-            let std = standardDeviation(want)
-            XCTAssertLessThanOrEqual(maxDiff(got, want), 1e-4 * std, "fallback \(fallback)")
-            // The rounding is visible: the float32-activation golden is further away than the tolerance.
-            XCTAssertGreaterThan(maxDiff(got, f32), 1e-3 * std)
-        }
+        let logits: [Float] = g.withData(g.info(key)!) { b in (0..<(b.count / 4)).map { b.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) } }
+        return (ids, logits)
     }
 
-    /// `--bf16-attention` on top of `--bf16-activations`: tiny-mistral's logits equal transformers' eager
-    /// attention on bf16-rounded q, k, probabilities and v (make_bf16_activation_golden.py), on the
-    /// vdpbf16ps kernel (where this CPU has it) and on the widened-sgemm fallback.
-    func testTinyMistralWithBF16AttentionEqualsTransformers() throws {
-        let g = try SafetensorsFile(path: fixturesDir + "/tiny-mistral/golden-bf16-activations.safetensors")
-        let ids: [Int] = g.withData(g.info("ids")!) { b in (0..<(b.count / 8)).map { Int(b.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) } }
-        func floats(_ name: String) -> [Float] {
-            g.withData(g.info(name)!) { b in (0..<(b.count / 4)).map { b.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) } }
-        }
-        let want = floats("logits_bf16_attention"), linearOnly = floats("logits")
+    /// tiny-mistral's prompt logits with `--bf16-activations` (and `--bf16-attention` when asked), on
+    /// the vdpbf16ps kernel (where this CPU has it) and on the widened-sgemm fallback: each within
+    /// 1e-4·std of `want`, and further than 1e-3·std from `other` (the rounding is visible).
+    private func checkTinyMistral(attention: Bool, want: [Float], other: [Float], ids: [Int]) throws {
         let saved = (BF16Gemm.enabled, BF16Gemm.forceFallback, BF16Attention.enabled)
         defer { (BF16Gemm.enabled, BF16Gemm.forceFallback, BF16Attention.enabled) = saved }
         BF16Gemm.enabled = true
-        BF16Attention.enabled = true
+        BF16Attention.enabled = attention
         for fallback in [false, true] {
             BF16Gemm.forceFallback = fallback
             let dec = try TextDecoder(source: try openModel(fixturesDir + "/tiny-mistral"))
@@ -143,9 +125,21 @@ final class BgemmKernelTests: XCTestCase {
             let got = try dec.logits(try dec.forward(embeddings: try dec.embed(ids), cache: cache), rows: 0..<ids.count)
             let std = standardDeviation(want)
             XCTAssertLessThanOrEqual(maxDiff(got, want), 1e-4 * std, "fallback \(fallback)")
-            // The attention rounding is visible: the linear-only golden is further away than the tolerance.
-            XCTAssertGreaterThan(maxDiff(got, linearOnly), 1e-3 * std)
+            XCTAssertGreaterThan(maxDiff(got, other), 1e-3 * std, "fallback \(fallback)")
         }
+    }
+
+    /// Linear inputs rounded: transformers with every nn.Linear's input rounded (not the float32 golden).
+    func testTinyMistralWithBF16ActivationsEqualsTransformers() throws {
+        let (ids, want) = try bf16Golden("logits")
+        try checkTinyMistral(attention: false, want: want, other: try loadTextGolden(fixturesDir + "/tiny-mistral/golden.safetensors").logits, ids: ids)
+    }
+
+    /// `--bf16-attention` on top: transformers' eager attention on bf16-rounded q, k, probabilities and v
+    /// (not the linear-only golden).
+    func testTinyMistralWithBF16AttentionEqualsTransformers() throws {
+        let (ids, want) = try bf16Golden("logits_bf16_attention")
+        try checkTinyMistral(attention: true, want: want, other: try bf16Golden("logits").logits, ids: ids)
     }
 
     /// The bidirectional kernel (vision tower, perceiver) with `--bf16-attention`: against the
@@ -159,10 +153,6 @@ final class BgemmKernelTests: XCTestCase {
         }
         let q = rnd(tq * heads * d, 1), k = rnd(tk * kvHeads * d, 2), v = rnd(tk * kvHeads * d, 3)
         let mask = (0..<tk).map { $0 % 5 != 2 }
-        func bf(_ x: Float) -> Double {  // round to nearest even, as torch's .to(bfloat16)
-            let u = x.bitPattern
-            return Double(Float(bitPattern: ((u &+ 0x7fff &+ ((u >> 16) & 1)) >> 16) << 16))
-        }
         let saved = (BF16Gemm.forceFallback, BF16Attention.enabled, Kernels.queryBlock)
         defer { (BF16Gemm.forceFallback, BF16Attention.enabled, Kernels.queryBlock) = saved }
         BF16Attention.enabled = true
@@ -172,26 +162,11 @@ final class BgemmKernelTests: XCTestCase {
             var out = [Float](repeating: 0, count: tq * heads * d)
             Kernels.attention(q: q, ldq: heads * d, k: k, v: v, ldk: kvHeads * d, out: &out, ldo: heads * d, tq: tq, tk: tk,
                               heads: heads, kvHeads: kvHeads, headDim: d, keyMask: mask, scale: 0.2)
+            // float32 sums, and a probability on a bf16 rounding boundary: ≤ 2⁻⁸ of one term
+            let want = AttentionFormula.evaluate(q: q, k: k, v: v, mask: mask, tq: tq, tk: tk, heads: heads, kvHeads: kvHeads, d: d,
+                                                 scale: 0.2, round: AttentionFormula.bf16)
             var worst = 0.0
-            for h in 0..<heads { for i in 0..<tq {
-                let gi = h / (heads / kvHeads)
-                var s = [Double](repeating: -.infinity, count: tk)
-                for j in 0..<tk where mask[j] {
-                    var dot = 0.0
-                    for e in 0..<d { dot += bf(q[i * heads * d + h * d + e]) * bf(k[j * kvHeads * d + gi * d + e]) }
-                    s[j] = 0.2 * dot
-                }
-                let mx = s.max()!, z = s.reduce(0) { $0 + exp($1 - mx) }
-                for e in 0..<d {
-                    var o = 0.0, mag = 0.0
-                    for j in 0..<tk {
-                        let p = bf(Float(exp(s[j] - mx) / z)), vv = bf(v[j * kvHeads * d + gi * d + e])
-                        o += p * vv; mag += abs(p * vv)
-                    }
-                    // float32 sums, and a probability on a bf16 rounding boundary: ≤ 2⁻⁸ of one term
-                    worst = max(worst, abs(o - Double(out[i * heads * d + h * d + e])) / (mag * 0x1p-8 + 1e-30))
-                }
-            } }
+            for (i, o) in out.enumerated() { worst = max(worst, abs(want.out[i] - Double(o)) / (want.magnitude[i] * 0x1p-8 + 1e-30)) }
             XCTAssertLessThanOrEqual(worst, 1, "fallback \(fallback)")
         }
     }

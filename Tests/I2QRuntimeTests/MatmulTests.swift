@@ -74,22 +74,8 @@ final class MatmulThreadsTests: XCTestCase {
         }
         let whole = run(1000), blocked = run(9)
         XCTAssertEqual(whole, blocked)
-        var worst = 0.0
-        for h in 0..<heads { for i in 0..<tq {
-            let g = h / (heads / kvHeads)
-            var s = [Double](repeating: -.infinity, count: tk)
-            for j in 0..<tk where mask[j] {
-                var dot = 0.0
-                for e in 0..<d { dot += Double(q[i * heads * d + h * d + e]) * Double(k[j * kvHeads * d + g * d + e]) }
-                s[j] = 0.25 * dot
-            }
-            let mx = s.max()!, z = s.reduce(0) { $0 + exp($1 - mx) }
-            for e in 0..<d {
-                var o = 0.0
-                for j in 0..<tk { o += exp(s[j] - mx) / z * Double(v[j * kvHeads * d + g * d + e]) }
-                worst = max(worst, abs(o - Double(blocked[i * heads * d + h * d + e])))
-            }
-        } }
+        let want = AttentionFormula.evaluate(q: q, k: k, v: v, mask: mask, tq: tq, tk: tk, heads: heads, kvHeads: kvHeads, d: d, scale: 0.25).out
+        let worst = zip(want, blocked).map { abs($0 - Double($1)) }.max()!
         XCTAssertLessThan(worst, 1e-5)
     }
 }

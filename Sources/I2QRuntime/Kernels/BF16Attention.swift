@@ -69,10 +69,14 @@ public enum BF16Attention {
                      out: UnsafeMutablePointer<Float>, ldo: Int, probabilities: (UnsafeMutablePointer<Float>) -> Void) {
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: m * sv)  // [m, sv]
         let p16 = UnsafeMutablePointer<UInt16>.allocate(capacity: m * sv)    // [m, sv]
-        defer { scores.deallocate(); p16.deallocate() }
+        let outT = UnsafeMutablePointer<Float>.allocate(capacity: d * m)     // [d, m]
+        defer { scores.deallocate(); p16.deallocate(); outT.deallocate() }
         product(a: q16, lda: ldq, w: ops.k16 + g * d, ldw: ldk, c: scores, ldc: sv, m: m, k: d, n: sv)
         probabilities(scores)
         i2q_f32_to_bf16(scores, p16, Int64(m * sv), Int32(I2Q_IMPL_AUTO))
-        product(a: p16, lda: sv, w: ops.vt16 + g * d * ops.tk, ldw: ops.tk, c: out, ldc: ldo, m: m, k: sv, n: d)
+        // outᵀ = Vᵀ · Pᵀ: head dims as the kernel's rows (72 = 6 tiles of 12 for SigLIP) and queries as
+        // its 32-wide column panels, instead of d columns padded to whole panels. Same sums per element.
+        product(a: ops.vt16 + g * d * ops.tk, lda: ops.tk, w: p16, ldw: sv, c: outT, ldc: m, m: d, k: sv, n: m)
+        for e in 0..<d { for i in 0..<m { out[i * ldo + e] = outT[e * m + i] } }
     }
 }
