@@ -110,44 +110,9 @@ static void pack_panel(const uint16_t *w, int64_t ldw, int64_t n0, int cols, int
     }
 }
 
-/// C tile [rows ≤ 12, cols ≤ 32] (+)= A[rows, kc] · panel. `add`: add to C, else store.
+/// Stores (or adds into C) `rows` rows of the accumulators, `cols` ≤ 32 columns.
 BF16_TARGET
-static void micro(const uint16_t *a, int64_t lda, const uint16_t *panel, int64_t kc, float *c, int64_t ldc,
-                  int rows, int cols, int add) {
-    __m512 acc[MR][2];
-    for (int r = 0; r < MR; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
-    const int64_t kp = kc / 2;  // whole pairs; an odd last element is handled after the loop
-    if (rows == MR) {
-        for (int64_t p = 0; p < kp; p++) {
-            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + p * 64);
-            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + p * 64 + 32);
-#define STEP(r) { uint32_t v; memcpy(&v, a + (r) * lda + 2 * p, 4); const __m512bh x = (__m512bh)_mm512_set1_epi32((int)v); \
-                  acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0); acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1); }
-            STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7) STEP(8) STEP(9) STEP(10) STEP(11)
-#undef STEP
-        }
-    } else {
-        for (int64_t p = 0; p < kp; p++) {
-            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + p * 64);
-            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + p * 64 + 32);
-            for (int r = 0; r < rows; r++) {
-                uint32_t v;
-                memcpy(&v, a + r * lda + 2 * p, 4);
-                const __m512bh x = (__m512bh)_mm512_set1_epi32((int)v);
-                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
-                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
-            }
-        }
-    }
-    if (kc & 1) {  // the odd last element, paired with a zero
-        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + kp * 64);
-        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + kp * 64 + 32);
-        for (int r = 0; r < rows; r++) {
-            const __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[r * lda + kc - 1]);
-            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
-            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
-        }
-    }
+__attribute__((always_inline)) static inline void store_tile(__m512 acc[][2], float *c, int64_t ldc, int rows, int cols, int add) {
     const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
     const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
     for (int r = 0; r < rows; r++) {
@@ -160,6 +125,76 @@ static void micro(const uint16_t *a, int64_t lda, const uint16_t *panel, int64_t
         _mm512_mask_storeu_ps(cr, m0, v0);
         _mm512_mask_storeu_ps(cr + 16, m1, v1);
     }
+}
+
+/// The odd last element of k (kc odd), paired with a zero.
+BF16_TARGET
+__attribute__((always_inline)) static inline void odd_tail(__m512 acc[][2], const uint16_t *a, int64_t lda, const uint16_t *panel, int64_t kc, int rows) {
+    const int64_t kp = kc / 2;
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + kp * 64);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + kp * 64 + 32);
+    for (int r = 0; r < rows; r++) {
+        const __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[r * lda + kc - 1]);
+        acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+        acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+    }
+}
+
+/// C tile [12, cols ≤ 32] (+)= A[12, kc] · panel, the accumulators in 24 registers. `add`: add to C,
+/// else store. (A separate function from the partial tile's, so that no per-call zeroing of a stack
+/// array of accumulators is left in this one.)
+BF16_TARGET
+__attribute__((noinline)) static void micro_full(const uint16_t *a, int64_t lda, const uint16_t *panel, int64_t kc, float *c, int64_t ldc,
+                       int cols, int add) {
+    __m512 acc[MR][2];
+    for (int r = 0; r < MR; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
+    const int64_t kp = kc / 2;  // whole pairs; an odd last element is handled after the loop
+    for (int64_t p = 0; p < kp; p++) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + p * 64);
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + p * 64 + 32);
+#define STEP(r) { uint32_t v; memcpy(&v, a + (r) * lda + 2 * p, 4); const __m512bh x = (__m512bh)_mm512_set1_epi32((int)v); \
+                  acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0); acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1); }
+        STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7) STEP(8) STEP(9) STEP(10) STEP(11)
+#undef STEP
+    }
+    // The tail and the store unrolled over constant rows, so that acc never needs a stack copy.
+    if (kc & 1) {  // the odd last element, paired with a zero
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + kp * 64);
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + kp * 64 + 32);
+#define ODD(r) { const __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[(r) * lda + kc - 1]); \
+                 acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0); acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1); }
+        ODD(0) ODD(1) ODD(2) ODD(3) ODD(4) ODD(5) ODD(6) ODD(7) ODD(8) ODD(9) ODD(10) ODD(11)
+#undef ODD
+    }
+    const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+    const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+#define STORE(r) { float *cr = c + (r) * ldc; __m512 v0 = acc[r][0], v1 = acc[r][1]; \
+                   if (add) { v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), v0); v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr + 16), v1); } \
+                   _mm512_mask_storeu_ps(cr, m0, v0); _mm512_mask_storeu_ps(cr + 16, m1, v1); }
+    STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5) STORE(6) STORE(7) STORE(8) STORE(9) STORE(10) STORE(11)
+#undef STORE
+}
+
+/// C tile [rows < 12, cols ≤ 32] (+)= A[rows, kc] · panel: the same operations per row as micro_full.
+BF16_TARGET
+__attribute__((noinline)) static void micro_part(const uint16_t *a, int64_t lda, const uint16_t *panel, int64_t kc, float *c, int64_t ldc,
+                       int rows, int cols, int add) {
+    __m512 acc[MR][2];
+    for (int r = 0; r < rows; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
+    const int64_t kp = kc / 2;
+    for (int64_t p = 0; p < kp; p++) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + p * 64);
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + p * 64 + 32);
+        for (int r = 0; r < rows; r++) {
+            uint32_t v;
+            memcpy(&v, a + r * lda + 2 * p, 4);
+            const __m512bh x = (__m512bh)_mm512_set1_epi32((int)v);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+        }
+    }
+    if (kc & 1) odd_tail(acc, a, lda, panel, kc, rows);
+    store_tile(acc, c, ldc, rows, cols, add);
 }
 
 BF16_TARGET
@@ -180,7 +215,10 @@ static void bgemm_avx512(const uint16_t *a, int64_t lda, const uint16_t *w, int6
                 const int cols = (int)(n1 - c0 < NR ? n1 - c0 : NR);
                 for (int64_t r = 0; r < mc; r += MR) {
                     const int rows = (int)(mc - r < MR ? mc - r : MR);
-                    micro(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, rows, cols, add);
+                    if (rows == MR)
+                        micro_full(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, cols, add);
+                    else
+                        micro_part(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, rows, cols, add);
                 }
             }
         }
