@@ -45,6 +45,12 @@ public struct RoPE: Sendable {
 
     /// Rotates `heads` vectors of `headDim` (stride `headDim`) at position `pos`, in place.
     public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, pos: Int) {
+        apply(x, heads: heads, and: nil, heads: 0, pos: pos)
+    }
+
+    /// Rotates `heads` heads of x and `yHeads` heads of y (a query row and its key row) at one
+    /// position, with one evaluation of the position's cos/sin.
+    public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, and y: UnsafeMutablePointer<Float>?, heads yHeads: Int, pos: Int) {
         let half = headDim / 2
         var cosv = [Float](repeating: 0, count: half), sinv = [Float](repeating: 0, count: half)
         let p = Float(pos)
@@ -53,6 +59,12 @@ public struct RoPE: Sendable {
             cosv[i] = Float(cos(Double(angle)))
             sinv[i] = Float(sin(Double(angle)))
         }
+        rotate(x, heads: heads, cosv, sinv)
+        if let y { rotate(y, heads: yHeads, cosv, sinv) }
+    }
+
+    private func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, _ cosv: [Float], _ sinv: [Float]) {
+        let half = headDim / 2
         for h in 0..<heads {
             let v = x + h * headDim
             for i in 0..<half {

@@ -38,9 +38,9 @@ struct Attention {
         let kRows = keys + start * kw    // new keys go straight into the cache: [t, kw]
         let vRows = values + start * kw
         try qkv(x, m: t, outputs: [qb, kRows, vRows], ws: ws)
-        for i in 0..<t {
-            rope.apply(qb + i * qw, heads: heads, pos: start + i)
-            rope.apply(kRows + i * kw, heads: kvHeads, pos: start + i)
+        let rb = UnsafeSendable((qb, kRows)), rope = rope, heads = heads, kvHeads = kvHeads
+        Kernels.parallelRows(t, cost: t * (heads + kvHeads) * headDim * 4) { range in
+            for i in range { rope.apply(rb.p.0 + i * qw, heads: heads, and: rb.p.1 + i * kw, heads: kvHeads, pos: start + i) }
         }
         let s = start + t
         let out = ws.attn(t * qw)         // [t, heads·headDim]
