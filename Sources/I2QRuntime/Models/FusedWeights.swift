@@ -62,7 +62,9 @@ struct ProjectionGroup {
                 return try addPartBiases(m: m, outputs: outputs, ws: ws)
             }
         }
-        for (w, y) in zip(parts, outputs) { try w.linear(x: x, y: y, m: m, scratch: ws.scratch, observe: false) }
+        try BF16Gemm.sharingRounding {  // bf16 parts round x once (--bf16-activations)
+            for (w, y) in zip(parts, outputs) { try w.linear(x: x, y: y, m: m, scratch: ws.scratch, observe: false) }
+        }
         try addPartBiases(m: m, outputs: outputs, ws: ws)
     }
 
