@@ -8,7 +8,8 @@
 // The AVX-512 BF16 instruction `vdpbf16ps` treats denormal inputs as zero and flushes denormal
 // results (Intel SDM); bf16 activations below 2⁻¹²⁶ ≈ 1.2e-38 do not occur in these models.
 //
-// Blocking (GotoBLAS-style, sized for a 1 MiB L2): k in blocks of ≤ 1024 (pairs of k are the unit of
+// Blocking (GotoBLAS-style, sized for a 1 MiB L2): n in blocks of ≤ 2048 columns (their packed panels
+// ≤ 4 MiB, in L3), k in blocks of ≤ 1024 (pairs of k are the unit of
 // `vdpbf16ps`), m in blocks of 192 rows (A block ≤ 384 KiB), n in panels of 32 columns packed as
 // [k/2][32][2] so one 64-byte load gives 16 columns' pairs; the micro-kernel keeps a 12 × 32 tile
 // of C in 24 registers and broadcasts each A pair from memory.
@@ -17,7 +18,7 @@
 
 #include "q8.h"
 
-enum { MR = 12, NR = 32, MC = 192, KC = 1024 };
+enum { MR = 12, NR = 32, MC = 192, KC = 1024, NC = 2048 };
 
 // MARK: f32 → bf16 as torch's CPU `.to(torch.bfloat16)`: round to nearest even, every NaN → 0xFFFF
 // (what torch 2.15 writes; Tests/Fixtures/cast/special.safetensors). Bit-identical on every path.
@@ -84,8 +85,8 @@ void i2q_f32_to_bf16(const float *s, uint16_t *d, int64_t n, int impl) {
 // MARK: the product (AVX-512 BF16 only; other CPUs multiply the widened operands with sgemm)
 
 size_t i2q_bgemm_pack_bytes(int64_t k, int64_t n) {
-    const int64_t kc = k < KC ? k : KC;
-    return (size_t)((n + NR - 1) / NR) * (size_t)((kc + 1) / 2) * NR * 4;
+    const int64_t kc = k < KC ? k : KC, nc = n < NC ? n : NC;
+    return (size_t)((nc + NR - 1) / NR) * (size_t)((kc + 1) / 2) * NR * 4;
 }
 
 #if I2Q_X86
@@ -95,18 +96,18 @@ size_t i2q_bgemm_pack_bytes(int64_t k, int64_t n) {
 /// missing columns, and the second half of the last pair when kc is odd).
 static void pack_panel(const uint16_t *w, int64_t ldw, int64_t n0, int cols, int64_t k0, int64_t kc, uint16_t *panel) {
     const int64_t kp = (kc + 1) / 2;
-    for (int j = 0; j < NR; j++) {
-        if (j >= cols) {
-            for (int64_t p = 0; p < kp; p++) { panel[p * 64 + 2 * j] = 0; panel[p * 64 + 2 * j + 1] = 0; }
-            continue;
-        }
-        const uint16_t *row = w + (n0 + j) * ldw + k0;
-        for (int64_t p = 0; p < kc / 2; p++) {
-            uint32_t v;
-            memcpy(&v, row + 2 * p, 4);
-            memcpy(panel + p * 64 + 2 * j, &v, 4);
-        }
-        if (kc & 1) { panel[(kp - 1) * 64 + 2 * j] = row[kc - 1]; panel[(kp - 1) * 64 + 2 * j + 1] = 0; }
+    const uint16_t *rows[NR];
+    for (int j = 0; j < cols; j++) rows[j] = w + (n0 + j) * ldw + k0;
+    // Pair by pair: the 32 rows' next 4 bytes (32 cache lines that stay in L1) into one contiguous
+    // 128-byte panel row (rather than row by row, which writes each panel line 32 times over).
+    for (int64_t p = 0; p < kc / 2; p++) {
+        uint32_t *dst = (uint32_t *)(panel + p * 64);
+        for (int j = 0; j < cols; j++) memcpy(dst + j, rows[j] + 2 * p, 4);
+        for (int j = cols; j < NR; j++) dst[j] = 0;
+    }
+    if (kc & 1) {
+        uint16_t *dst = panel + (kp - 1) * 64;
+        for (int j = 0; j < NR; j++) { dst[2 * j] = j < cols ? rows[j][kc - 1] : 0; dst[2 * j + 1] = 0; }
     }
 }
 
@@ -200,25 +201,31 @@ __attribute__((noinline)) static void micro_part(const uint16_t *a, int64_t lda,
 BF16_TARGET
 static void bgemm_avx512(const uint16_t *a, int64_t lda, const uint16_t *w, int64_t ldw, float *c, int64_t ldc,
                          int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, uint16_t *pack) {
-    const int64_t panels = (n1 - n0 + NR - 1) / NR;
-    for (int64_t k0 = 0; k0 < k; k0 += KC) {
-        const int64_t kc = k - k0 < KC ? k - k0 : KC, kp = (kc + 1) / 2;
-        for (int64_t q = 0; q < panels; q++) {
-            const int64_t c0 = n0 + q * NR;
-            pack_panel(w, ldw, c0, (int)(n1 - c0 < NR ? n1 - c0 : NR), k0, kc, pack + q * kp * 64);
-        }
-        const int add = accumulate || k0 > 0;
-        for (int64_t m0 = 0; m0 < m; m0 += MC) {
-            const int64_t mc = m - m0 < MC ? m - m0 : MC;
+    // Columns in blocks of ≤ NC (the packed block stays in L3 instead of streaming a whole lm_head's
+    // panels through memory); per block: k in blocks of KC, m in blocks of MC, panels, 12-row tiles.
+    // The k blocks of an element are still summed in the same order (block by block into C).
+    for (int64_t b0 = n0; b0 < n1; b0 += NC) {
+        const int64_t b1 = n1 - b0 < NC ? n1 : b0 + NC;
+        const int64_t panels = (b1 - b0 + NR - 1) / NR;
+        for (int64_t k0 = 0; k0 < k; k0 += KC) {
+            const int64_t kc = k - k0 < KC ? k - k0 : KC, kp = (kc + 1) / 2;
             for (int64_t q = 0; q < panels; q++) {
-                const int64_t c0 = n0 + q * NR;
-                const int cols = (int)(n1 - c0 < NR ? n1 - c0 : NR);
-                for (int64_t r = 0; r < mc; r += MR) {
-                    const int rows = (int)(mc - r < MR ? mc - r : MR);
-                    if (rows == MR)
-                        micro_full(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, cols, add);
-                    else
-                        micro_part(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, rows, cols, add);
+                const int64_t c0 = b0 + q * NR;
+                pack_panel(w, ldw, c0, (int)(b1 - c0 < NR ? b1 - c0 : NR), k0, kc, pack + q * kp * 64);
+            }
+            const int add = accumulate || k0 > 0;
+            for (int64_t m0 = 0; m0 < m; m0 += MC) {
+                const int64_t mc = m - m0 < MC ? m - m0 : MC;
+                for (int64_t q = 0; q < panels; q++) {
+                    const int64_t c0 = b0 + q * NR;
+                    const int cols = (int)(b1 - c0 < NR ? b1 - c0 : NR);
+                    for (int64_t r = 0; r < mc; r += MR) {
+                        const int rows = (int)(mc - r < MR ? mc - r : MR);
+                        if (rows == MR)
+                            micro_full(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, cols, add);
+                        else
+                            micro_part(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, rows, cols, add);
+                    }
                 }
             }
         }

@@ -49,8 +49,9 @@ final class BgemmKernelTests: XCTestCase {
 
     func widen(_ b: UInt16) -> Double { Double(Float(bitPattern: UInt32(b) << 16)) }
 
-    /// m, k, n: small and tail shapes, odd k, k beyond one 1024 block, n not a multiple of 32.
-    let shapes: [(m: Int, k: Int, n: Int)] = [(2, 64, 32), (13, 577, 100), (37, 1152, 33), (30, 2050, 70), (12, 5, 1)]
+    /// m, k, n: small and tail shapes, odd k, k beyond one 1024 block, n not a multiple of 32, n beyond
+    /// one 2048-column block (with an odd k and a partial last panel).
+    let shapes: [(m: Int, k: Int, n: Int)] = [(2, 64, 32), (13, 577, 100), (37, 1152, 33), (30, 2050, 70), (12, 5, 1), (14, 41, 4133)]
 
     func testProductEqualsTheExactSumOnEveryPath() throws {
         for (m, k, n) in shapes {
