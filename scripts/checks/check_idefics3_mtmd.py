@@ -13,6 +13,21 @@ files, tokenizes P with the image at mtmd's media marker (BOS as the GGUF says, 
 evaluates it and decodes greedily. Prints both prompt lengths (i2q expands <image> into tiles + the
 global image; llama.cpp into what its idefics3 preprocessing gives), both token lists and SAME /
 DIFFERENT; a load or evaluation failure is printed with llama.cpp's error.
+
+Measured 2026-12-07 (release i2q, llama-cpp-python 0.3.36 CPU, 8 new tokens, prompt above):
+- llama.cpp loads both files of both tiny models (text GGUF and mmproj, f16 and q8_0) and slices the
+  120x90 photo as transformers does (2x2 tiles of 32 px + the overview, <row_i_col_j> tokens): with the
+  image positions as <image>, its prompt ids equal i2q's (55 for tiny-idefics3, 54 for tiny-smolvlm).
+- Without --split-missing, mtmd_tokenize gives LLAMA_TOKEN_NULL (-1) for the "\n\n" before the overview
+  (mtmd looks it up as ONE token; the tiny trained vocabulary has no such token, real SmolVLM/Llama 3
+  vocabularies do) and llama_decode fails: "init: all entries in the batch must have the same content
+  types" / "llama_decode returned -1".
+- --split-missing, solid-colour 120x90 image (every resampler gives the same pixels): SAME 8/8 on both
+  models, with the f16 and with the q8_0 projector.
+- --split-missing, Tests/Fixtures/images/photo_xmp8_120x90.jpg: DIFFERENT (tiny-idefics3 0 of 8 agree,
+  tiny-smolvlm 1 of 8): llama.cpp resizes with its own LANCZOS (mtmd-image.cpp, float, no PIL
+  fixed-point/uint8 steps), i2q with Pillow's (as transformers), so the pixels differ and the random
+  tiny models' near-flat logits flip. Text-only prompts (no image) give SAME 8/8 on both.
 """
 
 import argparse
@@ -23,13 +38,14 @@ import sys
 import tempfile
 
 PROMPT = "User:<image>What is in this picture?<end_of_utterance>\nAssistant:"
+IMAGE_TOKEN = {"tiny-idefics3": 385, "tiny-smolvlm": 385}  # config.json image_token_id (for the prompt comparison)
 
 LLAMA_SIDE = r"""
 import ctypes, json, sys
 import numpy as np
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
-text, mmproj, image, prompt, n_new = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+text, mmproj, image, prompt, n_new, split_missing = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6] == "1"
 out = {"llama_cpp": llama_cpp.__version__}
 llm = llama_cpp.Llama(model_path=text, n_ctx=4096, n_batch=4096, n_ubatch=4096, verbose=False, logits_all=False)
 p = mtmd.mtmd_context_params_default()
@@ -58,6 +74,16 @@ for i in range(mtmd.mtmd_input_chunks_size(chunks)):
         n = ctypes.c_size_t()
         ptr = mtmd.mtmd_input_chunk_get_tokens_text(c, ctypes.byref(n))
         toks = [ptr[j] for j in range(n.value)]
+        if -1 in toks:
+            # mtmd's idefics3 layout looks "\n\n" up as ONE token (lookup_token, before the global image);
+            # a vocabulary without it gets LLAMA_TOKEN_NULL and llama_decode fails ("all entries in the
+            # batch must have the same content types"). With --split-missing the "\n\n" is fed as the
+            # vocabulary tokenizes it (what transformers' processor feeds).
+            out.setdefault("missing_token", "mtmd looked \"\\n\\n\" up as one token: LLAMA_TOKEN_NULL (-1)")
+            if not split_missing:
+                print(json.dumps({"error": "mtmd_tokenize gave LLAMA_TOKEN_NULL (-1) for \"\\n\\n\" (idefics3's overview prefix): the vocabulary has no single \"\\n\\n\" token", "chunks": pieces + [{"text": toks}]})); sys.exit(0)
+            nn = llm.tokenize(b"\n\n", add_bos=False, special=False)
+            toks = [t for x in toks for t in (nn if x == -1 else [x])]
         pieces.append({"text": toks})
         llm.eval(toks)
     else:
@@ -91,6 +117,8 @@ def main():
     ap.add_argument("--prompt", default=PROMPT)
     ap.add_argument("--max-new-tokens", type=int, default=8)
     ap.add_argument("--mmproj-type", default="auto")
+    ap.add_argument("--split-missing", action="store_true",
+                    help="feed a \"\\n\\n\" that the vocabulary has no single token for as its tokens (see LLAMA_SIDE)")
     a = ap.parse_args()
     for model in a.models.split(","):
         with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +128,7 @@ def main():
             r = subprocess.run([a.i2q, "run", model, "--prompt", a.prompt, "--image", a.image,
                                 "--max-new-tokens", str(a.max_new_tokens), "--json"], check=True, capture_output=True, text=True)
             mine = json.loads(r.stdout)
-            r = subprocess.run([a.llama_py, "-c", LLAMA_SIDE, text, mm, a.image, a.prompt, str(a.max_new_tokens)],
+            r = subprocess.run([a.llama_py, "-c", LLAMA_SIDE, text, mm, a.image, a.prompt, str(a.max_new_tokens), "1" if a.split_missing else "0"],
                                capture_output=True, text=True)
             lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
             theirs = json.loads(lines[-1]) if lines else {"error": f"exit {r.returncode}: {r.stderr.strip()[-2000:]}"}
@@ -112,7 +140,15 @@ def main():
                 for ln in err[-8:]:
                     print("   ", ln)
                 continue
-            print(f"llama.cpp: {theirs['prompt_positions']} prompt positions {theirs['chunks']}, generated {theirs['generated_ids']}")
+            if "missing_token" in theirs:
+                print(f"llama.cpp: {theirs['missing_token']} (fed as its tokens: --split-missing)")
+            flat = [t for c in theirs["chunks"] for t in (c["text"] if "text" in c else [IMAGE_TOKEN.get(os.path.basename(model), -2)] * c["image_tokens"])]
+            print(f"llama.cpp: {theirs['prompt_positions']} prompt positions, chunks {theirs['chunks']}")
+            print(f"prompt ids (image positions as <image>): {'SAME as i2q' if flat == mine['input_ids'] else 'DIFFERENT from i2q'}")
+            if flat != mine["input_ids"]:
+                print(f"   i2q:       {mine['input_ids']}")
+                print(f"   llama.cpp: {flat}")
+            print(f"llama.cpp: generated {theirs['generated_ids']}")
             same = theirs["generated_ids"] == mine["generated_ids"]
             n = next((i for i, (x, y) in enumerate(zip(mine["generated_ids"], theirs["generated_ids"])) if x != y), len(mine["generated_ids"]))
             print("SAME" if same else f"DIFFERENT (first {n} agree)")
