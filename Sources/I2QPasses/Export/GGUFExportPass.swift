@@ -1,7 +1,6 @@
 import I2QCore
 import I2QFormats
 import I2QQuant
-import I2QRuntime
 
 public enum GGUFExportError: I2QError {
     case unsupportedModel(path: String, detail: String)
@@ -284,7 +283,7 @@ public struct GGUFExportPass {
     /// llama.cpp's `rope_freqs.weight` for llama3 RoPE scaling (convert_hf_to_gguf LlamaModel
     /// `generate_extra_tensors`): per frequency 1, factor, or 1 / ((1 − s)/factor + s) with
     /// s = (original/wavelen − low)/(high − low) — the wavelength bands of transformers'
-    /// `_compute_llama3_parameters` (RoPE), as a divisor of the frequency. float32 as torch computes it
+    /// `_compute_llama3_parameters` (the runtime's RoPE), as a divisor of the frequency. float32 as torch computes it
     /// there: freq = 1 / base^(arange(0, d, 2)/d), python-float scalars rounded to float32 where they
     /// meet the float32 tensor. nil for other rope types. [headDim / 2]
     static func llama3RopeFactors(_ t: TextConfig) -> [Float]? {
@@ -293,7 +292,7 @@ public struct GGUFExportPass {
         let factor = r.factor ?? 8, low = r.lowFreqFactor ?? 1, high = r.highFreqFactor ?? 4
         let old = Double(r.originalMaxPositionEmbeddings ?? 8192)
         let lowWavelen = Float(old / low), highWavelen = Float(old / high)
-        return RoPE(headDim: t.headDim, theta: r.theta).invFreq.map { freq -> Float in
+        return RopeParameters.inverseFrequencies(headDim: t.headDim, theta: r.theta).map { freq -> Float in
             let wavelen = Float(2 * Double.pi) / freq
             if wavelen < highWavelen { return 1 }
             if wavelen > lowWavelen { return Float(factor) }
