@@ -58,8 +58,11 @@ struct Export: ParsableCommand {
     @Option(help: ArgumentHelp("Importance matrix for the imatrix-weighted quantizers (--to gguf, llama-quantize types).", valueName: "FILE"))
     var imatrix: String?
 
-    @Option(help: ArgumentHelp("--to gguf of an Idefics3/SmolVLM model: also write its vision tower and connector to FILE as llama.cpp's idefics3 projector (mmproj; 2-D weights f16, as convert_hf_to_gguf.py --mmproj).", valueName: "FILE"))
+    @Option(help: ArgumentHelp("--to gguf of an Idefics3/SmolVLM model: also write its vision tower and connector to FILE as llama.cpp's idefics3 projector (mmproj), as convert_hf_to_gguf.py --mmproj writes it.", valueName: "FILE"))
     var mmproj: String?
+
+    @Option(name: .customLong("mmproj-type"), help: "Weight type of the --mmproj file, as convert_hf_to_gguf.py's --outtype: \(MmprojExportPass.OutType.allCases.map(\.rawValue).joined(separator: ", ")); default auto (bf16 for bf16 models, else f16).")
+    var mmprojType: String?
 
     @Flag(help: "Keep fused tensors (i2q fuse) under their fused names, vLLM-style (qkv_proj, gate_up_proj), instead of transformers' q/k/v and gate/up.")
     var fusedNames = false
@@ -77,6 +80,12 @@ struct Export: ParsableCommand {
             throw ValidationError("--tensor-type and --imatrix apply to --to gguf only")
         }
         if mmproj != nil, to != .gguf { throw ValidationError("--mmproj applies to --to gguf only") }
+        if let t = mmprojType {
+            guard mmproj != nil else { throw ValidationError("--mmproj-type needs --mmproj FILE") }
+            guard MmprojExportPass.OutType(rawValue: t) != nil else {
+                throw ValidationError("--mmproj-type takes \(MmprojExportPass.OutType.allCases.map(\.rawValue).joined(separator: ", ")) (got \"\(t)\")")
+            }
+        }
         for t in tensorTypes {
             do { _ = try TensorTypeOverride(parsing: t) } catch { throw ValidationError("\(error)") }
         }
@@ -101,8 +110,8 @@ struct Export: ParsableCommand {
                 let text = try GGUFExportPass(source: source, output: out.output, type: type.flatMap(GGUFExportType.init(rawValue:)), settings: s,
                                               overrides: overrides, importance: importance)
                 if let mmproj {
-                    let r = try MmprojExportPass.run(source: source, output: mmproj, settings: s)
-                    print("exported \(r.tensors) vision/connector tensors to \(r.output) (llama.cpp idefics3 mmproj, \(formatCount(r.bytesWritten)) bytes)")
+                    let r = try MmprojExportPass.run(source: source, output: mmproj, type: mmprojType.flatMap(MmprojExportPass.OutType.init(rawValue:)) ?? .auto, settings: s)
+                    print("exported \(r.tensors) vision/connector tensors to \(r.output) (llama.cpp idefics3 mmproj, \(r.type.rawValue), \(formatCount(r.bytesWritten)) bytes)")
                 }
                 print(try text.run().summary)
             case .hfAwq:

@@ -52,4 +52,20 @@ final class Idefics3CLITests: CLITestCase {
             }
         }
     }
+
+    /// `export --to gguf --mmproj FILE --mmproj-type q8_0`: llama.cpp's two files for the model, byte for
+    /// byte (convert_hf_to_gguf.py's text model and `--mmproj --outtype q8_0`; MmprojExportTests and
+    /// GGUFExportTests check the other types and say where files differ).
+    func testGGUFAndMmprojExport() throws {
+        let text = dir + "/text.gguf", mm = dir + "/mmproj.gguf", ref = fixturesDir + "/gguf-export/tiny-idefics3"
+        var r = try run(["export", fixturesDir + "/tiny-idefics3", "--to", "gguf", "-o", text, "--mmproj", mm, "--mmproj-type", "q8_0"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.out.contains("idefics3 mmproj, q8_0"), r.out)
+        XCTAssertTrue(try FileSystem.readFile(text) == FileSystem.readFile(ref + ".reference.gguf"), "text GGUF")
+        XCTAssertTrue(try FileSystem.readFile(mm) == FileSystem.readFile(ref + ".mmproj.q8_0.reference.gguf"), "mmproj")
+        r = try run(["export", fixturesDir + "/tiny-idefics3", "--to", "gguf", "-o", dir + "/x.gguf", "--mmproj", dir + "/y.gguf", "--mmproj-type", "q4_0"])
+        XCTAssertNotEqual(r.code, 0)
+        XCTAssertTrue(r.err.contains("--mmproj-type takes auto, f32, f16, bf16, q8_0"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x.gguf"))
+    }
 }

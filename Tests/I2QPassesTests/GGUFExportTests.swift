@@ -10,6 +10,27 @@ import I2QTestSupport
 /// (scripts/fixtures/make_gguf_export_fixtures.py); i2q's export must hold the same tensors byte for byte and
 /// the same metadata (except the documented differences), and read back through i2q's GGUF reader
 /// (names mapped back, q/k un-permuted as transformers does) to the source within the type's step.
+/// `path` is `reference` byte for byte; when not, says where they differ: metadata keys, order and
+/// values, tensor names, order, types, shapes and data.
+func assertSameGGUF(_ path: String, reference: String, _ label: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    let same = try FileSystem.readFile(path) == FileSystem.readFile(reference)
+    XCTAssertTrue(same, "\(label): the file differs from convert_hf_to_gguf.py's \(FileSystem.basename(reference))", file: file, line: line)
+    if same { return }
+    let ref = try GGUFFile(path: reference), g = try GGUFFile(path: path)
+    XCTAssertEqual(g.metadata.map(\.key), ref.metadata.map(\.key), "\(label): metadata keys and order", file: file, line: line)
+    for (k, v) in ref.metadata where g.value(k) != v {
+        XCTFail("\(label) \(k): \(String(describing: g.value(k)).prefix(200)) vs reference \(String(describing: v).prefix(200))", file: file, line: line)
+    }
+    XCTAssertEqual(g.tensors.map(\.name), ref.tensors.map(\.name), "\(label): tensor names and order", file: file, line: line)
+    for t in ref.tensors {
+        guard let mine = g.tensor(t.name) else { XCTFail("\(label): missing \(t.name)", file: file, line: line); continue }
+        XCTAssertEqual(mine.type, t.type, "\(label) \(t.name)", file: file, line: line)
+        XCTAssertEqual(mine.dims, t.dims, "\(label) \(t.name)", file: file, line: line)
+        XCTAssertTrue(g.file.copyBytes(mine.offset, mine.byteCount) == ref.file.copyBytes(t.offset, t.byteCount),
+                      "\(label) \(t.name) (\(t.type.name)): bytes differ", file: file, line: line)
+    }
+}
+
 final class GGUFExportTests: XCTestCase {
     let mistral = fixturesDir + "/tiny-mistral"
     let refDir = fixturesDir + "/gguf-export"
@@ -24,12 +45,10 @@ final class GGUFExportTests: XCTestCase {
     }
 
     /// Keys whose values differ from the reference by design (see GGUFExportPass's doc comment).
+    /// (general.name "Tiny Mistral" and size_label "1.0M" are derived as gguf-py derives them: GGUFGeneralMetadata.)
     let expectedDifferences: Set<String> = [
-        "general.name",  // the reference derives "Tiny Mistral" from the directory name
         "tokenizer.ggml.scores",  // merge-rank scores instead of -1000 everywhere
     ]
-    /// Reference keys i2q does not write.
-    let notWritten: Set<String> = ["general.size_label", "tokenizer.ggml.add_sep_token"]
 
     func testTinyMistralQ8_0MatchesConvertHfToGguf() throws {
         let (r, out) = try export(mistral, .q8_0, "m.gguf")
@@ -44,8 +63,10 @@ final class GGUFExportTests: XCTestCase {
             XCTAssertTrue(g.file.copyBytes(mine.offset, mine.byteCount) == ref.file.copyBytes(t.offset, t.byteCount),
                           "\(t.name) (\(t.type.name)): bytes differ from convert_hf_to_gguf.py's")
         }
-        // Metadata: every reference key, same type and value, but the documented differences.
-        for (k, v) in ref.metadata where !notWritten.contains(k) {
+        // Metadata: the reference's keys in its order, same types and values, but the documented differences.
+        XCTAssertEqual(g.metadata.map(\.key), ref.metadata.map(\.key))
+        XCTAssertEqual(g.tensors.map(\.name), ref.tensors.map(\.name), "tensor order")
+        for (k, v) in ref.metadata {
             guard let mine = g.value(k) else { XCTFail("missing key \(k)"); continue }
             XCTAssertEqual(mine.type, v.type, k)
             if case let .array(t, a) = v, case let .array(mt, ma) = mine {
@@ -149,6 +170,22 @@ final class GGUFExportTests: XCTestCase {
         // The output runs as a model through i2q's reader with the same lm_head.
         let back = try GGUFModel(path: out)
         XCTAssertEqual(back.tensor("lm_head.weight")?.shape, [32003, 32])
+    }
+
+    /// Idefics3 / SmolVLM: the text decoder is convert_hf_to_gguf.py's text model of the same checkpoint
+    /// (tiny-X.reference.gguf: the converter on the checkpoint with text_config.architectures set, as the
+    /// hub's SmolVLM checkpoints carry it; scripts/fixtures/make_idefics3_gguf_fixtures.py) byte for byte:
+    /// llama3 RoPE scaling as the `rope_freqs.weight` factors (tiny-idefics3), tensors in the converter's
+    /// order, general.name / size_label, the vocabulary with add_sep_token.
+    func testIdefics3TextMatchesConvertHfToGguf() throws {
+        for m in ["tiny-idefics3", "tiny-smolvlm"] {
+            let (r, out) = try export(fixturesDir + "/" + m, nil, "text.gguf")
+            XCTAssertEqual(r.type, .f16, m)
+            try assertSameGGUF(out, reference: refDir + "/\(m).reference.gguf", m)
+        }
+        let g = try GGUFFile(path: refDir + "/tiny-idefics3.reference.gguf")
+        XCTAssertEqual(g.tensors.first?.name, "rope_freqs.weight")
+        XCTAssertNil(try GGUFFile(path: refDir + "/tiny-smolvlm.reference.gguf").tensor("rope_freqs.weight"))
     }
 
     func testErrors() throws {

@@ -114,6 +114,17 @@ public struct RopeParameters: Sendable, Equatable {
         return r
     }
 
+    /// The default rope's inverse frequencies 1 / theta^(arange(0, d, 2) / d) in float32, as torch
+    /// computes them (transformers' `_compute_default_rope_parameters`, convert_hf_to_gguf's llama3
+    /// `rope_freqs`): the exponent a float32 quotient, the power rounded to float32, a float32 reciprocal.
+    /// [headDim / 2]
+    public static func inverseFrequencies(headDim: Int, theta: Double) -> [Float] {
+        (0..<(headDim / 2)).map { i in
+            let exponent = Float(2 * i) / Float(headDim)  // float32, as torch: arange(0,d,2).float() / d
+            return 1 / Float(Foundation.pow(theta, Double(exponent)))
+        }
+    }
+
     /// Range checks of the scaling fields of the rope types the runtime implements.
     func validate(_ r: ConfigRanges) throws {
         guard ropeType == "llama3" else { return }

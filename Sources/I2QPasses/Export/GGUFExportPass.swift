@@ -45,6 +45,8 @@ public struct GGUFPlannedTensor: Sendable {
     public let type: GGMLType
     /// q/k rows are permuted for llama.cpp's rotary layout with this many heads (nil: rows as is).
     public let permuteHeads: Int?
+    /// A tensor the export computes (`rope_freqs.weight`), written as these f32 values; `source` is "".
+    public var values: [Float]? = nil
 }
 
 public struct GGUFExportReport: Sendable {
@@ -86,6 +88,9 @@ public struct GGUFExportReport: Sendable {
 ///   the HF tokenizer (measured: "fox jumps", "internationalization").
 /// - `tokenizer.ggml.add_bos_token` is written whenever the tokenizer decides it (a
 ///   TemplateProcessing without a leading special token means false).
+/// Tensors are in the converter's order (generated `rope_freqs.weight` first, then the checkpoint's
+/// names shard by shard, sorted); `general.*` as gguf-py derives it (GGUFGeneralMetadata); llama3
+/// RoPE scaling is written as llama.cpp's `rope_freqs.weight` factors (`llama3RopeFactors`).
 /// Mistral's sliding window has no llama-architecture key: llama.cpp attends to the whole context
 /// (as convert_hf_to_gguf's output does); a note says so.
 ///
@@ -154,8 +159,8 @@ public struct GGUFExportPass {
         }
         guard t.hiddenAct == "silu" else { throw GGUFExportError.unsupportedModel(path: path, detail: "hidden_act \"\(t.hiddenAct)\"; llama.cpp's llama architecture uses silu.") }
         guard !t.attentionBias, !t.mlpBias else { throw GGUFExportError.unsupportedModel(path: path, detail: "attention_bias/mlp_bias are set; i2q exports bias-free llama decoders only.") }
-        guard t.rope.ropeType == "default" else {
-            throw GGUFExportError.unsupportedModel(path: path, detail: "rope_type \"\(t.rope.ropeType)\" is not exported yet (only the default RoPE).")
+        guard ["default", "llama3"].contains(t.rope.ropeType) else {
+            throw GGUFExportError.unsupportedModel(path: path, detail: "rope_type \"\(t.rope.ropeType)\" is not exported yet (the default RoPE and llama3 scaling are).")
         }
         guard t.headDim > 0, t.headDim % 2 == 0 else { throw GGUFExportError.unsupportedModel(path: path, detail: "head_dim \(t.headDim) must be even and positive.") }
         if let w = t.slidingWindow {
@@ -215,7 +220,16 @@ public struct GGUFExportPass {
             notes += choice.notes
             types = choice.types
         }
-        let plan = checked.map { GGUFPlannedTensor(name: $0.g, source: $0.hf, shape: $0.shape, type: types[$0.g]!, permuteHeads: $0.heads) }
+        // convert_hf_to_gguf's order: generated tensors (rope_freqs) first, then the checkpoint's tensors
+        // shard by shard (sorted shard names), each shard's names sorted (gguf-py SafetensorsLocal).
+        let shardOf: (String) -> String = FileSystem.isDirectory(path) ? { source.tensor($0)?.file?.path ?? "" } : { _ in "" }
+        let ordered = checked.map { (c: $0, shard: Array(shardOf($0.hf).utf8), name: Array($0.hf.utf8)) }.sorted {
+            $0.shard != $1.shard ? $0.shard.lexicographicallyPrecedes($1.shard) : $0.name.lexicographicallyPrecedes($1.name)
+        }.map(\.c)
+        var plan = ordered.map { GGUFPlannedTensor(name: $0.g, source: $0.hf, shape: $0.shape, type: types[$0.g]!, permuteHeads: $0.heads) }
+        if let f = Self.llama3RopeFactors(t) {
+            plan.insert(GGUFPlannedTensor(name: "rope_freqs.weight", source: "", shape: [f.count], type: .f32, permuteHeads: nil, values: f), at: 0)
+        }
         self.plan = plan
         if let blocks {
             let ft = blocks.fileType(plan)
@@ -239,7 +253,9 @@ public struct GGUFExportPass {
         func put(_ k: String, _ v: GGUFValue) { md.append((k, v)) }
         put("general.architecture", .text("llama"))
         put("general.type", .text("model"))
-        put("general.name", .text(Self.modelName(source)))
+        let general = try GGUFGeneralMetadata.entries(source: source, totalParams: plan.reduce(0) { $0 + $1.shape.reduce(1, *) })
+        md += general.metadata
+        notes += general.notes
         put("llama.block_count", .uint32(UInt32(t.numHiddenLayers)))
         put("llama.context_length", .uint32(UInt32(t.maxPositionEmbeddings)))
         put("llama.embedding_length", .uint32(UInt32(t.hiddenSize)))
@@ -264,14 +280,25 @@ public struct GGUFExportPass {
                                     neededBytes: plan.reduce(0) { $0 + $1.shape.reduce(1, *) / $1.type.blockSize * $1.type.typeSize } + (4 << 20))
     }
 
-    /// general.name: config.json's `_name_or_path` (or a GGUF source's general.name) when set, else the source's file or directory name.
-    static func modelName(_ source: any ModelSource) -> String {
-        for k in ["_name_or_path", "_model_name_or_path"] {  // the latter: a GGUF source's general.name
-            if let n = source.rawConfig[k]?.stringValue, !n.isEmpty { return n }
+    /// llama.cpp's `rope_freqs.weight` for llama3 RoPE scaling (convert_hf_to_gguf LlamaModel
+    /// `generate_extra_tensors`): per frequency 1, factor, or 1 / ((1 − s)/factor + s) with
+    /// s = (original/wavelen − low)/(high − low) — the wavelength bands of transformers'
+    /// `_compute_llama3_parameters` (the runtime's RoPE), as a divisor of the frequency. float32 as torch computes it
+    /// there: freq = 1 / base^(arange(0, d, 2)/d), python-float scalars rounded to float32 where they
+    /// meet the float32 tensor. nil for other rope types. [headDim / 2]
+    static func llama3RopeFactors(_ t: TextConfig) -> [Float]? {
+        let r = t.rope
+        guard r.ropeType.lowercased() == "llama3" else { return nil }
+        let factor = r.factor ?? 8, low = r.lowFreqFactor ?? 1, high = r.highFreqFactor ?? 4
+        let old = Double(r.originalMaxPositionEmbeddings ?? 8192)
+        let lowWavelen = Float(old / low), highWavelen = Float(old / high)
+        return RopeParameters.inverseFrequencies(headDim: t.headDim, theta: r.theta).map { freq -> Float in
+            let wavelen = Float(2 * Double.pi) / freq
+            if wavelen < highWavelen { return 1 }
+            if wavelen > lowWavelen { return Float(factor) }
+            let smooth = (Float(old) / wavelen - Float(low)) / Float(high - low)
+            return 1 / ((1 - smooth) / Float(factor) + smooth)
         }
-        var b = FileSystem.basename(source.path)
-        for ext in [".i2q", ".gguf"] where b.hasSuffix(ext) { b.removeLast(ext.count) }
-        return b
     }
 
     /// Rows per step: bounds the buffers to ~`chunkElements` elements.
@@ -321,6 +348,11 @@ public struct GGUFExportPass {
             try w.beginTensor(p.name)
             if let blocks, let v = blocks.views[p.source] {  // stored ggml blocks: copied as they are
                 try blocks.copy(v, permuteHeads: p.permuteHeads, buffer: out, append: { try w.append($0) }, advance: { progress.advance($0) })
+                try w.endTensor()
+                continue
+            }
+            if let v = p.values {  // a computed f32 tensor (rope_freqs)
+                try v.withUnsafeBytes { try w.append($0) }
                 try w.endTensor()
                 continue
             }
@@ -465,35 +497,79 @@ struct GGUFVocabulary {
             added.append((id, c, a["special"]?.boolValue ?? false))
         }
 
-        // Special token ids: tokenizer_config's *_token looked up in added_tokens, then config.json.
-        var special: [(String, Int)] = []
+        // gguf-py SpecialVocab: the post-processor decides add_bos/add_eos/add_sep (and may name the
+        // bos/eos tokens), tokenizer_config's add_*_token fill the rest; special ids come from
+        // tokenizer_config's *_token looked up in added_tokens, then config.json's *_token_id (top
+        // level, then text_config), in gguf-py's order of types.
         func content(_ v: JSONValue?) -> String? { v?.stringValue ?? v?["content"]?.stringValue }
-        let bosText = content(tcfg?["bos_token"]), eosText = content(tcfg?["eos_token"])
-        for typ in ["bos", "eos", "unk", "pad"] {
-            if let c = content(tcfg?["\(typ)_token"]), let a = added.first(where: { $0.content == c }) { special.append((typ, a.id)); continue }
-            let fromConfig: Int? = typ == "bos" ? t.bosTokenId : typ == "eos" ? (t.eosTokenIds.count == 1 ? t.eosTokenIds[0] : nil) : typ == "pad" ? t.padTokenId : nil
-            if let id = fromConfig, id >= 0, id < vocabSize { special.append((typ, id)) }
+        let typeOrder = ["bos", "eos", "unk", "sep", "pad", "cls", "mask"]
+        var text: [String: String] = [:]
+        for typ in typeOrder { if let c = content(tcfg?["\(typ)_token"]) { text[typ] = c } }
+        if text["bos"] == nil, let c = text["cls"], tcfg != nil { text["bos"] = c }
+        if text["eos"] == nil, let c = text["sep"], tcfg != nil { text["eos"] = c }
+        var add: [(String, Bool)] = []  // insertion-ordered, as the Python dict
+        func setAdd(_ k: String, _ v: Bool, ifAbsent: Bool = false) {
+            if let i = add.firstIndex(where: { $0.0 == k }) { if !ifAbsent { add[i].1 = v } } else { add.append((k, v)) }
         }
-        let specialIds = Set(special.map(\.1))
-
-        // add_bos / add_eos from the post-processor (gguf-py SpecialVocab), then tokenizer_config.
-        var addBos: Bool? = nil, addEos: Bool? = nil
         if let pp = tok["post_processor"], pp != .null {
             for proc in pp["processors"]?.arrayValue ?? [pp] {
                 switch proc["type"]?.stringValue {
                 case "ByteLevel":
-                    if addBos == nil { addBos = false }
+                    setAdd("bos", false, ifAbsent: true); setAdd("eos", false, ifAbsent: true)
+                case "RobertaProcessing":
+                    setAdd("bos", true); setAdd("eos", true); setAdd("sep", true)
                 case "TemplateProcessing":
-                    let single = proc["single"]?.arrayValue ?? []
-                    let first = single.first?["SpecialToken"]?["id"]?.stringValue
-                    addBos = first != nil && first == bosText
-                    if single.count > 1, let last = single.last?["SpecialToken"]?["id"]?.stringValue { addEos = last == eosText }
+                    let single = proc["single"]?.arrayValue ?? [], pair = proc["pair"]?.arrayValue ?? []
+                    var first: String? = nil, last: String? = nil
+                    if single.count > 1 {
+                        first = single[0]["SpecialToken"]?["id"]?.stringValue
+                        if let f = first {
+                            if tcfg == nil { text["bos"] = f } else if f != text["bos"] && f != text["cls"] {
+                                if text["bos"] == nil { text["bos"] = f }
+                                if text["cls"] == nil { text["cls"] = f }
+                            }
+                            setAdd("bos", f == text["bos"] || f == text["cls"])
+                        }
+                        last = single[single.count - 1]["SpecialToken"]?["id"]?.stringValue
+                        if let l = last {
+                            text["eos"] = l  // (gguf-py also keeps a replaced eos as eot/eom: not done here)
+                            setAdd("eos", true)
+                        }
+                    }
+                    // i2q: no leading special token means no BOS (gguf-py leaves add_bos unset here, and
+                    // llama.cpp would then add one: see the type's doc comment)
+                    if first == nil { setAdd("bos", false) }
+                    if !pair.isEmpty {
+                        let start = first != nil && pair[0]["SpecialToken"]?["id"]?.stringValue == first ? 1 : 0
+                        let stop = last != nil && pair[pair.count - 1]["SpecialToken"]?["id"]?.stringValue == last ? pair.count - 1 : pair.count
+                        if start < stop {
+                            let sub = Array(pair[start..<stop])
+                            if sub[0]["Sequence"]?["id"]?.stringValue == "A", sub[sub.count - 1]["Sequence"]?["id"]?.stringValue == "B", sub.count > 2 {
+                                let mid = Array(sub[1..<(sub.count - 1)])
+                                var addSep = false
+                                if let e = mid[0]["SpecialToken"]?["id"]?.stringValue, e == text["sep"] || e == text["eos"], last == nil { addSep = true }
+                                if mid.count == 2, let e = mid[1]["SpecialToken"]?["id"]?.stringValue, e == text["sep"] || e == text["eos"] { addSep = true }
+                                setAdd("sep", addSep)
+                            }
+                        }
+                    }
                 default: break
                 }
             }
         }
-        if addBos == nil { addBos = tcfg?["add_bos_token"]?.boolValue }
-        if addEos == nil { addEos = tcfg?["add_eos_token"]?.boolValue }
+        if tcfg != nil {
+            for typ in typeOrder { if let b = tcfg?["add_\(typ)_token"]?.boolValue { setAdd(typ, b, ifAbsent: true) } }
+        }
+        var special: [(String, Int)] = []
+        func setSpecial(_ typ: String, _ id: Int?) {
+            guard let id, id >= 0, id < vocabSize, !special.contains(where: { $0.0 == typ }) else { return }
+            special.append((typ, id))
+        }
+        if tcfg != nil { for typ in typeOrder { if let c = text[typ] { setSpecial(typ, added.first { $0.content == c }?.id) } } }
+        for typ in typeOrder {
+            setSpecial(typ, source.rawConfig["\(typ)_token_id"]?.intValue ?? source.rawConfig["text_config"]?["\(typ)_token_id"]?.intValue)
+        }
+        let specialIds = Set(special.map(\.1))
 
         func looksSpecial(_ s: String) -> Bool {  // convert_hf_to_gguf does_token_look_special
             ["<pad>", "<mask>", "<2mass>", "[@BOS@]"].contains(s) || (s.hasPrefix("<|") && s.hasSuffix("|>"))
@@ -577,10 +653,10 @@ struct GGUFVocabulary {
         if let scores { put("tokenizer.ggml.scores", .array(.float32, scores.map { .float32($0) })) }
         put("tokenizer.ggml.token_type", .array(.int32, types.map { .int32($0.rawValue) }))
         if !merges.isEmpty { put("tokenizer.ggml.merges", .strings(merges.map { Array($0.utf8) })) }
-        let keyName = ["bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id", "pad": "padding_token_id"]
+        let keyName = ["bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id", "sep": "seperator_token_id",
+                       "pad": "padding_token_id", "cls": "cls_token_id", "mask": "mask_token_id"]  // gguf-py's spelling
         for (typ, id) in special { put("tokenizer.ggml.\(keyName[typ]!)", .uint32(UInt32(id))) }
-        if let addBos { put("tokenizer.ggml.add_bos_token", .bool(addBos)) }
-        if let addEos { put("tokenizer.ggml.add_eos_token", .bool(addEos)) }
+        for (typ, v) in add { put("tokenizer.ggml.add_\(typ)_token", .bool(v)) }
         // Chat template: tokenizer_config's, else chat_template.jinja, else chat_template.json's.
         var template: [UInt8]? = nil
         if let s = tcfg?["chat_template"]?.stringValue { template = Array(s.utf8) }

@@ -1,20 +1,27 @@
 import Foundation
 import I2QCore
 import I2QFormats
+import I2QQuant
 
 /// `i2q export --to gguf --mmproj FILE`: the vision tower and connector of an Idefics3 / SmolVLM
 /// model as llama.cpp's `idefics3` projector (convert_hf_to_gguf.py `SmolVLMModel(MmprojModel)` with
 /// `--mmproj`, the copy vendored by llama-cpp-python 0.3.36): `clip.*` metadata in the converter's
 /// order, tensors in checkpoint-name order (safetensors' sorted keys) under gguf-py's MMPROJ names
-/// (`mm.model.fc.weight` for `modality_projection.proj`), 2-D weights f16 (the converter's default
-/// `--outtype`), 1-D tensors and everything under `.embeddings.` f32. Tensor bytes and metadata are
-/// the converter's, except `general.name` (the source's name, as the text export) and
-/// `general.size_label` (not written), as for the text GGUF export.
+/// (`mm.model.fc.weight` for `modality_projection.proj`), 1-D tensors, biases and everything under
+/// `.embeddings.` f32, the other weights of `type` (the converter's `--outtype`: f32, f16, bf16, q8_0 —
+/// ggml's Q8_0 reference encoder, F16 for rows that are not whole 32-blocks —, or auto, its default:
+/// bf16 when the first 16-bit 2-D tensor is bf16, else f16). The whole file, metadata included
+/// (`general.name` / `size_label` as GGUFGeneralMetadata derives them), is the converter's byte for byte.
 public enum MmprojExportPass {
+    /// `--mmproj-type`: convert_hf_to_gguf.py's `--outtype` values that apply to a projector.
+    public enum OutType: String, CaseIterable, Sendable { case auto, f32, f16, bf16, q8_0 }
+
     public struct Report: Sendable {
         public let output: String
         public let tensors: Int
         public let bytesWritten: Int
+        /// The file type written (`f16`, `bf16`, `f32`, `q8_0`): `auto` resolved.
+        public let type: OutType
     }
 
     /// gguf-py `TensorNameMap` entries of the SigLIP encoder layer (MODEL_TENSOR.V_ENC_* / V_*).
@@ -38,7 +45,7 @@ public enum MmprojExportPass {
         return nil
     }
 
-    public static func run(source: any ModelSource, output: String, settings: OutputSettings) throws -> Report {
+    public static func run(source: any ModelSource, output: String, type: OutType = .auto, settings: OutputSettings) throws -> Report {
         guard let c = source.config.as(Idefics3Config.self) else {
             throw GGUFExportError.unsupportedModel(path: source.path, detail: "--mmproj writes llama.cpp's idefics3 projector: it needs an Idefics3 or SmolVLM model (this is \(source.config.modelType))")
         }
@@ -53,14 +60,27 @@ public enum MmprojExportPass {
         for t in tensors where !t.dtype.isCastableFloat {
             throw GGUFExportError.unsupportedModel(path: source.path, detail: "tensor \"\(t.name)\" is \(t.dtype.rawValue); --mmproj needs float tensors")
         }
-        let plan = tensors.map { t -> (src: SourceTensor, decl: GGUFTensorDecl) in
-            // tensor_force_quant: `.embeddings.` → F32 (SmolVLMModel); 1-D → F32; other weights → F16
-            let f32 = t.shape.count <= 1 || t.name.contains(".embeddings.")
-            return (t, GGUFTensorDecl(name: ggufName(t.name)!, shape: t.shape, type: f32 ? .f32 : .f16))
+        // --outtype auto (LlamaFileType.GUESSED): the first 2-D tensor stored bf16 or f16 decides, else f16.
+        let out: OutType = type != .auto ? type : tensors.lazy.filter { $0.shape.count >= 2 && ($0.dtype == .bf16 || $0.dtype == .f16) }.first?.dtype == .bf16 ? .bf16 : .f16
+        let (weightType, fileType): (GGMLType, UInt32) = switch out {
+        case .f32: (.f32, 0)
+        case .bf16: (.bf16, 32)
+        case .q8_0: (.q8_0, 7)
+        default: (.f16, 1)
         }
-        let md: [(String, GGUFValue)] = [
-            ("general.architecture", .text("clip")), ("general.type", .text("mmproj")),
-            ("general.name", .text(GGUFExportPass.modelName(source))), ("general.file_type", .uint32(1)),  // MOSTLY_F16
+        let plan = tensors.map { t -> (src: SourceTensor, decl: GGUFTensorDecl) in
+            // tensor_force_quant: `.embeddings.` → F32 (SmolVLMModel); 1-D and non-.weight → F32;
+            // other weights → the file type; Q8_0 → F16 when a row is not whole blocks (QuantError fallback)
+            let f32 = t.shape.count <= 1 || t.name.contains(".embeddings.") || !t.name.hasSuffix(".weight")
+            var ty = f32 ? GGMLType.f32 : weightType
+            if t.shape.last! % ty.blockSize != 0 { ty = .f16 }
+            return (t, GGUFTensorDecl(name: ggufName(t.name)!, shape: t.shape, type: ty))
+        }
+        let general = try GGUFGeneralMetadata.entries(source: source, totalParams: tensors.reduce(0) { $0 + $1.elementCount })
+        var md: [(String, GGUFValue)] = [("general.architecture", .text("clip")), ("general.type", .text("mmproj"))]
+        for (k, v) in general.metadata { md.append((k, v)) }
+        md += [
+            ("general.file_type", .uint32(fileType)),
             ("clip.has_vision_encoder", .bool(true)),
             ("clip.vision.projection_dim", .uint32(UInt32(c.text.hiddenSize))),
             ("clip.vision.image_size", .uint32(UInt32(c.vision.imageSize))),
@@ -87,7 +107,7 @@ public enum MmprojExportPass {
             try w.writeHeader()
             for p in plan {
                 let n = p.src.elementCount
-                // raw: [n] source dtype; f32: [n]; out: [n] f16 or f32 (the vision tower is small: one tensor at a time)
+                // raw: [n] source dtype; f32: [n] (the vision tower is small: one tensor at a time)
                 var raw = [UInt8](repeating: 0, count: n * p.src.dtype.size)
                 var f32 = [Float](repeating: 0, count: n)
                 try raw.withUnsafeMutableBytes { rb in
@@ -97,21 +117,18 @@ public enum MmprojExportPass {
                     }
                 }
                 try w.beginTensor(p.decl.name)
-                if p.decl.type == .f32 {
-                    try f32.withUnsafeBytes { try w.append($0) }
-                } else {
-                    var h = [UInt8](repeating: 0, count: n * 2)
-                    try f32.withUnsafeBytes { fb in
-                        try h.withUnsafeMutableBytes { hb in
-                            _ = try FloatConversion.convert(from: .f32, to: .f16, count: n, src: fb.baseAddress!, dst: hb.baseAddress!)
-                        }
+                // out: [n / blockSize × typeSize] bytes of the tensor's GGUF type
+                var out = [UInt8](repeating: 0, count: n / p.decl.type.blockSize * p.decl.type.typeSize)
+                try f32.withUnsafeBufferPointer { fb in
+                    try out.withUnsafeMutableBytes { ob in
+                        _ = try GGMLQuantize.encode(p.decl.type, fb.baseAddress!, count: n, ob.baseAddress!)
                     }
-                    try w.append(h)
                 }
+                try w.append(out)
                 try w.endTensor()
             }
             try w.finish()
         }
-        return Report(output: output, tensors: plan.count, bytesWritten: FileSystem.fileSize(output) ?? 0)
+        return Report(output: output, tensors: plan.count, bytesWritten: FileSystem.fileSize(output) ?? 0, type: out)
     }
 }

@@ -14,10 +14,7 @@ public struct RoPE: Sendable {
 
     public init(headDim: Int, theta: Double) {
         self.headDim = headDim
-        invFreq = (0..<(headDim / 2)).map { i in
-            let exponent = Float(2 * i) / Float(headDim)  // float32, as torch: arange(0,d,2).float() / d
-            return 1 / Float(pow(theta, Double(exponent)))
-        }
+        invFreq = RopeParameters.inverseFrequencies(headDim: headDim, theta: theta)
     }
 
     /// The rope of a decoder config: the default one, or with `llama3` scaling (Llama 3.1/3.2,
