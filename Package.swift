@@ -63,7 +63,7 @@ let package = Package(
         // Fixture paths and file-crafting helpers shared by the test targets.
         .target(name: "I2QTestSupport", dependencies: ["I2QCore", "I2QFormats", "I2QQuant"], path: "Tests/I2QTestSupport"),
         // Benchmark tool (not installed): runtime speed and memory at real shapes.
-        .executableTarget(name: "i2q-bench", dependencies: ["I2QCore", "I2QFormats", "I2QQuant", "I2QRuntime", "CBLAS"],
+        .executableTarget(name: "i2q-bench", dependencies: ["I2QCore", "I2QFormats", "I2QQuant", "I2QRuntime", "CBLAS", "CI2QKernels"],
                           path: "Benchmarks/I2QBench", swiftSettings: native),
 
         // Fuzzing (issue 17): the readers under mutation, a driver for long runs by hand, a short run in the suite.

@@ -3,9 +3,12 @@
 // the memory read bandwidth.
 //   sgemm: OpenBLAS (the library the runtime links), C[m, n] = A[m, k] · B[n, k]ᵀ in float32, the
 //          shapes of prefill (m = 512 tokens; k = 576 and 4096), all threads; best of 5.
+//   bgemm: i2q's bf16 × bf16 → f32 GEMM (bgemm.c, vdpbf16ps; --bf16-activations/--bf16-attention), the same
+//          shapes, columns split over all threads as the runtime splits them; only on CPUs with AVX-512 BF16.
 //   read:  Σ over a 1 GiB float32 buffer (16-lane SIMD, far larger than the caches), 1 thread and
 //          all threads (the worker pool's split); best of 5.
 import CBLAS
+import CI2QKernels
 import Dispatch
 import Foundation
 import I2QRuntime
@@ -24,6 +27,27 @@ func runLimitsBench() {
             best = min(best, now() - t0)
         }
         print(String(format: "sgemm m=%d n=%d k=%d: %.1f GFLOP/s", m, n, k, 2.0 * Double(m * n * k) / best / 1e9))
+    }
+    for (m, n, k) in [(512, 1536, 576), (512, 4096, 4096)] where i2q_cpu_has_avx512bf16() != 0 {
+        let a = [UInt16](repeating: 0x3f00, count: m * k), b = [UInt16](repeating: 0x3e80, count: n * k)  // 0.5, 0.25
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)  // [m, n]
+        defer { c.deallocate() }
+        let panels = (n + 31) / 32
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let box = UnsafeSendableBench((a, b, c))
+            let t0 = now()
+            DispatchQueue.concurrentPerform(iterations: threads) { i in
+                let (a, b, cp) = box.p
+                let n0 = panels * i / threads * 32, n1 = min(n, panels * (i + 1) / threads * 32)
+                guard n0 < n1 else { return }
+                let pack = UnsafeMutableRawPointer.allocate(byteCount: i2q_bgemm_pack_bytes(Int64(k), Int64(n1 - n0)), alignment: 64)
+                defer { pack.deallocate() }
+                _ = i2q_bgemm(a, Int64(k), b, Int64(k), cp, Int64(n), Int64(m), Int64(k), Int64(n0), Int64(n1), 0, pack)
+            }
+            best = min(best, now() - t0)
+        }
+        print(String(format: "bgemm (bf16) m=%d n=%d k=%d: %.1f GFLOP/s", m, n, k, 2.0 * Double(m * n * k) / best / 1e9))
     }
     let count = 1 << 28  // 1 GiB of floats
     let buf = UnsafeMutablePointer<Float>.allocate(capacity: count)
