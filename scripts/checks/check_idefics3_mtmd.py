@@ -28,6 +28,8 @@ Measured 2026-12-07 (release i2q, llama-cpp-python 0.3.36 CPU, 8 new tokens, pro
   tiny-smolvlm 1 of 8): llama.cpp resizes with its own LANCZOS (mtmd-image.cpp, float, no PIL
   fixed-point/uint8 steps), i2q with Pillow's (as transformers), so the pixels differ and the random
   tiny models' near-flat logits flip. Text-only prompts (no image) give SAME 8/8 on both.
+- --split-missing, 32x32 and 64x64 crops of that photo (saved as PNG; sizes at which both resamplers give
+  the same pixels for these models' tiles): SAME 8/8 on both models (lead's rerun, same day).
 """
 
 import argparse
