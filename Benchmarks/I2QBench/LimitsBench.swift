@@ -43,7 +43,7 @@ func runLimitsBench() {
                 guard n0 < n1 else { return }
                 let pack = UnsafeMutableRawPointer.allocate(byteCount: i2q_bgemm_pack_bytes(Int64(k), Int64(n1 - n0)), alignment: 64)
                 defer { pack.deallocate() }
-                _ = i2q_bgemm(a, Int64(k), b, Int64(k), cp, Int64(n), Int64(m), Int64(k), Int64(n0), Int64(n1), 0, pack)
+                _ = i2q_bgemm(a, Int64(k), b, Int64(k), cp, Int64(n), Int64(m), Int64(k), Int64(n0), Int64(n1), 0, 1, pack)
             }
             best = min(best, now() - t0)
         }

@@ -113,7 +113,7 @@ static void pack_panel(const uint16_t *w, int64_t ldw, int64_t n0, int cols, int
 
 /// Stores (or adds into C) `rows` rows of the accumulators, `cols` ≤ 32 columns.
 BF16_TARGET
-__attribute__((always_inline)) static inline void store_tile(__m512 acc[][2], float *c, int64_t ldc, int rows, int cols, int add) {
+__attribute__((always_inline)) static inline void store_tile(__m512 acc[][2], float *c, int64_t ldc, int rows, int cols, int add, float scale) {
     const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
     const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
     for (int r = 0; r < rows; r++) {
@@ -123,6 +123,7 @@ __attribute__((always_inline)) static inline void store_tile(__m512 acc[][2], fl
             v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), v0);
             v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr + 16), v1);
         }
+        if (scale != 1.0f) { v0 = _mm512_mul_ps(v0, _mm512_set1_ps(scale)); v1 = _mm512_mul_ps(v1, _mm512_set1_ps(scale)); }
         _mm512_mask_storeu_ps(cr, m0, v0);
         _mm512_mask_storeu_ps(cr + 16, m1, v1);
     }
@@ -146,7 +147,7 @@ __attribute__((always_inline)) static inline void odd_tail(__m512 acc[][2], cons
 /// array of accumulators is left in this one.)
 BF16_TARGET
 __attribute__((noinline)) static void micro_full(const uint16_t *a, int64_t lda, const uint16_t *panel, int64_t kc, float *c, int64_t ldc,
-                       int cols, int add) {
+                       int cols, int add, float scale) {
     __m512 acc[MR][2];
     for (int r = 0; r < MR; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
     const int64_t kp = kc / 2;  // whole pairs; an odd last element is handled after the loop
@@ -169,8 +170,10 @@ __attribute__((noinline)) static void micro_full(const uint16_t *a, int64_t lda,
     }
     const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
     const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+    const __m512 sc = _mm512_set1_ps(scale);
 #define STORE(r) { float *cr = c + (r) * ldc; __m512 v0 = acc[r][0], v1 = acc[r][1]; \
                    if (add) { v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), v0); v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr + 16), v1); } \
+                   if (scale != 1.0f) { v0 = _mm512_mul_ps(v0, sc); v1 = _mm512_mul_ps(v1, sc); } \
                    _mm512_mask_storeu_ps(cr, m0, v0); _mm512_mask_storeu_ps(cr + 16, m1, v1); }
     STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5) STORE(6) STORE(7) STORE(8) STORE(9) STORE(10) STORE(11)
 #undef STORE
@@ -179,7 +182,7 @@ __attribute__((noinline)) static void micro_full(const uint16_t *a, int64_t lda,
 /// C tile [rows < 12, cols ≤ 32] (+)= A[rows, kc] · panel: the same operations per row as micro_full.
 BF16_TARGET
 __attribute__((noinline)) static void micro_part(const uint16_t *a, int64_t lda, const uint16_t *panel, int64_t kc, float *c, int64_t ldc,
-                       int rows, int cols, int add) {
+                       int rows, int cols, int add, float scale) {
     __m512 acc[MR][2];
     for (int r = 0; r < rows; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
     const int64_t kp = kc / 2;
@@ -195,12 +198,12 @@ __attribute__((noinline)) static void micro_part(const uint16_t *a, int64_t lda,
         }
     }
     if (kc & 1) odd_tail(acc, a, lda, panel, kc, rows);
-    store_tile(acc, c, ldc, rows, cols, add);
+    store_tile(acc, c, ldc, rows, cols, add, scale);
 }
 
 BF16_TARGET
 static void bgemm_avx512(const uint16_t *a, int64_t lda, const uint16_t *w, int64_t ldw, float *c, int64_t ldc,
-                         int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, uint16_t *pack) {
+                         int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, float alpha, uint16_t *pack) {
     // Columns in blocks of ≤ NC (the packed block stays in L3 instead of streaming a whole lm_head's
     // panels through memory); per block: k in blocks of KC, m in blocks of MC, panels, 12-row tiles.
     // The k blocks of an element are still summed in the same order (block by block into C).
@@ -214,6 +217,7 @@ static void bgemm_avx512(const uint16_t *a, int64_t lda, const uint16_t *w, int6
                 pack_panel(w, ldw, c0, (int)(b1 - c0 < NR ? b1 - c0 : NR), k0, kc, pack + q * kp * 64);
             }
             const int add = accumulate || k0 > 0;
+            const float scale = k0 + kc >= k ? alpha : 1.0f;  // the whole sum, then × alpha
             for (int64_t m0 = 0; m0 < m; m0 += MC) {
                 const int64_t mc = m - m0 < MC ? m - m0 : MC;
                 for (int64_t q = 0; q < panels; q++) {
@@ -222,9 +226,9 @@ static void bgemm_avx512(const uint16_t *a, int64_t lda, const uint16_t *w, int6
                     for (int64_t r = 0; r < mc; r += MR) {
                         const int rows = (int)(mc - r < MR ? mc - r : MR);
                         if (rows == MR)
-                            micro_full(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, cols, add);
+                            micro_full(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, cols, add, scale);
                         else
-                            micro_part(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, rows, cols, add);
+                            micro_part(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, rows, cols, add, scale);
                     }
                 }
             }
@@ -234,16 +238,16 @@ static void bgemm_avx512(const uint16_t *a, int64_t lda, const uint16_t *w, int6
 #endif
 
 int i2q_bgemm(const uint16_t *a, int64_t lda, const uint16_t *w, int64_t ldw, float *c, int64_t ldc,
-              int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, void *pack) {
+              int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, float alpha, void *pack) {
 #if I2Q_X86
     static int has = -1;  // cached CPU check (a benign race: every thread stores the same value)
     int h = __atomic_load_n(&has, __ATOMIC_RELAXED);
     if (h < 0) { h = i2q_cpu_has_avx512bf16(); __atomic_store_n(&has, h, __ATOMIC_RELAXED); }
     if (!h || i2q_q4a_impl(I2Q_IMPL_AUTO) != I2Q_IMPL_VNNI) return 0;
-    bgemm_avx512(a, lda, w, ldw, c, ldc, m, k, n0, n1, accumulate, (uint16_t *)pack);
+    bgemm_avx512(a, lda, w, ldw, c, ldc, m, k, n0, n1, accumulate, alpha, (uint16_t *)pack);
     return 1;
 #else
-    (void)a; (void)lda; (void)w; (void)ldw; (void)c; (void)ldc; (void)m; (void)k; (void)n0; (void)n1; (void)accumulate; (void)pack;
+    (void)a; (void)lda; (void)w; (void)ldw; (void)c; (void)ldc; (void)m; (void)k; (void)n0; (void)n1; (void)accumulate; (void)alpha; (void)pack;
     return 0;
 #endif
 }

@@ -80,11 +80,22 @@ final class BgemmKernelTests: XCTestCase {
                         defer { pack.deallocate() }
                         let ran = a.withUnsafeBufferPointer { ap in w.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
                             i2q_bgemm(ap.baseAddress!, Int64(k), wp.baseAddress!, Int64(k), yp.baseAddress!, Int64(n), Int64(m), Int64(k),
-                                      Int64(n0), Int64(n1), start != 0 ? 1 : 0, pack)
+                                      Int64(n0), Int64(n1), start != 0 ? 1 : 0, 1, pack)
                         } } }
                         XCTAssertEqual(ran, 1)
                     }
                     check(y, start: start, "vdpbf16ps")
+                    // alpha: the same float32 sum, then one multiplication (attention's q·kᵀ · scale).
+                    if start == 0 {
+                        var ya = [Float](repeating: 0, count: m * n)
+                        let pack = UnsafeMutableRawPointer.allocate(byteCount: max(64, i2q_bgemm_pack_bytes(Int64(k), Int64(n))), alignment: 64)
+                        defer { pack.deallocate() }
+                        _ = a.withUnsafeBufferPointer { ap in w.withUnsafeBufferPointer { wp in ya.withUnsafeMutableBufferPointer { yp in
+                            i2q_bgemm(ap.baseAddress!, Int64(k), wp.baseAddress!, Int64(k), yp.baseAddress!, Int64(n), Int64(m), Int64(k),
+                                      0, Int64(n), 0, 0.3, pack)
+                        } } }
+                        XCTAssertEqual(ya, y.map { $0 * 0.3 }, "alpha m=\(m) k=\(k) n=\(n)")
+                    }
                 }
             }
             // BF16Gemm.linear: the kernel where present, else the fallback; and the fallback itself.

@@ -114,9 +114,11 @@ size_t i2q_bgemm_pack_bytes(int64_t k, int64_t n);
 /// C[m, n0:n1] (+)= A[m, k] · W[n0:n1, k]ᵀ with A and W bf16 (row-major, lda / ldw elements per row)
 /// and C float32 (ldc): exact products, float32 sums (`vdpbf16ps`). Returns 1 when it ran, 0 when this
 /// CPU (or the I2Q_CPU cap) has no AVX-512 BF16 — then the caller multiplies the widened operands.
+/// alpha: C = (A·Wᵀ)·alpha — the float32 sum, then one multiplication (the scores of attention: q·kᵀ then
+/// × scale, as torch); only with accumulate = 0 unless alpha = 1.
 /// pack: 64-byte-aligned scratch of i2q_bgemm_pack_bytes(k, n1 − n0) bytes.
 int i2q_bgemm(const uint16_t *a, int64_t lda, const uint16_t *w, int64_t ldw, float *c, int64_t ldc,
-              int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, void *pack);
+              int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, float alpha, void *pack);
 
 // MARK: softmax (softmax.c)
 

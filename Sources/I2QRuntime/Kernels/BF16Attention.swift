@@ -48,30 +48,30 @@ public enum BF16Attention {
     /// c[m, n] = a[m, k] · w[n, k]ᵀ on bf16 operands (rows lda / ldw apart), float32 c (rows ldc
     /// apart), on the calling thread: the `vdpbf16ps` kernel, else sgemm of the widened operands.
     static func product(a: UnsafePointer<UInt16>, lda: Int, w: UnsafePointer<UInt16>, ldw: Int,
-                        c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, k: Int, n: Int) {
+                        c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, k: Int, n: Int, alpha: Float = 1) {
         if BF16Gemm.native && !BF16Gemm.forceFallback {
             let pack = UnsafeMutableRawPointer.allocate(byteCount: max(64, i2q_bgemm_pack_bytes(Int64(k), Int64(n))), alignment: 64)
             defer { pack.deallocate() }
-            _ = i2q_bgemm(a, Int64(lda), w, Int64(ldw), c, Int64(ldc), Int64(m), Int64(k), 0, Int64(n), 0, pack)
+            _ = i2q_bgemm(a, Int64(lda), w, Int64(ldw), c, Int64(ldc), Int64(m), Int64(k), 0, Int64(n), 0, alpha, pack)
             return
         }
         let af = UnsafeMutablePointer<Float>.allocate(capacity: m * k), wf = UnsafeMutablePointer<Float>.allocate(capacity: n * k)
         defer { af.deallocate(); wf.deallocate() }  // [m, k], [n, k]
         for i in 0..<m { for p in 0..<k { af[i * k + p] = Float(bitPattern: UInt32(a[i * lda + p]) << 16) } }
         for j in 0..<n { for p in 0..<k { wf[j * k + p] = Float(bitPattern: UInt32(w[j * ldw + p]) << 16) } }
-        Matmul.serialSGEMM(transB: true, m: m, n: n, k: k, alpha: 1, a: af, lda: k, b: wf, ldb: k, beta: 0, c: c, ldc: ldc)
+        Matmul.serialSGEMM(transB: true, m: m, n: n, k: k, alpha: alpha, a: af, lda: k, b: wf, ldb: k, beta: 0, c: c, ldc: ldc)
     }
 
     /// One unit of attention: rows of queries `q16` [m, d] (rows ldq apart) against the first `sv`
-    /// keys of kv head g. `probabilities(scores)` scales, masks and softmaxes the float32 scores
-    /// [m, sv] in place; out [m, d] (rows ldo apart) = bf16(P) · V.
-    static func unit(_ ops: Operands, q16: UnsafePointer<UInt16>, ldq: Int, m: Int, d: Int, g: Int, ldk: Int, sv: Int,
+    /// keys of kv head g, scores (q·kᵀ)·scale; `probabilities(scores)` masks and softmaxes the float32
+    /// scores [m, sv] in place; out [m, d] (rows ldo apart) = bf16(P) · V.
+    static func unit(_ ops: Operands, q16: UnsafePointer<UInt16>, ldq: Int, m: Int, d: Int, g: Int, ldk: Int, sv: Int, scale: Float,
                      out: UnsafeMutablePointer<Float>, ldo: Int, probabilities: (UnsafeMutablePointer<Float>) -> Void) {
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: m * sv)  // [m, sv]
         let p16 = UnsafeMutablePointer<UInt16>.allocate(capacity: m * sv)    // [m, sv]
         let outT = UnsafeMutablePointer<Float>.allocate(capacity: d * m)     // [d, m]
         defer { scores.deallocate(); p16.deallocate(); outT.deallocate() }
-        product(a: q16, lda: ldq, w: ops.k16 + g * d, ldw: ldk, c: scores, ldc: sv, m: m, k: d, n: sv)
+        product(a: q16, lda: ldq, w: ops.k16 + g * d, ldw: ldk, c: scores, ldc: sv, m: m, k: d, n: sv, alpha: scale)
         probabilities(scores)
         i2q_f32_to_bf16(scores, p16, Int64(m * sv), Int32(I2Q_IMPL_AUTO))
         // outᵀ = Vᵀ · Pᵀ: head dims as the kernel's rows (72 = 6 tiles of 12 for SigLIP) and queries as

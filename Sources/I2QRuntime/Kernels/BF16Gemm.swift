@@ -53,7 +53,7 @@ public enum BF16Gemm {
                 let pack = UnsafeMutableRawPointer.allocate(byteCount: max(64, i2q_bgemm_pack_bytes(Int64(k), Int64(n1 - n0))), alignment: 64)
                 defer { pack.deallocate() }
                 _ = i2q_bgemm(ap.p, Int64(k), wp.p, Int64(k), yp.p, Int64(ldc), Int64(m), Int64(k), Int64(n0), Int64(n1),
-                              accumulate ? 1 : 0, pack)
+                              accumulate ? 1 : 0, 1, pack)
             }
             return
         }
