@@ -147,7 +147,8 @@ def measure(args):
                 "prompt_tokens": g0["prompt_tokens"], "new_tokens": g0["new_tokens"],
                 "prefill_tok_s": sum(g["prompt_tokens"] for g in gens) / sum(g["prefill_s"] for g in gens),
                 "decode_tok_s": sum(g["new_tokens"] for g in gens) / max(sum(g["decode_s"] for g in gens), 1e-9),
-                "accuracy": args.acc.get(name),
+                "accuracy": None,
+                "load_1min": round(os.getloadavg()[0], 1),
                 "answers": g0["answers"],
             })
         if args.splitting == "both" and rows[-2]["prompt_tokens"] == rows[-1]["prompt_tokens"]:
@@ -157,7 +158,11 @@ def measure(args):
 
 
 def gib(b):
-    return f"{b / 2**30:.2f}"
+    return f"{b / 2**30:.3f}"
+
+
+def secs(x):
+    return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
 
 
 def markdown(doc):
@@ -166,16 +171,16 @@ def markdown(doc):
     out = [f"### {doc['title']}", "",
            f"{doc['machine']}; {doc['new_tokens']} new tokens per prompt, {doc['generations']} generation(s) per row; "
            f"images: {', '.join(os.path.basename(i) for i in doc['images'])}.", "",
-           "| row | image splitting | peak RSS GiB | peak anon GiB | s / generation | wall s / generation | prompt tokens | prefill tok/s | decode tok/s |"
+           "| row | image splitting | peak RSS GiB | peak anon GiB | s / generation | wall s / generation | prompt tokens | prefill tok/s | decode tok/s | load |"
            + (" accuracy |" if acc else ""),
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if acc else "")]
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if acc else "")]
     for r in rows:
         a = f" {r['accuracy']} |" if acc else ""
         if acc and r["accuracy"] is None:
             a = " |"
         out.append(f"| {r['name']} | {'yes' if r['image_splitting'] else 'no'} | {gib(r['peak_rss_bytes'])} | "
-                   f"{gib(r['peak_anon_bytes'])} | {r['seconds_per_generation']:.1f} | {r['wall_seconds_per_generation']:.1f} | "
-                   f"{r['prompt_tokens']} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.2f} |{a}")
+                   f"{gib(r['peak_anon_bytes'])} | {secs(r['seconds_per_generation'])} | {secs(r['wall_seconds_per_generation'])} | "
+                   f"{r['prompt_tokens']} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.2f} | {r.get('load_1min', '')} |{a}")
     return "\n".join(out) + "\n"
 
 
@@ -200,11 +205,11 @@ def svg(doc):
         rss, anon = r["peak_rss_bytes"] / 2**30, r["peak_anon_bytes"] / 2**30
         e.append(f'<rect x="{left}" y="{y}" width="{panel_w * rss / mem_max:.1f}" height="{bar}" fill="#9ecae1"/>')
         e.append(f'<rect x="{left}" y="{y + 3}" width="{panel_w * anon / mem_max:.1f}" height="{bar - 6}" fill="#08519c"/>')
-        e.append(f'<text x="{left + panel_w * rss / mem_max + 3:.1f}" y="{y + bar - 3}">{rss:.2f}</text>')
+        e.append(f'<text x="{left + panel_w * rss / mem_max + 3:.1f}" y="{y + bar - 3}">{rss:.3f}</text>')
         x2 = left + panel_w + 40
         t = r["seconds_per_generation"]
         e.append(f'<rect x="{x2}" y="{y}" width="{panel_w * t / t_max:.1f}" height="{bar}" fill="#fd8d3c"/>')
-        e.append(f'<text x="{x2 + panel_w * t / t_max + 3:.1f}" y="{y + bar - 3}">{t:.1f}</text>')
+        e.append(f'<text x="{x2 + panel_w * t / t_max + 3:.1f}" y="{y + bar - 3}">{secs(t)}</text>')
     e.append("</svg>")
     return "\n".join(e) + "\n"
 
@@ -221,7 +226,7 @@ def main():
     ap.add_argument("--i2q", default=os.path.join(REPO, ".build", "release", "i2q"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--row", action="append", default=[], help="NAME=MODEL (HF directory or .i2q)")
-    ap.add_argument("--accuracy", action="append", default=[], help="NAME=VALUE (shown as given)")
+    ap.add_argument("--accuracy", action="append", default=[], help="NAME=VALUE or NAME@on=VALUE / NAME@off=VALUE (shown as given; also for --merge rows)")
     ap.add_argument("--images", nargs=3, default=DEFAULT_IMAGES)
     ap.add_argument("--new-tokens", type=int, default=8)
     ap.add_argument("--generations", type=int, default=1)
@@ -240,6 +245,10 @@ def main():
         with open(m) as f:
             rows += json.load(f)["rows"]
     rows += measure(args)
+    for r in rows:  # NAME@on / NAME@off first, then NAME; applies to merged rows too
+        key = f"{r['name']}@{'on' if r['image_splitting'] else 'off'}"
+        if key in args.acc or r["name"] in args.acc:
+            r["accuracy"] = args.acc.get(key, args.acc.get(r["name"]))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     doc = {"generator": "Benchmarks/card_table.py", "title": args.title, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "machine": f"{cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end",
