@@ -40,6 +40,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,22 +76,24 @@ def rss_anon_kib(pid):
 
 
 def run_once(cmd):
-    """Runs cmd; returns (stderr text, peak RSS KiB, peak RssAnon KiB, wall s). Raises on failure."""
-    t0 = time.time()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # the pipes are small (one answer line, one stats line): drained after exit without blocking
-    anon = 0
-    while True:
-        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            break
-        anon = max(anon, rss_anon_kib(p.pid))
-        time.sleep(0.01)
-    wall = time.time() - t0
-    out, err = p.stdout.read().decode(), p.stderr.read().decode()
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{err[-2000:]}")
+    """Runs cmd; returns (stdout, stderr, peak RSS KiB, peak RssAnon KiB, wall s). Raises on failure."""
+    with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:  # files: no pipe to fill up
+        t0 = time.time()
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe)
+        anon = 0
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            anon = max(anon, rss_anon_kib(p.pid))
+            time.sleep(0.01)
+        wall = time.time() - t0
+        fo.seek(0)
+        fe.seek(0)
+        out, err = fo.read().decode(), fe.read().decode()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{err[-2000:]}")
     return out, err, ru.ru_maxrss, anon, wall
 
 
