@@ -52,9 +52,11 @@ public enum AffineQuantizeError: I2QError {
     case replacementMismatch(state: String, tensor: String, detail: String)
     case visionNeedsRTN
     case noVision(path: String, modelType: String)
+    case gptqBits(bits: Int)
 
     public var description: String {
         switch self {
+        case let .gptqBits(b): return "GPTQ writes 4-bit codes only (asked for \(b) bits); use --rtn or --awq for --bits \(b)"
         case .visionNeedsRTN:
             return "--vision-int4 rounds the vision tower to nearest (RTN); AWQ and GPTQ calibrate the decoder only. Use --rtn --vision-int4, or --awq/--gptq without it"
         case let .noVision(p, t): return "\(p): --vision-int4 needs an Idefics2 model (this is \(t), which has no vision tower)"
@@ -178,6 +180,7 @@ public enum AffineQuantizePass {
                                         record: PassRecord(name: "quantize", params: record(o)), directory: false)
         let prefix = textPrefix(source)
         if o.vision && o.calibrated { throw AffineQuantizeError.visionNeedsRTN }
+        if o.method == .gptq && o.bits != 4 { throw AffineQuantizeError.gptqBits(bits: o.bits) }
         if o.vision && source.config.architecture.visionLinear == nil { throw AffineQuantizeError.noVision(path: source.path, modelType: source.config.modelType) }
         let inputs = try inputs(source, textPrefix: prefix, skip: o.skip, vision: o.vision)
         let selected = inputs.filter(\.quantize)
