@@ -6,11 +6,14 @@
 # one), the KLD probe on its first 128 tokens. One measurement per candidate list (--target-bpw 6.17,
 # recipe written), then every other budget re-optimized from the recipe's cost table (--recipe R
 # --target-bpw X, with `i2q imatrix --process-output` on the same text: the same importance).
-# Rows: mixed (the issue's default candidates), mixed+ (with llama.cpp's block-32 types too), and
-# uniform q4_0, q4_k_m, q4_k_m + imatrix, q5_k_m, q6_k, RTN int4 g64 (linears; embedding bf16), int4 g64
-# everywhere (embedding too; a recipe). bits/weight: the whole file's bits over all parameters.
+# Rows: mixed (the issue's default candidates), mixed+ (with llama.cpp's block-32 types too), mixed-low
+# (the default candidates plus affine int3/int2 g64/g128, which fit SmolLM2's 576-wide rows: budgets
+# below 4.4), and uniform q4_0, q4_k_m, q4_k_m + imatrix, q5_k_m, q6_k, RTN int4 g64 (linears; embedding
+# bf16), int4 g64 everywhere (embedding too; a recipe), RTN int3 g64 (linears; embedding bf16), int3 g64
+# everywhere (a recipe). bits/weight: the whole file's bits over all parameters.
 # Usage: Benchmarks/bpw_curve.sh [MODEL_DIR]   (I2Q, OUT as in verify_smollm2.sh; TARGETS to change the budgets;
-#        LISTS="mixed mixed+" the candidate lists to measure; UNIFORM=0 leaves the uniform rows out)
+#        LISTS="mixed mixed+" the candidate lists to measure (mixed-low: add it); UNIFORM=0 leaves the uniform
+#        rows out, UNIFORMS="…" picks some of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-.cache/smollm2/SmolLM2-135M-Instruct-f32}
@@ -21,6 +24,7 @@ DEFAULT=int4g128,int4g64,q4_k,q5_k,q6_k,q8_0,bf16
 # Block-32 types too, but not q4_1: this SmolLM2 "f32" model is the dequantized Q4_1 GGUF of
 # scripts/get_smollm2.sh, so q4_1 stores it exactly (KLD ~1e-6) — a property of the test model.
 EXTENDED=int4g128,int4g64,q4_0,q5_0,q5_1,q4_k,q5_k,q6_k,q8_0,bf16
+LOW=$DEFAULT,int3g128,int3g64,int2g128,int2g64
 TEXT="$OUT/heldout.txt"
 cat /usr/share/common-licenses/LGPL-2.1 /usr/share/common-licenses/MPL-1.1 > "$TEXT"
 IM="$OUT/gpl3.imatrix.gguf"
@@ -28,7 +32,7 @@ IM="$OUT/gpl3.imatrix.gguf"
 
 CANDS=""
 LISTS=${LISTS:-"mixed mixed+"}
-for list in mixed:$DEFAULT mixed+:$EXTENDED; do
+for list in mixed:$DEFAULT mixed+:$EXTENDED mixed-low:$LOW; do
   name=${list%%:*}; cands=${list#*:}
   [[ " $LISTS " == *" $name "* ]] || continue
   # Measure once (at q4_k_m's size), then re-optimize the recipe's costs for every budget.
@@ -44,20 +48,27 @@ for list in mixed:$DEFAULT mixed+:$EXTENDED; do
   done
 done
 if [[ ${UNIFORM:-1} == 1 ]]; then
-for t in q4_0 q4_k_m q5_k_m q6_k; do
-  "$I2Q" quantize "$MODEL" --type $t -o "$OUT/$t.i2q" --overwrite --no-progress 2>/dev/null >&2
-done
-"$I2Q" quantize "$MODEL" --type q4_k_m --imatrix "$IM" -o "$OUT/q4_k_m-imatrix.i2q" --overwrite --no-progress 2>/dev/null >&2
-"$I2Q" quantize "$MODEL" --rtn --group-size 64 --dtype bf16 -o "$OUT/rtn-g64.i2q" --overwrite --no-progress >&2
-python3 - "$first" "$OUT/int4g64-all.recipe.json" <<'PYEOF'
+UNIFORMS=${UNIFORMS:-"q4_0 q4_k_m q4_k_m-imatrix q5_k_m q6_k rtn-g64 int4g64-all rtn3-g64 int3g64-all"}
+for u in $UNIFORMS; do
+  case $u in
+    q4_0|q4_k_m|q5_k_m|q6_k) "$I2Q" quantize "$MODEL" --type $u -o "$OUT/$u.i2q" --overwrite --no-progress 2>/dev/null >&2 ;;
+    q4_k_m-imatrix) "$I2Q" quantize "$MODEL" --type q4_k_m --imatrix "$IM" -o "$OUT/$u.i2q" --overwrite --no-progress 2>/dev/null >&2 ;;
+    rtn-g64) "$I2Q" quantize "$MODEL" --rtn --group-size 64 --dtype bf16 -o "$OUT/$u.i2q" --overwrite --no-progress >&2 ;;
+    rtn3-g64) "$I2Q" quantize "$MODEL" --rtn --bits 3 --group-size 64 --dtype bf16 -o "$OUT/$u.i2q" --overwrite --no-progress >&2 ;;
+    int4g64-all|int3g64-all)
+      # Every tensor of the measured recipe (decoder linears, embedding) in one scheme, applied as a recipe.
+      python3 - "$first" "$OUT/$u.recipe.json" "${u%-all}" <<'PYEOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-for t in r["tensors"]: t["scheme"] = "int4g64"
+for t in r["tensors"]: t["scheme"] = sys.argv[3]
 r.pop("target_bpw", None)
 json.dump(r, open(sys.argv[2], "w"), indent=2)
 PYEOF
-"$I2Q" quantize "$MODEL" --recipe "$OUT/int4g64-all.recipe.json" --recipe-out "$OUT/int4g64-all.out.recipe.json" -o "$OUT/int4g64-all.i2q" --overwrite --no-progress 2>/dev/null >&2
-CANDS="$CANDS q4_0 q4_k_m q4_k_m-imatrix q5_k_m q6_k rtn-g64 int4g64-all"
+      "$I2Q" quantize "$MODEL" --recipe "$OUT/$u.recipe.json" --recipe-out "$OUT/$u.out.recipe.json" -o "$OUT/$u.i2q" --overwrite --no-progress 2>/dev/null >&2 ;;
+    *) echo "unknown uniform row $u" >&2; exit 2 ;;
+  esac
+  CANDS="$CANDS $u"
+done
 fi
 
 printf '| candidate | size MB | bits/weight | schemes | PPL ratio | mean KLD | KLD p99 | same top |\n'

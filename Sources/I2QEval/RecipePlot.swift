@@ -18,6 +18,7 @@ public enum RecipePlot {
     static func color(_ scheme: String, index: Int) -> String {
         let fixed: [String: String] = [
             "q2_k": "#f4c7a1", "q3_k": "#eea36a", "int4g128": "#9ec3e6", "int4g64": "#6fa3d6", "int4g32": "#4878a8",
+            "int2g128": "#f7d6e0", "int2g64": "#eeb4c6", "int2g32": "#e492ac", "int3g128": "#d6c7ee", "int3g64": "#b9a2e0", "int3g32": "#9b7dd2",
             "q4_0": "#b7dfae", "q4_1": "#93cc87", "q4_k": "#6fb862", "q5_0": "#f2e08a", "q5_1": "#e3c75a",
             "q5_k": "#c9a83a", "q6_k": "#c98ac9", "q8_0": "#9b59b6", "bf16": "#888888", "f16": "#555555",
         ]

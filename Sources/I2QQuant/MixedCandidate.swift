@@ -1,23 +1,24 @@
 import I2QCore
 
-/// One storage scheme a tensor may get under `quantize --target-bpw` (issue 22): affine int4 with a
-/// group size (`affine_int4`, AutoAWQ's codec, round to nearest), a ggml block type (llama.cpp's
-/// quantizers, bit-exact), or a 16-bit float. Names as the `--candidates` flag spells them:
-/// `int4g128`, `int4g64`, `int4g32`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `q8_0`, `q2_k`, `q3_k`, `q4_k`, `q5_k`,
-/// `q6_k`,
+/// One storage scheme a tensor may get under `quantize --target-bpw` (issue 22): affine int4/int3/int2
+/// with a group size (`affine_int4`/`affine_int3`/`affine_int2`, AutoAWQ's codec, round to nearest), a
+/// ggml block type (llama.cpp's quantizers, bit-exact), or a 16-bit float. Names as the `--candidates`
+/// flag spells them: `int4g128`, `int4g64`, `int4g32`, `int3g128`, `int3g64`, `int3g32`, `int2g128`,
+/// `int2g64`, `int2g32`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `q8_0`, `q2_k`, `q3_k`, `q4_k`, `q5_k`, `q6_k`,
 /// `bf16`, `f16`.
 public enum MixedCandidate: Hashable, Sendable, CustomStringConvertible {
-    case int4(groupSize: Int)
+    case affine(bits: Int, groupSize: Int)
     case ggml(GGMLType)
     case float(DType)
 
     /// The issue's default list.
     public static let defaultList = "int4g128,int4g64,q4_k,q5_k,q6_k,q8_0,bf16"
-    public static let allNames = ["int4g128", "int4g64", "int4g32", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "bf16", "f16"]
+    public static let allNames = ["int4g128", "int4g64", "int4g32", "int3g128", "int3g64", "int3g32", "int2g128", "int2g64", "int2g32", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "bf16", "f16"]
 
     public init?(name raw: String) {
         let s = raw.lowercased()
-        if s.hasPrefix("int4g"), let g = Int(s.dropFirst(5)), [32, 64, 128].contains(g) { self = .int4(groupSize: g); return }
+        if s.hasPrefix("int"), s.dropFirst(4).hasPrefix("g"), let b = Int(s.dropFirst(3).prefix(1)), AffineInt4.supportedBits.contains(b),
+           let g = Int(s.dropFirst(5)), [32, 64, 128].contains(g) { self = .affine(bits: b, groupSize: g); return }
         switch s {
         case "bf16": self = .float(.bf16)
         case "f16": self = .float(.f16)
@@ -41,7 +42,7 @@ public enum MixedCandidate: Hashable, Sendable, CustomStringConvertible {
 
     public var name: String {
         switch self {
-        case let .int4(g): return "int4g\(g)"
+        case let .affine(b, g): return "int\(b)g\(g)"
         case let .ggml(t): return t.name.lowercased()
         case let .float(d): return d == .bf16 ? "bf16" : "f16"
         }
@@ -51,7 +52,7 @@ public enum MixedCandidate: Hashable, Sendable, CustomStringConvertible {
     /// Whether a [rows, cols] tensor can be stored this way: the row must hold whole groups/blocks.
     public func fits(columns cols: Int) -> Bool {
         switch self {
-        case let .int4(g): return cols % g == 0 && cols % 2 == 0
+        case let .affine(b, g): return cols % g == 0 && cols * b % 8 == 0
         case let .ggml(t): return cols % t.blockSize == 0
         case .float: return true
         }
@@ -75,11 +76,11 @@ public enum MixedCandidate: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Bytes stored for a [rows, cols] tensor, scales / zeros / block headers included (`fits` first):
-    /// affine_int4: rows·cols/2 codes + per group an f16 scale and a u8 zero; ggml: the blocks;
+    /// affine: rows·cols·bits/8 packed codes + per group an f16 scale and a u8 zero; ggml: the blocks;
     /// floats: 2 bytes per value.
     public func bytes(rows: Int, cols: Int) -> Int {
         switch self {
-        case let .int4(g): return rows * cols / 2 + rows * (cols / g) * 3
+        case let .affine(b, g): return rows * cols * b / 8 + rows * (cols / g) * 3
         case let .ggml(t): return rows * (cols / t.blockSize) * t.typeSize
         case let .float(d): return rows * cols * d.size
         }
@@ -91,15 +92,15 @@ public enum MixedCandidate: Hashable, Sendable, CustomStringConvertible {
 
     /// `dst` := the values a reader gets back after storing `src` this way: src, dst [rows, cols] f32
     /// (may alias). ggml: `GGMLQuantize.encode` with `importance` ([cols] or nil, as llama-quantize
-    /// uses it) then `GGMLDequant.blocks`; int4: `AffineInt4.fakeQuantize` (quantizeRows +
+    /// uses it) then `GGMLDequant.blocks`; affine: `AffineInt4.fakeQuantize` (quantizeRows +
     /// dequantizeRows bit for bit); floats: rounded to nearest even.
     public func roundTrip(_ src: UnsafePointer<Float>, rows: Int, cols: Int, importance: UnsafePointer<Float>?,
                           into dst: UnsafeMutablePointer<Float>) throws {
         let n = rows * cols
         switch self {
-        case let .int4(g):
+        case let .affine(b, g):
             if UnsafePointer(dst) != src { dst.update(from: src, count: n) }
-            AffineInt4.fakeQuantize(dst, rows: rows, cols: cols, groupSize: g)
+            AffineInt4.fakeQuantize(dst, rows: rows, cols: cols, groupSize: g, bits: b)
         case let .ggml(t):
             let bytes = UnsafeMutableRawPointer.allocate(byteCount: max(1, bytes(rows: rows, cols: cols)), alignment: 64)  // [rows, cols/block·typeSize]
             defer { bytes.deallocate() }

@@ -41,6 +41,9 @@ struct Quantize: ParsableCommand {
     @Option(help: "--rtn/--awq/--gptq: elements per group along the input dimension (must divide it; default: the largest of 128, 64, 32 that divides every quantized tensor).")
     var groupSize: Int?
 
+    @Option(help: "--rtn/--awq: bits per code: 4 (affine_int4, the default), 3 or 2 (affine_int3 / affine_int2, packed densely; run/verify/perplexity read them; the exports refuse them). --gptq: 4 only.")
+    var bits: Int?
+
     @Option(help: "--awq/--gptq/--target-bpw: calibration data: a UTF-8 text file or a DocVQA-format directory (JSON with data[{questionId, question, image, answers}] beside the images).")
     var calibration: String?
 
@@ -138,6 +141,10 @@ struct Quantize: ParsableCommand {
         if type == nil, !mixed, imatrix != nil { throw ValidationError("--imatrix applies to --type and --target-bpw") }
         for t in tensorTypes { _ = try TensorTypeOverride(parsing: t) }
         if let imatrix, !FileManager.default.fileExists(atPath: imatrix) { throw ValidationError("--imatrix \(imatrix): no such file") }
+        if let bits {
+            guard rtn || awq else { throw ValidationError("--bits applies to --rtn and --awq (GPTQ writes 4-bit codes only)") }
+            guard AffineInt4.supportedBits.contains(bits) else { throw ValidationError("--bits must be 2, 3 or 4 (got \(bits))") }
+        }
         if rtn || awq || gptq, let groupSize {
             guard groupSize >= 2, groupSize % 2 == 0 else { throw ValidationError("--group-size must be an even number ≥ 2 (got \(groupSize))") }
             try FlagLimits.check("--group-size", groupSize, 2...(1 << 20))
@@ -222,6 +229,7 @@ struct Quantize: ParsableCommand {
         o.gptq.actOrder = actOrder
         o.gptq.damp = damp
         o.groupSize = groupSize
+        o.bits = bits ?? 4
         o.computeDType = computeDtype.flatMap { DType(userSpelling: $0) }
         o.skip = skip
         o.vision = visionInt4
@@ -247,6 +255,6 @@ struct Quantize: ParsableCommand {
         }
         let r = try AffineQuantizePass.run(source: source, output: out.output, options: o, settings: verification.apply(to: out.baseSettings, reference: path))
         let q = r.tensors.filter { $0.to == .u8 }.count
-        printSummary("quantized \(q) of \(r.tensors.count) tensors to affine int4 (\(o.method.rawValue)\(o.method == .gptq && actOrder ? ", act-order" : ""), group \(o.groupSize!))", r)
+        printSummary("quantized \(q) of \(r.tensors.count) tensors to affine int\(o.bits) (\(o.method.rawValue)\(o.method == .gptq && actOrder ? ", act-order" : ""), group \(o.groupSize!))", r)
     }
 }

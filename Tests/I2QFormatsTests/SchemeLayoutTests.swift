@@ -49,6 +49,27 @@ final class SchemeLayoutTests: XCTestCase {
         XCTAssertThrowsError(try AffineInt4Layout(e)) { XCTAssertTrue("\($0)".contains("group_size 12"), "\($0)") }
     }
 
+    /// affine_int3 [8, 64], group 32: qweight [8, 64·3/8 = 24]; affine_int2 [8, 64]: [8, 16]; a row of
+    /// 3-bit codes must be whole bytes (20 · 3 = 60 bits is not); an int4-sized qweight is refused.
+    func testAffineInt3Int2Sizes() throws {
+        let params = AffineInt4Layout.params(groupSize: 32)
+        for (scheme, bits, bytes) in [("affine_int3", 3, 24), ("affine_int2", 2, 16)] {
+            var e = I2QTensorEntry(name: "w", scheme: scheme, dtype: .f16, shape: [8, 64], params: params,
+                                   components: [comp("qweight", .u8, [8, bytes]), comp("scales", .f16, [8, 2]), comp("zeros", .u8, [8, 2])])
+            let l = try AffineInt4Layout(e)
+            XCTAssertEqual([l.bits, l.rowBytes, l.groups], [bits, bytes, 2])
+            XCTAssertEqual(SchemeLayouts.type(of: scheme).map { "\($0)" }, "AffineInt4Layout")
+            XCTAssertEqual(AffineInt4Layout.scheme(bits: bits), scheme)
+            e.components[0] = comp("qweight", .u8, [8, 32])
+            XCTAssertThrowsError(try AffineInt4Layout(e)) { XCTAssertTrue("\($0)".contains("qweight"), "\($0)") }
+        }
+        let odd = I2QTensorEntry(name: "w", scheme: "affine_int3", dtype: .f16, shape: [2, 20], params: AffineInt4Layout.params(groupSize: 4),
+                                 components: [comp("qweight", .u8, [2, 8]), comp("scales", .f16, [2, 5]), comp("zeros", .u8, [2, 5])])
+        XCTAssertThrowsError(try AffineInt4Layout(odd)) { XCTAssertTrue("\($0)".contains("whole number of bytes"), "\($0)") }
+        XCTAssertEqual(AffineInt4Layout.scheme(bits: 4), "affine_int4")
+        XCTAssertNil(AffineInt4Layout.bits(scheme: "affine_int5"))
+    }
+
     /// A fused affine_int4 entry [8, 32] with parts a = rows [0, 2) and b = rows [2, 8): part b is
     /// qweight bytes [2·16, +6·16), scales bytes [2·2·2, +6·2·2), zeros bytes [2·2, +6·2).
     func testFusedPartsAreRowRanges() throws {

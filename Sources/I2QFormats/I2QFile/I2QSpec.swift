@@ -40,6 +40,9 @@ public enum I2QSpec {
         public static let nf4 = "nf4"
         public static let fp4 = "fp4"
         public static let affineInt4 = "affine_int4"
+        /// The same layout with 3- and 2-bit codes packed densely (AffineInt4Layout).
+        public static let affineInt3 = "affine_int3"
+        public static let affineInt2 = "affine_int2"
         /// ggml block encodings (Q4_0 … Q8_0, Q2_K … Q6_K), the type in param `ggml_type`.
         public static let ggml = "ggml"
     }

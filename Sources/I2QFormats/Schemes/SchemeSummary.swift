@@ -102,7 +102,7 @@ public struct SchemeSummary: Sendable {
             return "\(e.scheme) b\(l.blockSize)\(l.doubleQuant ? " dq" : "")"
         case is AffineInt4Layout.Type:
             guard let l = try? AffineInt4Layout(e) else { return e.scheme }  // as above
-            return "int4 g\(l.groupSize)\(l.zeros == nil ? " sym" : "")"
+            return "int\(l.bits) g\(l.groupSize)\(l.zeros == nil ? " sym" : "")"
         case is GGMLBlockLayout.Type:
             guard let l = try? GGMLBlockLayout(e) else { return e.scheme }  // as above
             return "ggml \(l.type.name.lowercased())"

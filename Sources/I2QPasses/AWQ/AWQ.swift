@@ -9,6 +9,8 @@ import I2QRuntime
 public struct AWQSettings: Sendable, Equatable {
     /// Elements per quantization group along a row (must divide every quantized input dimension).
     public var groupSize = 128
+    /// Code width of Q (4; 3 or 2 for `quantize --awq --bits`): AutoAWQ's `w_bit`.
+    public var bits = 4
     /// Ratios 0, 1/nGrid, …, (nGrid−1)/nGrid of the scale search.
     public var nGrid = 20
     /// s = x_mean^r / (w_mean^(1−r) + 1e-4) (AutoAWQ `duo_scaling=True`, its default); else s = x_mean^r.
@@ -118,25 +120,25 @@ public enum AWQ {
     }
 
     /// In place w := Q(w) for w [rows, cols], rows split between the two cores.
-    public static func fakeQuantize(_ w: inout [Float], rows: Int, cols: Int, groupSize: Int) {
+    public static func fakeQuantize(_ w: inout [Float], rows: Int, cols: Int, groupSize: Int, bits: Int = 4) {
         w.withUnsafeMutableBufferPointer { wp in
             let p = UnsafeSendableBox(wp.baseAddress!)
             let half = (rows + 1) / 2
             DispatchQueue.concurrentPerform(iterations: rows >= 2 ? 2 : 1) { part in
                 let lo = part == 0 ? 0 : half, hi = part == 0 ? (rows >= 2 ? half : rows) : rows
-                if hi > lo { AffineInt4.fakeQuantize(p.p + lo * cols, rows: hi - lo, cols: cols, groupSize: groupSize) }
+                if hi > lo { AffineInt4.fakeQuantize(p.p + lo * cols, rows: hi - lo, cols: cols, groupSize: groupSize, bits: bits) }
             }
         }
     }
 
     /// Q(W·s)/s of W [rows, cols] with per-column scales s.
-    static func scaledQuantized(_ w: [Float], _ s: [Float], cols: Int, groupSize: Int) -> [Float] {
+    static func scaledQuantized(_ w: [Float], _ s: [Float], cols: Int, groupSize: Int, bits: Int = 4) -> [Float] {
         var out = w
         let rows = w.count / cols
         out.withUnsafeMutableBufferPointer { o in
             for r in 0..<rows { let row = o.baseAddress! + r * cols; for c in 0..<cols { row[c] *= s[c] } }
         }
-        fakeQuantize(&out, rows: rows, cols: cols, groupSize: groupSize)
+        fakeQuantize(&out, rows: rows, cols: cols, groupSize: groupSize, bits: bits)
         out.withUnsafeMutableBufferPointer { o in
             for r in 0..<rows { let row = o.baseAddress! + r * cols; for c in 0..<cols { row[c] /= s[c] } }
         }
@@ -190,7 +192,7 @@ public enum AWQ {
         for i in 0..<settings.nGrid {
             let ratio = Double(i) / Double(settings.nGrid)
             let s = candidateScales(xMean: xMean, wMean: wMean, ratio: ratio, duo: settings.duoScaling)
-            let q = weights.map { scaledQuantized($0, s, cols: cols, groupSize: settings.groupSize) }
+            let q = weights.map { scaledQuantized($0, s, cols: cols, groupSize: settings.groupSize, bits: settings.bits) }
             let l = loss(q)
             if l < (best?.loss ?? .infinity) { best = (ratio, l, s) }
         }
@@ -236,7 +238,7 @@ public enum AWQ {
                     let wcs = UnsafeSendableBox(wc), half = (rows + 1) / 2
                     DispatchQueue.concurrentPerform(iterations: 2) { part in
                         let lo = part == 0 ? 0 : half, hi = part == 0 ? half : rows
-                        if hi > lo { AffineInt4.fakeQuantize(wcs.p + lo * gsz, rows: hi - lo, cols: gsz, groupSize: gsz) }
+                        if hi > lo { AffineInt4.fakeQuantize(wcs.p + lo * gsz, rows: hi - lo, cols: gsz, groupSize: gsz, bits: settings.bits) }
                     }
                     Matmul.linear(x: xg, w: wc, y: cur, m: ns, k: gsz, n: rows)
                     for r in 0..<rows { err[r] = 0 }

@@ -137,10 +137,11 @@ final class AWQState {
                 var f = feats
                 var st = o.awq
                 st.groupSize = o.groupSize!
+                st.bits = o.bits
                 st.quantized = quantized
                 let r = AWQ.layer(w, features: &f!, forward: fwd, settings: st, groups: source.config.architecture.awqScaleGroups)
                 f = nil  // release the captured activations before writing
-                try writeLayer(li, names: names, result: r, quantized: st.quantized, config: c, groupSize: o.groupSize!)
+                try writeLayer(li, names: names, result: r, quantized: st.quantized, config: c, groupSize: o.groupSize!, bits: o.bits)
                 hidden = out
                 let ratios = r.scales.map { "\($0.group) r=\(formatFixed($0.ratio, 2))" }.joined(separator: ", ")
                 detail = "search \(formatFixed(r.searchSeconds, 1))s, clip \(formatFixed(r.clipSeconds, 1))s; \(ratios)"
@@ -164,7 +165,7 @@ final class AWQState {
     }
 
     func writeLayer(_ li: Int, names n: DecoderLayerWeights.Names, result r: AWQLayerResult, quantized: Set<String>,
-                    config c: TextConfig, groupSize gs: Int) throws {
+                    config c: TextConfig, groupSize gs: Int, bits: Int = 4) throws {
         let w = r.weights
         var items: [(PlannedTensor, [UInt8])] = []
         func bytes<T>(_ a: [T]) -> [UInt8] { a.withUnsafeBytes { Array($0) } }
@@ -182,17 +183,17 @@ final class AWQState {
             let cols = ["o"].contains(short) ? c.numAttentionHeads * c.headDim : (short == "down" ? c.intermediateSize : c.hiddenSize)
             let rows = values.count / cols, groups = cols / gs
             var codes = [UInt8](repeating: 0, count: rows * cols)    // [rows, cols]
-            var packed = [UInt8](repeating: 0, count: rows * cols / 2)  // [rows, cols/2]
+            var packed = [UInt8](repeating: 0, count: rows * cols * bits / 8)  // [rows, cols·bits/8]
             var scales = [Float16](repeating: 0, count: rows * groups)  // [rows, groups]
             var zeros = [UInt8](repeating: 0, count: rows * groups)     // [rows, groups]
             values.withUnsafeBufferPointer { vp in codes.withUnsafeMutableBufferPointer { cp in
             scales.withUnsafeMutableBufferPointer { sp in zeros.withUnsafeMutableBufferPointer { zp in
-                AffineInt4.quantizeRows(vp.baseAddress!, rows: rows, cols: cols, groupSize: gs, codes: cp.baseAddress!,
+                AffineInt4.quantizeRows(vp.baseAddress!, rows: rows, cols: cols, groupSize: gs, bits: bits, codes: cp.baseAddress!,
                                         scales: sp.baseAddress!, zeros: zp.baseAddress!)
             } } } }
-            codes.withUnsafeBufferPointer { cp in packed.withUnsafeMutableBufferPointer { AffineInt4.pack(cp.baseAddress!, count: rows * cols, into: $0.baseAddress!) } }
+            codes.withUnsafeBufferPointer { cp in packed.withUnsafeMutableBufferPointer { AffineInt4.pack(cp.baseAddress!, count: rows * cols, bits: bits, into: $0.baseAddress!) } }
             let nm = name(n, short)
-            items.append((PlannedTensor(name: nm + ".qweight", dtype: .u8, shape: [rows, cols / 2]), packed))
+            items.append((PlannedTensor(name: nm + ".qweight", dtype: .u8, shape: [rows, cols * bits / 8]), packed))
             items.append((PlannedTensor(name: nm + ".scales", dtype: .f16, shape: [rows, groups]), bytes(scales)))
             items.append((PlannedTensor(name: nm + ".zeros", dtype: .u8, shape: [rows, groups]), zeros))
         }

@@ -11,6 +11,8 @@ public struct AffineQuantizeOptions: Sendable {
     public var method: Method = .rtn
     /// Elements per group along the input dimension; nil: `AffineQuantizePass.defaultGroupSize`.
     public var groupSize: Int? = nil
+    /// Code width: 4 (`affine_int4`, the default), 3 or 2 (`affine_int3`/`affine_int2`; RTN and AWQ).
+    public var bits = 4
     /// Dtype affine_int4 entries dequantize to (nil: the source tensor's float dtype).
     public var computeDType: DType?
     /// Substrings of tensor names to keep unquantized (in addition to the defaults).
@@ -50,9 +52,11 @@ public enum AffineQuantizeError: I2QError {
     case replacementMismatch(state: String, tensor: String, detail: String)
     case visionNeedsRTN
     case noVision(path: String, modelType: String)
+    case gptqBits(bits: Int)
 
     public var description: String {
         switch self {
+        case let .gptqBits(b): return "GPTQ writes 4-bit codes only (asked for \(b) bits); use --rtn or --awq for --bits \(b)"
         case .visionNeedsRTN:
             return "--vision-int4 rounds the vision tower to nearest (RTN); AWQ and GPTQ calibrate the decoder only. Use --rtn --vision-int4, or --awq/--gptq without it"
         case let .noVision(p, t): return "\(p): --vision-int4 needs an Idefics2 model (this is \(t), which has no vision tower)"
@@ -176,6 +180,7 @@ public enum AffineQuantizePass {
                                         record: PassRecord(name: "quantize", params: record(o)), directory: false)
         let prefix = textPrefix(source)
         if o.vision && o.calibrated { throw AffineQuantizeError.visionNeedsRTN }
+        if o.method == .gptq && o.bits != 4 { throw AffineQuantizeError.gptqBits(bits: o.bits) }
         if o.vision && source.config.architecture.visionLinear == nil { throw AffineQuantizeError.noVision(path: source.path, modelType: source.config.modelType) }
         let inputs = try inputs(source, textPrefix: prefix, skip: o.skip, vision: o.vision)
         let selected = inputs.filter(\.quantize)
@@ -185,7 +190,7 @@ public enum AffineQuantizePass {
             if t.shape[1] % o.groupSize! != 0 {
                 throw AffineQuantizeError.groupSize(tensor: name, inDim: t.shape[1], groupSize: o.groupSize!)
             }
-            try AffineInt4.check(tensor: name, shape: t.shape, groupSize: o.groupSize!)
+            try AffineInt4.check(tensor: name, shape: t.shape, groupSize: o.groupSize!, bits: o.bits)
         }
         let names = Set(selected.flatMap(\.logicalNames))
         // Claim the output (lock, existence, --overwrite rules) before hours of calibration.
@@ -240,14 +245,15 @@ public enum AffineQuantizePass {
     /// ([rows, groups] of the whole tensor), streamed in chunks of about `chunkRows` elements:
     /// `AffineInt4.quantizeRows` + `pack` (AutoAWQ's pseudo_quantize_tensor, fp16 scales). Groups are per
     /// row, so rows quantized alone or inside a fused tensor get the same codes.
-    static func appendRTNRows(_ t: SourceTensor, first: Int, count: Int, groupSize gs: Int, to w: I2QWriter,
+    static func appendRTNRows(_ t: SourceTensor, first: Int, count: Int, groupSize gs: Int, bits: Int = 4, to w: I2QWriter,
                               scales: inout [Float16], zeros: inout [UInt8], progress: ProgressBar) throws {
         let cols = t.shape.dropFirst().reduce(1, *), groups = cols / gs
         let step = max(1, chunkRows / cols)
         var raw = [UInt8](repeating: 0, count: step * cols * t.dtype.size)  // [step, cols] source dtype
         var f32 = [Float](repeating: 0, count: step * cols)                  // [step, cols]
         var codes = [UInt8](repeating: 0, count: step * cols)                // [step, cols]
-        var packed = [UInt8](repeating: 0, count: step * cols / 2)           // [step, cols/2]
+        let rowBytes = AffineInt4.packedBytes(count: cols, bits: bits)
+        var packed = [UInt8](repeating: 0, count: step * rowBytes)           // [step, cols·bits/8]
         var r = first
         while r < first + count {
             let m = min(step, first + count - r)
@@ -257,13 +263,13 @@ public enum AffineQuantizePass {
             }
             f32.withUnsafeBufferPointer { fp in codes.withUnsafeMutableBufferPointer { cp in
             scales.withUnsafeMutableBufferPointer { sp in zeros.withUnsafeMutableBufferPointer { zp in
-                AffineInt4.quantizeRows(fp.baseAddress!, rows: m, cols: cols, groupSize: gs, codes: cp.baseAddress!,
+                AffineInt4.quantizeRows(fp.baseAddress!, rows: m, cols: cols, groupSize: gs, bits: bits, codes: cp.baseAddress!,
                                         scales: sp.baseAddress! + r * groups, zeros: zp.baseAddress! + r * groups)
             } } } }
             codes.withUnsafeBufferPointer { cp in packed.withUnsafeMutableBufferPointer { pp in
-                AffineInt4.pack(cp.baseAddress!, count: m * cols, into: pp.baseAddress!)
+                AffineInt4.pack(cp.baseAddress!, count: m * cols, bits: bits, into: pp.baseAddress!)
             } }
-            try packed.withUnsafeBytes { try w.append(UnsafeRawBufferPointer(rebasing: $0[0..<(m * cols / 2)])) }
+            try packed.withUnsafeBytes { try w.append(UnsafeRawBufferPointer(rebasing: $0[0..<(m * rowBytes)])) }
             progress.advance(m * cols * t.dtype.size)
             r += m
         }
@@ -308,16 +314,17 @@ public enum AffineQuantizePass {
             if input.quantize {
                 let rows = t.shape[0], groups = cols / gs
                 let entryDType = o.computeDType ?? t.dtype
-                try w.beginTensor(name: t.name, scheme: AffineInt4Layout.scheme, dtype: entryDType, shape: t.shape,
+                try w.beginTensor(name: t.name, scheme: AffineInt4Layout.scheme(bits: o.bits), dtype: entryDType, shape: t.shape,
                                   params: AffineInt4Layout.params(groupSize: gs),
                                   parts: input.parts)
                 var scales = [Float16](repeating: 0, count: rows * groups)  // [rows, groups]
                 var zeros = [UInt8](repeating: 0, count: rows * groups)     // [rows, groups]
-                try w.beginComponent(role: AffineInt4Layout.Role.qweight, dtype: .u8, shape: [rows, cols / 2])
+                let rowBytes = cols * o.bits / 8
+                try w.beginComponent(role: AffineInt4Layout.Role.qweight, dtype: .u8, shape: [rows, rowBytes])
                 for seg in segments {
                     if case let .int4(packed, s, z)? = try replacement(seg.name) {
-                        guard packed.count == seg.rows * cols / 2, s.count == seg.rows * groups, z.count == seg.rows * groups else {
-                            throw mismatch(seg.name, "AWQ's result has \(packed.count) code bytes and \(s.count) scales, the tensor needs \(seg.rows * cols / 2) and \(seg.rows * groups)")
+                        guard packed.count == seg.rows * rowBytes, s.count == seg.rows * groups, z.count == seg.rows * groups else {
+                            throw mismatch(seg.name, "AWQ's result has \(packed.count) code bytes and \(s.count) scales, the tensor needs \(seg.rows * rowBytes) and \(seg.rows * groups)")
                         }
                         try packed.withUnsafeBytes { try w.append($0) }
                         scales.replaceSubrange(seg.row * groups..<(seg.row + seg.rows) * groups, with: s)
@@ -325,12 +332,12 @@ public enum AffineQuantizePass {
                         progress.advance(seg.rows * cols * t.dtype.size)
                         continue
                     }
-                    try Self.appendRTNRows(t, first: seg.row, count: seg.rows, groupSize: gs, to: w,
+                    try Self.appendRTNRows(t, first: seg.row, count: seg.rows, groupSize: gs, bits: o.bits, to: w,
                                            scales: &scales, zeros: &zeros, progress: progress)
                 }
                 try Self.appendScalesAndZeros(w, rows: rows, groups: groups, scales: scales, zeros: zeros)
                 try w.endTensor()
-                written += rows * cols / 2 + rows * groups * 3
+                written += rows * rowBytes + rows * groups * 3
                 results.append(TensorCastResult(name: t.name, from: t.dtype, to: .u8, elements: n, stats: CastStats()))
                 continue
             }
@@ -368,7 +375,7 @@ public enum AffineQuantizePass {
     /// The provenance record (also the fingerprint of a resumable AWQ state).
     static func record(_ o: AffineQuantizeOptions) -> [(String, JSONValue)] {
         var p: [(String, JSONValue)] = [
-            ("type", .string(AffineInt4Layout.scheme)), ("method", .string(o.method.rawValue)), ("group_size", .int(o.groupSize!)),
+            ("type", .string(AffineInt4Layout.scheme(bits: o.bits))), ("method", .string(o.method.rawValue)), ("group_size", .int(o.groupSize!)),
             ("compute_dtype", o.computeDType.map { .string($0.rawValue) } ?? .null),
             ("skip", .array(o.skip.map { .string($0) })),
             ("dtype", o.dtype.map { .string($0.rawValue) } ?? .null),

@@ -8,11 +8,15 @@ public enum AWQExportError: I2QError {
     case malformed(path: String, tensor: String, detail: String)
     case outNotMultipleOf8(path: String, tensor: String, out: Int)
     case quantizedVision(path: String, tensor: String)
+    /// An affine_int3 / affine_int2 tensor: AutoAWQ's GEMM layout packs 4-bit codes only.
+    case lowBits(path: String, tensor: String, bits: Int)
 
     public var description: String {
         switch self {
         case let .quantizedVision(p, t):
             return "\(p): \"\(t)\" is int4; AutoAWQ's layout (hf-awq) keeps the vision tower and connector unquantized. Re-quantize without --vision-int4 for this export"
+        case let .lowBits(p, t, b):
+            return "\(p): tensor \"\(t)\" is affine int\(b); AutoAWQ's GEMM layout (hf-awq) holds 4-bit codes only, and i2q does not re-quantize. Quantize the model again with 4 bits (`--rtn`/`--awq` without --bits, or int4 candidates) for this export."
         case let .notAffine(p):
             return "\(p): no affine_int4 tensors; hf-awq exports an AWQ/RTN model. Run `i2q quantize --awq` or `--rtn` first, or use --to hf."
         case let .otherScheme(p, t, s):
@@ -72,6 +76,9 @@ public enum AWQExportPass {
     /// the layout of vLLM's fused AWQ parameters.
     public static func run(source: any ModelSource, output: String, settings: OutputSettings, fusedNames: Bool = false) throws -> PassReport {
         guard let f = source as? I2QFile else { throw AWQExportError.notAffine(path: source.path) }
+        if let e = f.entries.first(where: { $0.scheme != AffineInt4Layout.scheme && AffineInt4Layout.schemes.contains($0.scheme) }) {
+            throw AWQExportError.lowBits(path: f.path, tensor: e.name, bits: AffineInt4Layout.bits(scheme: e.scheme)!)
+        }
         if let e = f.entries.first(where: { ![PlainLayout.scheme, AffineInt4Layout.scheme].contains($0.scheme) }) {
             throw AWQExportError.otherScheme(path: f.path, tensor: e.name, scheme: e.scheme)
         }

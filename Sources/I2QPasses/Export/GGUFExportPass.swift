@@ -9,7 +9,7 @@ public enum GGUFExportError: I2QError {
     case quantizedInput(path: String, schemes: [String], first: String, source: String?)
     case importance(tensor: String, detail: String)
     /// A `quantize --target-bpw` output with affine int4 tensors: no GGUF type holds them.
-    case mixedInt4(path: String, tensor: String, groupSize: Int, count: Int)
+    case mixedInt4(path: String, tensor: String, scheme: String, count: Int)
     /// `--type` (or `--tensor-type` / an importance matrix) given for an .i2q whose weights are
     /// already ggml blocks, asking for other bytes than the stored ones.
     case requantize(path: String, stored: String, recorded: Bool, requested: String, source: String?)
@@ -21,12 +21,12 @@ public enum GGUFExportError: I2QError {
         case let .quantizedInput(p, schemes, first, src):
             let from = src.map { "the unquantized model it was made from (\($0))" } ?? "the unquantized (f32/f16/bf16) model it was made from"
             var alt: [String] = []
-            if schemes.contains(where: { $0.contains("affine") || $0.contains("int4") }) { alt.append("--to hf-awq (AutoAWQ GEMM: transformers, vLLM)") }
+            if schemes.contains(where: { $0 == "affine_int4" }) { alt.append("--to hf-awq (AutoAWQ GEMM: transformers, vLLM)") }
             if schemes.contains(where: { $0.contains("nf4") || $0.contains("fp4") }) { alt.append("--to hf-bnb (transformers + bitsandbytes)") }
             return "\(p): its weights are stored as \(schemes.joined(separator: ", ")) (first: \(first)), which no GGUF block type holds, and i2q does not re-quantize 4-bit weights (a second rounding on top of the first). Instead, export \(from) with `i2q export MODEL --to gguf --type q4_k_m` (or q4_0, q5_k_m, q6_k, q8_0)" + (alt.isEmpty ? "." : ", or export this file with " + alt.joined(separator: " or ") + ".")
         case let .importance(t, d): return "importance matrix for \(t): \(d)"
         case let .mixedInt4(p, t, g, n):
-            return "\(p): \(n) tensor(s) of this mixed-precision file are affine int4 (first: \(t), int4g\(g)), which no GGUF block type holds (q4_1 is affine but with blocks of 32 and other scales), and i2q does not re-quantize them. For GGUF, quantize again with candidates GGUF can hold, e.g. `i2q quantize MODEL --target-bpw X --candidates q4_0,q4_1,q5_0,q5_1,q8_0,q4_k,q5_k,q6_k,bf16 …`; the ggml and float tensors of a mixed file are written as they are."
+            return "\(p): \(n) tensor(s) of this mixed-precision file are not ggml blocks (first: \(t), affine \(g)), which no GGUF block type holds (q4_1 is affine but with blocks of 32 and other scales), and i2q does not re-quantize them. For GGUF, quantize again with candidates GGUF can hold, e.g. `i2q quantize MODEL --target-bpw X --candidates q4_0,q4_1,q5_0,q5_1,q8_0,q4_k,q5_k,q6_k,bf16 …`; the ggml and float tensors of a mixed file are written as they are."
         case let .requantize(p, stored, recorded, requested, src):
             let how = recorded ? "as \(stored) (recorded by `i2q quantize`)" : "in ggml blocks (mostly \(stored))"
             let from = src ?? "MODEL"
@@ -127,9 +127,9 @@ public struct GGUFExportPass {
         let q = source.quantizedTensorNames.filter { !ggmlEntries.contains($0) }
         if !q.isEmpty, let f = source as? I2QFile,
            f.provenance?.passes.contains(where: { $0.name == "quantize" && $0.params.contains { $0.0 == "type" && $0.1 == .string("mixed") } }) == true,
-           let e = f.entries.first(where: { q.contains($0.name) && $0.scheme == AffineInt4Layout.scheme }) {
+           let e = f.entries.first(where: { q.contains($0.name) && AffineInt4Layout.schemes.contains($0.scheme) }) {
             // Deliberately quiet: the group size only details the message (0 when unreadable).
-            throw GGUFExportError.mixedInt4(path: source.path, tensor: e.name, groupSize: (try? AffineInt4Layout(e))?.groupSize ?? 0,
+            throw GGUFExportError.mixedInt4(path: source.path, tensor: e.name, scheme: "int\(AffineInt4Layout.bits(scheme: e.scheme) ?? 4)g\((try? AffineInt4Layout(e))?.groupSize ?? 0)",
                                             count: f.entries.filter { q.contains($0.name) }.count)
         }
         if !q.isEmpty {

@@ -7,9 +7,13 @@ public enum Int4ExportError: I2QError {
     case otherScheme(path: String, tensor: String, scheme: String, target: String)
     case malformed(path: String, tensor: String, detail: String)
     case mixedGroupSizes(path: String, tensor: String, groupSize: Int, other: Int, target: String)
+    /// An affine_int3 / affine_int2 tensor: the target's layout here is 4-bit.
+    case lowBits(path: String, tensor: String, bits: Int, target: String)
 
     public var description: String {
         switch self {
+        case let .lowBits(p, n, b, t):
+            return "\(p): tensor \"\(n)\" is affine int\(b); --to \(t) is written with 4-bit codes only, and i2q does not re-quantize. Quantize the model again with 4 bits (`--rtn`/`--awq`/`--gptq` without --bits, or int4 candidates) for this export."
         case let .notAffine(p, t):
             return "\(p): no affine_int4 tensors; --to \(t) exports an RTN/AWQ/GPTQ model. Run `i2q quantize --rtn`, `--awq` or `--gptq` first, or use --to hf."
         case let .otherScheme(p, n, s, t):
@@ -93,6 +97,9 @@ enum Int4Export {
                     config: (_ file: I2QFile, _ exported: [I2QTensorEntry], _ groupSize: Int) throws -> JSONValue,
                     extraFiles: (JSONValue) -> [(name: String, bytes: [UInt8])] = { _ in [] }) throws -> PassReport {
         guard let f = source as? I2QFile else { throw Int4ExportError.notAffine(path: source.path, target: target) }
+        if let e = f.entries.first(where: { $0.scheme != AffineInt4Layout.scheme && AffineInt4Layout.schemes.contains($0.scheme) }) {
+            throw Int4ExportError.lowBits(path: f.path, tensor: e.name, bits: AffineInt4Layout.bits(scheme: e.scheme)!, target: target)
+        }
         if let e = f.entries.first(where: { ![PlainLayout.scheme, AffineInt4Layout.scheme].contains($0.scheme) }) {
             throw Int4ExportError.otherScheme(path: f.path, tensor: e.name, scheme: e.scheme, target: target)
         }

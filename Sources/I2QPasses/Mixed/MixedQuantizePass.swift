@@ -41,7 +41,7 @@ public enum MixedQuantizeError: I2QError, Equatable {
     public var description: String {
         switch self {
         case .noImportance: return "--target-bpw measures each tensor's sensitivity: give --calibration (a text file or a DocVQA-format directory) or --imatrix FILE"
-        case let .infeasible(t, m, c): return "--target-bpw \(formatFixed(t, 3)) is below the smallest these candidates reach (\(formatFixed(m, 3)) bits/weight, every tensor at its cheapest: \(c)); raise --target-bpw or add a smaller candidate (e.g. int4g128, q4_0)"
+        case let .infeasible(t, m, c): return "--target-bpw \(formatFixed(t, 3)) is below the smallest these candidates reach (\(formatFixed(m, 3)) bits/weight, every tensor at its cheapest: \(c)); raise --target-bpw or add a smaller candidate (e.g. int4g128, q4_0, int3g64, int2g64)"
         case let .noCandidate(t, c, cs): return "tensor \"\(t)\" (rows of \(c)) fits none of the candidates \(cs.joined(separator: ", ")) (their groups/blocks do not divide \(c)); add bf16 or a block-32 type (q8_0, q4_0) to --candidates"
         case let .recipeMismatch(p, d): return "\(p): \(d); the recipe was made for another model or candidate list"
         case let .stateExists(p, n): return "\(p) holds \(n) finished piece(s) of an earlier --target-bpw measurement for this output: --resume to continue it, or --restart to discard it"
@@ -68,8 +68,8 @@ public enum MixedQuantizeError: I2QError, Equatable {
 /// 2. `BitAllocation` picks per tensor the candidate minimising Σ cost with Σ bits ≤ X · parameters.
 /// 3. The recipe (`MixedRecipe`) is written as JSON and into the provenance; the .i2q holds each
 ///    tensor in its scheme: `ggml` entries (llama-quantize's bytes for that type with the importance
-///    vector, as `quantize --type … --tensor-type` writes them), `affine_int4` (RTN, the bytes of
-///    `quantize --rtn --group-size G`), or 16-bit floats.
+///    vector, as `quantize --type … --tensor-type` writes them), `affine_int4` / `affine_int3` /
+///    `affine_int2` (RTN, the bytes of `quantize --rtn --bits B --group-size G`), or 16-bit floats.
 ///
 /// Assigned tensors: the decoder's 2-D weights (llama.cpp's `blk.*`), the token embedding and the
 /// lm_head; the rest (norms, a vision tower, the connector) is copied. AWQ scaling is not applied

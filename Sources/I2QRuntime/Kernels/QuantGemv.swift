@@ -13,10 +13,12 @@ import I2QQuant
 ///   the flattened tensor (they may straddle rows) share one absmax, stored as float32 or, with
 ///   double quantization, as uint8 codes restored as `dynamic[code] · nested[b / 256] + offset`.
 ///   Value: `code[q] · absmax` (bitsandbytes 0.50 `dequantize_4bit`, float32).
-/// - `affine` (scheme affine_int4, AWQ): `packed` is [rows, cols/2], the FIRST element in the LOW
-///   nibble; groups of `unit` consecutive elements of a row share an f16 scale and a u8 zero point
-///   (8 when the file has no `zeros`). Value: `(Float(q) − Float(z)) · Float(s)` (AutoAWQ's dequant,
-///   float32; `AffineInt4.dequantizeRows`).
+/// - `affine` (schemes affine_int4/3/2, AWQ-style): `packed` is [rows, cols·bits/8], each row a
+///   little-endian bit stream of `bits`-bit codes (int4: the FIRST element in the LOW nibble); groups
+///   of `unit` consecutive elements of a row share an f16 scale and a u8 zero point (2^(bits−1) when
+///   the file has no `zeros`). Value: `(Float(q) − Float(z)) · Float(s)` (AutoAWQ's dequant, float32;
+///   `AffineInt4.dequantizeRows`). The fused SIMD and int8 decode kernels take int4 only; int3/int2
+///   rows decode through `dequantize` (one row into a buffer, then a float32 dot product).
 ///
 /// `dequantize` reproduces those values exactly (bit for bit); the GEMV kernels compute the same
 /// products in a different summation order (see `QuantGemv`).
@@ -39,6 +41,8 @@ struct PackedFourBit: @unchecked Sendable {
     let zeros: UnsafePointer<UInt8>?
     /// Keeps the mapping of `packed`/`absmax`/... alive.
     let owner: AnyObject
+    /// affine: code width (4, 3 or 2); table: 4.
+    var bits = 4
 
     /// The absmax of table block `b` (bnb: float32 `dynamic[c] · nested + offset`, no FMA).
     @inline(__always)
@@ -54,7 +58,7 @@ struct PackedFourBit: @unchecked Sendable {
     @inline(__always)
     func affineScale(_ r: Int, _ g: Int) -> (s: Float, z: Float) {
         let i = r * (cols / unit) + g
-        return (Float(scales![i]), zeros.map { Float($0[i]) } ?? 8)
+        return (Float(scales![i]), zeros.map { Float($0[i]) } ?? Float(1 << (bits - 1)))
     }
 
     /// Elements [first, first + count) of the row-major tensor as float32 — exactly the reference
@@ -81,7 +85,7 @@ struct PackedFourBit: @unchecked Sendable {
                     i = stop
                 }
             }
-        case .affine:
+        case .affine where bits == 4:
             while i < end {
                 let r = i / cols, c = i - r * cols, g = c / unit
                 let stop = min(end, r * cols + (g + 1) * unit)
@@ -91,6 +95,22 @@ struct PackedFourBit: @unchecked Sendable {
                     let cc = j - r * cols
                     let byte = row[cc >> 1]
                     out[j - first] = (Float(cc & 1 == 0 ? byte & 15 : byte >> 4) - z) * s
+                }
+                i = stop
+            }
+        case .affine:
+            // int3 / int2: codes from the row's bit stream (AffineInt4.code), the same float32 value.
+            let b = bits, rowBytes = cols * b / 8
+            while i < end {
+                let r = i / cols, c = i - r * cols, g = c / unit
+                let stop = min(end, r * cols + (g + 1) * unit)
+                let (s, z) = affineScale(r, g)
+                let row = packed + r * rowBytes
+                var lut = (Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0))
+                withUnsafeMutableBytes(of: &lut) { raw in
+                    let t = raw.baseAddress!.assumingMemoryBound(to: Float.self)  // [8] (q − z) · s
+                    for q in 0 ..< (1 << b) { t[q] = (Float(q) - z) * s }
+                    for j in i..<stop { out[j - first] = t[Int(AffineInt4.code(row, j - r * cols, bits: b))] }
                 }
                 i = stop
             }
@@ -106,7 +126,7 @@ struct PackedFourBit: @unchecked Sendable {
     }
 
     /// Rows can use the fused SIMD kernels: every 64-element run of a row lies in one block/group.
-    var fastRows: Bool { cols % 64 == 0 && unit % 64 == 0 }
+    var fastRows: Bool { bits == 4 && cols % 64 == 0 && unit % 64 == 0 }
 
     /// Table (NF4/FP4) rows the int8-activation decode kernel (`QuantGemv.Int8.tableRows`) accepts:
     /// blocks of 32 activations never straddle an absmax block.
@@ -118,7 +138,7 @@ struct PackedFourBit: @unchecked Sendable {
     /// Affine rows the int8-activation decode kernel (`QuantGemv.Int8`) accepts: blocks of 32
     /// activations never straddle a group.
     var int8Rows: Bool {
-        guard case .affine = layout, scales != nil else { return false }
+        guard case .affine = layout, bits == 4, scales != nil else { return false }
         return cols % 32 == 0 && unit % 32 == 0 && unit > 0 && cols % unit == 0
     }
 }

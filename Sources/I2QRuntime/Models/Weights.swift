@@ -263,14 +263,15 @@ enum FourBitWeight {
                                  nested: nested, offset: offset, scales: nil, zeros: nil, owner: f.file)
         case let l as AffineInt4Layout:
             let zeros = l.zeros.map(bytes)
+            let zmax = UInt8(AffineInt4.maxCode(bits: l.bits))
             if let zeros {
-                let bad0 = (0..<(rows * l.groups)).first { zeros.load(fromByteOffset: $0, as: UInt8.self) > 15 }
-                if let i = bad0 { throw bad("zero point \(zeros.load(fromByteOffset: i, as: UInt8.self)) at \(i) is outside 0…15") }
+                let bad0 = (0..<(rows * l.groups)).first { zeros.load(fromByteOffset: $0, as: UInt8.self) > zmax }
+                if let i = bad0 { throw bad("zero point \(zeros.load(fromByteOffset: i, as: UInt8.self)) at \(i) is outside 0…\(zmax)") }
             }
             return PackedFourBit(layout: .affine, rows: rows, cols: cols, packed: bytes(l.qweight).assumingMemoryBound(to: UInt8.self),
                                  unit: l.groupSize, absmax: nil, nested: nil, offset: 0,
                                  scales: bytes(l.scales).assumingMemoryBound(to: Float16.self),
-                                 zeros: zeros?.assumingMemoryBound(to: UInt8.self), owner: f.file)
+                                 zeros: zeros?.assumingMemoryBound(to: UInt8.self), owner: f.file, bits: l.bits)
         default:
             throw bad("scheme \(e.scheme) is not a 4-bit scheme")
         }
