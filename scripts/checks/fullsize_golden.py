@@ -23,6 +23,11 @@ weights resident (idefics2-8b: one decoder layer, 0.87 GB in float32). `--self-c
 the tiny fixture config (Tests/Fixtures/tiny-idefics2-a) that this driver gives bit-identical
 hidden states and logits to the whole model loaded normally.
 
+`--int4-awq AWQ_DIR` (an `i2q export --to hf-awq` directory): every linear the export quantized gets
+its int4 weight dequantized in float32 (scripts/lib/awq_gemm.py, equal to gptqmodel 7.7's
+`dequantize_gemm`: scripts/checks/awq_dequant_check.py); compare with `i2q-bench trace` on the .i2q
+the directory was exported from.
+
 Summaries (`summarize`): for each recorded tensor X (real rows only: padded vision patches are
 dropped, as i2q computes only the real ones), rows/cols, float64 sum, sum of squares and max|x|,
 the values at S = min(2048, N) flat positions k·N // S (k = 0..S-1), and the whole last row when
