@@ -6,7 +6,7 @@ last-position logits, for i2q to compare against (scripts/checks/compare_golden_
 Run by hand (NOT in CI), from the repository root, with the pinned venv:
 
     nice -n 19 /work/venv/bin/python scripts/checks/fullsize_golden.py MODEL_DIR OUT.json \
-        [--split | --no-split] [--prompt TEXT] [--image PAGE.png] [--full-logits] [--nf4]
+        [--split | --no-split] [--prompt TEXT] [--image PAGE.png] [--full-logits] [--nf4 | --int4-awq AWQ_DIR]
     /work/venv/bin/python scripts/checks/fullsize_golden.py --self-check   # tiny config: driver == whole model
 
 Pinned: torch 2.15.0, transformers 5.24.0, safetensors 0.8.0, numpy 2.4.6 (asserted below).
@@ -23,6 +23,11 @@ weights resident (idefics2-8b: one decoder layer, 0.87 GB in float32). `--self-c
 the tiny fixture config (Tests/Fixtures/tiny-idefics2-a) that this driver gives bit-identical
 hidden states and logits to the whole model loaded normally.
 
+`--int4-awq AWQ_DIR` (an `i2q export --to hf-awq` directory): every linear the export quantized gets
+its int4 weight dequantized in float32 (scripts/lib/awq_gemm.py, equal to gptqmodel 7.7's
+`dequantize_gemm`: scripts/checks/awq_dequant_check.py); compare with `i2q-bench trace` on the .i2q
+the directory was exported from.
+
 Summaries (`summarize`): for each recorded tensor X (real rows only: padded vision patches are
 dropped, as i2q computes only the real ones), rows/cols, float64 sum, sum of squares and max|x|,
 the values at S = min(2048, N) flat positions k·N // S (k = 0..S-1), and the whole last row when
@@ -36,6 +41,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import awq_gemm  # noqa: E402
 from i2qscripts import REPO, log, pin  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -136,6 +142,59 @@ def nf4_roundtrip(t):
     flat = t.reshape(-1).contiguous()
     q, st = bf.quantize_4bit(flat, blocksize=64, compress_statistics=True, quant_type="nf4")
     return bf.dequantize_4bit(q, st).to(torch.float32).reshape(t.shape)
+
+
+class AwqWeights:
+    """`--int4-awq DIR`: the weights of an `i2q export --to hf-awq` directory (AutoAWQ GEMM layout).
+    Every linear the export quantized (a `MODULE.qweight` tensor) gets `MODULE.weight` =
+    awq_gemm.dequantize(qweight, qzeros, scales) in float32 -- gptqmodel 7.7's `dequantize_gemm`
+    exactly (scripts/checks/awq_dequant_check.py), and the value i2q's int4 prefill multiplies by.
+
+    Every other tensor comes from the 16-bit checkpoint `base` (widened to float32): the export
+    writes those as float16 (AutoAWQ's convention), while the .i2q it was exported from -- the file
+    i2q is compared on -- keeps them in the checkpoint's bf16; bf16 -> f16 is exact except below
+    f16's normal range (|x| < 6.1e-5). The export's copy is read too and the differences counted
+    (`f16_copy`: tensors and elements that differ, max|Δ|), so the JSON says how far the export's
+    own values are from the ones used."""
+
+    def __init__(self, awq_dir, base):
+        self.exp, self.base = ShardedWeights(awq_dir), base
+        with open(os.path.join(awq_dir, "config.json")) as f:
+            qc = json.load(f).get("quantization_config") or {}
+        if qc.get("quant_method") != "awq" or qc.get("version") != "gemm" or qc.get("bits") != 4 or not qc.get("zero_point"):
+            raise SystemExit(f"{awq_dir}/config.json: quantization_config is not AutoAWQ GEMM int4 with zero points "
+                             f"({qc}); make the directory with `i2q export MODEL.i2q --to hf-awq -o DIR`")
+        self.group_size = qc["group_size"]
+        self.quantized = sorted(n[: -len(".qweight")] for n in self.exp.where if n.endswith(".qweight"))
+        self.qset = set(self.quantized)
+        self.used = set()
+        self.f16_copy = {"tensors": 0, "tensors_differ": 0, "elements": 0, "elements_differ": 0, "max_abs_diff": 0.0}
+
+    def raw(self, name):
+        fn = self.exp.where[name]
+        if fn not in self.exp.handles:
+            self.exp.handles[fn] = safe_open(os.path.join(self.exp.dir, fn), "pt")
+        return self.exp.handles[fn].get_tensor(name)
+
+    def get(self, name):
+        module = name[: -len(".weight")] if name.endswith(".weight") else None
+        if module in self.qset:
+            self.used.add(module)
+            return awq_gemm.dequantize(self.raw(module + ".qweight"), self.raw(module + ".qzeros"),
+                                       self.raw(module + ".scales"), self.group_size)
+        t = self.base.get(name)
+        if name not in self.exp.where:
+            raise SystemExit(f"{self.exp.dir}: tensor {name!r} is missing from the export")
+        e = self.raw(name).to(torch.float32)
+        d = (e - t).abs()
+        c = self.f16_copy
+        c["tensors"] += 1
+        c["elements"] += t.numel()
+        nd = int((d != 0).sum())
+        c["tensors_differ"] += nd > 0
+        c["elements_differ"] += nd
+        c["max_abs_diff"] = max(c["max_abs_diff"], float(d.max()) if d.numel() else 0.0)
+        return t
 
 
 class LayerDriver:
@@ -314,7 +373,7 @@ def trace_case(model, proc, prompt, image_paths, full_logits=False):
             "seconds": round(secs, 1)}
 
 
-def run(model_dir, out, split, prompt, images, full_logits, threads=2, nf4=False):
+def run(model_dir, out, split, prompt, images, full_logits, threads=2, nf4=False, awq_dir=None):
     torch.set_num_threads(threads)
     anon = AnonPeak()
     cfg = Idefics2Config.from_pretrained(model_dir)
@@ -322,15 +381,27 @@ def run(model_dir, out, split, prompt, images, full_logits, threads=2, nf4=False
     for sub in (cfg.vision_config, cfg.perceiver_config, cfg.text_config):
         sub._attn_implementation = ATTN
     model = meta_model(cfg)
-    driver = LayerDriver(model, ShardedWeights(model_dir), nf4=nf4)
+    weights = AwqWeights(awq_dir, ShardedWeights(model_dir)) if awq_dir else ShardedWeights(model_dir)
+    driver = LayerDriver(model, weights, nf4=nf4)
     proc = make_processor(model_dir, split)
     res = trace_case(model, proc, prompt, images, full_logits)
+    if awq_dir:
+        missed = sorted(weights.qset - weights.used)
+        if missed:
+            raise SystemExit(f"{awq_dir}: quantized modules the model never loaded (names do not match the model's): {missed[:5]}")
     import resource
     doc = {"generator": "scripts/checks/fullsize_golden.py",
            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
            "attn_implementation": ATTN, "compute_dtype": "float32",
            "weights": ("bitsandbytes NF4 (blocksize 64, double quant) of the float32 weights, dequantized; "
-                       "the rest widened to float32" if nf4 else "checkpoint values widened to float32 (exact)"),
+                       "the rest widened to float32" if nf4 else
+                       f"AWQ GEMM int4 (group {weights.group_size}) of {os.path.abspath(awq_dir)}: the "
+                       f"{len(weights.quantized)} quantized linears dequantized (q - z)·s in float32; the rest "
+                       "from the checkpoint widened to float32" if awq_dir else
+                       "checkpoint values widened to float32 (exact)"),
+           **({"awq_export": {"dir": os.path.abspath(awq_dir), "group_size": weights.group_size,
+                              "quantized_linears": len(weights.quantized), "f16_copy": weights.f16_copy}}
+              if awq_dir else {}),
            "model": os.path.abspath(model_dir), "prompt": prompt,
            "images": [os.path.relpath(os.path.abspath(p), REPO) for p in images],
            "do_image_splitting": split,
@@ -388,6 +459,8 @@ def main():
     ap.add_argument("--full-logits", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--nf4", action="store_true", help="the linear weights through bitsandbytes NF4 (as Linear4bit computes)")
+    ap.add_argument("--int4-awq", metavar="AWQ_DIR",
+                    help="the linears an `i2q export --to hf-awq` directory quantized, as their dequantized int4 weights")
     ap.add_argument("--self-check", action="store_true")
     a = ap.parse_args()
     if a.self_check:
@@ -397,8 +470,13 @@ def main():
         ap.error("MODEL_DIR and OUT.json are required (or --self-check)")
     if not os.path.isdir(os.path.dirname(os.path.abspath(a.out))):
         ap.error(f"the output directory of {a.out} does not exist")
+    if a.nf4 and a.int4_awq:
+        ap.error("--nf4 and --int4-awq exclude each other")
+    if a.int4_awq and not os.path.isfile(os.path.join(a.int4_awq, "config.json")):
+        ap.error(f"--int4-awq {a.int4_awq}: no config.json there (an `i2q export --to hf-awq` directory)")
     t0 = time.time()
-    doc, _ = run(a.model, a.out, a.split, a.prompt, a.image or [DEFAULT_IMAGE], a.full_logits, threads=a.threads, nf4=a.nf4)
+    doc, _ = run(a.model, a.out, a.split, a.prompt, a.image or [DEFAULT_IMAGE], a.full_logits, threads=a.threads, nf4=a.nf4,
+                 awq_dir=a.int4_awq)
     log(f"{a.out}: {len(doc['stages'])} stages, seq {len(doc['input_ids'])}, pixel_values {doc['pixel_values_shape']}, "
         f"forward {doc['seconds']} s, total {time.time() - t0:.0f} s, peak RssAnon {doc['peak_rss_anon_kib'] / 2**20:.2f} GiB "
         f"(RSS with the mapped shards {doc['peak_rss_kib'] / 2**20:.2f} GiB), "
