@@ -69,11 +69,11 @@ if args.first == "fuse" {  // FuseBench.swift
     exit(0)
 }
 guard args.count >= 2, args[0] == "idefics2" else {
-    FileHandle.standardError.write(Data("usage: i2q-bench idefics2 MODEL [--crops N] [--crop-size WxH] [--original WxH] [--new-tokens N]\n".utf8))
+    FileHandle.standardError.write(Data("usage: i2q-bench idefics2 MODEL [--crops N] [--crop-size WxH] [--original WxH] [--new-tokens N] [--vision-only]\n".utf8))
     exit(2)
 }
 let modelPath = args[1]
-var crops = 4, cropSize = (490, 378), original = (980, 557), newTokens = 8
+var crops = 4, cropSize = (490, 378), original = (980, 557), newTokens = 8, visionOnly = false
 var i = 2
 while i + 1 < args.count {
     switch args[i] {
@@ -85,6 +85,7 @@ while i + 1 < args.count {
     }
     i += 2
 }
+visionOnly = args.contains("--vision-only")  // vision + connector only, no text
 
 let sampler = PeakSampler()
 sampler.start()
@@ -111,6 +112,10 @@ do {
     let t1 = ProgressBar.now()
     let features = try model.imageFeatures(images)
     let tVision = ProgressBar.now() - t1
+    if visionOnly {
+        print("vision + connector: \(formatFixed(tVision, 1)) s (\(formatFixed(Double(patches.reduce(0, +)) / tVision, 1)) patches/s)")
+        exit(0)
+    }
     let n = model.config.perceiver.resamplerNLatents
     var ids = [1, 1247, 28747]  // <s> User:
     for _ in images { ids += [32000] + Array(repeating: 32001, count: n) }

@@ -74,8 +74,13 @@ static inline __m512 exp16(__m512 x) {
 
 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 static void softmax_avx512(float *row, int64_t n, int64_t lo, int64_t hi) {
-    float m = -INFINITY;
-    for (int64_t j = lo; j < hi; j++) m = row[j] > m ? row[j] : m;
+    // The max in 16 lanes: the same value as the scalar loop's (max is exact in any order; a NaN is
+    // skipped alike — max_ps returns its second operand when one is NaN; ±0 give the same x − m).
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    int64_t i = lo;
+    for (; i + 16 <= hi; i += 16) mx = _mm512_max_ps(_mm512_loadu_ps(row + i), mx);
+    float m = _mm512_reduce_max_ps(mx);
+    for (; i < hi; i++) m = row[i] > m ? row[i] : m;
     const __m512 mv = _mm512_set1_ps(m);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t j = lo; j < hi; j += 16) {
@@ -115,8 +120,13 @@ static inline __m256 exp8(__m256 x) {
 
 __attribute__((target("avx2,fma")))
 static void softmax_avx2(float *row, int64_t n, int64_t lo, int64_t hi) {
-    float m = -INFINITY;
-    for (int64_t j = lo; j < hi; j++) m = row[j] > m ? row[j] : m;
+    __m256 mx = _mm256_set1_ps(-INFINITY);  // the max in 8 lanes, as softmax_avx512's
+    int64_t i = lo;
+    for (; i + 8 <= hi; i += 8) mx = _mm256_max_ps(_mm256_loadu_ps(row + i), mx);
+    float lanes[8], m = -INFINITY;
+    _mm256_storeu_ps(lanes, mx);
+    for (int l = 0; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
+    for (; i < hi; i++) m = row[i] > m ? row[i] : m;
     const __m256 mv = _mm256_set1_ps(m);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();  // lanes 0-7, 8-15
     int64_t j = lo;

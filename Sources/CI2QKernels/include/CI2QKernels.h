@@ -102,6 +102,24 @@ void i2q_f32_to_f16(const float *s, uint16_t *d, int64_t n, int impl);
 void i2q_bf16_to_f16(const uint16_t *s, uint16_t *d, int64_t n, int impl);
 void i2q_f16_to_f32(const uint16_t *s, float *d, int64_t n, int impl);
 
+// MARK: int8 GEMM (prefill with --int8-activations; igemm.c)
+
+/// Rows of x [m, k] (ldx apart) quantized to int8 per row (d = max|x|/127, codes rint(x/d) in
+/// [-127, 127], zero-padded to a multiple of 4 bytes): q [m, ldq ≥ k rounded up to 4], d [m], sum [m]
+/// (Σ of each row's codes). Bit-identical on every path. impl: as i2q_q4a_gemv.
+void i2q_i8_quantize_rows(const float *x, int64_t ldx, int64_t m, int64_t k, int8_t *q, int64_t ldq,
+                          float *d, int32_t *sum, int impl);
+
+/// Bytes of the `pack` scratch of an i2q_igemm call over n columns with inner size k.
+size_t i2q_igemm_pack_bytes(int64_t k, int64_t n);
+
+/// C[m, n0:n1] (+)= (Σ_k a·wq) · dw · dx: a the quantized rows of i2q_i8_quantize_rows (lda, dx, sum),
+/// W [n, k] (ldw elements per row; wtype I2Q_W_*) quantized per row inside (dw = max|w|/127) —
+/// igemm.c states the formula; every path (AVX-512 VNNI, AVX2, scalar) gives identical bits.
+/// pack: 64-byte-aligned scratch of i2q_igemm_pack_bytes(k, n1 − n0) bytes. impl: as i2q_q4a_gemv.
+void i2q_igemm(const int8_t *a, int64_t lda, const float *dx, const int32_t *sum, const void *w, int wtype, int64_t ldw,
+               float *c, int64_t ldc, int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, void *pack, int impl);
+
 // MARK: bf16 GEMM (prefill with bf16 weights; bgemm.c)
 
 /// d[i] = s[i] rounded to bf16 as torch's CPU `.to(torch.bfloat16)`: nearest, ties to even; every

@@ -14,7 +14,8 @@ public enum KernelInfo {
             kernels: 4-bit decode (int4 × int8, nf4/fp4 × int8) \(QuantGemv.Int8.best)\(QuantGemv.exactDecode ? " (off: I2Q_EXACT_GEMV=1, float path)" : ""); \
             ggml-block decode (K-quants/Q4_0…Q8_0 × Q8, llama.cpp's rounding) \(ggml); \
             this CPU supports \(supported); sgemm OpenBLAS (\(core), one thread per slab on i2q's pool); \
-            bf16 prefill GEMM (--bf16-activations, --bf16-attention) \(BF16Gemm.native ? "avx512-bf16 (vdpbf16ps)" : "sgemm of widened bf16"); \(Gemv.threads) threads
+            bf16 prefill GEMM (--bf16-activations, --bf16-attention) \(BF16Gemm.native ? "avx512-bf16 (vdpbf16ps)" : "sgemm of widened bf16"); \
+            int8 prefill GEMM (--int8-activations) \(Int8Gemm.best == .vnni ? "avx512-vnni (vpdpbusd)" : Int8Gemm.best == .avx2 ? "avx2 (vpmaddubsw)" : "scalar"); \(Gemv.threads) threads
             """
     }
 }

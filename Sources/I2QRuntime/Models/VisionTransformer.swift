@@ -110,7 +110,7 @@ public final class VisionTransformer: @unchecked Sendable {
         try hidden.withUnsafeMutableBufferPointer { hp in
             let x = hp.baseAddress!
             try patches.withUnsafeBufferPointer { pp in
-                try patchW.linear(x: pp.baseAddress!, y: x, m: n, scratch: ws.scratch)
+                try patchW.linear(x: pp.baseAddress!, y: x, m: n, scratch: ws.scratch, int8: false)  // a conv in transformers
             }
             try patchB.withF32(ws.scratch) { Kernels.addBias(x, $0, rows: n, n: h) }
             for i in 0..<n {

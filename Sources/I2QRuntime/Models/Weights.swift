@@ -73,8 +73,10 @@ public final class Weight: @unchecked Sendable {
     /// the memory traffic); several rows (prefill) against a mapped bf16 weight round x to bf16 and
     /// multiply in place when asked (`BF16Gemm`); otherwise 16-bit weights are widened into `scratch` first.
     /// `observe`: report x to `LinearInputTap.observer` (false when a `ProjectionGroup` already did).
+    /// `int8`: false keeps this product in float32 under `--int8-activations` (the patch embedding, a
+    /// convolution in the reference, not an nn.Linear).
     func linear(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int, accumulate: Bool = false, scratch: Scratch,
-                observe: Bool = true) throws {
+                observe: Bool = true, int8: Bool = true) throws {
         let out = shape[0], inDim = shape.count >= 2 ? shape.dropFirst().reduce(1, *) : 1
         if observe, let o = LinearInputTap.observer { o.observe(weights: [name], x: x, rows: m, columns: inDim) }
         if let packed {
@@ -97,6 +99,11 @@ public final class Weight: @unchecked Sendable {
             }
             return
         }
+        if m > 1, int8, Int8Gemm.enabled, let w = int8Source {
+            // Prefill with int8 activations × the float weight quantized per row on the fly (Int8Gemm).
+            try w { Int8Gemm.linear(x: x, w: $0, dtype: tensor.dtype, y: y, m: m, k: inDim, n: out, accumulate: accumulate) }
+            return
+        }
         if let direct {
             Matmul.linear(x: x, w: direct, y: y, m: m, k: inDim, n: out, accumulate: accumulate)
             return
@@ -116,6 +123,15 @@ public final class Weight: @unchecked Sendable {
             return
         }
         try withF32(scratch) { Matmul.linear(x: x, w: $0, y: y, m: m, k: inDim, n: out, accumulate: accumulate) }
+    }
+
+    /// The float weight in place (f32, bf16, f16 mapped), for `Int8Gemm`; nil for 4-bit/ggml weights.
+    var int8Source: (((UnsafeRawPointer) throws -> Void) throws -> Void)? {
+        guard packed == nil, ggml == nil else { return nil }
+        if let direct { return { try $0(UnsafeRawPointer(direct)) } }
+        guard tensor.dtype == .bf16 || tensor.dtype == .f16, let f = tensor.file else { return nil }
+        let t = tensor
+        return { body in try f.withBytes(t.offset, t.byteCount) { b in try body(b.baseAddress!) } }
     }
 
     /// Rows [first, first+n) of a 2-D weight (or elements of a 1-D one) as float32 into `dst`.
