@@ -4,7 +4,8 @@
 # i2q on the f32 model, on its bf16 cast (float32 activations, transformers' float32 results), and
 # on the bf16 cast with --bf16-activations (linear inputs rounded to bf16, the vdpbf16ps GEMM on
 # CPUs with AVX-512 BF16), and with --bf16-attention too (attention's q, k, probabilities and v rounded
-# to bf16, both products in vdpbf16ps). Prints each time, PPL, and the ratio transformers f32 time / i2q time.
+# to bf16, both products in vdpbf16ps); and with --int8-activations (W8A8: every linear's input and weight
+# rows quantized to int8, vpdpbusd) with bf16 attention, and on the f32 model alone. Prints each time, PPL, and the ratio transformers f32 time / i2q time.
 # Usage: Benchmarks/perplexity_smollm2.sh [MODEL_DIR]  (PYTHON, I2Q, THREADS, REPEAT as in the other scripts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,9 +44,11 @@ run_i2q f32 "$MODEL"
 run_i2q bf16 "$TMP/bf16.i2q"
 run_i2q bf16-act "$TMP/bf16.i2q" --bf16-activations
 run_i2q bf16-act-attn "$TMP/bf16.i2q" --bf16-activations --bf16-attention
+run_i2q int8-act-attn "$TMP/bf16.i2q" --int8-activations --bf16-attention
+run_i2q f32-int8-act "$MODEL" --int8-activations
 ref=$(echo ${T[tf-float32]} | tr ' ' '\n' | best)
 printf '%-28s %9s %9s %8s\n' "SmolLM2-135M, $THREADS threads" "best s" "PPL" "vs tf f32"
-for k in tf-float32 tf-bfloat16 f32 bf16 bf16-act bf16-act-attn; do
+for k in tf-float32 tf-bfloat16 f32 bf16 bf16-act bf16-act-attn int8-act-attn f32-int8-act; do
   b=$(echo ${T[$k]} | tr ' ' '\n' | best)
   printf '%-28s %9.2f %9s %7.2fx\n' "$k" "$b" "${P[$k]}" "$(python3 -c "print($ref / $b)")"
 done

@@ -3,7 +3,8 @@
 # and i2q's whole-page time and peak anonymous memory at real shapes (i2q-bench).
 # i2q runs in each of MODES (default "f32 bf16 bf16attn"): f32 = float32 activations (transformers'
 # float32 results), bf16 = I2Q_BF16_ACTIVATIONS=1 (bf16 weights round their inputs; vdpbf16ps GEMM),
-# bf16attn = that and I2Q_BF16_ATTENTION=1 (attention's products on bf16-rounded inputs too).
+# bf16attn = that and I2Q_BF16_ATTENTION=1 (attention's products on bf16-rounded inputs too);
+# int8attn = I2Q_INT8_ACTIVATIONS=1 (W8A8 linears, vpdpbusd) with I2Q_BF16_ATTENTION=1.
 # Usage: Benchmarks/vision_idefics2.sh [MODEL (default /work/bench/idefics2-8b-synthetic-bf16)]
 #        (PYTHON, THREADS, MODES, PAGE=0 to skip the whole-page runs)
 set -euo pipefail
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 MODEL=${1:-/work/bench/idefics2-8b-synthetic-bf16}
 PY=${PYTHON:-/work/venv/bin/python}
 THREADS=${THREADS:-2}
-MODES=${MODES:-f32 bf16 bf16attn}
+MODES=${MODES:-f32 bf16 bf16attn int8attn}
 PAGE=${PAGE:-1}
 swift build -c release --product i2q-bench >/dev/null
 .build/release/i2q --version | tail -1 >&2
@@ -20,6 +21,7 @@ env_for() {
     f32) echo "I2Q_BF16_ACTIVATIONS=0 I2Q_BF16_ATTENTION=0" ;;
     bf16) echo "I2Q_BF16_ACTIVATIONS=1 I2Q_BF16_ATTENTION=0" ;;
     bf16attn) echo "I2Q_BF16_ACTIVATIONS=1 I2Q_BF16_ATTENTION=1" ;;
+    int8attn) echo "I2Q_INT8_ACTIVATIONS=1 I2Q_BF16_ATTENTION=1" ;;
     *) echo "unknown mode $1" >&2; exit 2 ;;
   esac
 }
@@ -29,7 +31,7 @@ echo "$PEER" >&2
 ROWS=()
 for mode in $MODES; do
   echo "== i2q ($mode), the same image alone (vision + connector)" >&2
-  ONE=$(env $(env_for "$mode") I2Q_THREADS="$THREADS" .build/release/i2q-bench idefics2 "$MODEL" --crops 0 --original 980x557 --new-tokens 1)
+  ONE=$(env $(env_for "$mode") I2Q_THREADS="$THREADS" .build/release/i2q-bench idefics2 "$MODEL" --crops 0 --original 980x557 --vision-only)
   echo "$ONE" >&2
   PAGEOUT=""
   if [ "$PAGE" = 1 ]; then
