@@ -16,7 +16,7 @@
 
 #pragma STDC FP_CONTRACT OFF
 
-#include "q8.h"
+#include "panel.h"
 
 enum { MR = 12, NR = 32, MC = 192, KC = 1024, NC = 2048 };
 
@@ -93,21 +93,16 @@ size_t i2q_bgemm_pack_bytes(int64_t k, int64_t n) {
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 /// Packs W rows [n0, n0 + cols) (cols ≤ 32), k range [k0, k0 + kc) into panel[kc/2][32][2] (zero-padded:
-/// missing columns, and the second half of the last pair when kc is odd).
+/// missing columns, and the second half of the last pair when kc is odd). The whole pairs are a dword
+/// transpose (panel.h: 16×16 blocks in registers).
 static void pack_panel(const uint16_t *w, int64_t ldw, int64_t n0, int cols, int64_t k0, int64_t kc, uint16_t *panel) {
     const int64_t kp = (kc + 1) / 2;
-    const uint16_t *rows[NR];
-    for (int j = 0; j < cols; j++) rows[j] = w + (n0 + j) * ldw + k0;
-    // Pair by pair: the 32 rows' next 4 bytes (32 cache lines that stay in L1) into one contiguous
-    // 128-byte panel row (rather than row by row, which writes each panel line 32 times over).
-    for (int64_t p = 0; p < kc / 2; p++) {
-        uint32_t *dst = (uint32_t *)(panel + p * 64);
-        for (int j = 0; j < cols; j++) memcpy(dst + j, rows[j] + 2 * p, 4);
-        for (int j = cols; j < NR; j++) dst[j] = 0;
-    }
+    const uint32_t *rows[NR];
+    for (int j = 0; j < NR; j++) rows[j] = j < cols ? (const uint32_t *)(w + (n0 + j) * ldw + k0) : NULL;
+    panel_dwords_avx512(rows, kc / 2, (uint32_t *)panel);
     if (kc & 1) {
         uint16_t *dst = panel + (kp - 1) * 64;
-        for (int j = 0; j < NR; j++) { dst[2 * j] = j < cols ? rows[j][kc - 1] : 0; dst[2 * j + 1] = 0; }
+        for (int j = 0; j < NR; j++) { dst[2 * j] = j < cols ? w[(n0 + j) * ldw + k0 + kc - 1] : 0; dst[2 * j + 1] = 0; }
     }
 }
 

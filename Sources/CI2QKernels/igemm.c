@@ -29,7 +29,7 @@
 #pragma STDC FP_CONTRACT OFF
 
 #include "half.h"
-#include "q8.h"
+#include "panel.h"
 
 enum { IMR = 12, INR = 32, IMR2 = 4 };
 
@@ -152,8 +152,8 @@ static iblocks blocks(int64_t k, int64_t n) {
 
 size_t i2q_igemm_pack_bytes(int64_t k, int64_t n) {
     const iblocks b = blocks(k, n);
-    // panels, their column scales, one weight row widened to float32 and its codes
-    return (size_t)(b.nc * b.kp + b.nc * 4 + 5 * b.kp + 64);
+    // panels, their column scales, one weight row widened to float32, a panel's 32 rows of codes
+    return (size_t)(b.nc * b.kp + b.nc * 4 + 4 * b.kp + 32 * b.kp + 64);
 }
 
 /// Weight row j (dtype I2Q_W_*) widened to float32 into row[k].
@@ -174,27 +174,27 @@ static void widen_row(const void *w, int wtype, int64_t ldw, int64_t j, int64_t 
 }
 
 /// Quantizes weight rows [c0, c0 + cols) (cols ≤ 32) into panel[kp/4][32][4] (+128 as unsigned bytes
-/// when `unsigned_codes`), their scales into dw[32] (0 for the missing columns). tmp: kp floats + kp bytes.
+/// when `unsigned_codes`), their scales into dw[32] (0 for the missing columns). row: kp floats;
+/// codes: 32·kp bytes (the rows' codes, then interleaved by a dword transpose, panel.h).
 static void pack_panel(const void *w, int wtype, int64_t ldw, int64_t c0, int cols, int64_t k, int8_t *panel, float *dw,
-                       float *row, int8_t *qrow, int unsigned_codes, int impl) {
+                       float *row, int8_t *codes, int unsigned_codes, int impl) {
     const int64_t kp = kpad(k);
-    const uint8_t flip = unsigned_codes ? 0x80 : 0;
+    const uint32_t *rows[INR];
     for (int j = 0; j < INR; j++) {
-        if (j < cols) {
-            widen_row(w, wtype, ldw, c0 + j, k, row);
-            dw[j] = quantize_row(row, k, qrow, NULL, impl);
-        } else {
-            memset(qrow, 0, (size_t)kp);
-            dw[j] = 0.0f;
-        }
-        // codes of column j, 4 at a time, to their place in each 128-byte group
-        for (int64_t p = 0; p < kp / 4; p++) {
-            uint32_t v;
-            memcpy(&v, qrow + 4 * p, 4);
-            v ^= flip * 0x01010101u;
-            memcpy(panel + p * 128 + 4 * j, &v, 4);
-        }
+        rows[j] = NULL;
+        dw[j] = 0.0f;
+        if (j >= cols) continue;
+        int8_t *q = codes + j * kp;
+        widen_row(w, wtype, ldw, c0 + j, k, row);
+        dw[j] = quantize_row(row, k, q, NULL, impl);
+        if (unsigned_codes) for (int64_t i = 0; i < kp; i++) q[i] = (int8_t)((uint8_t)q[i] ^ 0x80);
+        rows[j] = (const uint32_t *)q;
     }
+    // missing columns: zero bytes and scale 0 (and never stored: the tile store is masked to `cols`)
+#if I2Q_X86
+    if (impl == I2Q_IMPL_VNNI) { panel_dwords_avx512(rows, kp / 4, (uint32_t *)panel); return; }
+#endif
+    panel_dwords_scalar(rows, kp / 4, (uint32_t *)panel);
 }
 
 // MARK: micro-kernels: C tile (+)= A[rows, kp] · panel
@@ -318,14 +318,14 @@ void i2q_igemm(const int8_t *a, int64_t lda, const float *dx, const int32_t *sum
     int8_t *panels = (int8_t *)pack;                       // [nc / 32][kp / 4][32][4]
     float *dws = (float *)(panels + bl.nc * kp);           // [nc]
     float *row = dws + bl.nc;                              // [kp] a widened weight row
-    int8_t *qrow = (int8_t *)(row + kp);                   // [kp] its codes
+    int8_t *codes = (int8_t *)(row + kp);                  // [32][kp] a panel's rows of codes
     for (int64_t b0 = n0; b0 < n1; b0 += bl.nc) {
         const int64_t b1 = n1 - b0 < bl.nc ? n1 : b0 + bl.nc;
         const int64_t npan = (b1 - b0 + INR - 1) / INR;
         for (int64_t q = 0; q < npan; q++) {
             const int64_t c0 = b0 + q * INR;
             pack_panel(w, wtype, ldw, c0, (int)(b1 - c0 < INR ? b1 - c0 : INR), k, panels + q * kp * INR, dws + q * INR,
-                       row, qrow, p == I2Q_IMPL_VNNI, p);
+                       row, codes, p == I2Q_IMPL_VNNI, p);
         }
         for (int64_t m0 = 0; m0 < m; m0 += bl.mc) {
             const int64_t mc = m - m0 < bl.mc ? m - m0 : bl.mc;
