@@ -217,33 +217,35 @@ static void micro_scalar(const int8_t *a, int64_t lda, const float *dx, const in
 }
 
 #if I2Q_X86
-/// AVX2: 4 rows × 32 columns, signed codes; |w| · sign(x, w) in `vpmaddubsw` (pairs ≤ 2·127² < 2¹⁵: exact).
+/// AVX2: 4 rows × 16 columns (a half panel; 8 accumulators — AVX2 has 16 ymm registers), signed codes;
+/// |w| · sign(x, w) in `vpmaddubsw` (pairs ≤ 2·127² < 2¹⁵: exact), pairs summed by `vpmaddwd`.
 I2Q_AVX2_TARGET
 static void micro_avx2(const int8_t *a, int64_t lda, const float *dx, const int8_t *panel, int64_t kp, const float *dw,
                        float *c, int64_t ldc, int rows, int cols, int add) {
-    __m256i acc[IMR2][4];
-    for (int r = 0; r < IMR2; r++) for (int v = 0; v < 4; v++) acc[r][v] = _mm256_setzero_si256();
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t p = 0; p < kp / 4; p++) {
-        __m256i b[4], ab[4];
-        for (int v = 0; v < 4; v++) {
-            b[v] = _mm256_loadu_si256((const __m256i *)(panel + p * 128 + 32 * v));
-            ab[v] = _mm256_sign_epi8(b[v], b[v]);
-        }
-        for (int r = 0; r < rows; r++) {
-            int32_t x4;
-            memcpy(&x4, a + r * lda + 4 * p, 4);
-            const __m256i xb = _mm256_set1_epi32(x4);
-            for (int v = 0; v < 4; v++) {
-                const __m256i prod = _mm256_maddubs_epi16(ab[v], _mm256_sign_epi8(xb, b[v]));
-                acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(prod, ones));
+    for (int half = 0; half < 2 && 16 * half < cols; half++) {
+        __m256i acc[IMR2][2];
+        for (int r = 0; r < IMR2; r++) { acc[r][0] = _mm256_setzero_si256(); acc[r][1] = _mm256_setzero_si256(); }
+        const __m256i ones = _mm256_set1_epi16(1);
+        const int8_t *pb = panel + 64 * half;
+        for (int64_t p = 0; p < kp / 4; p++) {
+            const __m256i b0 = _mm256_loadu_si256((const __m256i *)(pb + p * 128)), b1 = _mm256_loadu_si256((const __m256i *)(pb + p * 128 + 32));
+            const __m256i ab0 = _mm256_sign_epi8(b0, b0), ab1 = _mm256_sign_epi8(b1, b1);
+            for (int r = 0; r < rows; r++) {
+                int32_t x4;
+                memcpy(&x4, a + r * lda + 4 * p, 4);
+                const __m256i xb = _mm256_set1_epi32(x4);
+                acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(ab0, _mm256_sign_epi8(xb, b0)), ones));
+                acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(ab1, _mm256_sign_epi8(xb, b1)), ones));
             }
         }
-    }
-    for (int r = 0; r < rows; r++) {
-        int32_t s[INR];
-        for (int v = 0; v < 4; v++) _mm256_storeu_si256((__m256i *)(s + 8 * v), acc[r][v]);
-        for (int j = 0; j < cols; j++) c[r * ldc + j] = finish(s[j], dw[j], dx[r], c + r * ldc + j, add);
+        const int hc = cols - 16 * half < 16 ? cols - 16 * half : 16;
+        for (int r = 0; r < rows; r++) {
+            int32_t s[16];
+            _mm256_storeu_si256((__m256i *)s, acc[r][0]);
+            _mm256_storeu_si256((__m256i *)(s + 8), acc[r][1]);
+            float *cr = c + r * ldc + 16 * half;
+            for (int j = 0; j < hc; j++) cr[j] = finish(s[j], dw[16 * half + j], dx[r], cr + j, add);
+        }
     }
 }
 

@@ -63,17 +63,20 @@ public enum BF16Attention {
     }
 
     /// One unit of attention: rows of queries `q16` [m, d] (rows ldq apart) against the first `sv`
-    /// keys of kv head g, scores (q·kᵀ)·scale; `probabilities(scores)` masks and softmaxes the float32
-    /// scores [m, sv] in place; out [m, d] (rows ldo apart) = bf16(P) · V.
+    /// keys of kv head g, scores (q·kᵀ)·scale; `probabilities(r, row)` masks and softmaxes row r of
+    /// the float32 scores [sv] in place (each row rounded to bf16 right after, while it is in L1);
+    /// out [m, d] (rows ldo apart) = bf16(P) · V.
     static func unit(_ ops: Operands, q16: UnsafePointer<UInt16>, ldq: Int, m: Int, d: Int, g: Int, ldk: Int, sv: Int, scale: Float,
-                     out: UnsafeMutablePointer<Float>, ldo: Int, probabilities: (UnsafeMutablePointer<Float>) -> Void) {
+                     out: UnsafeMutablePointer<Float>, ldo: Int, probabilities: (Int, UnsafeMutablePointer<Float>) -> Void) {
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: m * sv)  // [m, sv]
         let p16 = UnsafeMutablePointer<UInt16>.allocate(capacity: m * sv)    // [m, sv]
         let outT = UnsafeMutablePointer<Float>.allocate(capacity: d * m)     // [d, m]
         defer { scores.deallocate(); p16.deallocate(); outT.deallocate() }
         product(a: q16, lda: ldq, w: ops.k16 + g * d, ldw: ldk, c: scores, ldc: sv, m: m, k: d, n: sv, alpha: scale)
-        probabilities(scores)
-        i2q_f32_to_bf16(scores, p16, Int64(m * sv), Int32(I2Q_IMPL_AUTO))
+        for r in 0..<m {
+            probabilities(r, scores + r * sv)
+            i2q_f32_to_bf16(scores + r * sv, p16 + r * sv, Int64(sv), Int32(I2Q_IMPL_AUTO))
+        }
         // outᵀ = Vᵀ · Pᵀ: head dims as the kernel's rows (72 = 6 tiles of 12 for SigLIP) and queries as
         // its 32-wide column panels, instead of d columns padded to whole panels. Same sums per element.
         product(a: ops.vt16 + g * d * ops.tk, lda: ops.tk, w: p16, ldw: sv, c: outT, ldc: m, m: d, k: sv, n: m)

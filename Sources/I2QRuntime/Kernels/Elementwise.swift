@@ -136,12 +136,9 @@ extension Kernels {
                 for u in parts == 1 ? Array(0..<(heads * blocks)) : [part] {
                     let h = u / blocks, i0 = (u % blocks) * qBlock, n = min(qBlock, tq - i0)
                     BF16Attention.unit(ops, q16: ops.q16 + i0 * ldq + h * d, ldq: ldq, m: n, d: d, g: h / group, ldk: ldk, sv: tk, scale: scale,
-                                       out: ob.p + i0 * ldo + h * d, ldo: ldo) { scores in
-                        for i in 0..<n {
-                            let row = scores + i * tk
-                            if let keyMask { for j in 0..<tk where !keyMask[j] { row[j] = -.infinity } }
-                            softmax(row, n: tk)
-                        }
+                                       out: ob.p + i0 * ldo + h * d, ldo: ldo) { _, row in
+                        if let keyMask { for j in 0..<tk where !keyMask[j] { row[j] = -.infinity } }
+                        softmax(row, n: tk)
                     }
                 }
             }

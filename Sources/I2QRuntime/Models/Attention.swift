@@ -127,13 +127,10 @@ enum CausalAttention {
                         for i in 0..<n { (qg + (hi * n + i) * headDim).update(from: qb + (i0 + i) * qw + h * headDim, count: headDim) }
                     }
                     i2q_f32_to_bf16(qg, q16, Int64(rows * headDim), Int32(I2Q_IMPL_AUTO))
-                    BF16Attention.unit(ops, q16: q16, ldq: headDim, m: rows, d: headDim, g: g, ldk: kw, sv: sv, scale: scale, out: og, ldo: headDim) { scores in
-                        for r in 0..<rows {
-                            let pos = first + r % n
-                            let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-                            let row = scores + r * sv
-                            i2q_softmax(row, Int64(sv), Int64(lo), Int64(pos + 1), Int32(I2Q_IMPL_AUTO))
-                        }
+                    BF16Attention.unit(ops, q16: q16, ldq: headDim, m: rows, d: headDim, g: g, ldk: kw, sv: sv, scale: scale, out: og, ldo: headDim) { r, row in
+                        let pos = first + r % n
+                        let lo = window.map { max(0, pos - $0 + 1) } ?? 0
+                        i2q_softmax(row, Int64(sv), Int64(lo), Int64(pos + 1), Int32(I2Q_IMPL_AUTO))
                     }
                     for hi in 0..<group {
                         let h = g * group + hi
