@@ -272,9 +272,10 @@ enum QuantGemv {
     /// y[m, n] (+)= x[m, k] · Wᵀ for any weight that produces float32 rows on demand: row tiles of
     /// `tileRows` dequantized into `scratch` ([tileRows, k] f32), each multiplied with sgemm — the same
     /// products as `Matmul.linear` on the whole dequantized weight (float32 rounding of the sums only).
+    /// `ldy`: y's row stride (default n; a fused weight's part writes into the strided [m, Σ rows] output).
     static func tiledLinear<W: DequantizableRows>(_ w: W, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, m: Int,
-                                                  accumulate: Bool, scratch: UnsafeMutablePointer<Float>, tileRows: Int) {
-        let n = w.rows, k = w.cols
+                                                  ldy: Int? = nil, accumulate: Bool, scratch: UnsafeMutablePointer<Float>, tileRows: Int) {
+        let n = w.rows, k = w.cols, ldc = ldy ?? w.rows
         let panels = (n + 15) / 16
         let parts = m * n * k >= Matmul.splitThreshold ? min(Gemv.threads, panels) : 1
         // Rows split over the pool (issue 19): each part dequantizes and multiplies its own tiles
@@ -292,7 +293,7 @@ enum QuantGemv {
                 let t = min(tile, hi - r0)
                 w.dequantizeRows(r0, t, into: buf)  // [t, k] f32
                 Matmul.serialSGEMM(transB: true, m: m, n: t, k: k, alpha: 1, a: x, lda: k, b: buf, ldb: k,
-                                   beta: accumulate ? 1 : 0, c: y + r0, ldc: n)
+                                   beta: accumulate ? 1 : 0, c: y + r0, ldc: ldc)
                 r0 += t
             }
         }

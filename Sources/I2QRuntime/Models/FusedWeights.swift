@@ -144,14 +144,19 @@ struct ProjectionGroup {
             return
         }
         // Prefill: row tiles dequantized into scratch, one sgemm each (QuantGemv.linear's scheme) —
-        // per part with its own tiling (bit-identical to unfused), or over the fused row space.
-        let spans: [(segs: [PackedFourBit], base: Int, rows: Int)]
-        if FusedExecution.singleGemm {
-            spans = [(segs, 0, n)]
-        } else {
+        // per part exactly as unfused (`tiledLinear`: the same tiles on the pool, so bit-identical to
+        // the unfused model, into the strided output), or over the fused row space (single GEMM mode).
+        if !FusedExecution.singleGemm {
             var off = 0
-            spans = segs.map { s in defer { off += s.rows }; return ([s], off, s.rows) }
+            for s in segs {
+                let tile = QuantGemv.tileRows(rows: s.rows, cols: k)
+                QuantGemv.tiledLinear(s, x: x, y: y + off, m: m, ldy: n, accumulate: false,
+                                      scratch: ws.scratch.buffer(tile * k), tileRows: tile)  // [tile, in] f32
+                off += s.rows
+            }
+            return
         }
+        let spans: [(segs: [PackedFourBit], base: Int, rows: Int)] = [(segs, 0, n)]
         for span in spans {
             let tile = QuantGemv.tileRows(rows: span.rows, cols: k)
             let scratch = ws.scratch.buffer(tile * k)  // [tile, in] f32
