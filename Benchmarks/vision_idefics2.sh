@@ -6,7 +6,7 @@
 # bf16attn = that and I2Q_BF16_ATTENTION=1 (attention's products on bf16-rounded inputs too);
 # int8attn = I2Q_INT8_ACTIVATIONS=1 (W8A8 linears, vpdpbusd) with I2Q_BF16_ATTENTION=1.
 # Usage: Benchmarks/vision_idefics2.sh [MODEL (default /work/bench/idefics2-8b-synthetic-bf16)]
-#        (PYTHON, THREADS, MODES, PAGE=0 to skip the whole-page runs)
+#        (PYTHON, THREADS, MODES, PAGE=0 to skip the whole-page runs, SKIP_BUILD=1 to use the binaries as built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-/work/bench/idefics2-8b-synthetic-bf16}
@@ -14,7 +14,7 @@ PY=${PYTHON:-/work/venv/bin/python}
 THREADS=${THREADS:-2}
 MODES=${MODES:-f32 bf16 bf16attn int8attn}
 PAGE=${PAGE:-1}
-swift build -c release --product i2q-bench >/dev/null
+[ "${SKIP_BUILD:-0}" = 1 ] || swift build -c release --product i2q-bench >/dev/null
 .build/release/i2q --version | tail -1 >&2
 env_for() {
   case $1 in
