@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The Idefics2 model card's memory/time table on the CPU (issue 25), for the full-size synthetic
 # checkpoint: Benchmarks/card_table.py over bf16 (the HF directory, mapped as is), NF4
-# (`quantize --nf4`), int4 (`quantize --rtn --group-size 128`, standing in for AWQ: AWQ at full
-# size takes ~45 min here, see "Full-size AWQ") and int4 fused (`i2q fuse`), each with image
-# splitting off and on. The rows run one at a time, cheapest first, each card_table.py run merging
-# the previous one's JSON, so a stopped run keeps what it measured; at most two 4-bit files
-# (~4.7 GB each) exist at once. f16 (16.8 GB more) and f32 (33.6 GB) are not made: see the README.
+# (`quantize --nf4`), int4 RTN (`quantize --rtn --group-size 128`), int4 RTN fused (`i2q fuse`),
+# f16 (`i2q cast --dtype f16`), AWQ (`quantize --awq --group-size 128`, calibrated as in
+# awq_fullsize.sh: 32 docvqa-mini questions without splitting, 512 search tokens; ~45-60 min on 2
+# cores) and AWQ fused, each with image splitting off and on. The rows run one at a time, cheapest
+# first, each card_table.py run merging the previous one's JSON, so a stopped run keeps what it
+# measured; every file is deleted once its rows are done, so at most ~17 GB of model files exist at
+# once (f16: 16.8 GB; two 4-bit files: 13 GB). f32 (33.6 GB) is not made: see the README.
 #
-#   Benchmarks/card_table.sh [WORK_DIR]     (default /work/runs/card; needs ~10 GB free)
+#   Benchmarks/card_table.sh [WORK_DIR]     (default /work/runs/card; needs ~20 GB free)
 # Environment: SRC (default /work/bench/idefics2-8b-synthetic-bf16), I2Q (default
-# <repo>/.build/release/i2q), NEW_TOKENS (8), GENERATIONS (1). Report: WORK_DIR/table/<last>/card_table.{md,json,svg}.
+# <repo>/.build/release/i2q), NEW_TOKENS (8), GENERATIONS (1), AWQ (1; 0 skips the AWQ rows).
+# Report: WORK_DIR/table/<last>/card_table.{md,json,svg}.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -59,4 +62,19 @@ ct e --splitting off --row int4-rtn-g128-fused="$F/int4-fused.i2q"
 ct f --splitting on --row int4-rtn-g128="$F/int4.i2q"
 ct g --splitting on --row int4-rtn-g128-fused="$F/int4-fused.i2q"
 rm -f "$F/int4.i2q" "$F/int4-fused.i2q"
-echo "report: $T/g/card_table.md (.json, .svg)" >&2
+# f16: the same bytes per weight as bf16 (both widened to float32 for compute), its own 16.8 GB file
+q cast "$F/synth" --dtype f16 -o "$F/f16.i2q"
+ct h --splitting off --row f16="$F/f16.i2q"
+ct i --splitting on --row f16="$F/f16.i2q"
+rm -f "$F/f16.i2q"
+if [[ ${AWQ:-1} == 1 ]]; then
+  # AWQ as the card's "AWQ (LLM only)": the decoder's linears int4 g128, vision tower and connector bf16;
+  # calibrated without splitting (the file keeps the directory's processor config, splitting on)
+  q quantize "$F/synth" --awq --group-size 128 --search-tokens 512 --calibration "$ROOT/Tests/Fixtures/docvqa-mini" \
+    --samples 32 --no-image-splitting -o "$F/awq.i2q"
+  q fuse "$F/awq.i2q" -o "$F/awq-fused.i2q"
+  ct j --splitting off --row awq-g128="$F/awq.i2q" --row awq-g128-fused="$F/awq-fused.i2q"
+  ct k --splitting on --row awq-g128="$F/awq.i2q" --row awq-g128-fused="$F/awq-fused.i2q"
+  rm -f "$F/awq.i2q" "$F/awq-fused.i2q"
+fi
+echo "report: $T/$last/card_table.md (.json, .svg)" >&2
