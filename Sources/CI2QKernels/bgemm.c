@@ -95,10 +95,16 @@ size_t i2q_bgemm_pack_bytes(int64_t k, int64_t n) {
 /// Packs W rows [n0, n0 + cols) (cols ≤ 32), k range [k0, k0 + kc) into panel[kc/2][32][2] (zero-padded:
 /// missing columns, and the second half of the last pair when kc is odd). The whole pairs are a dword
 /// transpose (panel.h: 16×16 blocks in registers).
-static void pack_panel(const uint16_t *w, int64_t ldw, int64_t n0, int cols, int64_t k0, int64_t kc, uint16_t *panel) {
+static void pack_panel(const uint16_t *w, int64_t ldw, int64_t n0, int cols, int64_t k0, int64_t kc, uint16_t *panel, int prefetch_rows) {
     const int64_t kp = (kc + 1) / 2;
     const uint32_t *rows[NR];
     for (int j = 0; j < NR; j++) rows[j] = j < cols ? (const uint32_t *)(w + (n0 + j) * ldw + k0) : NULL;
+    // The next panel's rows, line by line in address order, ahead of their transpose: the transpose
+    // reads 32 rows a line at a time, which the hardware prefetchers do not follow (a weight streamed from
+    // memory, e.g. a 49152-row lm_head, otherwise costs a demand miss per line).
+    if (prefetch_rows > 0)
+        for (int j = 0; j < prefetch_rows; j++)
+            for (int64_t b = 0; b < 2 * kc; b += 64) _mm_prefetch((const char *)(w + (n0 + NR + j) * ldw + k0) + b, _MM_HINT_T1);
     panel_dwords_avx512(rows, kc / 2, (uint32_t *)panel);
     if (kc & 1) {
         uint16_t *dst = panel + (kp - 1) * 64;
@@ -209,7 +215,9 @@ static void bgemm_avx512(const uint16_t *a, int64_t lda, const uint16_t *w, int6
             const int64_t kc = k - k0 < KC ? k - k0 : KC, kp = (kc + 1) / 2;
             for (int64_t q = 0; q < panels; q++) {
                 const int64_t c0 = b0 + q * NR;
-                pack_panel(w, ldw, c0, (int)(b1 - c0 < NR ? b1 - c0 : NR), k0, kc, pack + q * kp * 64);
+                const int64_t next = b1 - (c0 + NR);  // rows of the next panel in this block
+                pack_panel(w, ldw, c0, (int)(b1 - c0 < NR ? b1 - c0 : NR), k0, kc, pack + q * kp * 64,
+                           (int)(next <= 0 ? 0 : next < NR ? next : NR));
             }
             const int add = accumulate || k0 > 0;
             const float scale = k0 + kc >= k ? alpha : 1.0f;  // the whole sum, then × alpha
