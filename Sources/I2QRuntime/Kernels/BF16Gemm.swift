@@ -32,16 +32,13 @@ public enum BF16Gemm {
                        widened: (UnsafeMutablePointer<Float>) throws -> Void) rethrows {
         let ldc = ldy ?? n
         // x rounded to bf16: [m, k] — once per ProjectionGroup product when its parts share x
-        let a16: UnsafeMutablePointer<UInt16>
-        var owned = false
-        if let s = shared, s.x == x, s.count == m * k {
-            a16 = s.a16
-        } else {
-            a16 = .allocate(capacity: m * k)
-            round(x, a16, count: m * k)
-            if sharing, shared == nil { shared = (x, m * k, a16) } else { owned = true }
+        let shared = input.value(for: x, count: m * k) {
+            let a = UnsafeMutablePointer<UInt16>.allocate(capacity: m * k)
+            round(x, a, count: m * k)
+            return a
         }
-        defer { if owned { a16.deallocate() } }
+        defer { input.release(shared) }
+        let a16 = shared.value
         if native && !forceFallback {
             let threads = min(Gemv.threads, (n + 31) / 32)
             let panels = (n + 31) / 32
@@ -67,18 +64,8 @@ public enum BF16Gemm {
                      beta: accumulate ? 1 : 0, c: y, ldc: ldc)
     }
 
-    /// Inside `sharingRounding`, the first product rounds its x once and the next products of the same
-    /// x (the parts of one ProjectionGroup: q/k/v, gate/up) reuse it. The runtime's forward calls the
-    /// parts one after another on one thread.
-    nonisolated(unsafe) private static var sharing = false
-    nonisolated(unsafe) private static var shared: (x: UnsafePointer<Float>, count: Int, a16: UnsafeMutablePointer<UInt16>)?
-
-    static func sharingRounding<T>(_ body: () throws -> T) rethrows -> T {
-        guard enabled, !sharing else { return try body() }
-        sharing = true
-        defer { shared?.a16.deallocate(); shared = nil; sharing = false }
-        return try body()
-    }
+    /// x rounded to bf16, shared by the parts of one ProjectionGroup (`sharingConvertedInputs`).
+    static let input = SharedInput<UnsafeMutablePointer<UInt16>>(free: { $0.deallocate() })
 
     /// dst[i] = bf16(src[i]) (round to nearest even), the C kernel on the cores.
     static func round(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, count: Int) {

@@ -166,6 +166,6 @@ extension Kernels {
     }
 
     /// Queries per unit of `attention` (tests lower it to force several blocks).
-    nonisolated(unsafe) static var queryBlock = Int(ProcessInfo.processInfo.environment["I2Q_QUERY_BLOCK"] ?? "") ?? 256
+    nonisolated(unsafe) static var queryBlock = 256
 
 }

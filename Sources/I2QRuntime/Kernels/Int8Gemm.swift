@@ -27,12 +27,12 @@ public enum Int8Gemm {
                        m: Int, k: Int, n: Int, ldy: Int? = nil, accumulate: Bool) {
         let ldc = ldy ?? n
         let impl = (forced ?? best).rawValue
-        let a = quantized(x, m: m, k: k, impl: impl)  // codes [m, ld], scales [m], sums [m]
-        defer { if a.owned { a.rows.deallocate() } }
+        let a = input.value(for: x, count: m * k) { quantize(x, m: m, k: k, impl: impl) }  // codes [m, ld], scales [m], sums [m]
+        defer { input.release(a) }
         let wtype: Int32 = dtype == .f32 ? Int32(I2Q_W_F32) : dtype == .bf16 ? Int32(I2Q_W_BF16) : Int32(I2Q_W_F16)
         let panels = (n + 31) / 32
         let threads = min(Gemv.threads, panels)
-        let ap = UnsafeSendable(a.rows), wp = UnsafeSendable(w), yp = UnsafeSendable(y)
+        let ap = UnsafeSendable(a.value), wp = UnsafeSendable(w), yp = UnsafeSendable(y)
         WorkerPool.run(threads) { part in
             let n0 = panels * part / threads * 32, n1 = min(n, panels * (part + 1) / threads * 32)
             guard n0 < n1 else { return }
@@ -71,22 +71,6 @@ public enum Int8Gemm {
         return r
     }
 
-    /// Inside `sharingQuantization`, the parts of one ProjectionGroup (q/k/v, gate/up) quantize their
-    /// shared x once. The forward calls the parts one after another on one thread.
-    nonisolated(unsafe) private static var sharing = false
-    nonisolated(unsafe) private static var shared: (x: UnsafePointer<Float>, count: Int, rows: Rows)?
-
-    private static func quantized(_ x: UnsafePointer<Float>, m: Int, k: Int, impl: Int32) -> (rows: Rows, owned: Bool) {
-        if let s = shared, s.x == x, s.count == m * k { return (s.rows, false) }
-        let r = quantize(x, m: m, k: k, impl: impl)
-        if sharing, shared == nil { shared = (x, m * k, r); return (r, false) }
-        return (r, true)
-    }
-
-    static func sharingQuantization<T>(_ body: () throws -> T) rethrows -> T {
-        guard enabled, !sharing else { return try body() }
-        sharing = true
-        defer { shared?.rows.deallocate(); shared = nil; sharing = false }
-        return try body()
-    }
+    /// x quantized, shared by the parts of one ProjectionGroup (`sharingConvertedInputs`).
+    static let input = SharedInput<Rows>(free: { $0.deallocate() })
 }

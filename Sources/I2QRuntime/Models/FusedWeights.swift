@@ -62,10 +62,8 @@ struct ProjectionGroup {
                 return try addPartBiases(m: m, outputs: outputs, ws: ws)
             }
         }
-        try Int8Gemm.sharingQuantization {  // the parts quantize x once (--int8-activations)
-            try BF16Gemm.sharingRounding {  // bf16 parts round x once (--bf16-activations)
-                for (w, y) in zip(parts, outputs) { try w.linear(x: x, y: y, m: m, scratch: ws.scratch, observe: false) }
-            }
+        try sharingConvertedInputs {  // the parts round / quantize x once (--bf16-activations, --int8-activations)
+            for (w, y) in zip(parts, outputs) { try w.linear(x: x, y: y, m: m, scratch: ws.scratch, observe: false) }
         }
         try addPartBiases(m: m, outputs: outputs, ws: ws)
     }
@@ -96,20 +94,17 @@ struct ProjectionGroup {
                 try fused.linear(x: x, y: y, m: m, scratch: ws.scratch, observe: false)
                 return
             }
-            if Int8Gemm.enabled, let src = fused.int8Source {
-                // int8 activations × the fused float weight, part by part (as unfused: per-row scales
-                // make each part's result independent of the others).
-                let bytes = fused.tensor.dtype == .f32 ? 4 : 2
-                try Int8Gemm.sharingQuantization {
-                    try src { w in
-                        var off = 0
-                        for width in widths {
-                            Int8Gemm.linear(x: x, w: w + bytes * off * k, dtype: fused.tensor.dtype, y: y + off, m: m, k: k, n: width,
-                                            ldy: n, accumulate: false)
-                            off += width
-                        }
-                    }
+            // int8 activations × the fused float weight, part by part (as unfused: per-row scales make
+            // each part's result independent of the others).
+            let bytes = fused.tensor.dtype == .f32 ? 4 : 2
+            if Int8Gemm.enabled, try sharingConvertedInputs({ try fused.withMappedFloat { w in
+                var off = 0
+                for width in widths {
+                    Int8Gemm.linear(x: x, w: w + bytes * off * k, dtype: fused.tensor.dtype, y: y + off, m: m, k: k, n: width,
+                                    ldy: n, accumulate: false)
+                    off += width
                 }
+            } }) {
                 return
             }
             if fused.tensor.dtype == .bf16, BF16Gemm.enabled, let f = fused.tensor.file {

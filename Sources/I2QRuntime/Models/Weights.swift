@@ -99,10 +99,9 @@ public final class Weight: @unchecked Sendable {
             }
             return
         }
-        if m > 1, int8, Int8Gemm.enabled, let w = int8Source {
-            // Prefill with int8 activations × the float weight quantized per row on the fly (Int8Gemm).
-            try w { Int8Gemm.linear(x: x, w: $0, dtype: tensor.dtype, y: y, m: m, k: inDim, n: out, accumulate: accumulate) }
-            return
+        if m > 1, int8, Int8Gemm.enabled,
+           try withMappedFloat({ Int8Gemm.linear(x: x, w: $0, dtype: tensor.dtype, y: y, m: m, k: inDim, n: out, accumulate: accumulate) }) {
+            return  // prefill with int8 activations × the float weight quantized per row on the fly (Int8Gemm)
         }
         if let direct {
             Matmul.linear(x: x, w: direct, y: y, m: m, k: inDim, n: out, accumulate: accumulate)
@@ -125,13 +124,14 @@ public final class Weight: @unchecked Sendable {
         try withF32(scratch) { Matmul.linear(x: x, w: $0, y: y, m: m, k: inDim, n: out, accumulate: accumulate) }
     }
 
-    /// The float weight in place (f32, bf16, f16 mapped), for `Int8Gemm`; nil for 4-bit/ggml weights.
-    var int8Source: (((UnsafeRawPointer) throws -> Void) throws -> Void)? {
-        guard packed == nil, ggml == nil else { return nil }
-        if let direct { return { try $0(UnsafeRawPointer(direct)) } }
-        guard tensor.dtype == .bf16 || tensor.dtype == .f16, let f = tensor.file else { return nil }
-        let t = tensor
-        return { body in try f.withBytes(t.offset, t.byteCount) { b in try body(b.baseAddress!) } }
+    /// Calls `body` with the float weight in place (f32, bf16 or f16, mapped) and returns true; false
+    /// (body not called) for 4-bit/ggml weights and unmapped ones. For `Int8Gemm`.
+    func withMappedFloat(_ body: (UnsafeRawPointer) throws -> Void) throws -> Bool {
+        guard packed == nil, ggml == nil else { return false }
+        if let direct { try body(UnsafeRawPointer(direct)); return true }
+        guard tensor.dtype == .bf16 || tensor.dtype == .f16, let f = tensor.file else { return false }
+        try f.withBytes(tensor.offset, tensor.byteCount) { b in try body(b.baseAddress!) }
+        return true
     }
 
     /// Rows [first, first+n) of a 2-D weight (or elements of a 1-D one) as float32 into `dst`.
