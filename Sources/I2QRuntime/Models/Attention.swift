@@ -111,60 +111,45 @@ enum CausalAttention {
         let work = starts.flatMap { i0 in (0..<kvHeads).map { (i0, $0) } }
         let box = UnsafeSendable((qb, keys, values, out))
         let parts = t * s * headDim * heads >= 1 << 18 ? work.count : 1
-        if BF16Attention.enabled {  // bf16 inputs to both products (--bf16-attention)
-            let ops = BF16Attention.Operands(q: nil, tq: 0, ldq: 0, k: keys, v: values, tk: s, ldk: kw, kvHeads: kvHeads, d: headDim)
-            defer { ops.free() }
-            WorkerPool.run(parts) { part in
-                let (qb, _, _, out) = box.p
-                for (i0, g) in parts == 1 ? work : [work[part]] {
-                    let n = min(block, t - i0), rows = group * n, sv = start + i0 + n, first = start + i0
-                    let qg = UnsafeMutablePointer<Float>.allocate(capacity: rows * headDim)     // [group·n, headDim]
-                    let q16 = UnsafeMutablePointer<UInt16>.allocate(capacity: rows * headDim)  // the same, bf16
-                    let og = UnsafeMutablePointer<Float>.allocate(capacity: rows * headDim)     // [group·n, headDim]
-                    defer { qg.deallocate(); q16.deallocate(); og.deallocate() }
-                    for hi in 0..<group {
-                        let h = g * group + hi
-                        for i in 0..<n { (qg + (hi * n + i) * headDim).update(from: qb + (i0 + i) * qw + h * headDim, count: headDim) }
-                    }
-                    i2q_f32_to_bf16(qg, q16, Int64(rows * headDim), Int32(I2Q_IMPL_AUTO))
-                    BF16Attention.unit(ops, q16: q16, ldq: headDim, m: rows, d: headDim, g: g, ldk: kw, sv: sv, scale: scale, out: og, ldo: headDim) { r, row in
-                        let pos = first + r % n
-                        let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-                        i2q_softmax(row, Int64(sv), Int64(lo), Int64(pos + 1), Int32(I2Q_IMPL_AUTO))
-                    }
-                    for hi in 0..<group {
-                        let h = g * group + hi
-                        for i in 0..<n { (out + (i0 + i) * qw + h * headDim).update(from: og + (hi * n + i) * headDim, count: headDim) }
-                    }
-                }
-            }
-            return
-        }
+        // bf16 inputs to both products (--bf16-attention): q, k, probabilities and v rounded (BF16Attention)
+        let ops = BF16Attention.enabled
+            ? BF16Attention.Operands(q: nil, tq: 0, ldq: 0, k: keys, v: values, tk: s, ldk: kw, kvHeads: kvHeads, d: headDim) : nil
+        defer { ops?.free() }
         WorkerPool.run(parts) { part in
             let (qb, keys, values, out) = box.p
             for (i0, g) in parts == 1 ? work : [work[part]] {
                 let n = min(block, t - i0), rows = group * n
-                let sv = start + i0 + n  // keys visible to this block
+                let sv = start + i0 + n, first = start + i0  // keys visible to this block
                 let qg = UnsafeMutablePointer<Float>.allocate(capacity: rows * headDim)      // [group·n, headDim]
                 let og = UnsafeMutablePointer<Float>.allocate(capacity: rows * headDim)      // [group·n, headDim]
-                let scores = UnsafeMutablePointer<Float>.allocate(capacity: rows * sv)       // [group·n, sv]
-                defer { qg.deallocate(); og.deallocate(); scores.deallocate() }
+                defer { qg.deallocate(); og.deallocate() }
                 for hi in 0..<group {
                     let h = g * group + hi
                     for i in 0..<n { (qg + (hi * n + i) * headDim).update(from: qb + (i0 + i) * qw + h * headDim, count: headDim) }
                 }
-                // scores = Q_g · K_g[0..<sv]ᵀ · scale
-                Matmul.gemm(transB: true, m: rows, n: sv, k: headDim, alpha: scale,
-                            a: qg, lda: headDim, b: keys + g * headDim, ldb: kw, c: scores, ldc: sv)
-                let first = start + i0
-                for r in 0..<rows {
+                // Row r of the scores: query position first + r % n sees keys [lo, pos].
+                func softmax(_ r: Int, _ row: UnsafeMutablePointer<Float>) {
                     let pos = first + r % n
                     let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-                    i2q_softmax(scores + r * sv, Int64(sv), Int64(lo), Int64(pos + 1), Int32(I2Q_IMPL_AUTO))
+                    i2q_softmax(row, Int64(sv), Int64(lo), Int64(pos + 1), Int32(I2Q_IMPL_AUTO))
                 }
-                // out = P · V_g[0..<sv]
-                Matmul.gemm(transB: false, m: rows, n: headDim, k: sv, alpha: 1,
-                            a: scores, lda: sv, b: values + g * headDim, ldb: kw, c: og, ldc: headDim)
+                if let ops {
+                    let q16 = UnsafeMutablePointer<UInt16>.allocate(capacity: rows * headDim)  // qg in bf16
+                    defer { q16.deallocate() }
+                    i2q_f32_to_bf16(qg, q16, Int64(rows * headDim), Int32(I2Q_IMPL_AUTO))
+                    BF16Attention.unit(ops, q16: q16, ldq: headDim, m: rows, d: headDim, g: g, ldk: kw, sv: sv, scale: scale,
+                                       out: og, ldo: headDim, probabilities: softmax)
+                } else {
+                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: rows * sv)  // [group·n, sv]
+                    defer { scores.deallocate() }
+                    // scores = Q_g · K_g[0..<sv]ᵀ · scale
+                    Matmul.gemm(transB: true, m: rows, n: sv, k: headDim, alpha: scale,
+                                a: qg, lda: headDim, b: keys + g * headDim, ldb: kw, c: scores, ldc: sv)
+                    for r in 0..<rows { softmax(r, scores + r * sv) }
+                    // out = P · V_g[0..<sv]
+                    Matmul.gemm(transB: false, m: rows, n: headDim, k: sv, alpha: 1,
+                                a: scores, lda: sv, b: values + g * headDim, ldb: kw, c: og, ldc: headDim)
+                }
                 for hi in 0..<group {
                     let h = g * group + hi
                     for i in 0..<n { (out + (i0 + i) * qw + h * headDim).update(from: og + (hi * n + i) * headDim, count: headDim) }
