@@ -180,17 +180,20 @@ __attribute__((noinline)) static void micro_full(const uint16_t *a, int64_t lda,
 #undef STORE
 }
 
-/// C tile [rows < 12, cols ≤ 32] (+)= A[rows, kc] · panel: the same operations per row as micro_full.
+/// C tile [ROWS < 12, cols ≤ 32] (+)= A[ROWS, kc] · panel: the same operations per row as micro_full,
+/// with the row count a compile-time constant (one function per count, loops unrolled, so the
+/// accumulators stay in registers as in micro_full; a run-time row count kept them on the stack and
+/// ran ~3× slower per product).
 BF16_TARGET
-__attribute__((noinline)) static void micro_part(const uint16_t *a, int64_t lda, const uint16_t *panel, int64_t kc, float *c, int64_t ldc,
-                       int rows, int cols, int add, float scale) {
+__attribute__((always_inline)) static inline void micro_rows(const uint16_t *a, int64_t lda, const uint16_t *panel, int64_t kc, float *c,
+                                                             int64_t ldc, const int rows, int cols, int add, float scale) {
     __m512 acc[MR][2];
-    for (int r = 0; r < rows; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
+    _Pragma("clang loop unroll(full)") for (int r = 0; r < rows; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
     const int64_t kp = kc / 2;
     for (int64_t p = 0; p < kp; p++) {
         const __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + p * 64);
         const __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + p * 64 + 32);
-        for (int r = 0; r < rows; r++) {
+        _Pragma("clang loop unroll(full)") for (int r = 0; r < rows; r++) {
             uint32_t v;
             memcpy(&v, a + r * lda + 2 * p, 4);
             const __m512bh x = (__m512bh)_mm512_set1_epi32((int)v);
@@ -200,6 +203,40 @@ __attribute__((noinline)) static void micro_part(const uint16_t *a, int64_t lda,
     }
     if (kc & 1) odd_tail(acc, a, lda, panel, kc, rows);
     store_tile(acc, c, ldc, rows, cols, add, scale);
+}
+
+#define MICRO_ROWS(R) BF16_TARGET __attribute__((noinline)) static void micro_##R(const uint16_t *a, int64_t lda, const uint16_t *panel, \
+    int64_t kc, float *c, int64_t ldc, int cols, int add, float scale) { micro_rows(a, lda, panel, kc, c, ldc, R, cols, add, scale); }
+MICRO_ROWS(1) MICRO_ROWS(2) MICRO_ROWS(3) MICRO_ROWS(4) MICRO_ROWS(5) MICRO_ROWS(6)
+MICRO_ROWS(7) MICRO_ROWS(8) MICRO_ROWS(9) MICRO_ROWS(10) MICRO_ROWS(11)
+#undef MICRO_ROWS
+
+/// C tile [rows ≤ 12, cols ≤ 32] (+)= A[rows, kc] · panel.
+BF16_TARGET
+static inline void micro(const uint16_t *a, int64_t lda, const uint16_t *panel, int64_t kc, float *c, int64_t ldc,
+                         int rows, int cols, int add, float scale) {
+    typedef void (*tile_fn)(const uint16_t *, int64_t, const uint16_t *, int64_t, float *, int64_t, int, int, float);
+    static const tile_fn part[MR] = {NULL, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6, micro_7, micro_8, micro_9, micro_10, micro_11};
+    if (rows == MR) micro_full(a, lda, panel, kc, c, ldc, cols, add, scale);
+    else part[rows](a, lda, panel, kc, c, ldc, cols, add, scale);
+}
+
+/// C[m, b0:b1] (+)= A[m, k0:k0+kc] · the packed panels of columns [b0, b1) (panel q at panels + q·kp·64,
+/// kp = ⌈kc/2⌉): m in blocks of MC, each block against every panel in 12-row tiles.
+BF16_TARGET
+static void block_product(const uint16_t *a, int64_t lda, const uint16_t *panels, int64_t kc, float *c, int64_t ldc,
+                          int64_t m, int64_t b0, int64_t b1, int add, float scale) {
+    const int64_t kp = (kc + 1) / 2, count = (b1 - b0 + NR - 1) / NR;
+    for (int64_t m0 = 0; m0 < m; m0 += MC) {
+        const int64_t mc = m - m0 < MC ? m - m0 : MC;
+        for (int64_t q = 0; q < count; q++) {
+            const int64_t c0 = b0 + q * NR;
+            const int cols = (int)(b1 - c0 < NR ? b1 - c0 : NR);
+            for (int64_t r = 0; r < mc; r += MR)
+                micro(a + (m0 + r) * lda, lda, panels + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc,
+                      (int)(mc - r < MR ? mc - r : MR), cols, add, scale);
+        }
+    }
 }
 
 BF16_TARGET
@@ -219,38 +256,85 @@ static void bgemm_avx512(const uint16_t *a, int64_t lda, const uint16_t *w, int6
                 pack_panel(w, ldw, c0, (int)(b1 - c0 < NR ? b1 - c0 : NR), k0, kc, pack + q * kp * 64,
                            (int)(next <= 0 ? 0 : next < NR ? next : NR));
             }
-            const int add = accumulate || k0 > 0;
-            const float scale = k0 + kc >= k ? alpha : 1.0f;  // the whole sum, then × alpha
-            for (int64_t m0 = 0; m0 < m; m0 += MC) {
-                const int64_t mc = m - m0 < MC ? m - m0 : MC;
-                for (int64_t q = 0; q < panels; q++) {
-                    const int64_t c0 = b0 + q * NR;
-                    const int cols = (int)(b1 - c0 < NR ? b1 - c0 : NR);
-                    for (int64_t r = 0; r < mc; r += MR) {
-                        const int rows = (int)(mc - r < MR ? mc - r : MR);
-                        if (rows == MR)
-                            micro_full(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, cols, add, scale);
-                        else
-                            micro_part(a + (m0 + r) * lda + k0, lda, pack + q * kp * 64, kc, c + (m0 + r) * ldc + c0, ldc, rows, cols, add, scale);
-                    }
-                }
-            }
+            block_product(a + k0, lda, pack, kc, c, ldc, m, b0, b1, accumulate || k0 > 0,
+                          k0 + kc >= k ? alpha : 1.0f);  // the whole sum, then × alpha
         }
+    }
+}
+
+/// The same product from a weight repacked once (i2q_bgemm_repack): the same panels, tiles and order
+/// of additions, so the same bits as packing per call.
+BF16_TARGET
+static void bgemm_repacked_avx512(const uint16_t *a, int64_t lda, const uint16_t *packed, float *c, int64_t ldc,
+                                  int64_t m, int64_t k, int64_t n, int64_t n0, int64_t n1, int accumulate, float alpha) {
+    const int64_t all = (n + NR - 1) / NR;
+    for (int64_t b0 = n0; b0 < n1; b0 += NC) {
+        const int64_t b1 = n1 - b0 < NC ? n1 : b0 + NC;
+        const uint16_t *kblock = packed;  // the panels of k block k0, for all n
+        for (int64_t k0 = 0; k0 < k; k0 += KC) {
+            const int64_t kc = k - k0 < KC ? k - k0 : KC, kp = (kc + 1) / 2;
+            block_product(a + k0, lda, kblock + (b0 / NR) * kp * 64, kc, c, ldc, m, b0, b1, accumulate || k0 > 0,
+                          k0 + kc >= k ? alpha : 1.0f);
+            kblock += all * kp * 64;
+        }
+    }
+}
+
+BF16_TARGET
+static void repack_avx512(const uint16_t *w, int64_t ldw, int64_t n, int64_t k, int64_t p0, int64_t p1, uint16_t *out) {
+    const int64_t all = (n + NR - 1) / NR;
+    uint16_t *kblock = out;
+    for (int64_t k0 = 0; k0 < k; k0 += KC) {
+        const int64_t kc = k - k0 < KC ? k - k0 : KC, kp = (kc + 1) / 2;
+        for (int64_t q = p0; q < p1; q++) {
+            const int64_t c0 = q * NR, next = n - (c0 + NR);
+            pack_panel(w, ldw, c0, (int)(n - c0 < NR ? n - c0 : NR), k0, kc, kblock + q * kp * 64,
+                       (int)(q + 1 >= p1 || next <= 0 ? 0 : next < NR ? next : NR));
+        }
+        kblock += all * kp * 64;
     }
 }
 #endif
 
-int i2q_bgemm(const uint16_t *a, int64_t lda, const uint16_t *w, int64_t ldw, float *c, int64_t ldc,
-              int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, float alpha, void *pack) {
+static int bgemm_native(void) {
 #if I2Q_X86
     static int has = -1;  // cached CPU check (a benign race: every thread stores the same value)
     int h = __atomic_load_n(&has, __ATOMIC_RELAXED);
     if (h < 0) { h = i2q_cpu_has_avx512bf16(); __atomic_store_n(&has, h, __ATOMIC_RELAXED); }
-    if (!h || i2q_q4a_impl(I2Q_IMPL_AUTO) != I2Q_IMPL_VNNI) return 0;
-    bgemm_avx512(a, lda, w, ldw, c, ldc, m, k, n0, n1, accumulate, alpha, (uint16_t *)pack);
-    return 1;
+    return h && i2q_q4a_impl(I2Q_IMPL_AUTO) == I2Q_IMPL_VNNI;
 #else
-    (void)a; (void)lda; (void)w; (void)ldw; (void)c; (void)ldc; (void)m; (void)k; (void)n0; (void)n1; (void)accumulate; (void)alpha; (void)pack;
     return 0;
 #endif
+}
+
+int i2q_bgemm(const uint16_t *a, int64_t lda, const uint16_t *w, int64_t ldw, float *c, int64_t ldc,
+              int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, float alpha, void *pack) {
+    if (!bgemm_native()) return 0;
+#if I2Q_X86
+    bgemm_avx512(a, lda, w, ldw, c, ldc, m, k, n0, n1, accumulate, alpha, (uint16_t *)pack);
+#endif
+    return 1;
+}
+
+size_t i2q_bgemm_repack_bytes(int64_t k, int64_t n) {
+    size_t pairs = 0;
+    for (int64_t k0 = 0; k0 < k; k0 += KC) pairs += (size_t)((k - k0 < KC ? k - k0 : KC) + 1) / 2;
+    return (size_t)((n + NR - 1) / NR) * pairs * NR * 4;
+}
+
+int i2q_bgemm_repack(const uint16_t *w, int64_t ldw, int64_t n, int64_t k, int64_t p0, int64_t p1, void *out) {
+    if (!bgemm_native()) return 0;
+#if I2Q_X86
+    repack_avx512(w, ldw, n, k, p0, p1, (uint16_t *)out);
+#endif
+    return 1;
+}
+
+int i2q_bgemm_repacked(const uint16_t *a, int64_t lda, const void *packed, float *c, int64_t ldc,
+                       int64_t m, int64_t k, int64_t n, int64_t n0, int64_t n1, int accumulate, float alpha) {
+    if (!bgemm_native()) return 0;
+#if I2Q_X86
+    bgemm_repacked_avx512(a, lda, (const uint16_t *)packed, c, ldc, m, k, n, n0, n1, accumulate, alpha);
+#endif
+    return 1;
 }

@@ -43,8 +43,11 @@ public enum Perplexity {
         guard windows > 0, ctx >= 2 else { throw PerplexityError.tooShort(tokens: ids.count, ctx: ctx) }
         let cache = try dec.makeCache(capacity: ctx)
         let vocab = dec.config.vocabSize
-        let lse = UnsafeMutablePointer<Double>.allocate(capacity: 64)  // [block] log Σ exp of each row
-        defer { lse.deallocate() }
+        // Logits in blocks of rows to bound memory (192: whole 12-row tiles of the prefill GEMM).
+        let block = 192
+        let lse = UnsafeMutablePointer<Double>.allocate(capacity: block)  // [block] log Σ exp of each row
+        let logits = UnsafeMutablePointer<Float>.allocate(capacity: block * vocab)  // [block, vocab]
+        defer { lse.deallocate(); logits.deallocate() }
         var nll = 0.0
         var scored = 0
         let start = ProgressBar.now()
@@ -52,18 +55,14 @@ public enum Perplexity {
             let win = Array(ids[(w * ctx)..<((w + 1) * ctx)])
             cache.reset()
             let hidden = try dec.forward(embeddings: try dec.embed(win), cache: cache)
-            // Logits in blocks of rows to bound memory: [block, vocab].
-            let block = 64
             var r = 0
             while r < ctx - 1 {
                 let n = min(block, ctx - 1 - r)
-                let logits = try dec.logits(hidden, rows: r..<(r + n))
-                logits.withUnsafeBufferPointer { lp in
-                    Kernels.logSumExp(lp.baseAddress!, rows: n, n: vocab, into: lse)  // [n], rows on the cores
-                    for i in 0..<n {  // summed in order: the same total for any thread count
-                        nll += lse[i] - Double(lp[i * vocab + win[r + i + 1]])
-                        scored += 1
-                    }
+                try dec.logits(hidden, rows: r..<(r + n), into: logits)  // [n, vocab]
+                Kernels.logSumExp(logits, rows: n, n: vocab, into: lse)  // [n], rows on the cores
+                for i in 0..<n {  // summed in order: the same total for any thread count
+                    nll += lse[i] - Double(logits[i * vocab + win[r + i + 1]])
+                    scored += 1
                 }
                 r += n
             }

@@ -39,14 +39,22 @@ struct RuntimeOptions: ParsableArguments {
     @Flag(help: "Quantize the inputs of float weights (f32/bf16/f16) to int8 per row at prefill and multiply them with the weights quantized to int8 per row, summing exactly in int32 (W8A8, as SmoothQuant/llm-compressor's dynamic per-token scheme; twice the bf16 rate with AVX-512 VNNI, no gain on AVX2). Results change by the two roundings (about 1 % of a product). Default: float32 activations.")
     var int8Activations = false
 
+    @Option(name: .customLong("repack-mb"), help: ArgumentHelp("Memory (MiB) for bf16 weights repacked into the prefill GEMM's panel layout and kept from their second prefill on, so that later prefills (perplexity windows, verify documents) skip the packing, as llama.cpp repacks weights at load; first come, first kept. 0: off. Default 512 (I2Q_REPACK_MB). Results are identical.", valueName: "MiB"))
+    var repackMB: Int?
+
     @Flag(help: "Multiply ggml-block weights (quantize --type q4_k_m …) with float32 activations, as transformers does on the dequantized weights. Default: activations rounded to 8 bits per block as llama.cpp's CPU backend rounds them (Q8_K/Q8_0/Q8_1), so results match llama.cpp on the same bytes.")
     var ggmlF32Activations = false
+
+    func validate() throws {
+        if let repackMB { try FlagLimits.check("--repack-mb", repackMB, 0...(1 << 30)) }
+    }
 
     /// Sets the runtime's switches; call before the model runs.
     func apply() {
         if bf16Activations { BF16Gemm.enabled = true }
         if bf16Attention { BF16Attention.enabled = true }
         if int8Activations { Int8Gemm.enabled = true }
+        if let repackMB { RepackedWeight.budgetBytes = repackMB << 20 }
         if ggmlF32Activations { GGMLGemv.activations = .float32 }
     }
 }

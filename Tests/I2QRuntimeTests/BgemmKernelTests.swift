@@ -51,7 +51,10 @@ final class BgemmKernelTests: XCTestCase {
 
     /// m, k, n: small and tail shapes, odd k, k beyond one 1024 block, n not a multiple of 32, n beyond
     /// one 2048-column block (with an odd k and a partial last panel).
-    let shapes: [(m: Int, k: Int, n: Int)] = [(2, 64, 32), (13, 577, 100), (37, 1152, 33), (30, 2050, 70), (12, 5, 1), (14, 41, 4133)]
+    /// m covers every partial tile height (1…11 rows after whole 12-row tiles) and a second 192-row m block.
+    let shapes: [(m: Int, k: Int, n: Int)] = [(2, 64, 32), (13, 577, 100), (37, 1152, 33), (30, 2050, 70), (12, 5, 1), (14, 41, 4133),
+                                              (3, 70, 40), (4, 33, 64), (5, 96, 20), (7, 31, 36), (8, 200, 64), (9, 64, 8), (10, 17, 33),
+                                              (23, 100, 50), (200, 64, 40)]
 
     func testProductEqualsTheExactSumOnEveryPath() throws {
         for (m, k, n) in shapes {
@@ -85,6 +88,23 @@ final class BgemmKernelTests: XCTestCase {
                         XCTAssertEqual(ran, 1)
                     }
                     check(y, start: start, "vdpbf16ps")
+                    // The weight repacked once (two threads' panel ranges), then the product over the same
+                    // two column ranges: the per-call packing's bits.
+                    let panels = (n + 31) / 32
+                    let packed = UnsafeMutableRawPointer.allocate(byteCount: max(64, i2q_bgemm_repack_bytes(Int64(k), Int64(n))), alignment: 64)
+                    defer { packed.deallocate() }
+                    for (p0, p1) in [(0, panels / 2), (panels / 2, panels)] where p0 < p1 {
+                        XCTAssertEqual(w.withUnsafeBufferPointer { i2q_bgemm_repack($0.baseAddress!, Int64(k), Int64(n), Int64(k), Int64(p0), Int64(p1), packed) }, 1)
+                    }
+                    var yr = [Float](repeating: start, count: m * n)
+                    for (n0, n1) in [(0, split), (split, n)] where n0 < n1 {
+                        let ran = a.withUnsafeBufferPointer { ap in yr.withUnsafeMutableBufferPointer { yp in
+                            i2q_bgemm_repacked(ap.baseAddress!, Int64(k), packed, yp.baseAddress!, Int64(n), Int64(m), Int64(k), Int64(n),
+                                               Int64(n0), Int64(n1), start != 0 ? 1 : 0, 1)
+                        } }
+                        XCTAssertEqual(ran, 1)
+                    }
+                    XCTAssertEqual(yr, y, "repacked m=\(m) k=\(k) n=\(n)")
                     // alpha: the same float32 sum, then one multiplication (attention's q·kᵀ · scale).
                     if start == 0 {
                         var ya = [Float](repeating: 0, count: m * n)
@@ -111,6 +131,45 @@ final class BgemmKernelTests: XCTestCase {
                 } } }
                 check(y, start: 0, fallback ? "fallback (sgemm)" : "BF16Gemm.linear")
             }
+        }
+    }
+
+    /// `RepackedWeight` through BF16Gemm.linear: the first prefill packs per call and keeps nothing, the
+    /// second repacks (the budget permitting) and later ones reuse it — every result within the exact
+    /// sum's bound and identical to the first; a zero budget keeps nothing.
+    func testRepackedWeightIsKeptFromTheSecondPrefillWithinTheBudget() throws {
+        let (m, k, n) = (30, 577, 100)
+        let a = bf16s(m * k, scale: 3), w = bf16s(n * k, scale: 0.5)
+        let xf = a.map { Float(bitPattern: UInt32($0) << 16) }
+        let saved = RepackedWeight.budgetBytes
+        defer { RepackedWeight.budgetBytes = saved }
+        func product(_ r: RepackedWeight) -> [Float] {
+            var y = [Float](repeating: 0, count: m * n)
+            let scratch = Scratch()
+            xf.withUnsafeBufferPointer { xp in w.withUnsafeBytes { wp in y.withUnsafeMutableBufferPointer { yp in
+                BF16Gemm.linear(x: xp.baseAddress!, w: wp.baseAddress!, y: yp.baseAddress!, m: m, k: k, n: n, accumulate: false,
+                                scratch: scratch, repacked: r) { dst in for i in 0..<(n * k) { dst[i] = Float(bitPattern: UInt32(w[i]) << 16) } }
+            } } }
+            return y
+        }
+        let need = i2q_bgemm_repack_bytes(Int64(k), Int64(n))
+        for budget in [0, 1 << 20] {
+            RepackedWeight.budgetBytes = budget
+            let before = RepackedWeight.heldBytes
+            var r: RepackedWeight? = RepackedWeight()
+            let first = product(r!)
+            XCTAssertEqual(RepackedWeight.heldBytes, before, "nothing kept after one prefill")
+            for _ in 0..<2 { XCTAssertEqual(product(r!), first, "budget \(budget)") }
+            XCTAssertEqual(RepackedWeight.heldBytes, before + (budget > 0 && BF16Gemm.native ? need : 0), "budget \(budget)")
+            for i in 0..<m {
+                for j in 0..<n {
+                    var s = 0.0, mag = 0.0
+                    for c in 0..<k { let p = widen(a[i * k + c]) * widen(w[j * k + c]); s += p; mag += abs(p) }
+                    XCTAssertLessThanOrEqual(abs(Double(first[i * n + j]) - s), Double(k + 1) * 0x1p-24 * mag + 1e-30)
+                }
+            }
+            r = nil
+            XCTAssertEqual(RepackedWeight.heldBytes, before, "freed with its weight")
         }
     }
 

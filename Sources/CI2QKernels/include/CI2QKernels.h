@@ -138,6 +138,20 @@ size_t i2q_bgemm_pack_bytes(int64_t k, int64_t n);
 int i2q_bgemm(const uint16_t *a, int64_t lda, const uint16_t *w, int64_t ldw, float *c, int64_t ldc,
               int64_t m, int64_t k, int64_t n0, int64_t n1, int accumulate, float alpha, void *pack);
 
+/// Bytes of a whole [n, k] weight repacked for i2q_bgemm_repacked.
+size_t i2q_bgemm_repack_bytes(int64_t k, int64_t n);
+
+/// Packs panels [p0, p1) (32 columns each) of the bf16 weight W[n, k] into `out` (64-byte aligned,
+/// i2q_bgemm_repack_bytes(k, n) bytes for the whole weight): the panels i2q_bgemm packs per call, laid
+/// out once for every k block, as llama.cpp repacks weights at load. Disjoint [p0, p1) may run on
+/// different threads. Returns 0 (nothing written) where i2q_bgemm returns 0.
+int i2q_bgemm_repack(const uint16_t *w, int64_t ldw, int64_t n, int64_t k, int64_t p0, int64_t p1, void *out);
+
+/// i2q_bgemm from a repacked weight (all n columns; n0, n1 multiples of 32 or n): the same tiles and
+/// order of additions, so bit-identical results. Returns 0 where i2q_bgemm returns 0.
+int i2q_bgemm_repacked(const uint16_t *a, int64_t lda, const void *packed, float *c, int64_t ldc,
+                       int64_t m, int64_t k, int64_t n, int64_t n0, int64_t n1, int accumulate, float alpha);
+
 // MARK: softmax (softmax.c)
 
 /// row[j] = exp(row[j] − max) / Σ for j in [lo, hi), max and Σ over that range; row[j] = 0 outside it

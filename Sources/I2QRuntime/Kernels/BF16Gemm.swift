@@ -27,9 +27,10 @@ public enum BF16Gemm {
 
     /// y[m, n] (+)= bf16(x)[m, k] · W[n, k]ᵀ, y rows `ldy` apart (default n). w: bf16 [n, k] row-major.
     /// `widened`: supplies W as float32 [n, k] for the fallback (only called on CPUs without AVX-512 BF16).
+    /// `repacked`: the weight's kept panels (`RepackedWeight`), used or made when the budget allows.
     static func linear(x: UnsafePointer<Float>, w: UnsafeRawPointer, y: UnsafeMutablePointer<Float>,
                        m: Int, k: Int, n: Int, ldy: Int? = nil, accumulate: Bool, scratch: Scratch,
-                       widened: (UnsafeMutablePointer<Float>) throws -> Void) rethrows {
+                       repacked: RepackedWeight? = nil, widened: (UnsafeMutablePointer<Float>) throws -> Void) rethrows {
         let ldc = ldy ?? n
         // x rounded to bf16: [m, k] — once per ProjectionGroup product when its parts share x
         let shared = input.value(for: x, count: m * k) {
@@ -44,6 +45,16 @@ public enum BF16Gemm {
             let panels = (n + 31) / 32
             let ap = UnsafeSendable(UnsafePointer(a16)), wp = UnsafeSendable(w.assumingMemoryBound(to: UInt16.self)),
                 yp = UnsafeSendable(y)
+            if let kept = repacked?.panels(w: wp.p, n: n, k: k) {
+                let pp = UnsafeSendable(kept)
+                WorkerPool.run(threads) { part in
+                    let n0 = panels * part / threads * 32, n1 = min(n, panels * (part + 1) / threads * 32)
+                    guard n0 < n1 else { return }
+                    _ = i2q_bgemm_repacked(ap.p, Int64(k), pp.p, yp.p, Int64(ldc), Int64(m), Int64(k), Int64(n), Int64(n0), Int64(n1),
+                                           accumulate ? 1 : 0, 1)
+                }
+                return
+            }
             WorkerPool.run(threads) { part in
                 let n0 = panels * part / threads * 32, n1 = min(n, panels * (part + 1) / threads * 32)
                 guard n0 < n1 else { return }

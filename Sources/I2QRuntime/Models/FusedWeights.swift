@@ -111,10 +111,10 @@ struct ProjectionGroup {
                 // bf16 activations × the fused bf16 weight in place, part by part (as unfused).
                 try f.withBytes(fused.tensor.offset, fused.tensor.byteCount) { b in
                     var off = 0
-                    for width in widths {
+                    for (p, width) in widths.enumerated() {
                         let o = off
                         try BF16Gemm.linear(x: x, w: b.baseAddress! + 2 * off * k, y: y + off, m: m, k: k, n: width, ldy: n,
-                                            accumulate: false, scratch: ws.scratch) { try fused.rows(o, width, into: $0) }
+                                            accumulate: false, scratch: ws.scratch, repacked: parts[p].repacked) { try fused.rows(o, width, into: $0) }
                         off += width
                     }
                 }

@@ -125,15 +125,19 @@ public final class TextDecoder: @unchecked Sendable {
 
     /// Logits [rows, vocab] of the given rows of `hidden` ([*, hidden]).
     public func logits(_ hidden: [Float], rows: Range<Int>) throws -> [Float] {
-        let h = config.hiddenSize, v = config.vocabSize
-        var out = [Float](repeating: 0, count: rows.count * v)
-        try hidden.withUnsafeBufferPointer { hp in
-            try out.withUnsafeMutableBufferPointer { op in
-                // Weight.linear: f32 in place; one row against a 16-bit head reads it in place (GEMV).
-                try lmHead.linear(x: hp.baseAddress! + rows.lowerBound * h, y: op.baseAddress!, m: rows.count, scratch: ws.scratch)
-            }
+        try [Float](unsafeUninitializedCapacity: rows.count * config.vocabSize) { buf, count in
+            try logits(hidden, rows: rows, into: buf.baseAddress!)  // writes every element
+            count = buf.count
         }
-        return out
+    }
+
+    /// Logits of the given rows of `hidden` ([*, hidden]) into `out` [rows, vocab] (every element written).
+    public func logits(_ hidden: [Float], rows: Range<Int>, into out: UnsafeMutablePointer<Float>) throws {
+        let h = config.hiddenSize
+        try hidden.withUnsafeBufferPointer { hp in
+            // Weight.linear: f32 in place; one row against a 16-bit head reads it in place (GEMV).
+            try lmHead.linear(x: hp.baseAddress! + rows.lowerBound * h, y: out, m: rows.count, scratch: ws.scratch)
+        }
     }
 }
 

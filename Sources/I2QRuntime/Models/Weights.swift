@@ -39,6 +39,8 @@ public final class Weight: @unchecked Sendable {
     let packed: PackedFourBit?
     /// Set for ggml-block weights: the rows' blocks, in place.
     let ggml: GGMLRows?
+    /// A bf16 weight's prefill panels, kept from its second prefill on when the budget allows (`BF16Gemm`).
+    let repacked = RepackedWeight()
     public var count: Int { tensor.elementCount }
 
     init(_ t: SourceTensor, packed p: PackedFourBit? = nil, ggml g: GGMLRows? = nil) throws {
@@ -117,7 +119,7 @@ public final class Weight: @unchecked Sendable {
             // Prefill with a mapped bf16 weight: bf16 activations × the weight in place (BF16Gemm).
             try f.withBytes(tensor.offset, tensor.byteCount) { b in
                 try BF16Gemm.linear(x: x, w: b.baseAddress!, y: y, m: m, k: inDim, n: out, accumulate: accumulate,
-                                    scratch: scratch) { try rows(0, out, into: $0) }
+                                    scratch: scratch, repacked: repacked) { try rows(0, out, into: $0) }
             }
             return
         }
