@@ -34,7 +34,8 @@ public enum Kernels {
     }
 
     /// RMSNorm as transformers' LlamaRMSNorm / MistralRMSNorm: y = w · (x · rsqrt(mean(x²) + eps)),
-    /// in float32. x, y: [rows, n]; w: [n]. Matches to float32 rounding (the sum order differs: ≤ 1e-6 rel.).
+    /// in float32. x, y: [rows, n]; w: [n]. Matches to float32 rounding (the sum order differs — 16
+    /// lanes, then the lanes, as torch's vectorised reduction also sums in lanes: ≤ 1e-6 rel.).
     public static func rmsNorm(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                                rows: Int, n: Int, eps: Float) {
         let (xs, ws, ys) = (UnsafeSendable(x), UnsafeSendable(w), UnsafeSendable(y))
@@ -45,8 +46,15 @@ public enum Kernels {
                             _ range: Range<Int>, _ n: Int, _ eps: Float) {
         for r in range {
             let xr = x + r * n, yr = y + r * n
-            var ss: Float = 0
-            for i in 0..<n { ss += xr[i] * xr[i] }
+            var lanes = SIMD16<Float>.zero
+            var i = 0
+            while i + 16 <= n {
+                let v = UnsafeRawPointer(xr + i).loadUnaligned(as: SIMD16<Float>.self)
+                lanes += v * v
+                i += 16
+            }
+            var ss = lanes.sum()
+            while i < n { ss += xr[i] * xr[i]; i += 1 }
             let inv = 1 / (ss / Float(n) + eps).squareRoot()
             for i in 0..<n { yr[i] = w[i] * (xr[i] * inv) }
         }

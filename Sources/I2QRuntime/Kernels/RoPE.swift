@@ -40,6 +40,41 @@ public struct RoPE: Sendable {
         }
     }
 
+    /// cos/sin of positions start..<start+count, computed once per forward and shared by every layer.
+    public struct Angles: Sendable {
+        public let start: Int
+        /// [count, headDim / 2] each
+        let cos: [Float], sin: [Float]
+    }
+
+    /// The angles of positions start..<start+count (each as `apply` computes it).
+    public func angles(start: Int, count: Int) -> Angles {
+        let half = headDim / 2
+        var c = [Float](repeating: 0, count: count * half), s = [Float](repeating: 0, count: count * half)
+        for r in 0..<count {
+            let p = Float(start + r)
+            for i in 0..<half {
+                let angle = p * invFreq[i]
+                c[r * half + i] = Float(Foundation.cos(Double(angle)))
+                s[r * half + i] = Float(Foundation.sin(Double(angle)))
+            }
+        }
+        return Angles(start: start, cos: c, sin: s)
+    }
+
+    /// Rotates a query row (`heads` heads) and its key row (`yHeads` heads) at position `pos`, with the
+    /// position's precomputed cos/sin (`angles` covers pos): the same values as `apply(_:heads:and:heads:pos:)`.
+    public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, and y: UnsafeMutablePointer<Float>, heads yHeads: Int,
+                      pos: Int, angles: Angles) {
+        let half = headDim / 2, o = (pos - angles.start) * half
+        angles.cos.withUnsafeBufferPointer { c in
+            angles.sin.withUnsafeBufferPointer { s in
+                rotate(x, heads: heads, c.baseAddress! + o, s.baseAddress! + o)
+                rotate(y, heads: yHeads, c.baseAddress! + o, s.baseAddress! + o)
+            }
+        }
+    }
+
     /// Rotates `heads` vectors of `headDim` (stride `headDim`) at position `pos`, in place.
     public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, pos: Int) {
         apply(x, heads: heads, and: nil, heads: 0, pos: pos)
@@ -56,11 +91,15 @@ public struct RoPE: Sendable {
             cosv[i] = Float(cos(Double(angle)))
             sinv[i] = Float(sin(Double(angle)))
         }
-        rotate(x, heads: heads, cosv, sinv)
-        if let y { rotate(y, heads: yHeads, cosv, sinv) }
+        cosv.withUnsafeBufferPointer { c in
+            sinv.withUnsafeBufferPointer { s in
+                rotate(x, heads: heads, c.baseAddress!, s.baseAddress!)
+                if let y { rotate(y, heads: yHeads, c.baseAddress!, s.baseAddress!) }
+            }
+        }
     }
 
-    private func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, _ cosv: [Float], _ sinv: [Float]) {
+    private func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, _ cosv: UnsafePointer<Float>, _ sinv: UnsafePointer<Float>) {
         let half = headDim / 2
         for h in 0..<heads {
             let v = x + h * headDim

@@ -31,8 +31,10 @@ struct Attention {
 
     /// x: [t, hidden] (normalised input) at positions start..<start+t; adds the attention output
     /// into `residual` [t, hidden]. keys/values: this layer's cache, [capacity, kvHeads·headDim].
+    /// `angles`: RoPE's cos/sin of those positions (`rope.angles`, shared by the layers).
     func callAsFunction(_ x: UnsafePointer<Float>, t: Int, start: Int, keys: UnsafeMutablePointer<Float>,
-                        values: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>, ws: Workspace) throws {
+                        values: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>, angles: RoPE.Angles,
+                        ws: Workspace) throws {
         let qw = heads * headDim, kw = kvHeads * headDim
         let qb = ws.q(t * qw)            // [t, heads·headDim]
         let kRows = keys + start * kw    // new keys go straight into the cache: [t, kw]
@@ -40,7 +42,7 @@ struct Attention {
         try qkv(x, m: t, outputs: [qb, kRows, vRows], ws: ws)
         let rb = UnsafeSendable((qb, kRows)), rope = rope, heads = heads, kvHeads = kvHeads
         Kernels.parallelRows(t, cost: t * (heads + kvHeads) * headDim * 4) { range in
-            for i in range { rope.apply(rb.p.0 + i * qw, heads: heads, and: rb.p.1 + i * kw, heads: kvHeads, pos: start + i) }
+            for i in range { rope.apply(rb.p.0 + i * qw, heads: heads, and: rb.p.1 + i * kw, heads: kvHeads, pos: start + i, angles: angles) }
         }
         let s = start + t
         let out = ws.attn(t * qw)         // [t, heads·headDim]

@@ -110,9 +110,11 @@ public final class TextDecoder: @unchecked Sendable {
         try hidden.withUnsafeMutableBufferPointer { hp in
             let xr = hp.baseAddress!
             let normed = ws.normed(t * h)  // [t, hidden]
+            let angles = layers.first?.attention.rope.angles(start: cache.count, count: t)  // the same rope in every layer
             for (li, layer) in layers.enumerated() {
                 try layer.inputNorm.withF32(ws.scratch) { Kernels.rmsNorm(xr, $0, normed, rows: t, n: h, eps: eps) }
-                try layer.attention(normed, t: t, start: cache.count, keys: cache.keys[li], values: cache.values[li], residual: xr, ws: ws)
+                try layer.attention(normed, t: t, start: cache.count, keys: cache.keys[li], values: cache.values[li], residual: xr,
+                                    angles: angles!, ws: ws)
                 try layer.postNorm.withF32(ws.scratch) { Kernels.rmsNorm(xr, $0, normed, rows: t, n: h, eps: eps) }
                 try layer.mlp(normed, t: t, residual: xr, ws: ws)
                 try onLayer?(li, UnsafeBufferPointer(start: xr, count: t * h))
