@@ -72,15 +72,34 @@ static inline __m512 exp16(__m512 x) {
     return _mm512_mask_mov_ps(out, nan, x);
 }
 
+/// max of row[lo..<hi] in 16 lanes: the same value as the scalar loop's (max is exact in any order; a NaN
+/// is skipped alike — max_ps returns its second operand when one is NaN; ±0 give the same x − m).
 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
-static void softmax_avx512(float *row, int64_t n, int64_t lo, int64_t hi) {
-    // The max in 16 lanes: the same value as the scalar loop's (max is exact in any order; a NaN is
-    // skipped alike — max_ps returns its second operand when one is NaN; ±0 give the same x − m).
+static float row_max_avx512(const float *row, int64_t lo, int64_t hi) {
     __m512 mx = _mm512_set1_ps(-INFINITY);
     int64_t i = lo;
     for (; i + 16 <= hi; i += 16) mx = _mm512_max_ps(_mm512_loadu_ps(row + i), mx);
     float m = _mm512_reduce_max_ps(mx);
     for (; i < hi; i++) m = row[i] > m ? row[i] : m;
+    return m;
+}
+
+/// The same max in 8 lanes.
+__attribute__((target("avx2,fma")))
+static float row_max_avx2(const float *row, int64_t lo, int64_t hi) {
+    __m256 mx = _mm256_set1_ps(-INFINITY);
+    int64_t i = lo;
+    for (; i + 8 <= hi; i += 8) mx = _mm256_max_ps(_mm256_loadu_ps(row + i), mx);
+    float lanes[8], m = -INFINITY;
+    _mm256_storeu_ps(lanes, mx);
+    for (int l = 0; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
+    for (; i < hi; i++) m = row[i] > m ? row[i] : m;
+    return m;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void softmax_avx512(float *row, int64_t n, int64_t lo, int64_t hi) {
+    const float m = row_max_avx512(row, lo, hi);
     const __m512 mv = _mm512_set1_ps(m);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t j = lo; j < hi; j += 16) {
@@ -120,13 +139,7 @@ static inline __m256 exp8(__m256 x) {
 
 __attribute__((target("avx2,fma")))
 static void softmax_avx2(float *row, int64_t n, int64_t lo, int64_t hi) {
-    __m256 mx = _mm256_set1_ps(-INFINITY);  // the max in 8 lanes, as softmax_avx512's
-    int64_t i = lo;
-    for (; i + 8 <= hi; i += 8) mx = _mm256_max_ps(_mm256_loadu_ps(row + i), mx);
-    float lanes[8], m = -INFINITY;
-    _mm256_storeu_ps(lanes, mx);
-    for (int l = 0; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
-    for (; i < hi; i++) m = row[i] > m ? row[i] : m;
+    const float m = row_max_avx2(row, lo, hi);
     const __m256 mv = _mm256_set1_ps(m);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();  // lanes 0-7, 8-15
     int64_t j = lo;
@@ -224,14 +237,15 @@ static double sumexp_avx2(const float *x, int64_t n, float m) {
 
 double i2q_sumexp(const float *x, int64_t n, float *max_out, int impl) {
     float m = -INFINITY;
-    for (int64_t j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
-    *max_out = m;
     switch (i2q_q4a_impl(impl)) {
 #if I2Q_X86
-    case I2Q_IMPL_VNNI: return sumexp_avx512(x, n, m);
-    case I2Q_IMPL_AVX2: return sumexp_avx2(x, n, m);
+    case I2Q_IMPL_VNNI: *max_out = m = row_max_avx512(x, 0, n); return sumexp_avx512(x, n, m);
+    case I2Q_IMPL_AVX2: *max_out = m = row_max_avx2(x, 0, n); return sumexp_avx2(x, n, m);
 #endif
-    default: return sumexp_scalar(x, n, m);
+    default:
+        for (int64_t j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+        *max_out = m;
+        return sumexp_scalar(x, n, m);
     }
 }
 

@@ -265,6 +265,28 @@ final class BgemmKernelTests: XCTestCase {
         }
     }
 
+    /// Σ exp(x − max) of log-softmax (perplexity, KLD; softmax.c): the max exact and the sum bit-identical
+    /// on every path, and within 2·2⁻²⁴ relative of the sum in double of the exact exps (the stated bound).
+    func testSumExpEveryPathEqualsScalarAndDouble() {
+        for n in [1, 7, 16, 17, 100, 1000, 49152] {
+            var row = (0..<n).map { _ in uniform() * 30 }
+            if n > 20 { row[5] = -.infinity; row[n - 2] = 40 }  // −inf gives 0; one dominant entry
+            var m0: Float = 0
+            let ref = i2q_sumexp(row, Int64(n), &m0, Int32(I2Q_IMPL_SCALAR))
+            let m = row.max()!
+            XCTAssertEqual(m0, m, "n=\(n)")
+            var exact = 0.0, mag = 0.0
+            for x in row { let e = Foundation.exp(Double(x - m)); exact += e; mag += e }
+            XCTAssertLessThanOrEqual(abs(ref - exact), 2 * 0x1p-24 * mag, "n=\(n)")
+            for impl in QuantGemv.Int8.supported where impl != .scalar {
+                var mi: Float = 0
+                let got = i2q_sumexp(row, Int64(n), &mi, impl.rawValue)
+                XCTAssertEqual(mi, m0, "n=\(n) \(impl)")
+                XCTAssertEqual(got, ref, "n=\(n) \(impl)")
+            }
+        }
+    }
+
     func testExpIsWithinTwoUlpOfTheCorrectlyRoundedValue() {
         var x: [Float] = []
         var v: Float = -86.5
