@@ -136,6 +136,8 @@ final class HostileInputTests: CLITestCase {
             ["run", vqa, "--prompt", "hi", "--max-new-tokens", big],
             ["run", vqa, "--image", image, "--prompt", prompt, "--longest-edge", "1000000000"],
             ["perplexity", vqa, "--text", fixturesDir + "/docvqa-mini/README.md", "--ctx", big],
+            ["perplexity", vqa, "--text", fixturesDir + "/docvqa-mini/README.md", "--repack-mb", big],
+            ["run", vqa, "--prompt", "hi", "--repack-mb=-1"],
             ["verify", vqa, "--reference", vqa, "--docvqa", fixturesDir + "/docvqa-mini", "--max-new-tokens", big],
             ["quantize", vqa, "--awq", "--calibration", fixturesDir + "/docvqa-mini", "--samples", big, "-o", dir + "/x.i2q"],
             ["quantize", vqa, "--awq", "--calibration", fixturesDir + "/docvqa-mini", "--seq-len", big, "-o", dir + "/x.i2q"],
