@@ -45,19 +45,15 @@ public enum BF16Gemm {
             let panels = (n + 31) / 32
             let ap = UnsafeSendable(UnsafePointer(a16)), wp = UnsafeSendable(w.assumingMemoryBound(to: UInt16.self)),
                 yp = UnsafeSendable(y)
-            if let kept = repacked?.panels(w: wp.p, n: n, k: k) {
-                let pp = UnsafeSendable(kept)
-                WorkerPool.run(threads) { part in
-                    let n0 = panels * part / threads * 32, n1 = min(n, panels * (part + 1) / threads * 32)
-                    guard n0 < n1 else { return }
-                    _ = i2q_bgemm_repacked(ap.p, Int64(k), pp.p, yp.p, Int64(ldc), Int64(m), Int64(k), Int64(n), Int64(n0), Int64(n1),
-                                           accumulate ? 1 : 0, 1)
-                }
-                return
-            }
+            let kept = repacked?.panels(w: wp.p, n: n, k: k).map(UnsafeSendable.init)  // the weight's kept panels, if any
             WorkerPool.run(threads) { part in
                 let n0 = panels * part / threads * 32, n1 = min(n, panels * (part + 1) / threads * 32)
                 guard n0 < n1 else { return }
+                if let kept {
+                    _ = i2q_bgemm_repacked(ap.p, Int64(k), kept.p, yp.p, Int64(ldc), Int64(m), Int64(k), Int64(n), Int64(n0), Int64(n1),
+                                           accumulate ? 1 : 0, 1)
+                    return
+                }
                 let pack = UnsafeMutableRawPointer.allocate(byteCount: max(64, i2q_bgemm_pack_bytes(Int64(k), Int64(n1 - n0))), alignment: 64)
                 defer { pack.deallocate() }
                 _ = i2q_bgemm(ap.p, Int64(k), wp.p, Int64(k), yp.p, Int64(ldc), Int64(m), Int64(k), Int64(n0), Int64(n1),
