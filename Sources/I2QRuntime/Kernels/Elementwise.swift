@@ -136,37 +136,31 @@ extension Kernels {
         let blocks = (tq + qBlock - 1) / qBlock
         let box = UnsafeSendable((q, k, v, out))
         let parts = tq * tk * d * heads >= 1 << 18 ? heads * blocks : 1
-        if BF16Attention.enabled {  // bf16 inputs to both products (--bf16-attention)
-            let ops = BF16Attention.Operands(q: q, tq: tq, ldq: ldq, k: k, v: v, tk: tk, ldk: ldk, kvHeads: kvHeads, d: d)
-            defer { ops.free() }
-            let ob = UnsafeSendable(out)
-            WorkerPool.run(parts) { part in
-                for u in parts == 1 ? Array(0..<(heads * blocks)) : [part] {
-                    let h = u / blocks, i0 = (u % blocks) * qBlock, n = min(qBlock, tq - i0)
-                    BF16Attention.unit(ops, q16: ops.q16 + i0 * ldq + h * d, ldq: ldq, m: n, d: d, g: h / group, ldk: ldk, sv: tk, scale: scale,
-                                       out: ob.p + i0 * ldo + h * d, ldo: ldo) { _, row in
-                        if let keyMask { for j in 0..<tk where !keyMask[j] { row[j] = -.infinity } }
-                        softmax(row, n: tk)
-                    }
-                }
-            }
-            return
+        // Masks and softmaxes one row of a unit's scores [tk] in place (both paths).
+        let probabilities: (Int, UnsafeMutablePointer<Float>) -> Void = { _, row in
+            if let keyMask { for j in 0..<tk where !keyMask[j] { row[j] = -.infinity } }
+            softmax(row, n: tk)
         }
+        // --bf16-attention: bf16 inputs to both products, q/k/v rounded once for all units.
+        let ops = BF16Attention.enabled
+            ? BF16Attention.Operands(q: q, tq: tq, ldq: ldq, k: k, v: v, tk: tk, ldk: ldk, kvHeads: kvHeads, d: d) : nil
+        defer { ops?.free() }
         WorkerPool.run(parts) { part in
             let (q, k, v, out) = box.p
             let units = parts == 1 ? Array(0..<(heads * blocks)) : [part]
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: qBlock * tk)  // [block, tk]
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: ops == nil ? qBlock * tk : 1)  // [block, tk]
             defer { scores.deallocate() }
             for u in units {
                 let h = u / blocks, i0 = (u % blocks) * qBlock, n = min(qBlock, tq - i0)
                 let g = h / group
+                if let ops {
+                    BF16Attention.unit(ops, q16: ops.q16 + i0 * ldq + h * d, ldq: ldq, m: n, d: d, g: g, ldk: ldk, sv: tk, scale: scale,
+                                       out: out + i0 * ldo + h * d, ldo: ldo, probabilities: probabilities)
+                    continue
+                }
                 Matmul.gemm(transB: true, m: n, n: tk, k: d, alpha: scale, a: q + i0 * ldq + h * d, lda: ldq,
                             b: k + g * d, ldb: ldk, c: scores, ldc: tk)
-                for i in 0..<n {
-                    let row = scores + i * tk
-                    if let keyMask { for j in 0..<tk where !keyMask[j] { row[j] = -.infinity } }
-                    softmax(row, n: tk)
-                }
+                for i in 0..<n { probabilities(i, scores + i * tk) }
                 Matmul.gemm(transB: false, m: n, n: d, k: tk, alpha: 1, a: scores, lda: tk, b: v + g * d, ldb: ldk,
                             c: out + i0 * ldo + h * d, ldc: ldo)
             }
