@@ -152,6 +152,18 @@ public final class Weight: @unchecked Sendable {
             return
         }
         let count = n * width
+        if tensor.dtype == .bf16 || tensor.dtype == .f16, let f = tensor.file {
+            // Mapped 16-bit rows widened straight from the mapping, split over the cores (prefill
+            // with float32 activations widens every weight of every window).
+            let dtype = tensor.dtype
+            f.withBytes(tensor.offset + 2 * first * width, 2 * count) { b in
+                let s = UnsafeSendable(b.baseAddress!), d = UnsafeSendable(dst)
+                Kernels.parallelRows(count, cost: count) { r in
+                    FloatConversion.widenToF32(from: dtype, count: r.count, src: s.p + 2 * r.lowerBound, dst: d.p + r.lowerBound)
+                }
+            }
+            return
+        }
         switch tensor.dtype {
         case .f32:
             try tensor.read(elements: first * width, count: count, into: UnsafeMutableRawPointer(dst))
