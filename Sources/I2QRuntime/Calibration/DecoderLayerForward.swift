@@ -94,18 +94,9 @@ public final class DecoderLayerForward: @unchecked Sendable {
     public init(config: TextConfig, batch: CalibrationBatch) {
         self.config = config
         self.batch = batch
-        let half = config.headDim / 2
-        let rope = RoPE(headDim: config.headDim, parameters: config.rope)
-        var c = [Float](repeating: 0, count: max(batch.maxLength * half, 1))
-        var s = c
-        for p in 0..<batch.maxLength {
-            for i in 0..<half {
-                let angle = Float(p) * rope.invFreq[i]  // as RoPE.apply
-                c[p * half + i] = Float(Foundation.cos(Double(angle)))
-                s[p * half + i] = Float(Foundation.sin(Double(angle)))
-            }
-        }
-        cosTable = c; sinTable = s
+        // The runtime's own angles (at least one row, so the tables are never empty).
+        let angles = RoPE(headDim: config.headDim, parameters: config.rope).angles(start: 0, count: max(batch.maxLength, 1))
+        cosTable = angles.cos; sinTable = angles.sin
     }
 
     var n: Int { batch.tokens }

@@ -62,15 +62,15 @@ public struct RoPE: Sendable {
         return Angles(start: start, cos: c, sin: s)
     }
 
-    /// Rotates a query row (`heads` heads) and its key row (`yHeads` heads) at position `pos`, with the
-    /// position's precomputed cos/sin (`angles` covers pos): the same values as `apply(_:heads:and:heads:pos:)`.
-    public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, and y: UnsafeMutablePointer<Float>, heads yHeads: Int,
+    /// Rotates a query row (`heads` heads) and its key row (`yHeads` heads; y nil: none) at position
+    /// `pos`, with the position's precomputed cos/sin (`angles` covers pos).
+    public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, and y: UnsafeMutablePointer<Float>?, heads yHeads: Int,
                       pos: Int, angles: Angles) {
         let half = headDim / 2, o = (pos - angles.start) * half
         angles.cos.withUnsafeBufferPointer { c in
             angles.sin.withUnsafeBufferPointer { s in
                 rotate(x, heads: heads, c.baseAddress! + o, s.baseAddress! + o)
-                rotate(y, heads: yHeads, c.baseAddress! + o, s.baseAddress! + o)
+                if let y { rotate(y, heads: yHeads, c.baseAddress! + o, s.baseAddress! + o) }
             }
         }
     }
@@ -83,20 +83,7 @@ public struct RoPE: Sendable {
     /// Rotates `heads` heads of x and `yHeads` heads of y (a query row and its key row) at one
     /// position, with one evaluation of the position's cos/sin.
     public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, and y: UnsafeMutablePointer<Float>?, heads yHeads: Int, pos: Int) {
-        let half = headDim / 2
-        var cosv = [Float](repeating: 0, count: half), sinv = [Float](repeating: 0, count: half)
-        let p = Float(pos)
-        for i in 0..<half {
-            let angle = p * invFreq[i]
-            cosv[i] = Float(cos(Double(angle)))
-            sinv[i] = Float(sin(Double(angle)))
-        }
-        cosv.withUnsafeBufferPointer { c in
-            sinv.withUnsafeBufferPointer { s in
-                rotate(x, heads: heads, c.baseAddress!, s.baseAddress!)
-                if let y { rotate(y, heads: yHeads, c.baseAddress!, s.baseAddress!) }
-            }
-        }
+        apply(x, heads: heads, and: y, heads: yHeads, pos: pos, angles: angles(start: pos, count: 1))
     }
 
     private func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, _ cosv: UnsafePointer<Float>, _ sinv: UnsafePointer<Float>) {
